@@ -1,0 +1,91 @@
+"""The simulator's broker: the broker port over the simulated venue.
+
+Without a network it answers at the venue instantly, at its clock's time: the SimPy driver
+then carries each remote call over the simulated network itself, in virtual time. With a
+network and a sleep function it crosses that network on its own with real waiting, which
+is how paper trading on the wall clock meets the very same latency and faults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.core.instruments import SymbolSpec
+from engine.core.ports import (
+    AccountState,
+    BrokerError,
+    BrokerInterface,
+    OrderReport,
+    OrderRequest,
+)
+from engine.schemas import Direction, MarketSnapshot
+from sim.network import Network
+from sim.venue import Venue
+
+
+class SimulatedBroker(BrokerInterface):
+    def __init__(
+        self,
+        venue: Venue,
+        clock: Callable[[], float],
+        network: Network | None = None,
+        sleep: Callable[[float], None] | None = None,
+        request_timeout: float = 5.0,
+    ) -> None:
+        if (network is None) != (sleep is None):
+            raise ValueError("a network needs a sleep function to carry it out, and vice versa")
+        self.venue = venue
+        self.clock = clock
+        self.network = network
+        self.sleep = sleep
+        self.request_timeout = request_timeout
+
+    def _remote(self, call: Callable[[float], Any]) -> Any:
+        if self.network is None or self.sleep is None:
+            return call(self.clock())
+        schedule = self.network.plan(self.clock()).schedule(self.request_timeout)
+        self.sleep(schedule.before)
+        result: Any = None
+        answer: BrokerError | None = None
+        if schedule.reaches_broker:
+            try:
+                result = call(self.clock())
+            except BrokerError as error:
+                answer = error
+        self.sleep(schedule.after)
+        failure = schedule.error or answer
+        if failure is not None:
+            raise failure
+        return result
+
+    def symbol_spec(self, symbol: str) -> SymbolSpec | None:
+        return self.venue.spec(symbol)
+
+    def market_snapshot(self, symbol: str) -> MarketSnapshot | None:
+        return self.venue.quote(symbol, self.clock())
+
+    def account(self) -> AccountState:
+        return self.venue.account(self.clock())
+
+    def margin_required(
+        self, symbol: str, direction: Direction, lots: float, price: float
+    ) -> float:
+        spec = self.venue.spec(symbol)
+        assert spec is not None
+        return self.venue.margin_required(symbol, round(lots * spec.contract_size), self.clock())
+
+    def place_order(self, order: OrderRequest) -> OrderReport:
+        return self._remote(lambda t: self.venue.place(order, t))
+
+    def order_status(self, order_id: str) -> OrderReport:
+        return self._remote(lambda t: self.venue.status(order_id))
+
+    def find_order(self, client_order_id: str) -> OrderReport | None:
+        return self._remote(lambda t: self.venue.find(client_order_id))
+
+    def cancel_order(self, order_id: str) -> OrderReport:
+        return self._remote(lambda t: self.venue.cancel(order_id))
+
+    def is_connected(self) -> bool:
+        return self.network is None or not self.network.in_outage(self.clock())

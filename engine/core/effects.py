@@ -1,0 +1,117 @@
+"""The requests the core hands to its driver; the driver carries them out and replies.
+
+The core never performs I/O itself: it yields one of these and is resumed with
+`(now, result)`, where `result` is the call's value or the BrokerError it raised. Broker
+calls know which port method they stand for, so every driver performs them the same way;
+`remote` marks the ones that travel to the broker's trade server (and so meet latency and
+network faults) rather than read the terminal's local state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from engine.core.events import ExecutionEvent
+from engine.core.ports import BrokerError, BrokerInterface, OrderRequest
+from engine.schemas import Direction
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Append an event to the audit trail; the driver makes it durable before going on."""
+
+    event: ExecutionEvent
+
+
+class BrokerCall:
+    __slots__ = ()
+    remote: ClassVar[bool] = False
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSymbol(BrokerCall):
+    symbol: str
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.symbol_spec(self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchQuote(BrokerCall):
+    symbol: str
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.market_snapshot(self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchAccount(BrokerCall):
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.account()
+
+
+@dataclass(frozen=True, slots=True)
+class FetchMargin(BrokerCall):
+    symbol: str
+    direction: Direction
+    lots: float
+    price: float
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.margin_required(self.symbol, self.direction, self.lots, self.price)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder(BrokerCall):
+    remote: ClassVar[bool] = True
+    order: OrderRequest
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.place_order(self.order)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOrder(BrokerCall):
+    remote: ClassVar[bool] = True
+    order_id: str
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.order_status(self.order_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FindOrder(BrokerCall):
+    remote: ClassVar[bool] = True
+    client_order_id: str
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.find_order(self.client_order_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder(BrokerCall):
+    remote: ClassVar[bool] = True
+    order_id: str
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.cancel_order(self.order_id)
+
+
+Effect = Sleep | Record | BrokerCall
+
+
+def perform_call(call: BrokerCall, broker: BrokerInterface) -> Any:
+    """Carry out a broker call for a driver: its value, or the BrokerError it raised."""
+    try:
+        return call.perform(broker)
+    except BrokerError as error:
+        return error

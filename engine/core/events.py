@@ -1,0 +1,202 @@
+"""What happened to an execution, in the past tense: the audit trail's vocabulary.
+
+Each event is one stage transition, stamped with the driver's clock (POSIX seconds). The
+current state of an execution is the fold of its events (see `lifecycle.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from engine.core.ports import BrokerOrderState
+from engine.schemas import ExecutionRejectionReason, ExecutionRequest, SlippageQuality
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionEvent:
+    execution_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRequested(ExecutionEvent):
+    request: ExecutionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationFailed(ExecutionEvent):
+    check: str
+    reason: ExecutionRejectionReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationCompleted(ExecutionEvent):
+    """All checks passed; the order that will be sent, with the quote it was priced on."""
+
+    checks: tuple[str, ...]
+    lots: float
+    arrival_bid: float
+    arrival_ask: float
+    deviation_points: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionAttempted(ExecutionEvent):
+    """Written before the order leaves (write-ahead): no order without this record."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionFailed(ExecutionEvent):
+    """The request never reached the broker: resending is safe."""
+
+    attempt: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionOutcomeUnknown(ExecutionEvent):
+    """The request may have reached the broker and no reply came: reconcile first."""
+
+    attempt: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationAttempted(ExecutionEvent):
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderNotFound(ExecutionEvent):
+    """Reconciliation proved the lost request never became an order: resending is safe."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionAbandoned(ExecutionEvent):
+    """Every attempt failed and nothing reached the broker."""
+
+    reason: ExecutionRejectionReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationDeferred(ExecutionEvent):
+    """The outcome is still unknown at the deadline; recovery must settle it later."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAcknowledged(ExecutionEvent):
+    order_id: str
+    via_reconciliation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected(ExecutionEvent):
+    reason: ExecutionRejectionReason
+    detail: str
+    broker_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled(ExecutionEvent):
+    fill_id: str
+    units: int
+    price: float
+    fill_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderClosed(ExecutionEvent):
+    """The broker will send no more fills for this order."""
+
+    broker_state: BrokerOrderState
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested(ExecutionEvent):
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired(ExecutionEvent):
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlippageMeasured(ExecutionEvent):
+    average_price: float
+    reference_price: float
+    slippage_pips: float
+    quality: SlippageQuality
+
+
+EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
+    cls.__name__: cls
+    for cls in (
+        ExecutionRequested,
+        ValidationFailed,
+        ValidationCompleted,
+        SubmissionAttempted,
+        SubmissionFailed,
+        SubmissionOutcomeUnknown,
+        ReconciliationAttempted,
+        OrderNotFound,
+        SubmissionAbandoned,
+        ReconciliationDeferred,
+        OrderAcknowledged,
+        OrderRejected,
+        OrderFilled,
+        OrderClosed,
+        CancelRequested,
+        OrderExpired,
+        SlippageMeasured,
+    )
+}
+
+_ENUM_FIELDS: dict[str, type[Enum]] = {
+    "reason": ExecutionRejectionReason,
+    "quality": SlippageQuality,
+    "broker_state": BrokerOrderState,
+}
+
+
+def event_kind(event: ExecutionEvent) -> str:
+    return type(event).__name__
+
+
+def to_payload(event: ExecutionEvent) -> dict[str, Any]:
+    """The event's own fields as JSON-ready values (execution_id and time are stored apart)."""
+    payload: dict[str, Any] = {}
+    for field in dataclasses.fields(event):
+        if field.name in ("execution_id", "at"):
+            continue
+        value = getattr(event, field.name)
+        if isinstance(value, ExecutionRequest):
+            value = value.model_dump(mode="json")
+        elif isinstance(value, Enum):
+            value = value.value
+        payload[field.name] = value
+    return payload
+
+
+def from_payload(
+    kind: str, execution_id: str, at: float, payload: dict[str, Any]
+) -> ExecutionEvent:
+    cls = EVENT_TYPES[kind]
+    values = dict(payload)
+    if cls is ExecutionRequested:
+        values["request"] = ExecutionRequest.model_validate(values["request"])
+    for name, enum_type in _ENUM_FIELDS.items():
+        if name in values:
+            values[name] = enum_type(values[name])
+    return cls(execution_id=execution_id, at=at, **values)

@@ -1,0 +1,353 @@
+"""The 9-stage flow of one execution, as a generator of effects (sans-I/O).
+
+A driver creates the flow with `execution_flow(...)`, then repeatedly carries out the
+yielded effect and resumes the flow with `send((now, result))`. The flow never reads a
+clock, sleeps, or touches a broker or database: all of that is the driver's job, which
+is why the same code runs in SimPy's virtual time and on the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from engine.core.config import ENGINE_VERSION, EngineConfig
+from engine.core.effects import (
+    CancelOrder,
+    Effect,
+    FetchAccount,
+    FetchMargin,
+    FetchQuote,
+    FetchSymbol,
+    FindOrder,
+    PlaceOrder,
+    QueryOrder,
+    Record,
+    Sleep,
+)
+from engine.core.events import (
+    CancelRequested,
+    ExecutionEvent,
+    ExecutionRequested,
+    OrderAcknowledged,
+    OrderClosed,
+    OrderExpired,
+    OrderFilled,
+    OrderNotFound,
+    OrderRejected,
+    ReconciliationAttempted,
+    ReconciliationDeferred,
+    SlippageMeasured,
+    SubmissionAbandoned,
+    SubmissionAttempted,
+    SubmissionFailed,
+    SubmissionOutcomeUnknown,
+    ValidationCompleted,
+    ValidationFailed,
+)
+from engine.core.ids import client_order_id_for, execution_id_for
+from engine.core.instruments import VolumeError, units_to_lots
+from engine.core.lifecycle import Execution
+from engine.core.ports import (
+    AccountState,
+    BrokerError,
+    BrokerOrderState,
+    BrokerRejected,
+    OrderReport,
+    OrderRequest,
+    RequestNotSent,
+)
+from engine.core.slippage import classify, deviation_points, reference_price, slippage_pips
+from engine.core.validation import (
+    CHECK_NAMES,
+    CheckFailure,
+    MarketContext,
+    decision_approved,
+    run_market_checks,
+    trading_halted,
+)
+from engine.schemas import (
+    ExecutionRejectionReason,
+    ExecutionRequest,
+    MarketSnapshot,
+    RPMOutput,
+    utc,
+)
+
+Flow = Generator[Effect, tuple[float, Any], Execution]
+
+R = ExecutionRejectionReason
+_NOT_FOUND = object()
+_UNRESOLVED = object()
+
+
+def build_request(
+    rpm: RPMOutput, idempotency_key: str, config: EngineConfig, now: float
+) -> ExecutionRequest:
+    """Stage 2: the request as it will be stored, with its deterministic ids."""
+    trade = rpm.decision.approved_trade
+    execution_id = execution_id_for(idempotency_key)
+    max_slippage = trade.max_slippage_pips if trade else None
+    return ExecutionRequest(
+        execution_id=execution_id,
+        idempotency_key=idempotency_key,
+        client_order_id=client_order_id_for(execution_id),
+        symbol=trade.symbol if trade else None,
+        direction=trade.direction if trade else None,
+        intended_units=trade.position_units if trade else 0,
+        max_slippage_pips=max_slippage
+        if max_slippage is not None
+        else config.default_max_slippage_pips,
+        decision=rpm.model_dump(mode="json"),
+        received_at=utc(now),
+        engine_version=ENGINE_VERSION,
+        config_version=config.version,
+    )
+
+
+class _Run:
+    """The state one flow carries between yields: the execution and the last known time."""
+
+    __slots__ = ("config", "execution", "now")
+
+    def __init__(self, execution: Execution, config: EngineConfig, now: float) -> None:
+        self.execution = execution
+        self.config = config
+        self.now = now
+
+    def record(self, event: ExecutionEvent) -> Record:
+        self.execution.apply(event)
+        return Record(event)
+
+
+def execution_flow(
+    rpm: RPMOutput,
+    request: ExecutionRequest,
+    config: EngineConfig,
+    started_at: float,
+    engine_halted: bool = False,
+) -> Flow:
+    """Stages 1-9 for one decision; returns the Execution in its final (or deferred) state."""
+    run = _Run(Execution(request.execution_id), config, started_at)
+    eid = request.execution_id
+    run.now, _ = yield run.record(ExecutionRequested(eid, run.now, request))
+
+    failure = decision_approved(rpm) or trading_halted(rpm, engine_halted)
+    if failure is not None:
+        yield run.record(
+            ValidationFailed(eid, run.now, failure.check, failure.reason, failure.detail)
+        )
+        return run.execution
+
+    ctx = yield from _market_context(run, request)
+    failure = ctx if isinstance(ctx, CheckFailure) else run_market_checks(ctx, config)
+    if failure is not None:
+        yield run.record(
+            ValidationFailed(eid, run.now, failure.check, failure.reason, failure.detail)
+        )
+        return run.execution
+    assert isinstance(ctx, MarketContext) and ctx.snapshot is not None and ctx.spec is not None
+    assert ctx.lots is not None and request.direction is not None and request.symbol is not None
+
+    deviation = (
+        deviation_points(request.max_slippage_pips, ctx.spec)
+        if request.max_slippage_pips is not None
+        else None
+    )
+    run.now, _ = yield run.record(
+        ValidationCompleted(
+            eid, run.now, CHECK_NAMES, ctx.lots, ctx.snapshot.bid, ctx.snapshot.ask, deviation
+        )
+    )
+    order = OrderRequest(
+        client_order_id=request.client_order_id,
+        symbol=request.symbol,
+        direction=request.direction,
+        units=request.intended_units,
+        lots=ctx.lots,
+        price=reference_price(request.direction, ctx.snapshot.bid, ctx.snapshot.ask),
+        deviation_points=deviation,
+    )
+    report = yield from _submit_with_retry(run, order)
+    if report is None:
+        return run.execution
+    yield from _monitor_until_done(run, report)
+    yield from _measure_slippage(run, order, ctx.spec.pip)
+    return run.execution
+
+
+def _market_context(run: _Run, request: ExecutionRequest) -> Generator[Effect, Any, Any]:
+    """Fetch what the market checks judge; a broker that cannot be asked fails validation."""
+    assert request.symbol is not None and request.direction is not None
+    symbol, direction, units = request.symbol, request.direction, request.intended_units
+    run.now, spec = yield FetchSymbol(symbol)
+    if isinstance(spec, BrokerError):
+        return _unreachable(spec)
+    run.now, snapshot = yield FetchQuote(symbol)
+    if isinstance(snapshot, BrokerError):
+        return _unreachable(snapshot)
+    assert snapshot is None or isinstance(snapshot, MarketSnapshot)
+
+    lots: float | None = None
+    volume_problem: str | None = None
+    if spec is not None:
+        try:
+            lots = units_to_lots(units, spec)
+        except VolumeError as exc:
+            volume_problem = str(exc)
+
+    account: AccountState | None = None
+    margin: float | None = None
+    if lots is not None and snapshot is not None:
+        run.now, account = yield FetchAccount()
+        if isinstance(account, BrokerError):
+            return _unreachable(account)
+        price = reference_price(direction, snapshot.bid, snapshot.ask)
+        run.now, margin = yield FetchMargin(symbol, direction, lots, price)
+        if isinstance(margin, BrokerError):
+            return _unreachable(margin)
+    return MarketContext(
+        symbol, direction, units, run.now, spec, snapshot, lots, volume_problem, account, margin
+    )
+
+
+def _unreachable(error: BrokerError) -> CheckFailure:
+    return CheckFailure("broker_reachable", R.NETWORK_ERROR, f"broker could not be asked: {error}")
+
+
+def _submit_with_retry(
+    run: _Run, order: OrderRequest
+) -> Generator[Effect, Any, OrderReport | None]:
+    """Stage 4. Resend only what provably never became an order (Principle 3)."""
+    eid, config = run.execution.execution_id, run.config
+    deadline = run.now + config.order_timeout_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        run.now, _ = yield run.record(SubmissionAttempted(eid, run.now, attempt))
+        run.now, result = yield PlaceOrder(order)
+        if isinstance(result, OrderReport):
+            yield run.record(OrderAcknowledged(eid, run.now, result.order_id))
+            return result
+        if isinstance(result, BrokerRejected):
+            yield run.record(OrderRejected(eid, run.now, result.reason, result.detail, result.code))
+            return None
+        assert isinstance(result, BrokerError)
+        if isinstance(result, RequestNotSent):
+            yield run.record(SubmissionFailed(eid, run.now, attempt, str(result)))
+        else:
+            yield run.record(SubmissionOutcomeUnknown(eid, run.now, attempt, str(result)))
+            found = yield from reconcile(run, order.client_order_id, deadline)
+            if isinstance(found, OrderReport):
+                return found
+            if found is _UNRESOLVED:
+                return None
+        if attempt >= config.max_submission_attempts:
+            yield run.record(
+                SubmissionAbandoned(
+                    eid,
+                    run.now,
+                    R.NETWORK_ERROR,
+                    f"no attempt of {attempt} reached the broker; last error: {result}",
+                )
+            )
+            return None
+        run.now, _ = yield Sleep(config.retry_backoff_seconds)
+
+
+def reconcile(
+    run: _Run, client_order_id: str, deadline: float
+) -> Generator[Effect, Any, OrderReport | object]:
+    """Ask the broker for our order by its tag until it answers or the deadline passes."""
+    eid, backoff = run.execution.execution_id, run.config.retry_backoff_seconds
+    lookup = 0
+    while True:
+        lookup += 1
+        run.now, _ = yield run.record(
+            ReconciliationAttempted(eid, run.now, f"lookup {lookup} of {client_order_id}")
+        )
+        run.now, found = yield FindOrder(client_order_id)
+        if isinstance(found, OrderReport):
+            yield run.record(
+                OrderAcknowledged(eid, run.now, found.order_id, via_reconciliation=True)
+            )
+            return found
+        if found is None:
+            yield run.record(
+                OrderNotFound(eid, run.now, f"broker has no order tagged {client_order_id}")
+            )
+            return _NOT_FOUND
+        if run.now + backoff > deadline:
+            yield run.record(
+                ReconciliationDeferred(
+                    eid, run.now, f"broker unreachable until the deadline: {found}"
+                )
+            )
+            return _UNRESOLVED
+        run.now, _ = yield Sleep(backoff)
+
+
+def _monitor_until_done(run: _Run, report: OrderReport) -> Generator[Effect, Any, None]:
+    """Stages 5 and 7: poll until the broker closes the order, or expire it and cancel."""
+    eid, config, execution = run.execution.execution_id, run.config, run.execution
+    assert execution.submitted_at is not None
+    deadline = execution.submitted_at + config.order_timeout_seconds
+    yield from _apply_fills(run, report)
+    while report.state is BrokerOrderState.WORKING and not execution.is_terminal:
+        if run.now >= deadline:
+            yield from _expire(run, report.order_id)
+            return
+        run.now, _ = yield Sleep(min(config.poll_interval_seconds, max(deadline - run.now, 0.0)))
+        run.now, result = yield QueryOrder(report.order_id)
+        if isinstance(result, OrderReport):
+            report = result
+            yield from _apply_fills(run, report)
+    if not execution.is_terminal or report.state is not BrokerOrderState.WORKING:
+        yield run.record(OrderClosed(eid, run.now, report.state))
+
+
+def _expire(run: _Run, order_id: str) -> Generator[Effect, Any, None]:
+    """Cancel what is left; an order is only called expired once the broker confirms."""
+    eid, config, execution = run.execution.execution_id, run.config, run.execution
+    yield run.record(
+        CancelRequested(eid, run.now, f"not filled within {config.order_timeout_seconds:g}s")
+    )
+    result: object = None
+    for _ in range(config.max_submission_attempts):
+        run.now, result = yield CancelOrder(order_id)
+        if not isinstance(result, OrderReport):
+            # A refused cancel often means the order completed meanwhile: look before retrying.
+            run.now, result = yield QueryOrder(order_id)
+        if isinstance(result, OrderReport) and result.state is not BrokerOrderState.WORKING:
+            yield from _apply_fills(run, result)
+            if execution.is_terminal:  # it filled while we were cancelling
+                yield run.record(OrderClosed(eid, run.now, result.state))
+            else:
+                yield run.record(OrderExpired(eid, run.now, "timed out; remainder cancelled"))
+            return
+        run.now, _ = yield Sleep(config.retry_backoff_seconds)
+    yield run.record(
+        OrderExpired(eid, run.now, f"timed out; cancel NOT confirmed by the broker: {result}")
+    )
+
+
+def _apply_fills(run: _Run, report: OrderReport) -> Generator[Effect, Any, None]:
+    execution = run.execution
+    for fill in report.fills:
+        if fill.fill_id not in execution.fill_ids:
+            event = OrderFilled(
+                execution.execution_id, run.now, fill.fill_id, fill.units, fill.price, fill.time
+            )
+            yield run.record(event)
+
+
+def _measure_slippage(run: _Run, order: OrderRequest, pip: float) -> Generator[Effect, Any, None]:
+    execution = run.execution
+    average = execution.average_fill_price
+    if average is None:
+        return
+    pips = slippage_pips(order.direction, order.price, average, pip)
+    quality = classify(pips, run.config.slippage_bands)
+    yield run.record(
+        SlippageMeasured(execution.execution_id, run.now, average, order.price, pips, quality)
+    )

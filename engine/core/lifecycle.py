@@ -1,0 +1,251 @@
+"""The order lifecycle: every state transition of an execution, in one table.
+
+`Execution.apply(event)` is the only way an execution changes. An event the table does not
+allow in the current state is a bug somewhere (ours or the broker's) and raises
+`IllegalTransition`; it is never silently absorbed. The one deliberate exception is a fill
+already seen (same broker deal ticket): reports repeat, fills must not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from engine.core.events import (
+    CancelRequested,
+    ExecutionEvent,
+    ExecutionRequested,
+    OrderAcknowledged,
+    OrderClosed,
+    OrderExpired,
+    OrderFilled,
+    OrderNotFound,
+    OrderRejected,
+    ReconciliationAttempted,
+    ReconciliationDeferred,
+    SlippageMeasured,
+    SubmissionAbandoned,
+    SubmissionAttempted,
+    SubmissionFailed,
+    SubmissionOutcomeUnknown,
+    ValidationCompleted,
+    ValidationFailed,
+)
+from engine.schemas import (
+    ExecutionLog,
+    ExecutionRejectionReason,
+    ExecutionRequest,
+    ExecutionStatus,
+    FillRecord,
+    SlippageQuality,
+    utc,
+)
+
+S = ExecutionStatus
+
+
+class IllegalTransition(RuntimeError):
+    """An event arrived that the lifecycle does not allow in the execution's state."""
+
+
+class OverfillError(IllegalTransition):
+    """The broker reported more units than were ordered: never accepted silently."""
+
+
+def _after_fill(execution: Execution) -> ExecutionStatus:
+    return S.FILLED if execution.executed_units == execution.intended_units else S.SUBMITTED
+
+
+def _after_close(execution: Execution) -> ExecutionStatus:
+    if execution.executed_units == execution.intended_units:
+        return S.FILLED
+    return S.PARTIALLY_FILLED if execution.executed_units > 0 else S.CANCELLED
+
+
+Target = ExecutionStatus | Callable[["Execution"], ExecutionStatus]
+
+# (state before, event) -> state after. None is "no execution yet".
+TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] = {
+    (None, ExecutionRequested): S.PENDING,
+    (S.PENDING, ValidationFailed): S.REJECTED,
+    (S.PENDING, ValidationCompleted): S.SUBMITTING,
+    (S.SUBMITTING, SubmissionAttempted): S.SUBMITTING,
+    (S.SUBMITTING, SubmissionFailed): S.SUBMITTING,  # request never left: may resend
+    (S.SUBMITTING, SubmissionOutcomeUnknown): S.UNRESOLVED,  # reconcile before anything else
+    (S.SUBMITTING, SubmissionAbandoned): S.FAILED,
+    (S.SUBMITTING, OrderAcknowledged): S.SUBMITTED,
+    (S.SUBMITTING, OrderRejected): S.REJECTED,
+    (S.SUBMITTING, ReconciliationAttempted): S.UNRESOLVED,  # recovery after a crash
+    (S.UNRESOLVED, ReconciliationAttempted): S.UNRESOLVED,
+    (S.UNRESOLVED, OrderNotFound): S.SUBMITTING,
+    (S.UNRESOLVED, OrderAcknowledged): S.SUBMITTED,
+    (S.UNRESOLVED, ReconciliationDeferred): S.UNRESOLVED,
+    (S.SUBMITTED, OrderFilled): _after_fill,
+    (S.SUBMITTED, OrderClosed): _after_close,
+    (S.SUBMITTED, CancelRequested): S.SUBMITTED,
+    (S.SUBMITTED, OrderExpired): S.EXPIRED,
+    (S.FILLED, OrderClosed): S.FILLED,
+    (S.FILLED, SlippageMeasured): S.FILLED,
+    (S.PARTIALLY_FILLED, SlippageMeasured): S.PARTIALLY_FILLED,
+    (S.EXPIRED, SlippageMeasured): S.EXPIRED,
+}
+
+
+@dataclass(slots=True)
+class Execution:
+    """The aggregate: one RPM decision on its way to the market."""
+
+    execution_id: str
+    request: ExecutionRequest | None = None
+    status: ExecutionStatus | None = None
+    lots: float | None = None
+    broker_order_id: str | None = None
+    executed_units: int = 0
+    notional: float = 0.0
+    fills: list[FillRecord] = field(default_factory=list)
+    fill_ids: set[str] = field(default_factory=set)
+    attempts: int = 0
+    rejection_reason: ExecutionRejectionReason | None = None
+    rejection_detail: str | None = None
+    broker_code: int | None = None
+    arrival_bid: float | None = None
+    arrival_ask: float | None = None
+    deviation_points: int | None = None
+    slippage_pips: float | None = None
+    slippage_quality: SlippageQuality | None = None
+    created_at: float | None = None
+    submitted_at: float | None = None
+    last_fill_at: float | None = None
+    completed_at: float | None = None
+
+    @property
+    def intended_units(self) -> int:
+        assert self.request is not None
+        return self.request.intended_units
+
+    @property
+    def remaining_units(self) -> int:
+        return self.intended_units - self.executed_units
+
+    @property
+    def average_fill_price(self) -> float | None:
+        return self.notional / self.executed_units if self.executed_units else None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status is not None and self.status.is_terminal
+
+    @property
+    def fill_time_seconds(self) -> float | None:
+        """From the first submission attempt to the last fill."""
+        if self.last_fill_at is None or self.submitted_at is None:
+            return None
+        return self.last_fill_at - self.submitted_at
+
+    def apply(self, event: ExecutionEvent) -> bool:
+        """Apply one event; False when it is a repeat of a fill already applied."""
+        if isinstance(event, OrderFilled) and event.fill_id in self.fill_ids:
+            return False
+        target = TRANSITIONS.get((self.status, type(event)))
+        if target is None:
+            state = self.status.value if self.status else "no execution"
+            raise IllegalTransition(
+                f"{type(event).__name__} is not allowed in state {state} "
+                f"(execution {self.execution_id})"
+            )
+        self._absorb(event)
+        new_status = target if isinstance(target, ExecutionStatus) else target(self)
+        self.status = new_status
+        if new_status.is_terminal and self.completed_at is None:
+            self.completed_at = event.at
+        return True
+
+    def _absorb(self, event: ExecutionEvent) -> None:
+        match event:
+            case ExecutionRequested(request=request):
+                self.request = request
+                self.created_at = event.at
+            case ValidationFailed(reason=reason, detail=detail):
+                self.rejection_reason, self.rejection_detail = reason, detail
+            case ValidationCompleted():
+                self.lots = event.lots
+                self.arrival_bid, self.arrival_ask = event.arrival_bid, event.arrival_ask
+                self.deviation_points = event.deviation_points
+            case SubmissionAttempted(attempt=attempt):
+                self.attempts = attempt
+                if self.submitted_at is None:
+                    self.submitted_at = event.at
+            case SubmissionAbandoned(reason=reason, detail=detail):
+                self.rejection_reason, self.rejection_detail = reason, detail
+            case ReconciliationDeferred(detail=detail):
+                self.rejection_reason = ExecutionRejectionReason.OUTCOME_UNKNOWN
+                self.rejection_detail = detail
+            case OrderAcknowledged(order_id=order_id):
+                self.broker_order_id = order_id
+            case OrderRejected(reason=reason, detail=detail, broker_code=code):
+                self.rejection_reason, self.rejection_detail = reason, detail
+                self.broker_code = code
+            case OrderFilled(fill_id=fill_id, units=units, price=price):
+                if self.executed_units + units > self.intended_units:
+                    raise OverfillError(
+                        f"fill {fill_id} of {units} units would take execution "
+                        f"{self.execution_id} to {self.executed_units + units} of "
+                        f"{self.intended_units} intended units"
+                    )
+                self.fill_ids.add(fill_id)
+                self.executed_units += units
+                self.notional += units * price
+                self.last_fill_at = event.fill_time
+                self.fills.append(
+                    FillRecord(fill_id=fill_id, units=units, price=price, time=utc(event.fill_time))
+                )
+            case OrderClosed() if self.executed_units == 0:
+                self.rejection_reason = ExecutionRejectionReason.CANCELLED_BY_BROKER
+                self.rejection_detail = (
+                    f"broker closed the order unfilled ({event.broker_state.value})"
+                )
+            case OrderExpired(detail=detail):
+                self.rejection_reason = ExecutionRejectionReason.ORDER_TIMEOUT
+                self.rejection_detail = detail
+            case SlippageMeasured(slippage_pips=pips, quality=quality):
+                self.slippage_pips, self.slippage_quality = pips, quality
+            case _:
+                pass
+
+    def to_log(self) -> ExecutionLog:
+        request = self.request
+        assert request is not None and self.status is not None and self.created_at is not None
+        return ExecutionLog(
+            execution_id=self.execution_id,
+            idempotency_key=request.idempotency_key,
+            client_order_id=request.client_order_id,
+            broker_order_id=self.broker_order_id,
+            symbol=request.symbol,
+            direction=request.direction,
+            intended_units=request.intended_units,
+            intended_lots=self.lots,
+            executed_units=self.executed_units,
+            status=self.status,
+            rejection_reason=self.rejection_reason,
+            rejection_detail=self.rejection_detail,
+            broker_code=self.broker_code,
+            arrival_bid=self.arrival_bid,
+            arrival_ask=self.arrival_ask,
+            average_fill_price=self.average_fill_price,
+            slippage_pips=self.slippage_pips,
+            slippage_quality=self.slippage_quality,
+            submission_attempts=self.attempts,
+            fills=tuple(self.fills),
+            created_at=utc(self.created_at),
+            submitted_at=utc(self.submitted_at) if self.submitted_at is not None else None,
+            completed_at=utc(self.completed_at) if self.completed_at is not None else None,
+            engine_version=request.engine_version,
+            config_version=request.config_version,
+        )
+
+    @classmethod
+    def replay(cls, execution_id: str, events: Iterable[ExecutionEvent]) -> Execution:
+        execution = cls(execution_id)
+        for event in events:
+            execution.apply(event)
+        return execution

@@ -1,0 +1,249 @@
+"""The seed's contract: what upstream risk management sends, and what execution answers.
+
+Every model here crosses a boundary (RPM → engine, engine → API / audit / caller), so each
+one validates strictly and names the field at fault when it refuses input.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z]{6}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    """Upstream models may carry more than we read; we keep it but never rely on it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Direction(IntEnum):
+    BUY = 1
+    SELL = -1
+
+
+class DecisionStatus(StrEnum):
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    HOLD = "HOLD"
+    REDUCED = "REDUCED"
+
+
+class ApprovedTrade(_Open):
+    symbol: str = Field(description="Six-letter FX symbol, e.g. EURUSD")
+    direction: Direction = Field(description="+1 buy, -1 sell")
+    position_units: Annotated[int, Field(gt=0, description="Units of the base currency")]
+    confidence_score: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    max_slippage_pips: Annotated[float | None, Field(gt=0.0)] = None
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_is_six_letters(cls, value: str) -> str:
+        value = value.upper()
+        if not SYMBOL_PATTERN.match(value):
+            raise ValueError("symbol must be six letters, base then quote currency, e.g. EURUSD")
+        return value
+
+
+class TradeDecision(_Open):
+    status: DecisionStatus
+    approved_trade: ApprovedTrade | None = None
+    decision_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _approved_needs_a_trade(self) -> TradeDecision:
+        if self.status is DecisionStatus.APPROVED and self.approved_trade is None:
+            raise ValueError("an APPROVED decision must carry approved_trade")
+        return self
+
+
+class PortfolioState(_Open):
+    trading_halted: bool = False
+    halt_reason: str | None = None
+
+
+class RPMOutput(_Open):
+    """The risk & portfolio manager's output: the only input the engine acts on."""
+
+    decision: TradeDecision
+    portfolio_state: PortfolioState = PortfolioState()
+    timestamp: datetime | None = None
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "PENDING"  # recorded, being validated
+    SUBMITTING = "SUBMITTING"  # validated; intent recorded; order on its way
+    UNRESOLVED = "UNRESOLVED"  # sent, reply lost: must be reconciled before anything else
+    SUBMITTED = "SUBMITTED"  # acknowledged by the broker, working (maybe partly filled)
+    FILLED = "FILLED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"  # order done at the broker with fewer units
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"  # not filled within the timeout; the remainder was cancelled
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"  # nothing reached the broker after every attempt
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {
+        ExecutionStatus.FILLED,
+        ExecutionStatus.PARTIALLY_FILLED,
+        ExecutionStatus.REJECTED,
+        ExecutionStatus.EXPIRED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.FAILED,
+    }
+)
+
+
+class ExecutionRejectionReason(StrEnum):
+    DECISION_NOT_APPROVED = "DECISION_NOT_APPROVED"
+    TRADING_HALTED = "TRADING_HALTED"
+    MARKET_CLOSED = "MARKET_CLOSED"
+    SYMBOL_NOT_TRADABLE = "SYMBOL_NOT_TRADABLE"
+    NO_MARKET_DATA = "NO_MARKET_DATA"
+    SPREAD_TOO_WIDE = "SPREAD_TOO_WIDE"
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+    INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
+    INVALID_VOLUME = "INVALID_VOLUME"
+    BROKER_REJECTED = "BROKER_REJECTED"
+    REQUOTE = "REQUOTE"
+    NETWORK_ERROR = "NETWORK_ERROR"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+    ORDER_TIMEOUT = "ORDER_TIMEOUT"
+    CANCELLED_BY_BROKER = "CANCELLED_BY_BROKER"
+
+
+class SlippageQuality(StrEnum):
+    IMPROVED = "IMPROVED"  # filled better than quoted
+    EXCELLENT = "EXCELLENT"
+    GOOD = "GOOD"
+    ACCEPTABLE = "ACCEPTABLE"
+    POOR = "POOR"
+
+
+class MarketSnapshot(_Strict):
+    """The broker's quote for one symbol at one instant (driver clock, POSIX seconds)."""
+
+    symbol: str
+    bid: Annotated[float, Field(gt=0.0)]
+    ask: Annotated[float, Field(gt=0.0)]
+    time: float
+    bid_depth_units: Annotated[int | None, Field(ge=0)] = None
+    ask_depth_units: Annotated[int | None, Field(ge=0)] = None
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+
+class FillRecord(_Strict):
+    fill_id: str
+    units: int
+    price: float
+    time: datetime
+
+
+class ExecutionRequest(_Strict):
+    """Stage 2: what the engine will try to do, stored before anything leaves."""
+
+    execution_id: str
+    idempotency_key: str
+    client_order_id: str
+    # None, None, 0 for a decision that carries no trade (it is refused, but still recorded)
+    symbol: str | None
+    direction: Direction | None
+    intended_units: int
+    max_slippage_pips: float | None
+    decision: dict[str, Any]
+    received_at: datetime
+    engine_version: str
+    config_version: str
+
+
+class ExecutionLog(_Strict):
+    """Stage 3 onwards: the current state of one execution, derived from its events."""
+
+    execution_id: str
+    idempotency_key: str
+    client_order_id: str
+    broker_order_id: str | None
+    symbol: str | None
+    direction: Direction | None
+    intended_units: int
+    intended_lots: float | None
+    executed_units: int
+    status: ExecutionStatus
+    rejection_reason: ExecutionRejectionReason | None
+    rejection_detail: str | None
+    broker_code: int | None
+    arrival_bid: float | None
+    arrival_ask: float | None
+    average_fill_price: float | None
+    slippage_pips: float | None
+    slippage_quality: SlippageQuality | None
+    submission_attempts: int
+    fills: tuple[FillRecord, ...]
+    created_at: datetime
+    submitted_at: datetime | None
+    completed_at: datetime | None
+    engine_version: str
+    config_version: str
+
+    @property
+    def fill_time_seconds(self) -> float | None:
+        if self.submitted_at is None or not self.fills:
+            return None
+        return (self.fills[-1].time - self.submitted_at).total_seconds()
+
+
+class ExecutionConfirmation(_Strict):
+    """Stage 9: the answer to upstream."""
+
+    execution_id: str
+    order_id: str | None
+    status: ExecutionStatus
+    symbol: str | None
+    direction: Direction | None
+    intended_units: int
+    executed_units: int
+    fill_price: float | None
+    slippage_pips: float | None
+    timestamp: datetime
+    rejection_reason: ExecutionRejectionReason | None = None
+    rejection_detail: str | None = None
+
+    @classmethod
+    def from_log(cls, log: ExecutionLog) -> ExecutionConfirmation:
+        return cls(
+            execution_id=log.execution_id,
+            order_id=log.broker_order_id,
+            status=log.status,
+            symbol=log.symbol,
+            direction=log.direction,
+            intended_units=log.intended_units,
+            executed_units=log.executed_units,
+            fill_price=log.average_fill_price,
+            slippage_pips=log.slippage_pips,
+            timestamp=log.completed_at or log.created_at,
+            rejection_reason=log.rejection_reason,
+            rejection_detail=log.rejection_detail,
+        )
+
+
+def utc(seconds: float) -> datetime:
+    """Driver time (POSIX seconds) as an aware UTC datetime: a conversion, not a clock read."""
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,111 @@
+"""The audit store's interface: append-only events, idempotency, and the queries on them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind, to_payload
+from engine.core.lifecycle import Execution
+from engine.schemas import ExecutionLog, ExecutionRequest, ExecutionStatus
+
+
+class DuplicateExecution(Exception):
+    """The idempotency key was claimed before: the caller gets the first execution."""
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"execution {execution_id} already exists for this idempotency key")
+        self.execution_id = execution_id
+
+
+class IdempotencyConflict(ValueError):
+    """The same idempotency key came back with a different decision: refused, not guessed."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The audit store cannot accept writes: no new execution may start (fail safe)."""
+
+
+class ExecutionDatabase(ABC):
+    """Events are appended, never changed; every other view is derived from them."""
+
+    @abstractmethod
+    def append(self, event: ExecutionEvent) -> None:
+        """Persist one event. An ExecutionRequested whose key exists raises DuplicateExecution."""
+
+    @abstractmethod
+    def events(self, execution_id: str) -> Sequence[ExecutionEvent]: ...
+
+    @abstractmethod
+    def execution_ids(self) -> Iterable[str]: ...
+
+    def request(self, execution_id: str) -> ExecutionRequest | None:
+        events = self.events(execution_id)
+        first = events[0] if events else None
+        return first.request if isinstance(first, ExecutionRequested) else None
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        events = self.events(execution_id)
+        return Execution.replay(execution_id, events) if events else None
+
+    def get_execution_log(self, execution_id: str) -> ExecutionLog | None:
+        execution = self.get_execution(execution_id)
+        return execution.to_log() if execution is not None else None
+
+    def history(
+        self,
+        symbol: str | None = None,
+        status: ExecutionStatus | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ExecutionLog]:
+        """Executions created in [start, end), oldest first, filtered and paginated."""
+        matched: list[ExecutionLog] = []
+        for execution_id in self.execution_ids():
+            log = self.get_execution_log(execution_id)
+            if log is None:
+                continue
+            if symbol is not None and log.symbol != symbol:
+                continue
+            if status is not None and log.status is not status:
+                continue
+            if start is not None and log.created_at < start:
+                continue
+            if end is not None and log.created_at >= end:
+                continue
+            matched.append(log)
+        matched.sort(key=lambda log: (log.created_at, log.execution_id))
+        return matched[offset : offset + limit]
+
+    def non_terminal(self) -> list[str]:
+        """Executions a crash or a lost reply left open: recovery must settle each one."""
+        return [
+            execution_id
+            for execution_id in self.execution_ids()
+            if not (execution := self.get_execution(execution_id)) or not execution.is_terminal
+        ]
+
+    def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Every event stamped in [start, end), in recording order, as flat JSON-ready rows."""
+        lo, hi = start.timestamp(), end.timestamp()
+        rows = []
+        for execution_id in self.execution_ids():
+            for event in self.events(execution_id):
+                if lo <= event.at < hi:
+                    rows.append(
+                        {
+                            "execution_id": execution_id,
+                            "at": event.at,
+                            "kind": event_kind(event),
+                            "payload": to_payload(event),
+                        }
+                    )
+        rows.sort(key=lambda row: row["at"])
+        return rows
+
+    def close(self) -> None:  # noqa: B027 - a store with nothing to release may keep this
+        """Release connections and files."""

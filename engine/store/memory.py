@@ -1,0 +1,32 @@
+"""The in-memory store: for quick use and tests; everything is lost with the process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+from engine.core.events import ExecutionEvent, ExecutionRequested
+from engine.store.base import DuplicateExecution, ExecutionDatabase
+
+
+class InMemoryExecutionDatabase(ExecutionDatabase):
+    def __init__(self) -> None:
+        self._events: dict[str, list[ExecutionEvent]] = {}
+        self._lock = threading.Lock()
+
+    def append(self, event: ExecutionEvent) -> None:
+        with self._lock:
+            if isinstance(event, ExecutionRequested):
+                if event.execution_id in self._events:
+                    raise DuplicateExecution(event.execution_id)
+                self._events[event.execution_id] = [event]
+                return
+            self._events[event.execution_id].append(event)
+
+    def events(self, execution_id: str) -> Sequence[ExecutionEvent]:
+        with self._lock:
+            return tuple(self._events.get(execution_id, ()))
+
+    def execution_ids(self) -> Iterable[str]:
+        with self._lock:
+            return list(self._events)

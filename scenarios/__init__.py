@@ -1,0 +1,1 @@
+"""Scenario files, the runner that plays them, and the `arbitrex` command line."""

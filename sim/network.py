@@ -1,0 +1,111 @@
+"""The wire between engine and broker: latency per leg, and what gets lost on the way.
+
+The network only *plans* a delivery (how long each leg takes, and its fate); a driver
+carries the plan out with its own clock, so SimPy's virtual time and the wall clock meet
+exactly the same network.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.core.ports import BrokerError, OutcomeUnknown, RequestNotSent
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Fate(Enum):
+    DELIVERED = "delivered"
+    REFUSED = "refused"  # the connection could not be made: nothing was sent
+    REQUEST_LOST = "request_lost"  # sent, never reached the broker
+    REPLY_LOST = "reply_lost"  # executed at the broker, the answer never came back
+
+
+class Outage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float  # POSIX seconds
+    end: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Outage:
+        if self.end <= self.start:
+            raise ValueError("an outage must end after it starts")
+        return self
+
+
+class NetworkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_median_ms: Annotated[float, Field(ge=0.0)] = 20.0
+    latency_sigma: Annotated[float, Field(ge=0.0)] = 0.4  # of the log; 0 is constant latency
+    request_loss: Probability = 0.0
+    reply_loss: Probability = 0.0
+    outages: tuple[Outage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """How a driver carries a delivery out: wait, maybe call the broker, wait, then answer."""
+
+    before: float
+    reaches_broker: bool
+    after: float
+    error: BrokerError | None  # replaces the broker's answer when the client never gets it
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    to_broker: float  # seconds
+    to_client: float
+    fate: Fate
+
+    def schedule(self, timeout: float) -> Schedule:
+        """What the client experiences, given how long it waits for a reply."""
+        if self.fate is Fate.REFUSED:
+            return Schedule(
+                0.0, False, 0.0, RequestNotSent("broker unreachable: connection refused")
+            )
+        lost = OutcomeUnknown(f"no reply within {timeout:g}s")
+        if self.fate is Fate.REQUEST_LOST:
+            return Schedule(timeout, False, 0.0, lost)
+        if self.fate is Fate.REPLY_LOST or self.to_broker + self.to_client > timeout:
+            to_broker = min(self.to_broker, timeout)
+            return Schedule(to_broker, self.to_broker <= timeout, timeout - to_broker, lost)
+        return Schedule(self.to_broker, True, self.to_client, None)
+
+
+class Network:
+    def __init__(self, config: NetworkConfig, seed: int) -> None:
+        self.config = config
+        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6E6574]))
+        self._log_median = (
+            math.log(config.latency_median_ms / 1000.0) if config.latency_median_ms > 0 else None
+        )
+
+    def _leg(self) -> float:
+        if self._log_median is None:
+            return 0.0
+        if self.config.latency_sigma == 0.0:
+            return math.exp(self._log_median)
+        return float(self._rng.lognormal(self._log_median, self.config.latency_sigma))
+
+    def in_outage(self, t: float) -> bool:
+        return any(o.start <= t < o.end for o in self.config.outages)
+
+    def plan(self, t: float) -> Delivery:
+        if self.in_outage(t):
+            return Delivery(0.0, 0.0, Fate.REFUSED)
+        to_broker, to_client = self._leg(), self._leg()
+        fate = Fate.DELIVERED
+        if self.config.request_loss and self._rng.random() < self.config.request_loss:
+            fate = Fate.REQUEST_LOST
+        elif self.config.reply_loss and self._rng.random() < self.config.reply_loss:
+            fate = Fate.REPLY_LOST
+        return Delivery(to_broker, to_client, fate)
