@@ -79,13 +79,13 @@ class SimulatedBroker(BrokerInterface):
         return self._remote(lambda t: self.venue.place(order, t))
 
     def order_status(self, order_id: str) -> OrderReport:
-        return self._remote(lambda t: self.venue.status(order_id))
+        return self._remote(lambda t: self.venue.status(order_id, t))
 
     def find_order(self, client_order_id: str) -> OrderReport | None:
-        return self._remote(lambda t: self.venue.find(client_order_id))
+        return self._remote(lambda t: self.venue.find(client_order_id, t))
 
     def cancel_order(self, order_id: str) -> OrderReport:
-        return self._remote(lambda t: self.venue.cancel(order_id))
+        return self._remote(lambda t: self.venue.cancel(order_id, t))
 
     def is_connected(self) -> bool:
-        return self.network is None or not self.network.in_outage(self.clock())
+        return self.network is None or self.network.fault_at(self.clock()) is None

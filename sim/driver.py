@@ -31,14 +31,17 @@ class SimPyDriver:
     def submit(
         self, rpm: RPMOutput | dict[str, Any], idempotency_key: str | None = None
     ) -> simpy.Process:
-        """Start one execution now; the process's value is the final Execution."""
-        return self.env.process(self._execute(rpm, idempotency_key))
+        """Start one execution now; the process's value is the final Execution.
+
+        Malformed input raises here, at once, before anything is scheduled or recorded.
+        """
+        flow = self.engine.open(rpm, idempotency_key, self.env.now)
+        return self.env.process(self._execute(flow, rpm))
 
     def _execute(
-        self, rpm: RPMOutput | dict[str, Any], key: str | None
+        self, flow: Flow, rpm: RPMOutput | dict[str, Any]
     ) -> Generator[Any, Any, Execution]:
         engine = self.engine
-        flow = engine.open(rpm, key, self.env.now)
         try:
             execution = yield from self._drive(flow)
         except DuplicateExecution as duplicate:

@@ -27,16 +27,25 @@ class Fate(Enum):
     REPLY_LOST = "reply_lost"  # executed at the broker, the answer never came back
 
 
-class Outage(BaseModel):
+class FaultKind(Enum):
+    REFUSE = "refuse"  # broker down: connections refused at once, nothing sent
+    HANG = "hang"  # partition: requests vanish, the client waits out its timeout
+    DROP_REPLIES = "drop_replies"  # the broker executes, its answers never arrive
+
+
+class FaultWindow(BaseModel):
+    """A deterministic fault on the wire during [start, end) in driver time (POSIX seconds)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    start: float  # POSIX seconds
+    start: float
     end: float
+    kind: FaultKind = FaultKind.REFUSE
 
     @model_validator(mode="after")
-    def _ordered(self) -> Outage:
+    def _ordered(self) -> FaultWindow:
         if self.end <= self.start:
-            raise ValueError("an outage must end after it starts")
+            raise ValueError("a fault window must end after it starts")
         return self
 
 
@@ -47,7 +56,7 @@ class NetworkConfig(BaseModel):
     latency_sigma: Annotated[float, Field(ge=0.0)] = 0.4  # of the log; 0 is constant latency
     request_loss: Probability = 0.0
     reply_loss: Probability = 0.0
-    outages: tuple[Outage, ...] = ()
+    faults: tuple[FaultWindow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +105,23 @@ class Network:
             return math.exp(self._log_median)
         return float(self._rng.lognormal(self._log_median, self.config.latency_sigma))
 
-    def in_outage(self, t: float) -> bool:
-        return any(o.start <= t < o.end for o in self.config.outages)
+    def fault_at(self, t: float) -> FaultKind | None:
+        for window in self.config.faults:
+            if window.start <= t < window.end:
+                return window.kind
+        return None
 
     def plan(self, t: float) -> Delivery:
-        if self.in_outage(t):
+        fault = self.fault_at(t)
+        if fault is FaultKind.REFUSE:
             return Delivery(0.0, 0.0, Fate.REFUSED)
         to_broker, to_client = self._leg(), self._leg()
         fate = Fate.DELIVERED
-        if self.config.request_loss and self._rng.random() < self.config.request_loss:
+        if fault is FaultKind.HANG:
+            fate = Fate.REQUEST_LOST
+        elif fault is FaultKind.DROP_REPLIES:
+            fate = Fate.REPLY_LOST
+        elif self.config.request_loss and self._rng.random() < self.config.request_loss:
             fate = Fate.REQUEST_LOST
         elif self.config.reply_loss and self._rng.random() < self.config.reply_loss:
             fate = Fate.REPLY_LOST

@@ -19,6 +19,7 @@ from engine.core.ports import (
     BrokerFill,
     BrokerOrderState,
     BrokerRejected,
+    FillPolicy,
     OrderReport,
     OrderRequest,
 )
@@ -32,6 +33,7 @@ REQUOTE = 10004
 INVALID = 10013
 INVALID_VOLUME = 10014
 TRADE_DISABLED = 10017
+REJECT = 10006
 MARKET_CLOSED = 10018
 NO_MONEY = 10019
 INVALID_ORDER = 10035
@@ -48,6 +50,17 @@ class AccountConfig(BaseModel):
     leverage: Annotated[int, Field(ge=1, le=3000)] = 100
 
 
+class VenueConfig(BaseModel):
+    """How the trade server treats market orders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Units available at the touch for one order; IOC fills that much and cancels the rest.
+    max_fill_units: Annotated[int | None, Field(gt=0)] = None
+    # A dealer that sits on orders: they rest, and fill this long after arrival (inf: never).
+    fill_delay_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+
+
 @dataclass(slots=True)
 class LedgerOrder:
     ticket: int
@@ -56,6 +69,7 @@ class LedgerOrder:
     direction: Direction
     units: int
     time: float
+    fill_policy: FillPolicy
     state: BrokerOrderState
     fills: list[BrokerFill] = field(default_factory=list)
 
@@ -76,8 +90,14 @@ class _Position:
 
 
 class Venue:
-    def __init__(self, market: SyntheticMarket, account: AccountConfig | None = None) -> None:
+    def __init__(
+        self,
+        market: SyntheticMarket,
+        account: AccountConfig | None = None,
+        config: VenueConfig | None = None,
+    ) -> None:
         self.market = market
+        self.config = config or VenueConfig()
         self.account_config = account or AccountConfig()
         self.balance = self.account_config.balance
         self.orders: dict[int, LedgerOrder] = {}
@@ -163,10 +183,32 @@ class Venue:
             raise BrokerRejected(
                 R.INSUFFICIENT_MARGIN, f"margin {needed:.2f} exceeds free margin", NO_MONEY
             )
+        cap = self.config.max_fill_units
+        if order.fill_policy is FillPolicy.FOK and cap is not None and order.units > cap:
+            raise BrokerRejected(
+                R.INSUFFICIENT_LIQUIDITY, f"{cap} units available, FOK needs {order.units}", REJECT
+            )
         ledger_order = self._new_order(order, t)
-        self._fill(ledger_order, order.units, price, t)
-        ledger_order.state = BrokerOrderState.DONE
+        if self.config.fill_delay_seconds == 0.0:
+            self._match(ledger_order, t)
         return ledger_order.report()
+
+    def _match(self, ledger_order: LedgerOrder, t: float) -> None:
+        """Fill at the quote prevailing at t, as far as liquidity goes; IOC drops the rest."""
+        quote = self.market.quote(ledger_order.symbol, t)
+        assert quote is not None
+        price = quote.ask if ledger_order.direction is Direction.BUY else quote.bid
+        cap = self.config.max_fill_units
+        units = ledger_order.units if cap is None else min(cap, ledger_order.units)
+        self._fill(ledger_order, units, price, t)
+        ledger_order.state = BrokerOrderState.DONE
+
+    def _settle(self, ledger_order: LedgerOrder, t: float) -> LedgerOrder:
+        """A resting order fills once its delay has passed, when anyone next looks at it."""
+        due = ledger_order.time + self.config.fill_delay_seconds
+        if ledger_order.state is BrokerOrderState.WORKING and t >= due:
+            self._match(ledger_order, t)
+        return ledger_order
 
     def _check_tradable(self, spec: SymbolSpec, order: OrderRequest) -> None:
         mode, buy = spec.trade_mode, order.direction is Direction.BUY
@@ -194,6 +236,7 @@ class Venue:
             order.direction,
             order.units,
             t,
+            order.fill_policy,
             BrokerOrderState.WORKING,
         )
         self.orders[ticket] = ledger_order
@@ -228,15 +271,15 @@ class Venue:
         else:  # the fill flipped the position: the rest opens at the fill price
             position.units, position.average_price = remaining, price
 
-    def status(self, order_id: str) -> OrderReport:
-        return self._order(order_id).report()
+    def status(self, order_id: str, t: float) -> OrderReport:
+        return self._settle(self._order(order_id), t).report()
 
-    def find(self, client_order_id: str) -> OrderReport | None:
+    def find(self, client_order_id: str, t: float) -> OrderReport | None:
         ticket = self._by_client_id.get(client_order_id)
-        return self.orders[ticket].report() if ticket is not None else None
+        return self._settle(self.orders[ticket], t).report() if ticket is not None else None
 
-    def cancel(self, order_id: str) -> OrderReport:
-        ledger_order = self._order(order_id)
+    def cancel(self, order_id: str, t: float) -> OrderReport:
+        ledger_order = self._settle(self._order(order_id), t)
         if ledger_order.state is BrokerOrderState.WORKING:
             ledger_order.state = BrokerOrderState.CANCELLED
         return ledger_order.report()

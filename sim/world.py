@@ -15,7 +15,7 @@ from engine.store.base import ExecutionDatabase
 from sim.driver import SimPyDriver
 from sim.market import MarketConfig, SyntheticMarket
 from sim.network import Network, NetworkConfig
-from sim.venue import AccountConfig, Venue
+from sim.venue import AccountConfig, Venue, VenueConfig
 
 # A Monday morning in London: the market is open and liquid.
 DEFAULT_START = datetime(2024, 1, 8, 7, 0, tzinfo=UTC).timestamp()
@@ -41,17 +41,18 @@ class SimulatedWorld:
         config: EngineConfig | None = None,
         database: ExecutionDatabase | None = None,
         start: float = DEFAULT_START,
+        venue: VenueConfig | None = None,
     ) -> SimulatedWorld:
         env = simpy.Environment(initial_time=start)
         sim_market = SyntheticMarket(market or MarketConfig(), seed)
-        venue = Venue(sim_market, account)
+        sim_venue = Venue(sim_market, account, venue)
         sim_network = Network(network or NetworkConfig(), seed)
-        broker = SimulatedBroker(venue, clock=lambda: env.now)
+        broker = SimulatedBroker(sim_venue, clock=lambda: env.now)
         engine = ExecutionEngine(broker, database, config, clock=lambda: env.now, sleep=_no_sleep)
         return cls(
             env,
             sim_market,
-            venue,
+            sim_venue,
             sim_network,
             broker,
             engine,
@@ -82,16 +83,19 @@ def paper_engine(
     config: EngineConfig | None = None,
     database: ExecutionDatabase | None = None,
     start: float = DEFAULT_START,
+    venue: VenueConfig | None = None,
 ) -> tuple[ExecutionEngine, Venue]:
     """The live driver against the simulated broker, in real time (paper trading)."""
     clock = WallClock(start)
-    venue = Venue(SyntheticMarket(market or MarketConfig(), seed), account)
+    sim_venue = Venue(SyntheticMarket(market or MarketConfig(), seed), account, venue)
     engine_config = config or EngineConfig()
     broker = SimulatedBroker(
-        venue,
+        sim_venue,
         clock=clock,
         network=Network(network or NetworkConfig(), seed),
         sleep=time.sleep,
         request_timeout=engine_config.request_timeout_seconds,
     )
-    return ExecutionEngine(broker, database, engine_config, clock=clock, sleep=time.sleep), venue
+    return ExecutionEngine(
+        broker, database, engine_config, clock=clock, sleep=time.sleep
+    ), sim_venue

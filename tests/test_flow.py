@@ -1,0 +1,255 @@
+"""The 9-stage flow end to end, in SimPy virtual time, against the simulated broker."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+from pydantic import ValidationError
+
+from engine.core.config import EngineConfig
+from engine.core.events import (
+    CancelRequested,
+    OrderNotFound,
+    ReconciliationAttempted,
+    SubmissionAttempted,
+    SubmissionOutcomeUnknown,
+)
+from engine.schemas import ExecutionRejectionReason, ExecutionStatus
+from engine.store import IdempotencyConflict
+from sim.market import MarketConfig, SymbolConfig
+from sim.network import FaultKind, FaultWindow, NetworkConfig
+from sim.venue import AccountConfig, VenueConfig
+from sim.world import DEFAULT_START, SimulatedWorld
+from tests.conftest import decision, run_one
+
+R = ExecutionRejectionReason
+S = ExecutionStatus
+T0 = DEFAULT_START
+
+
+def faulty(kind: FaultKind, seconds: float) -> SimulatedWorld:
+    window = FaultWindow(start=T0, end=T0 + seconds, kind=kind)
+    return SimulatedWorld.build(seed=3, network=NetworkConfig(faults=(window,), latency_sigma=0))
+
+
+def attempts_at(world: SimulatedWorld, execution_id: str) -> list[float]:
+    return [
+        e.at
+        for e in world.engine.database.events(execution_id)
+        if isinstance(e, SubmissionAttempted)
+    ]
+
+
+def test_an_approved_trade_fills_at_the_quote_on_arrival_with_measured_slippage(world):
+    execution = run_one(world, decision(units=250_000))
+    assert execution.status is S.FILLED
+    assert execution.executed_units == 250_000 and execution.lots == 2.5
+    [order] = world.venue.orders.values()
+    assert order.client_order_id == execution.request.client_order_id
+    assert execution.average_fill_price == order.fills[0].price
+    assert execution.slippage_pips == pytest.approx(
+        (order.fills[0].price - execution.arrival_ask) / 0.0001, abs=1e-6
+    )
+
+
+def test_a_decision_that_is_not_approved_is_refused_and_never_reaches_the_broker(world):
+    execution = run_one(world, decision(status="HOLD"))
+    assert execution.status is S.REJECTED
+    assert execution.rejection_reason is R.DECISION_NOT_APPROVED
+    assert world.venue.orders == {}
+
+
+def test_a_decision_without_a_trade_is_recorded_and_refused(world):
+    rpm = {"decision": {"status": "REJECTED", "reason": "VaR limit"}}
+    execution = run_one(world, rpm)
+    assert execution.rejection_reason is R.DECISION_NOT_APPROVED
+    assert "VaR limit" in (execution.rejection_detail or "")
+    assert world.venue.orders == {}
+
+
+def test_trading_halted_is_checked_first_and_nothing_is_sent(world):
+    execution = run_one(world, decision(halted=True, units=1_234))  # odd size too: halt wins
+    assert execution.rejection_reason is R.TRADING_HALTED
+    assert world.venue.orders == {}
+
+
+def test_units_that_are_not_whole_lots_steps_are_rejected_not_rounded(world):
+    execution = run_one(world, decision(units=100_500))
+    assert execution.status is S.REJECTED and execution.rejection_reason is R.INVALID_VOLUME
+    assert "volume step" in (execution.rejection_detail or "")
+    assert world.venue.orders == {}
+
+
+def test_orders_on_the_weekend_are_refused_as_market_closed():
+    saturday = SimulatedWorld.build(seed=1, start=T0 + 5 * 86_400)
+    execution = run_one(saturday, decision())
+    assert execution.rejection_reason is R.MARKET_CLOSED
+    assert saturday.venue.orders == {}
+
+
+def test_an_order_beyond_the_free_margin_is_refused_before_it_is_sent():
+    small = SimulatedWorld.build(seed=1, account=AccountConfig(balance=1_000.0, leverage=30))
+    execution = run_one(small, decision(units=100_000))
+    assert execution.rejection_reason is R.INSUFFICIENT_MARGIN
+    assert small.venue.orders == {}
+
+
+def test_a_refused_connection_is_retried_three_times_one_second_apart_then_fails():
+    world = faulty(FaultKind.REFUSE, 60.0)
+    execution = run_one(world, decision())
+    assert execution.status is S.FAILED and execution.rejection_reason is R.NETWORK_ERROR
+    assert execution.attempts == 3
+    times = attempts_at(world, execution.execution_id)
+    assert [round(b - a, 6) for a, b in pairwise(times)] == [1.0, 1.0]
+    assert world.venue.orders == {}
+
+
+def test_a_retry_after_a_refused_connection_places_exactly_one_order():
+    world = faulty(FaultKind.REFUSE, 1.5)
+    execution = run_one(world, decision())
+    assert execution.status is S.FILLED and execution.attempts == 3
+    assert len(world.venue.orders) == 1
+
+
+def test_a_broker_rejection_is_final_and_never_retried():
+    # A fast market and a slow wire: the price moves further than the 0.1-pip bound
+    # between the engine's quote and the order's arrival, and the broker requotes.
+    fast = MarketConfig(
+        symbols=(SymbolConfig(symbol="EURUSD", start_mid=1.085, volatility_pips=20.0),)
+    )
+    slow = NetworkConfig(latency_median_ms=400.0, latency_sigma=0.0)
+    world = SimulatedWorld.build(seed=1, market=fast, network=slow)
+    execution = run_one(world, decision(units=100_000, max_slippage_pips=0.1))
+    assert execution.status is S.REJECTED and execution.rejection_reason is R.REQUOTE
+    assert execution.broker_code == 10004
+    assert execution.attempts == 1
+    assert world.venue.orders == {}
+
+
+def test_a_lost_reply_is_reconciled_and_the_order_adopted_not_resent():
+    world = faulty(FaultKind.DROP_REPLIES, 1.0)
+    execution = run_one(world, decision())
+    assert execution.status is S.FILLED and execution.attempts == 1
+    assert len(world.venue.orders) == 1
+    kinds = [type(e) for e in world.engine.database.events(execution.execution_id)]
+    assert SubmissionOutcomeUnknown in kinds and ReconciliationAttempted in kinds
+    assert OrderNotFound not in kinds
+
+
+def test_a_lost_request_is_proven_absent_by_reconciliation_before_it_is_resent():
+    world = faulty(FaultKind.HANG, 1.0)
+    execution = run_one(world, decision())
+    assert execution.status is S.FILLED and execution.attempts == 2
+    assert len(world.venue.orders) == 1
+    kinds = [type(e) for e in world.engine.database.events(execution.execution_id)]
+    assert (
+        kinds.index(OrderNotFound) < [i for i, k in enumerate(kinds) if k is SubmissionAttempted][1]
+    )
+
+
+def test_an_unreachable_broker_after_a_lost_reply_leaves_the_execution_unresolved_not_resent():
+    world = faulty(FaultKind.DROP_REPLIES, 600.0)
+    execution = run_one(world, decision())
+    assert execution.status is S.UNRESOLVED
+    assert execution.rejection_reason is R.OUTCOME_UNKNOWN
+    assert len(world.venue.orders) == 1  # it did execute; the engine must not send another
+    assert world.engine.database.non_terminal() == [execution.execution_id]
+
+
+def test_an_order_unfilled_after_sixty_seconds_expires_and_is_cancelled_in_virtual_time():
+    world = SimulatedWorld.build(
+        seed=1,
+        venue=VenueConfig(fill_delay_seconds=float("inf")),
+        network=NetworkConfig(latency_median_ms=20.0, latency_sigma=0.0),
+    )
+    execution = run_one(world, decision())
+    assert execution.status is S.EXPIRED and execution.rejection_reason is R.ORDER_TIMEOUT
+    assert execution.executed_units == 0
+    [cancel] = [
+        e
+        for e in world.engine.database.events(execution.execution_id)
+        if isinstance(e, CancelRequested)
+    ]
+    assert cancel.at - execution.submitted_at == pytest.approx(60.0, abs=0.5)
+    assert execution.completed_at - execution.submitted_at == pytest.approx(60.04, abs=0.5)
+    [order] = world.venue.orders.values()
+    assert order.state.value == "CANCELLED"
+
+
+def test_an_order_that_rests_is_polled_every_half_second_until_it_fills():
+    world = SimulatedWorld.build(
+        seed=1,
+        venue=VenueConfig(fill_delay_seconds=3.0),
+        network=NetworkConfig(latency_median_ms=10.0, latency_sigma=0.0),
+    )
+    execution = run_one(world, decision())
+    assert execution.status is S.FILLED
+    # 3 s at the broker, seen at the first poll after it: at most one poll interval late
+    assert 3.0 <= execution.fill_time_seconds <= 3.0 + 0.5 + 0.05
+
+
+def test_a_partial_fill_is_accepted_and_logged_with_the_units_that_executed():
+    world = SimulatedWorld.build(seed=1, venue=VenueConfig(max_fill_units=60_000))
+    execution = run_one(world, decision(units=100_000))
+    assert execution.status is S.PARTIALLY_FILLED
+    assert execution.executed_units == 60_000 and execution.remaining_units == 40_000
+    assert execution.slippage_pips is not None
+    log = execution.to_log()
+    assert log.executed_units == 60_000 and len(log.fills) == 1
+
+
+def test_the_same_idempotency_key_twice_places_one_order_and_returns_the_first_execution(world):
+    first = world.driver.submit(decision(), "key-1")
+    second = world.driver.submit(decision(), "key-1")
+    world.env.run()
+    assert first.value.execution_id == second.value.execution_id
+    assert len(world.venue.orders) == 1
+
+
+def test_the_same_idempotency_key_with_a_different_decision_is_refused(world):
+    run_one(world, decision(units=100_000), "key-1")
+    with pytest.raises(IdempotencyConflict, match="different decision"):
+        run_one(world, decision(units=200_000), "key-1")
+    assert len(world.venue.orders) == 1
+
+
+def test_a_malformed_decision_is_refused_with_an_error_naming_the_field(world):
+    bad = decision(units=-5)
+    with pytest.raises(ValidationError, match="position_units"):
+        world.driver.submit(bad)
+    with pytest.raises(ValidationError, match="symbol"):
+        world.driver.submit(decision(symbol="EUR/USD"))
+    assert world.venue.orders == {}
+    assert list(world.engine.database.execution_ids()) == []
+
+
+def test_a_thousand_concurrent_executions_all_finish_in_virtual_time():
+    world = SimulatedWorld.build(seed=5)
+    processes = [
+        world.driver.submit(decision(decision_id=f"c{i}", direction=1 if i % 2 else -1))
+        for i in range(1_000)
+    ]
+    world.env.run()
+    statuses = {p.value.status for p in processes}
+    assert statuses == {S.FILLED}
+    assert len(world.venue.orders) == 1_000
+    assert world.env.now - T0 < 1.0  # all interleaved: the whole batch took under a second
+
+
+def test_the_same_seed_gives_the_same_ledger_and_another_seed_another():
+    def ledger(seed: int) -> list[tuple]:
+        world = SimulatedWorld.build(seed=seed, network=NetworkConfig(reply_loss=0.05))
+        for i in range(200):
+            world.driver.submit(decision(decision_id=f"s{i}", symbol=("EURUSD", "USDJPY")[i % 2]))
+        world.env.run()
+        return world.venue.ledger_rows()
+
+    assert ledger(1) == ledger(1)
+    assert ledger(1) != ledger(2)
+
+
+def test_config_numbers_come_from_one_object_and_its_version_is_recorded(world):
+    execution = run_one(world, decision())
+    assert execution.request.config_version == EngineConfig().version
+    assert EngineConfig(poll_interval_seconds=0.25).version != EngineConfig().version
