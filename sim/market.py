@@ -76,7 +76,7 @@ class MarketConfig(BaseModel):
 class _Walk:
     """One symbol's mid: its own generator, the last tick index and price."""
 
-    __slots__ = ("config", "half_spread", "mid", "pip", "rng", "tick", "time")
+    __slots__ = ("config", "half_spread", "mid", "pip", "rng", "snapshot", "tick")
 
     def __init__(self, config: SymbolConfig, rng: np.random.Generator) -> None:
         self.config = config
@@ -85,7 +85,7 @@ class _Walk:
         self.half_spread = config.spread_pips * self.pip / 2.0
         self.mid = config.start_mid
         self.tick: int | None = None
-        self.time = 0.0
+        self.snapshot: MarketSnapshot | None = None  # the quote struck at `tick`
 
 
 class SyntheticMarket:
@@ -108,38 +108,39 @@ class SyntheticMarket:
     def is_open(self, t: float) -> bool:
         return self.config.week.is_open(t)
 
+    def _walk_to(self, walk: _Walk, t: float) -> None:
+        tick_seconds = self.config.tick_seconds
+        tick = math.floor(self.config.week.last_open_instant(t) / tick_seconds)
+        if walk.tick is not None and tick <= walk.tick:
+            return
+        if walk.tick is not None:
+            elapsed = (tick - walk.tick) * tick_seconds
+            sigma = walk.config.volatility_pips * walk.pip * math.sqrt(elapsed)
+            walk.mid += sigma * walk.rng.standard_normal()
+        walk.tick = tick
+        walk.snapshot = None
+
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         """The quote prevailing at t; its time is the tick it was struck at."""
         walk = self._walks.get(symbol)
         if walk is None:
             return None
-        tick_seconds = self.config.tick_seconds
-        effective = self.config.week.last_open_instant(t)
-        tick = math.floor(effective / tick_seconds)
-        if walk.tick is None:
-            walk.tick = tick
-        elif tick > walk.tick:
-            elapsed = (tick - walk.tick) * tick_seconds
-            walk.mid += (
-                walk.config.volatility_pips
-                * walk.pip
-                * math.sqrt(elapsed)
-                * walk.rng.standard_normal()
+        self._walk_to(walk, t)
+        if walk.snapshot is None:
+            digits = walk.config.digits
+            walk.snapshot = MarketSnapshot.model_construct(
+                symbol=symbol,
+                bid=round(walk.mid - walk.half_spread, digits),
+                ask=round(walk.mid + walk.half_spread, digits),
+                time=walk.tick * self.config.tick_seconds,
+                bid_depth_units=None,
+                ask_depth_units=None,
             )
-            walk.tick = tick
-        walk.time = walk.tick * tick_seconds
-        digits = walk.config.digits
-        return MarketSnapshot.model_construct(
-            symbol=symbol,
-            bid=round(walk.mid - walk.half_spread, digits),
-            ask=round(walk.mid + walk.half_spread, digits),
-            time=walk.time,
-            bid_depth_units=None,
-            ask_depth_units=None,
-        )
+        return walk.snapshot
 
     def mid(self, symbol: str, t: float) -> float:
-        snapshot = self.quote(symbol, t)
-        if snapshot is None:
+        walk = self._walks.get(symbol)
+        if walk is None:
             raise KeyError(f"unknown symbol {symbol}")
-        return snapshot.mid
+        self._walk_to(walk, t)
+        return walk.mid
