@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 WEEK = 7 * 86_400.0
@@ -30,6 +32,17 @@ class FxWeek(BaseModel):
         close = self.close_weekday * 86_400 + self.close_hour * 3600
         reopen = self.open_weekday * 86_400 + self.open_hour * 3600
         return not close <= s < reopen
+
+    def closed_seconds_until(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Seconds the week has been closed from a fixed Monday 00:00 UTC up to each t.
+
+        Differences of this between two instants give the closed time between them, which
+        is how a data loader tells a weekend from a gap in the quotes."""
+        close = self.close_weekday * 86_400.0 + self.close_hour * 3600.0
+        reopen = self.open_weekday * 86_400.0 + self.open_hour * 3600.0
+        span = max(reopen - close, 0.0)
+        weeks, into = np.divmod(t + _EPOCH_TO_MONDAY, WEEK)
+        return weeks * span + np.clip(into - close, 0.0, span)
 
     def last_open_instant(self, t: float) -> float:
         """t itself while open; otherwise the moment the market last closed."""

@@ -1,47 +1,10 @@
-"""Shared builders: decisions as RPM sends them, and simulated worlds to run them in."""
+"""Shared fixtures."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from engine.core.lifecycle import Execution
 from sim.world import SimulatedWorld
-
-
-def decision(
-    symbol: str = "EURUSD",
-    direction: int = 1,
-    units: int = 100_000,
-    decision_id: str | None = "d-1",
-    status: str = "APPROVED",
-    halted: bool = False,
-    **trade: Any,
-) -> dict[str, Any]:
-    """An RPM output as upstream sends it over the wire (plain JSON-like data)."""
-    body: dict[str, Any] = {
-        "decision": {
-            "status": status,
-            "approved_trade": {
-                "symbol": symbol,
-                "direction": direction,
-                "position_units": units,
-                "confidence_score": 0.8,
-                **trade,
-            },
-        },
-        "portfolio_state": {"trading_halted": halted},
-    }
-    if decision_id is not None:
-        body["decision"]["decision_id"] = decision_id
-    return body
-
-
-def run_one(world: SimulatedWorld, rpm: dict[str, Any], key: str | None = None) -> Execution:
-    process = world.driver.submit(rpm, key)
-    world.env.run()
-    return process.value
 
 
 @pytest.fixture

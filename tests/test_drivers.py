@@ -15,7 +15,7 @@ from sim.market import MarketConfig, SymbolConfig
 from sim.network import FaultKind, FaultWindow, NetworkConfig
 from sim.venue import AccountConfig, VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld, paper_engine
-from tests.conftest import decision
+from tests.builders import decision
 
 # Timeouts shortened so the wall-clock run takes a fraction of a second; prices held still
 # so both clocks see the same quotes whatever the scheduling noise of this machine.

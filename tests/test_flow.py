@@ -21,7 +21,7 @@ from sim.market import MarketConfig, SymbolConfig
 from sim.network import FaultKind, FaultWindow, NetworkConfig
 from sim.venue import AccountConfig, VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
-from tests.conftest import decision, run_one
+from tests.builders import decision, run_one
 
 R = ExecutionRejectionReason
 S = ExecutionStatus

@@ -24,7 +24,7 @@ from engine.core.validation import (
     volume_representable,
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot, RPMOutput
-from tests.conftest import decision
+from tests.builders import decision
 
 R = ExecutionRejectionReason
 NOW = 1_704_697_200.0

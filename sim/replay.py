@@ -1,0 +1,106 @@
+"""A market that replays recorded quotes, duck-typed like `sim.market.SyntheticMarket`.
+
+Each symbol's quotes are loaded and cleaned by `sim.quotes_csv` under a declared policy and
+held as three read-only numpy arrays (time, bid, ask); a look-up is one binary search, so
+memory is the data's own size and no per-quote Python object is ever made.
+
+At t the market returns the latest quote at or before t, stamped with its own time, so a
+caller can see how old it is; before a symbol's first quote it returns None. While the week
+is closed the search stops at the close: the last quote before it stays and goes stale, as
+at a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from engine.core.instruments import pip_size
+from engine.schemas import MarketSnapshot
+from sim.market import SymbolConfig
+from sim.quotes_csv import QuoteSeries, QuoteSource, load_quotes
+from sim.sessions import FxWeek
+
+
+def _symbol_config(series: QuoteSeries) -> SymbolConfig:
+    """Digits from the source, the first quote's mid, and the data's median spread.
+
+    The spread is filled in so that the config describes the replayed symbol rather than
+    carrying the synthetic model's default; the other synthetic-model fields keep theirs."""
+    point = 10.0**-series.digits
+    spreads = (series.ask - series.bid) / pip_size(series.digits, point)
+    return SymbolConfig(
+        symbol=series.symbol,
+        digits=series.digits,
+        start_mid=float(series.bid[0] + series.ask[0]) / 2.0,
+        spread_pips=round(max(float(np.median(spreads)), 0.0), 2),
+    )
+
+
+class ReplayMarket:
+    def __init__(self, sources: Sequence[QuoteSource], week: FxWeek | None = None) -> None:
+        """Load every source, measuring gaps against `week` (default FxWeek()).
+
+        Raises QuoteFileError for a malformed file and BadQuotesError for quotes its policy
+        refuses; two sources for one symbol, or none at all, are a ValueError."""
+        if not sources:
+            raise ValueError("a replay needs at least one quote source")
+        self.week = week if week is not None else FxWeek()
+        self._series: dict[str, QuoteSeries] = {}
+        for source in sources:
+            if source.symbol in self._series:
+                raise ValueError(f"two quote sources for {source.symbol}")
+            self._series[source.symbol] = load_quotes(source, self.week)
+        self._configs = {symbol: _symbol_config(s) for symbol, s in self._series.items()}
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._series)
+
+    @property
+    def start(self) -> float:
+        """The time of the earliest quote of any symbol."""
+        return min(float(s.time[0]) for s in self._series.values())
+
+    @property
+    def end(self) -> float:
+        """The time of the latest quote of any symbol."""
+        return max(float(s.time[-1]) for s in self._series.values())
+
+    def series(self, symbol: str) -> QuoteSeries:
+        """The cleaned quotes and their data-quality report; KeyError for an unknown symbol."""
+        return self._series[symbol]
+
+    def symbol_config(self, symbol: str) -> SymbolConfig | None:
+        return self._configs.get(symbol)
+
+    def is_open(self, t: float) -> bool:
+        return self.week.is_open(t)
+
+    def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
+        """The quote prevailing at t, with its own time; None before the first or if unknown."""
+        series = self._series.get(symbol)
+        if series is None:
+            return None
+        effective = self.week.last_open_instant(t)
+        i = int(np.searchsorted(series.time, effective, side="right")) - 1
+        if i < 0:
+            return None
+        # Valid by construction: the loader kept only positive, uncrossed prices.
+        return MarketSnapshot.model_construct(
+            symbol=symbol,
+            bid=float(series.bid[i]),
+            ask=float(series.ask[i]),
+            time=float(series.time[i]),
+            bid_depth_units=None,
+            ask_depth_units=None,
+        )
+
+    def mid(self, symbol: str, t: float) -> float:
+        snapshot = self.quote(symbol, t)
+        if snapshot is None:
+            if symbol not in self._series:
+                raise KeyError(f"unknown symbol {symbol}")
+            raise KeyError(f"no {symbol} quote at or before t={t}")
+        return snapshot.mid
