@@ -16,9 +16,7 @@ from sim.network import NetworkConfig
 from sim.world import SimulatedWorld
 
 # A little of everything a desk meets: latency with a tail, and a lossy wire now and then.
-DEMO_NETWORK = NetworkConfig(
-    latency_median_ms=25.0, latency_sigma=0.5, request_loss=0.005, reply_loss=0.005
-)
+DEMO_NETWORK = NetworkConfig(request_loss=0.005, reply_loss=0.005)
 DEMO_FLOW = OrderFlowConfig(odd_size_share=0.01)
 
 

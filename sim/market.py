@@ -1,14 +1,20 @@
-"""The simulated price process: a seeded random walk of the mid per symbol, with a spread.
+"""The synthetic price process, and the interface every price source offers the venue.
 
-The mid is Brownian on a tick grid: asked at a later tick, it moves by one normal draw
-scaled to the time elapsed, so a quiet symbol costs nothing and a weekend costs one draw.
-Prices freeze while the market is closed, so the last quote goes stale, as at a broker.
+The mid of each symbol is Brownian on a tick grid: asked at a later tick, it moves by one
+normal draw scaled to the variance accumulated since, so a quiet symbol costs nothing and
+a weekend costs one draw. The variance follows a two-state volatility regime (calm and
+volatile, switching at random) and scheduled news (a jump at the release, then a volatile
+window). Spreads come from `sim.spreads`. Prices freeze while the market is closed, so
+the last quote goes stale, as at a broker.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from typing import Annotated
+from datetime import datetime
+from itertools import pairwise
+from typing import Annotated, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +22,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine.core.instruments import SymbolSpec, TradeMode, pip_size
 from engine.schemas import SYMBOL_PATTERN, MarketSnapshot
 from sim.sessions import FxWeek
+from sim.spreads import SpreadConfig
+
+
+class PriceSource(Protocol):
+    """What the venue needs from a market, synthetic or replayed."""
+
+    @property
+    def symbols(self) -> tuple[str, ...]: ...
+
+    def symbol_config(self, symbol: str) -> SymbolConfig | None: ...
+
+    def is_open(self, t: float) -> bool: ...
+
+    def quote(self, symbol: str, t: float) -> MarketSnapshot | None: ...
+
+    def mid(self, symbol: str, t: float) -> float: ...
+
+    def volatility(self, t: float) -> float:
+        """The volatility multiplier in force at t: 1 when calm."""
+        ...
 
 
 class SymbolConfig(BaseModel):
@@ -65,36 +91,123 @@ DEFAULT_SYMBOLS = (
 )
 
 
+class RegimeConfig(BaseModel):
+    """A two-state Markov switch between calm and volatile markets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean_calm_minutes: Annotated[float, Field(gt=0.0)] = 180.0
+    mean_volatile_minutes: Annotated[float, Field(gt=0.0)] = 20.0
+    volatile_multiplier: Annotated[float, Field(ge=1.0)] = 2.5
+
+
+class NewsEvent(BaseModel):
+    """A scheduled release: a jump at `at`, then `window_seconds` of higher volatility."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: datetime
+    symbols: tuple[str, ...] = ()  # empty: every symbol
+    jump_pips: Annotated[float, Field(ge=0.0)] = 10.0  # standard deviation of the jump
+    volatility_multiplier: Annotated[float, Field(ge=1.0)] = 4.0
+    window_seconds: Annotated[float, Field(gt=0.0)] = 300.0
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("a news time must carry its time zone, e.g. 2024-01-12T13:30:00Z")
+        return value
+
+    @property
+    def start(self) -> float:
+        return self.at.timestamp()
+
+    def affects(self, symbol: str) -> bool:
+        return not self.symbols or symbol in self.symbols
+
+
 class MarketConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     symbols: tuple[SymbolConfig, ...] = DEFAULT_SYMBOLS
     tick_seconds: Annotated[float, Field(gt=0.0)] = 0.25
     week: FxWeek = FxWeek()
+    regimes: RegimeConfig | None = RegimeConfig()
+    news: tuple[NewsEvent, ...] = ()
+    spreads: SpreadConfig = SpreadConfig()
+
+
+class _Regimes:
+    """Switch times generated forward from their own stream: independent of who asks when."""
+
+    def __init__(self, config: RegimeConfig | None, rng: np.random.Generator, start: float) -> None:
+        self.config = config
+        self.rng = rng
+        self.switches: list[float] = []  # calm until the first, volatile until the second, ...
+        self._horizon = start
+
+    def _extend(self, t: float) -> None:
+        assert self.config is not None
+        while self._horizon <= t:
+            volatile_next = len(self.switches) % 2 == 0
+            mean = (
+                self.config.mean_calm_minutes
+                if volatile_next
+                else self.config.mean_volatile_minutes
+            )
+            self._horizon += float(self.rng.exponential(mean * 60.0))
+            self.switches.append(self._horizon)
+
+    def volatile(self, t: float) -> bool:
+        if self.config is None:
+            return False
+        self._extend(t)
+        return bisect.bisect_right(self.switches, t) % 2 == 1
+
+    def multiplier(self, t: float) -> float:
+        return self.config.volatile_multiplier if self.config and self.volatile(t) else 1.0
+
+    def switches_between(self, t0: float, t1: float) -> list[float]:
+        if self.config is None:
+            return []
+        self._extend(t1)
+        return self.switches[
+            bisect.bisect_right(self.switches, t0) : bisect.bisect_left(self.switches, t1)
+        ]
 
 
 class _Walk:
     """One symbol's mid: its own generator, the last tick index and price."""
 
-    __slots__ = ("config", "half_spread", "mid", "pip", "rng", "snapshot", "tick")
+    __slots__ = ("config", "half_spread", "mid", "news", "pip", "rng", "snapshot", "tick")
 
-    def __init__(self, config: SymbolConfig, rng: np.random.Generator) -> None:
+    def __init__(
+        self, config: SymbolConfig, rng: np.random.Generator, news: list[NewsEvent]
+    ) -> None:
         self.config = config
         self.rng = rng
         self.pip = pip_size(config.digits, config.point)
         self.half_spread = config.spread_pips * self.pip / 2.0
         self.mid = config.start_mid
+        self.news = news
         self.tick: int | None = None
         self.snapshot: MarketSnapshot | None = None  # the quote struck at `tick`
 
 
 class SyntheticMarket:
-    def __init__(self, config: MarketConfig, seed: int) -> None:
+    def __init__(self, config: MarketConfig, seed: int, start: float) -> None:
+        """`start` anchors the regime switches: the same seed and start, the same regimes."""
         self.config = config
-        streams = np.random.SeedSequence(seed).spawn(len(config.symbols))
+        streams = np.random.SeedSequence(seed).spawn(len(config.symbols) + 1)
+        self._regimes = _Regimes(config.regimes, np.random.default_rng(streams[0]), start)
+        news = sorted(config.news, key=lambda n: n.start)
+        self._news = news
         self._walks = {
-            sym.symbol: _Walk(sym, np.random.default_rng(stream))
-            for sym, stream in zip(config.symbols, streams, strict=True)
+            sym.symbol: _Walk(
+                sym, np.random.default_rng(stream), [n for n in news if n.affects(sym.symbol)]
+            )
+            for sym, stream in zip(config.symbols, streams[1:], strict=True)
         }
 
     @property
@@ -108,17 +221,52 @@ class SyntheticMarket:
     def is_open(self, t: float) -> bool:
         return self.config.week.is_open(t)
 
+    def _news_multiplier(self, news: list[NewsEvent], t: float) -> float:
+        widest = 1.0
+        for event in news:
+            if event.start <= t < event.start + event.window_seconds:
+                widest = max(widest, event.volatility_multiplier)
+        return widest
+
+    def volatility(self, t: float) -> float:
+        return self._regimes.multiplier(t) * self._news_multiplier(self._news, t)
+
+    def _variance_seconds(self, walk: _Walk, t0: float, t1: float) -> float:
+        """∫ multiplier² dt over [t0, t1]: regimes and news windows are piecewise constant."""
+        edges = {t0, t1, *self._regimes.switches_between(t0, t1)}
+        for event in walk.news:
+            for edge in (event.start, event.start + event.window_seconds):
+                if t0 < edge < t1:
+                    edges.add(edge)
+        points = sorted(edges)
+        total = 0.0
+        for a, b in pairwise(points):
+            m = self._regimes.multiplier(a) * self._news_multiplier(walk.news, a)
+            total += m * m * (b - a)
+        return total
+
     def _walk_to(self, walk: _Walk, t: float) -> None:
         tick_seconds = self.config.tick_seconds
         tick = math.floor(self.config.week.last_open_instant(t) / tick_seconds)
         if walk.tick is not None and tick <= walk.tick:
             return
         if walk.tick is not None:
-            elapsed = (tick - walk.tick) * tick_seconds
-            sigma = walk.config.volatility_pips * walk.pip * math.sqrt(elapsed)
-            walk.mid += sigma * walk.rng.standard_normal()
+            t0, t1 = walk.tick * tick_seconds, tick * tick_seconds
+            variance = self._variance_seconds(walk, t0, t1)
+            step = walk.config.volatility_pips * math.sqrt(variance) * walk.rng.standard_normal()
+            for event in walk.news:
+                if t0 < event.start <= t1 and event.jump_pips:
+                    step += event.jump_pips * walk.rng.standard_normal()
+            walk.mid += step * walk.pip
         walk.tick = tick
         walk.snapshot = None
+
+    def _spread_multiplier(self, walk: _Walk, t: float) -> float:
+        week = self.config.week
+        news_active = self._news_multiplier(walk.news, t) > 1.0
+        return self.config.spreads.multiplier(
+            t, week.seconds_since_open(t), news_active, self._regimes.volatile(t)
+        )
 
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         """The quote prevailing at t; its time is the tick it was struck at."""
@@ -127,12 +275,14 @@ class SyntheticMarket:
             return None
         self._walk_to(walk, t)
         if walk.snapshot is None:
+            struck = walk.tick * self.config.tick_seconds
+            half = walk.half_spread * self._spread_multiplier(walk, struck)
             digits = walk.config.digits
             walk.snapshot = MarketSnapshot.model_construct(
                 symbol=symbol,
-                bid=round(walk.mid - walk.half_spread, digits),
-                ask=round(walk.mid + walk.half_spread, digits),
-                time=walk.tick * self.config.tick_seconds,
+                bid=round(walk.mid - half, digits),
+                ask=round(walk.mid + half, digits),
+                time=struck,
                 bid_depth_units=None,
                 ask_depth_units=None,
             )

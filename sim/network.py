@@ -7,7 +7,7 @@ exactly the same network.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated
@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.core.ports import BrokerError, OutcomeUnknown, RequestNotSent
+from sim.latency import LatencyConfig, LatencySampler
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -29,6 +30,7 @@ class Fate(Enum):
 
 class FaultKind(Enum):
     REFUSE = "refuse"  # broker down: connections refused at once, nothing sent
+    DISCONNECT = "disconnect"  # terminal offline: local reads fail too, nothing sent
     HANG = "hang"  # partition: requests vanish, the client waits out its timeout
     DROP_REPLIES = "drop_replies"  # the broker executes, its answers never arrive
 
@@ -52,8 +54,7 @@ class FaultWindow(BaseModel):
 class NetworkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    latency_median_ms: Annotated[float, Field(ge=0.0)] = 20.0
-    latency_sigma: Annotated[float, Field(ge=0.0)] = 0.4  # of the log; 0 is constant latency
+    latency: LatencyConfig = LatencyConfig()
     request_loss: Probability = 0.0
     reply_loss: Probability = 0.0
     faults: tuple[FaultWindow, ...] = ()
@@ -91,19 +92,17 @@ class Delivery:
 
 
 class Network:
-    def __init__(self, config: NetworkConfig, seed: int) -> None:
+    def __init__(
+        self,
+        config: NetworkConfig,
+        seed: int,
+        volatility: Callable[[float], float] | None = None,
+    ) -> None:
+        """`volatility(t)` is the market's multiplier (1 when calm): latency follows it."""
         self.config = config
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6E6574]))
-        self._log_median = (
-            math.log(config.latency_median_ms / 1000.0) if config.latency_median_ms > 0 else None
-        )
-
-    def _leg(self) -> float:
-        if self._log_median is None:
-            return 0.0
-        if self.config.latency_sigma == 0.0:
-            return math.exp(self._log_median)
-        return float(self._rng.lognormal(self._log_median, self.config.latency_sigma))
+        self._latency = LatencySampler(config.latency, seed)
+        self._volatility = volatility
 
     def fault_at(self, t: float) -> FaultKind | None:
         for window in self.config.faults:
@@ -112,10 +111,12 @@ class Network:
         return None
 
     def plan(self, t: float) -> Delivery:
+        """The fate of a request sent at t; latency spikes with the market's volatility."""
         fault = self.fault_at(t)
-        if fault is FaultKind.REFUSE:
+        if fault in (FaultKind.REFUSE, FaultKind.DISCONNECT):
             return Delivery(0.0, 0.0, Fate.REFUSED)
-        to_broker, to_client = self._leg(), self._leg()
+        volatility = self._volatility(t) if self._volatility is not None else 1.0
+        to_broker, processing, to_client = self._latency.legs(volatility)
         fate = Fate.DELIVERED
         if fault is FaultKind.HANG:
             fate = Fate.REQUEST_LOST
@@ -125,4 +126,5 @@ class Network:
             fate = Fate.REQUEST_LOST
         elif self.config.reply_loss and self._rng.random() < self.config.reply_loss:
             fate = Fate.REPLY_LOST
-        return Delivery(to_broker, to_client, fate)
+        # The broker acts once the request has arrived and been processed.
+        return Delivery(to_broker + processing, to_client, fate)

@@ -78,6 +78,10 @@ class ReplayMarket:
     def is_open(self, t: float) -> bool:
         return self.week.is_open(t)
 
+    def volatility(self, t: float) -> float:
+        """Replayed prices carry their own volatility; latency is not scaled on top of it."""
+        return 1.0
+
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         """The quote prevailing at t, with its own time; None before the first or if unknown."""
         series = self._series.get(symbol)

@@ -1,7 +1,8 @@
-"""The FX trading week: open Sunday ~22:00 UTC to Friday ~22:00 UTC."""
+"""The FX trading week: open Sunday ~22:00 UTC to Friday ~22:00 UTC, less holidays."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import numpy as np
@@ -9,12 +10,17 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 WEEK = 7 * 86_400.0
+DAY = 86_400.0
 # The POSIX epoch fell on a Thursday: shifting by three days makes week-seconds Monday-based.
 _EPOCH_TO_MONDAY = 3 * 86_400.0
 
 
 class FxWeek(BaseModel):
-    """Weekly hours in UTC; weekday 0 is Monday, as in `datetime.weekday()`."""
+    """Weekly hours in UTC (weekday 0 is Monday, as `datetime.weekday()`), and holidays.
+
+    A holiday closes the trading day that bears its date: FX days start at the previous
+    evening's 22:00 UTC roll, so the market is shut from 22:00 the day before to 22:00 on it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -22,31 +28,62 @@ class FxWeek(BaseModel):
     close_hour: Annotated[float, Field(ge=0, lt=24)] = 22.0
     open_weekday: Annotated[int, Field(ge=0, le=6)] = 6
     open_hour: Annotated[float, Field(ge=0, lt=24)] = 22.0
+    holidays: tuple[date, ...] = ()
 
     def _week_seconds(self, t: float) -> float:
         """Seconds since the start of the Monday (00:00 UTC) of t's week."""
         return (t + _EPOCH_TO_MONDAY) % WEEK
 
-    def is_open(self, t: float) -> bool:
+    @property
+    def _close(self) -> float:
+        return self.close_weekday * DAY + self.close_hour * 3600
+
+    @property
+    def _reopen(self) -> float:
+        return self.open_weekday * DAY + self.open_hour * 3600
+
+    def _holiday_start(self, t: float) -> float | None:
+        """Start of the holiday closure containing t, if any."""
+        if not self.holidays:
+            return None
+        trading_day = datetime.fromtimestamp(t + 2 * 3600, tz=UTC).date()  # 22:00 rolls the day
+        if trading_day in self.holidays:
+            midnight = datetime(trading_day.year, trading_day.month, trading_day.day, tzinfo=UTC)
+            return (midnight - timedelta(hours=2)).timestamp()
+        return None
+
+    def _closure_start(self, t: float) -> float | None:
         s = self._week_seconds(t)
-        close = self.close_weekday * 86_400 + self.close_hour * 3600
-        reopen = self.open_weekday * 86_400 + self.open_hour * 3600
-        return not close <= s < reopen
+        if self._close <= s < self._reopen:
+            return t - (s - self._close)
+        return self._holiday_start(t)
 
-    def closed_seconds_until(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Seconds the week has been closed from a fixed Monday 00:00 UTC up to each t.
-
-        Differences of this between two instants give the closed time between them, which
-        is how a data loader tells a weekend from a gap in the quotes."""
-        close = self.close_weekday * 86_400.0 + self.close_hour * 3600.0
-        reopen = self.open_weekday * 86_400.0 + self.open_hour * 3600.0
-        span = max(reopen - close, 0.0)
-        weeks, into = np.divmod(t + _EPOCH_TO_MONDAY, WEEK)
-        return weeks * span + np.clip(into - close, 0.0, span)
+    def is_open(self, t: float) -> bool:
+        return self._closure_start(t) is None
 
     def last_open_instant(self, t: float) -> float:
-        """t itself while open; otherwise the moment the market last closed."""
-        if self.is_open(t):
-            return t
-        close = self.close_weekday * 86_400 + self.close_hour * 3600
-        return t - (self._week_seconds(t) - close)
+        """t itself while open; otherwise the moment the market last closed (a holiday next
+        to a weekend makes one long closure)."""
+        start = self._closure_start(t)
+        while start is not None:
+            t = start
+            before = self._closure_start(start - 1e-3)
+            if before is None:
+                return start
+            start = before
+        return t
+
+    def closed_seconds_until(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Seconds of weekly closure from a fixed Monday 00:00 UTC up to each t.
+
+        Differences of this between two instants give the weekend time between them, which
+        is how a data loader tells a weekend from a gap in the quotes (holidays are not
+        counted: in data they show up as gaps, which is worth reporting)."""
+        span = max(self._reopen - self._close, 0.0)
+        weeks, into = np.divmod(t + _EPOCH_TO_MONDAY, WEEK)
+        return weeks * span + np.clip(into - self._close, 0.0, span)
+
+    def seconds_since_open(self, t: float) -> float:
+        """Seconds since the market last opened for the week (for session-open spreads)."""
+        since = (self._week_seconds(t) - self._reopen) % WEEK
+        return since

@@ -1,9 +1,10 @@
 """The simulated broker's trade server: order matching, its own ledger, and the account.
 
 The venue is the broker's side of the wire. It keeps its own ledger of orders and deals,
-independent of what the engine believes, so a test can count what really executed. It
-fills a market order at the quote prevailing when the order arrives, and refuses with
-the real MT5 return codes.
+independent of what the engine believes, so a test can count what really executed. A
+market order fills at the quote prevailing when it arrives, walking the depth ladder; it
+is refused with the real MT5 return codes for natural causes (session, trade mode,
+volume, deviation, margin, liquidity) and for configured extra ones (rate limit, random).
 """
 
 from __future__ import annotations
@@ -24,30 +25,13 @@ from engine.core.ports import (
     OrderRequest,
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
-from sim.market import SyntheticMarket
+from sim import rejections as codes
+from sim.account import Account, AccountConfig
+from sim.liquidity import DepthLadder
+from sim.market import PriceSource
+from sim.rejections import RejectionConfig, Rejections, reason_for
 
 R = ExecutionRejectionReason
-
-# MT5 TRADE_RETCODE values (see mt5-reference.md)
-REQUOTE = 10004
-INVALID = 10013
-INVALID_VOLUME = 10014
-TRADE_DISABLED = 10017
-REJECT = 10006
-MARKET_CLOSED = 10018
-NO_MONEY = 10019
-INVALID_ORDER = 10035
-LONG_ONLY = 10042
-SHORT_ONLY = 10043
-CLOSE_ONLY = 10044
-
-
-class AccountConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
-    balance: Annotated[float, Field(gt=0.0)] = 1_000_000.0
-    leverage: Annotated[int, Field(ge=1, le=3000)] = 100
 
 
 class VenueConfig(BaseModel):
@@ -55,10 +39,11 @@ class VenueConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Units available at the touch for one order; IOC fills that much and cancels the rest.
-    max_fill_units: Annotated[int | None, Field(gt=0)] = None
+    # None: unlimited size at the touch.
+    depth: DepthLadder | None = DepthLadder()
     # A dealer that sits on orders: they rest, and fill this long after arrival (inf: never).
     fill_delay_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+    rejections: RejectionConfig = RejectionConfig()
 
 
 @dataclass(slots=True)
@@ -83,26 +68,25 @@ class LedgerOrder:
         )
 
 
-@dataclass(slots=True)
-class _Position:
-    units: int = 0  # signed: + long, - short (netting)
-    average_price: float = 0.0
+def _refuse(code: int, detail: str) -> BrokerRejected:
+    return BrokerRejected(reason_for(code), f"{codes.DESCRIPTION[code]}: {detail}", code)
 
 
 class Venue:
     def __init__(
         self,
-        market: SyntheticMarket,
+        market: PriceSource,
         account: AccountConfig | None = None,
         config: VenueConfig | None = None,
+        seed: int = 0,
     ) -> None:
         self.market = market
         self.config = config or VenueConfig()
-        self.account_config = account or AccountConfig()
-        self.balance = self.account_config.balance
+        self.account = Account(account or AccountConfig(), market)
+        self.rejections = Rejections(self.config.rejections, seed)
         self.orders: dict[int, LedgerOrder] = {}
+        self.refusals: dict[int, int] = {}  # MT5 code -> count: what the broker refused
         self._by_client_id: dict[str, int] = {}
-        self._positions: dict[str, _Position] = {}
         self._next_ticket = 1
         self._next_deal = 1
 
@@ -113,118 +97,88 @@ class Venue:
         return config.spec() if config else None
 
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
-        return self.market.quote(symbol, t)
-
-    def _to_account(self, amount: float, currency: str, t: float) -> float:
-        home = self.account_config.currency
-        if currency == home:
-            return amount
-        if self.market.symbol_config(currency + home):
-            return amount * self.market.mid(currency + home, t)
-        if self.market.symbol_config(home + currency):
-            return amount / self.market.mid(home + currency, t)
-        raise KeyError(f"no rate to convert {currency} into {home}")
+        quote = self.market.quote(symbol, t)
+        depth = self.config.depth
+        if quote is None or depth is None or not depth.published:
+            return quote
+        total = depth.total_units
+        return quote.model_copy(update={"bid_depth_units": total, "ask_depth_units": total})
 
     def margin_required(self, symbol: str, units: int, t: float) -> float:
-        return self._to_account(units, symbol[:3], t) / self.account_config.leverage
+        return self.account.margin_for(symbol, units, t)
 
-    def account(self, t: float) -> AccountState:
-        margin = 0.0
-        unrealised = 0.0
-        for symbol, position in self._positions.items():
-            if position.units == 0:
-                continue
-            margin += self.margin_required(symbol, abs(position.units), t)
-            mid = self.market.mid(symbol, t)
-            unrealised += self._to_account(
-                position.units * (mid - position.average_price), symbol[3:], t
-            )
-        equity = self.balance + unrealised
-        return AccountState(
-            currency=self.account_config.currency,
-            balance=self.balance,
-            equity=equity,
-            margin_used=margin,
-            free_margin=equity - margin,
-            leverage=self.account_config.leverage,
-        )
+    def account_state(self, t: float) -> AccountState:
+        return self.account.state(t)
 
     # -- trading ---------------------------------------------------------------------
 
     def place(self, order: OrderRequest, t: float) -> OrderReport:
-        """Match a market order at arrival time t, or refuse it with an MT5 code."""
+        """Match a market order arriving at t, or refuse it with an MT5 code."""
+        try:
+            return self._place(order, t)
+        except BrokerRejected as refusal:
+            if refusal.code is not None:
+                self.refusals[refusal.code] = self.refusals.get(refusal.code, 0) + 1
+            raise
+
+    def _place(self, order: OrderRequest, t: float) -> OrderReport:
+        extra = self.rejections.refusal(t)
+        if extra is not None:
+            raise _refuse(extra, "refused by the broker")
         spec = self.spec(order.symbol)
         if spec is None:
-            raise BrokerRejected(R.SYMBOL_NOT_TRADABLE, f"unknown symbol {order.symbol}", INVALID)
+            raise _refuse(codes.INVALID, f"unknown symbol {order.symbol}")
         self._check_tradable(spec, order)
         if not self.market.is_open(t):
-            raise BrokerRejected(R.MARKET_CLOSED, "market closed", MARKET_CLOSED)
+            raise _refuse(codes.MARKET_CLOSED, f"{order.symbol} is outside its session")
         try:
             lots = units_to_lots(order.units, spec)
         except VolumeError as exc:
-            raise BrokerRejected(R.INVALID_VOLUME, str(exc), INVALID_VOLUME) from exc
+            raise _refuse(codes.INVALID_VOLUME, str(exc)) from exc
         if abs(lots - order.lots) > 1e-12:
-            raise BrokerRejected(
-                R.INVALID_VOLUME, f"{order.lots} lots != {order.units} units", INVALID_VOLUME
-            )
+            raise _refuse(codes.INVALID_VOLUME, f"{order.lots} lots != {order.units} units")
         quote = self.market.quote(order.symbol, t)
-        assert quote is not None
+        if quote is None:
+            raise _refuse(codes.PRICE_OFF, f"no quote for {order.symbol} yet")
         price = quote.ask if order.direction is Direction.BUY else quote.bid
         if order.deviation_points is not None:
             moved = abs(price - order.price) / spec.point
             if moved > order.deviation_points + 1e-6:
-                raise BrokerRejected(
-                    R.REQUOTE,
+                raise _refuse(
+                    codes.REQUOTE,
                     f"price moved {moved:.0f} points, deviation {order.deviation_points}",
-                    REQUOTE,
                 )
         needed = self.margin_required(order.symbol, order.units, t)
-        if needed > self.account(t).free_margin:
-            raise BrokerRejected(
-                R.INSUFFICIENT_MARGIN, f"margin {needed:.2f} exceeds free margin", NO_MONEY
-            )
-        cap = self.config.max_fill_units
-        if order.fill_policy is FillPolicy.FOK and cap is not None and order.units > cap:
-            raise BrokerRejected(
-                R.INSUFFICIENT_LIQUIDITY, f"{cap} units available, FOK needs {order.units}", REJECT
+        free = self.account.state(t).free_margin
+        if needed > free:
+            raise _refuse(codes.NO_MONEY, f"margin {needed:.2f} exceeds free margin {free:.2f}")
+        depth = self.config.depth
+        if (
+            order.fill_policy is FillPolicy.FOK
+            and depth is not None
+            and order.units > depth.total_units
+        ):
+            raise _refuse(
+                codes.REJECT, f"{depth.total_units} units on the book, FOK needs {order.units}"
             )
         ledger_order = self._new_order(order, t)
         if self.config.fill_delay_seconds == 0.0:
-            self._match(ledger_order, t)
+            self._match(ledger_order, spec, t)
         return ledger_order.report()
-
-    def _match(self, ledger_order: LedgerOrder, t: float) -> None:
-        """Fill at the quote prevailing at t, as far as liquidity goes; IOC drops the rest."""
-        quote = self.market.quote(ledger_order.symbol, t)
-        assert quote is not None
-        price = quote.ask if ledger_order.direction is Direction.BUY else quote.bid
-        cap = self.config.max_fill_units
-        units = ledger_order.units if cap is None else min(cap, ledger_order.units)
-        self._fill(ledger_order, units, price, t)
-        ledger_order.state = BrokerOrderState.DONE
-
-    def _settle(self, ledger_order: LedgerOrder, t: float) -> LedgerOrder:
-        """A resting order fills once its delay has passed, when anyone next looks at it."""
-        due = ledger_order.time + self.config.fill_delay_seconds
-        if ledger_order.state is BrokerOrderState.WORKING and t >= due:
-            self._match(ledger_order, t)
-        return ledger_order
 
     def _check_tradable(self, spec: SymbolSpec, order: OrderRequest) -> None:
         mode, buy = spec.trade_mode, order.direction is Direction.BUY
         if mode is TradeMode.DISABLED:
-            raise BrokerRejected(
-                R.SYMBOL_NOT_TRADABLE, "trading disabled for the symbol", TRADE_DISABLED
-            )
+            raise _refuse(codes.TRADE_DISABLED, f"{spec.symbol} trading disabled")
         if mode is TradeMode.LONG_ONLY and not buy:
-            raise BrokerRejected(R.SYMBOL_NOT_TRADABLE, "symbol is long only", LONG_ONLY)
+            raise _refuse(codes.LONG_ONLY, spec.symbol)
         if mode is TradeMode.SHORT_ONLY and buy:
-            raise BrokerRejected(R.SYMBOL_NOT_TRADABLE, "symbol is short only", SHORT_ONLY)
+            raise _refuse(codes.SHORT_ONLY, spec.symbol)
         if mode is TradeMode.CLOSE_ONLY:
-            held = self._positions.get(order.symbol, _Position()).units
+            held = self.account.net_units(order.symbol)
             reduces = held != 0 and (held > 0) != buy and order.units <= abs(held)
             if not reduces:
-                raise BrokerRejected(R.SYMBOL_NOT_TRADABLE, "symbol is close only", CLOSE_ONLY)
+                raise _refuse(codes.CLOSE_ONLY, spec.symbol)
 
     def _new_order(self, order: OrderRequest, t: float) -> LedgerOrder:
         ticket = self._next_ticket
@@ -243,33 +197,31 @@ class Venue:
         self._by_client_id[order.client_order_id] = ticket
         return ledger_order
 
-    def _fill(self, ledger_order: LedgerOrder, units: int, price: float, t: float) -> None:
-        deal = self._next_deal
-        self._next_deal += 1
-        ledger_order.fills.append(BrokerFill(str(deal), units, price, t))
-        self._book(ledger_order.symbol, int(ledger_order.direction) * units, price, t)
+    def _match(self, ledger_order: LedgerOrder, spec: SymbolSpec, t: float) -> None:
+        """Fill at the quote prevailing at t, as deep as the book goes; IOC drops the rest."""
+        quote = self.market.quote(ledger_order.symbol, t)
+        assert quote is not None  # an order only rests once a quote exists
+        buy = ledger_order.direction is Direction.BUY
+        touch = quote.ask if buy else quote.bid
+        depth = self.config.depth
+        units, price = ledger_order.units, touch
+        if depth is not None:
+            units, price = depth.walk(ledger_order.units, touch, 1 if buy else -1, spec.pip)
+        if units:
+            deal = self._next_deal
+            self._next_deal += 1
+            ledger_order.fills.append(BrokerFill(str(deal), units, price, t))
+            self.account.book(ledger_order.symbol, int(ledger_order.direction) * units, price, t)
+        ledger_order.state = BrokerOrderState.DONE
 
-    def _book(self, symbol: str, signed_units: int, price: float, t: float) -> None:
-        """Net the fill into the symbol's position; realise P&L on the part that closes."""
-        position = self._positions.setdefault(symbol, _Position())
-        if position.units == 0 or (position.units > 0) == (signed_units > 0):
-            total = position.units + signed_units
-            position.average_price = (
-                position.average_price * position.units + price * signed_units
-            ) / total
-            position.units = total
-            return
-        closing = min(abs(signed_units), abs(position.units))
-        sign = 1 if position.units > 0 else -1
-        realised = sign * closing * (price - position.average_price)
-        self.balance += self._to_account(realised, symbol[3:], t)
-        remaining = position.units + signed_units
-        if remaining == 0 or (remaining > 0) == (position.units > 0):
-            position.units = remaining
-            if remaining == 0:
-                position.average_price = 0.0
-        else:  # the fill flipped the position: the rest opens at the fill price
-            position.units, position.average_price = remaining, price
+    def _settle(self, ledger_order: LedgerOrder, t: float) -> LedgerOrder:
+        """A resting order fills once its delay has passed, when anyone next looks at it."""
+        due = ledger_order.time + self.config.fill_delay_seconds
+        if ledger_order.state is BrokerOrderState.WORKING and t >= due:
+            spec = self.spec(ledger_order.symbol)
+            assert spec is not None
+            self._match(ledger_order, spec, t)
+        return ledger_order
 
     def status(self, order_id: str, t: float) -> OrderReport:
         return self._settle(self._order(order_id), t).report()
@@ -287,7 +239,7 @@ class Venue:
     def _order(self, order_id: str) -> LedgerOrder:
         ticket = int(order_id) if order_id.isdigit() else -1
         if ticket not in self.orders:
-            raise BrokerRejected(R.BROKER_REJECTED, f"no order {order_id}", INVALID_ORDER)
+            raise _refuse(codes.INVALID_ORDER, f"no order {order_id}")
         return self.orders[ticket]
 
     # -- the ledger, for tests and invariants -------------------------------------------
@@ -298,20 +250,26 @@ class Venue:
             grouped.setdefault(ledger_order.client_order_id, []).append(ledger_order)
         return grouped
 
-    def ledger_rows(self) -> list[tuple[int, str, str, int, int, float, str]]:
-        """Every order and deal as plain rows: what a byte-for-byte comparison reads."""
+    def ledger_rows(self) -> list[tuple[int, str, str, int, int, str, int, float, float]]:
+        """Every order and its deals as plain rows: what a byte-for-byte comparison reads."""
         rows = []
         for ticket, o in sorted(self.orders.items()):
-            for fill in o.fills:
+            deals = o.fills or [None]
+            for fill in deals:
                 rows.append(
                     (
                         ticket,
                         o.client_order_id,
                         o.symbol,
                         int(o.direction),
-                        fill.units,
-                        fill.price,
-                        fill.fill_id,
+                        o.units,
+                        o.state.value,
+                        fill.units if fill else 0,
+                        fill.price if fill else 0.0,
+                        fill.time if fill else o.time,
                     )
                 )
         return rows
+
+    def ledger_bytes(self) -> bytes:
+        return "\n".join(repr(row) for row in self.ledger_rows()).encode()

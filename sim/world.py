@@ -12,10 +12,11 @@ from brokers.sim import SimulatedBroker
 from engine.core.config import EngineConfig
 from engine.engine import ExecutionEngine
 from engine.store.base import ExecutionDatabase
+from sim.account import AccountConfig
 from sim.driver import SimPyDriver
-from sim.market import MarketConfig, SyntheticMarket
+from sim.market import MarketConfig, PriceSource, SyntheticMarket
 from sim.network import Network, NetworkConfig
-from sim.venue import AccountConfig, Venue, VenueConfig
+from sim.venue import Venue, VenueConfig
 
 # A Monday morning in London: the market is open and liquid.
 DEFAULT_START = datetime(2024, 1, 8, 7, 0, tzinfo=UTC).timestamp()
@@ -24,7 +25,7 @@ DEFAULT_START = datetime(2024, 1, 8, 7, 0, tzinfo=UTC).timestamp()
 @dataclass
 class SimulatedWorld:
     env: simpy.Environment
-    market: SyntheticMarket
+    market: PriceSource
     venue: Venue
     network: Network
     broker: SimulatedBroker
@@ -35,7 +36,7 @@ class SimulatedWorld:
     def build(
         cls,
         seed: int,
-        market: MarketConfig | None = None,
+        market: MarketConfig | PriceSource | None = None,
         network: NetworkConfig | None = None,
         account: AccountConfig | None = None,
         config: EngineConfig | None = None,
@@ -43,21 +44,22 @@ class SimulatedWorld:
         start: float = DEFAULT_START,
         venue: VenueConfig | None = None,
     ) -> SimulatedWorld:
+        """A world whose every random model is seeded from `seed`; `market` may be a
+        config for the synthetic market or a ready price source (e.g. a ReplayMarket)."""
         env = simpy.Environment(initial_time=start)
-        sim_market = SyntheticMarket(market or MarketConfig(), seed)
-        sim_venue = Venue(sim_market, account, venue)
-        sim_network = Network(network or NetworkConfig(), seed)
-        broker = SimulatedBroker(sim_venue, clock=lambda: env.now)
+        prices = _prices(market, seed, start)
+        sim_venue = Venue(prices, account, venue, seed)
+        sim_network = Network(network or NetworkConfig(), seed, prices.volatility)
+        broker = SimulatedBroker(sim_venue, clock=lambda: env.now, network=sim_network)
         engine = ExecutionEngine(broker, database, config, clock=lambda: env.now, sleep=_no_sleep)
-        return cls(
-            env,
-            sim_market,
-            sim_venue,
-            sim_network,
-            broker,
-            engine,
-            SimPyDriver(env, engine, sim_network),
-        )
+        driver = SimPyDriver(env, engine, sim_network)
+        return cls(env, prices, sim_venue, sim_network, broker, engine, driver)
+
+
+def _prices(market: MarketConfig | PriceSource | None, seed: int, start: float) -> PriceSource:
+    if market is None or isinstance(market, MarketConfig):
+        return SyntheticMarket(market or MarketConfig(), seed, start)
+    return market
 
 
 def _no_sleep(seconds: float) -> None:
@@ -77,7 +79,7 @@ class WallClock:
 
 def paper_engine(
     seed: int,
-    market: MarketConfig | None = None,
+    market: MarketConfig | PriceSource | None = None,
     network: NetworkConfig | None = None,
     account: AccountConfig | None = None,
     config: EngineConfig | None = None,
@@ -87,12 +89,13 @@ def paper_engine(
 ) -> tuple[ExecutionEngine, Venue]:
     """The live driver against the simulated broker, in real time (paper trading)."""
     clock = WallClock(start)
-    sim_venue = Venue(SyntheticMarket(market or MarketConfig(), seed), account, venue)
+    prices = _prices(market, seed, start)
+    sim_venue = Venue(prices, account, venue, seed)
     engine_config = config or EngineConfig()
     broker = SimulatedBroker(
         sim_venue,
         clock=clock,
-        network=Network(network or NetworkConfig(), seed),
+        network=Network(network or NetworkConfig(), seed, prices.volatility),
         sleep=time.sleep,
         request_timeout=engine_config.request_timeout_seconds,
     )

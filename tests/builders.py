@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from engine.core.lifecycle import Execution
 from sim.world import SimulatedWorld
+
+# The real FX quotes beside the checkout (../shared/data/fx), as on every machine and in CI.
+FX_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fx"
 
 
 def decision(

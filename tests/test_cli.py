@@ -24,8 +24,9 @@ def test_the_demo_run_twice_with_the_same_seed_prints_identical_results():
 
 
 def test_another_seed_gives_another_run():
-    seven, eight = arbitrex("demo", "--orders", "200", "--seed", "7"), arbitrex(
-        "demo", "--orders", "200", "--seed", "8"
+    seven, eight = (
+        arbitrex("demo", "--orders", "200", "--seed", "7"),
+        arbitrex("demo", "--orders", "200", "--seed", "8"),
     )
     hashes = {line for r in (seven, eight) for line in r.stdout.splitlines() if "hash" in line}
     assert len(hashes) == 2

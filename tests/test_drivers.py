@@ -11,9 +11,12 @@ from engine import create_execution_engine
 from engine.core.config import EngineConfig
 from engine.schemas import ExecutionStatus, utc
 from engine.store import InMemoryExecutionDatabase
+from sim.account import AccountConfig
+from sim.latency import LatencyConfig
+from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig
 from sim.network import FaultKind, FaultWindow, NetworkConfig
-from sim.venue import AccountConfig, VenueConfig
+from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld, paper_engine
 from tests.builders import decision
 
@@ -31,10 +34,9 @@ STILL = MarketConfig(
         SymbolConfig(symbol="USDJPY", start_mid=145.0, digits=3, volatility_pips=0.0),
     )
 )
-WIRE = NetworkConfig(latency_median_ms=2.0, latency_sigma=0.0)
+WIRE = NetworkConfig(latency=LatencyConfig.constant(1.0))
 DOWN = NetworkConfig(
-    latency_median_ms=2.0,
-    latency_sigma=0.0,
+    latency=LatencyConfig.constant(1.0),
     faults=(FaultWindow(start=DEFAULT_START, end=DEFAULT_START + 1e6, kind=FaultKind.REFUSE),),
 )
 
@@ -44,7 +46,10 @@ CASES: dict[str, dict[str, Any]] = {
     "not approved": {"rpm": decision(status="HOLD")},
     "odd size": {"rpm": decision(units=100_001)},
     "margin": {"rpm": decision(), "account": AccountConfig(balance=500.0, leverage=50)},
-    "partial": {"rpm": decision(), "venue": VenueConfig(max_fill_units=60_000)},
+    "partial": {
+        "rpm": decision(),
+        "venue": VenueConfig(depth=DepthLadder(top_units=60_000, levels=1)),
+    },
     "rests then fills": {"rpm": decision(), "venue": VenueConfig(fill_delay_seconds=0.05)},
     "never fills": {"rpm": decision(), "venue": VenueConfig(fill_delay_seconds=float("inf"))},
     "broker down": {"rpm": decision(), "network": DOWN},

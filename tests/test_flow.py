@@ -17,9 +17,12 @@ from engine.core.events import (
 )
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
 from engine.store import IdempotencyConflict
+from sim.account import AccountConfig
+from sim.latency import LatencyConfig
+from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig
 from sim.network import FaultKind, FaultWindow, NetworkConfig
-from sim.venue import AccountConfig, VenueConfig
+from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
 from tests.builders import decision, run_one
 
@@ -30,7 +33,9 @@ T0 = DEFAULT_START
 
 def faulty(kind: FaultKind, seconds: float) -> SimulatedWorld:
     window = FaultWindow(start=T0, end=T0 + seconds, kind=kind)
-    return SimulatedWorld.build(seed=3, network=NetworkConfig(faults=(window,), latency_sigma=0))
+    return SimulatedWorld.build(
+        seed=3, network=NetworkConfig(faults=(window,), latency=LatencyConfig.constant(10.0))
+    )
 
 
 def attempts_at(world: SimulatedWorld, execution_id: str) -> list[float]:
@@ -118,7 +123,7 @@ def test_a_broker_rejection_is_final_and_never_retried():
     fast = MarketConfig(
         symbols=(SymbolConfig(symbol="EURUSD", start_mid=1.085, volatility_pips=20.0),)
     )
-    slow = NetworkConfig(latency_median_ms=400.0, latency_sigma=0.0)
+    slow = NetworkConfig(latency=LatencyConfig.constant(400.0))
     world = SimulatedWorld.build(seed=1, market=fast, network=slow)
     execution = run_one(world, decision(units=100_000, max_slippage_pips=0.1))
     assert execution.status is S.REJECTED and execution.rejection_reason is R.REQUOTE
@@ -161,7 +166,7 @@ def test_an_order_unfilled_after_sixty_seconds_expires_and_is_cancelled_in_virtu
     world = SimulatedWorld.build(
         seed=1,
         venue=VenueConfig(fill_delay_seconds=float("inf")),
-        network=NetworkConfig(latency_median_ms=20.0, latency_sigma=0.0),
+        network=NetworkConfig(latency=LatencyConfig.constant(10.0)),
     )
     execution = run_one(world, decision())
     assert execution.status is S.EXPIRED and execution.rejection_reason is R.ORDER_TIMEOUT
@@ -181,7 +186,7 @@ def test_an_order_that_rests_is_polled_every_half_second_until_it_fills():
     world = SimulatedWorld.build(
         seed=1,
         venue=VenueConfig(fill_delay_seconds=3.0),
-        network=NetworkConfig(latency_median_ms=10.0, latency_sigma=0.0),
+        network=NetworkConfig(latency=LatencyConfig.constant(5.0)),
     )
     execution = run_one(world, decision())
     assert execution.status is S.FILLED
@@ -190,7 +195,9 @@ def test_an_order_that_rests_is_polled_every_half_second_until_it_fills():
 
 
 def test_a_partial_fill_is_accepted_and_logged_with_the_units_that_executed():
-    world = SimulatedWorld.build(seed=1, venue=VenueConfig(max_fill_units=60_000))
+    world = SimulatedWorld.build(
+        seed=1, venue=VenueConfig(depth=DepthLadder(top_units=60_000, levels=1))
+    )
     execution = run_one(world, decision(units=100_000))
     assert execution.status is S.PARTIALLY_FILLED
     assert execution.executed_units == 60_000 and execution.remaining_units == 40_000

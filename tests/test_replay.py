@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from sim.quotes_csv import (
     load_quotes,
 )
 from sim.replay import ReplayMarket
+from tests.builders import FX_DATA as DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fx"
 BID = DATA / "gbpusd-m1-bid-2012-02.csv"
 ASK = DATA / "gbpusd-m1-ask-2012-02.csv"
 TICKS = DATA / "usdjpy-ticks-2013-01.csv"
@@ -38,16 +37,6 @@ WEDNESDAY = datetime(2024, 1, 10, 12, tzinfo=UTC).timestamp()
 
 def _posix(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
-
-
-@pytest.fixture(scope="module")
-def fx_data() -> Path:
-    if not DATA.is_dir():
-        message = f"the real FX data folder {DATA} is absent"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; CI must provide it (see ../shared/data/fx/README.md)")
-        pytest.skip(f"{message}; the real-data replay tests need ../shared/data/fx")
-    return DATA
 
 
 def gbpusd(policy: str, intra_bar: str = "bar-direction", **extra: object) -> BarQuotesConfig:

@@ -1,0 +1,108 @@
+"""The trading account at the simulated broker: balance, positions, margin.
+
+Positions are built from fills. On a netting account a symbol has one position and a fill
+against it realises P&L; on a hedging account every fill opens its own position (opposite
+positions coexist, each needing margin). Margin is in the account currency, so the
+engine's margin check meets a real number and a run can squeeze its own margin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.core.ports import AccountState
+from sim.market import PriceSource
+
+
+class MarginMode(StrEnum):
+    NETTING = "netting"
+    HEDGING = "hedging"
+
+
+class AccountConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    balance: Annotated[float, Field(gt=0.0)] = 1_000_000.0
+    leverage: Annotated[int, Field(ge=1, le=3000)] = 100
+    margin_mode: MarginMode = MarginMode.NETTING
+
+
+@dataclass(slots=True)
+class Exposure:
+    """One symbol's open positions, aggregated: what margin and P&L need, in O(1)."""
+
+    gross: int = 0  # units carrying margin: |net| when netting, the sum of all when hedging
+    net: int = 0  # signed: + long, - short
+    cost: float = 0.0  # sum of signed units x open price of what is open
+
+
+class Account:
+    def __init__(self, config: AccountConfig, prices: PriceSource) -> None:
+        self.config = config
+        self.prices = prices
+        self.balance = config.balance
+        self.exposures: dict[str, Exposure] = {}
+
+    def to_account_currency(self, amount: float, currency: str, t: float) -> float:
+        home = self.config.currency
+        if currency == home:
+            return amount
+        if self.prices.symbol_config(currency + home):
+            return amount * self.prices.mid(currency + home, t)
+        if self.prices.symbol_config(home + currency):
+            return amount / self.prices.mid(home + currency, t)
+        raise KeyError(f"no rate to convert {currency} into {home}")
+
+    def margin_for(self, symbol: str, units: int, t: float) -> float:
+        """Margin of `units` of symbol: their notional in the base currency, over leverage."""
+        return self.to_account_currency(abs(units), symbol[:3], t) / self.config.leverage
+
+    def state(self, t: float) -> AccountState:
+        margin = unrealised = 0.0
+        for symbol, exposure in self.exposures.items():
+            if exposure.gross == 0:
+                continue
+            margin += self.margin_for(symbol, exposure.gross, t)
+            value = exposure.net * self.prices.mid(symbol, t) - exposure.cost
+            unrealised += self.to_account_currency(value, symbol[3:], t)
+        equity = self.balance + unrealised
+        return AccountState(
+            currency=self.config.currency,
+            balance=self.balance,
+            equity=equity,
+            margin_used=margin,
+            free_margin=equity - margin,
+            leverage=self.config.leverage,
+        )
+
+    def net_units(self, symbol: str) -> int:
+        exposure = self.exposures.get(symbol)
+        return exposure.net if exposure else 0
+
+    def book(self, symbol: str, signed_units: int, price: float, t: float) -> None:
+        exposure = self.exposures.setdefault(symbol, Exposure())
+        if self.config.margin_mode is MarginMode.HEDGING:
+            exposure.gross += abs(signed_units)
+            exposure.net += signed_units
+            exposure.cost += signed_units * price
+            return
+        if exposure.net == 0 or (exposure.net > 0) == (signed_units > 0):
+            exposure.net += signed_units
+            exposure.cost += signed_units * price
+        else:
+            average = exposure.cost / exposure.net
+            closing = min(abs(signed_units), abs(exposure.net))
+            sign = 1 if exposure.net > 0 else -1
+            self.balance += self.to_account_currency(
+                sign * closing * (price - average), symbol[3:], t
+            )
+            remaining = exposure.net + signed_units
+            flipped = remaining != 0 and (remaining > 0) != (exposure.net > 0)
+            exposure.cost = remaining * (price if flipped else average)
+            exposure.net = remaining
+        exposure.gross = abs(exposure.net)
