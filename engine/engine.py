@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.core.config import EngineConfig
-from engine.core.flow import Flow, build_request, execution_flow
+from engine.core.flow import Flow, build_request, execution_flow, recovery_flow
 from engine.core.ids import idempotency_key_for
 from engine.core.lifecycle import Execution
 from engine.core.ports import BrokerInterface
@@ -55,6 +55,13 @@ class ExecutionEngine:
         request = build_request(rpm, key, self.config, now)
         return execution_flow(rpm, request, self.config, now, engine_halted=self.halted)
 
+    def open_recovery(self, execution_id: str, now: float) -> Flow:
+        """The flow that settles one execution a stop or a lost reply left open."""
+        execution = self.database.get_execution(execution_id)
+        if execution is None:
+            raise KeyError(f"no execution {execution_id}")
+        return recovery_flow(execution, self.config, now)
+
     def close(self, execution: Execution) -> Execution:
         self.metrics.observe(execution)
         return execution
@@ -88,6 +95,14 @@ class ExecutionEngine:
         except DuplicateExecution as duplicate:
             execution = self.first_execution(duplicate, rpm_output)
         return ExecutionConfirmation.from_log(execution.to_log())
+
+    def recover(self) -> list[Execution]:
+        """On start: reconcile every non-terminal execution with the broker, recording it."""
+        settled = []
+        for execution_id in self.database.non_terminal():
+            flow = self.open_recovery(execution_id, self._live.clock())
+            settled.append(self.close(self._live.run(flow)))
+        return settled
 
     def halt(self) -> None:
         self.halted = True

@@ -125,6 +125,8 @@ class ExecutionRejectionReason(StrEnum):
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     ORDER_TIMEOUT = "ORDER_TIMEOUT"
     CANCELLED_BY_BROKER = "CANCELLED_BY_BROKER"
+    INTERRUPTED = "INTERRUPTED"  # the engine stopped before the order left; none was found
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 
 class SlippageQuality(StrEnum):

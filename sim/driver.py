@@ -38,6 +38,17 @@ class SimPyDriver:
         flow = self.engine.open(rpm, idempotency_key, self.env.now)
         return self.env.process(self._execute(flow, rpm))
 
+    def recover(self) -> list[simpy.Process]:
+        """Settle every non-terminal execution in the store, concurrently, from now."""
+        return [
+            self.env.process(self._settle(self.engine.open_recovery(execution_id, self.env.now)))
+            for execution_id in self.engine.database.non_terminal()
+        ]
+
+    def _settle(self, flow: Flow) -> Generator[Any, Any, Execution]:
+        execution = yield from self._drive(flow)
+        return self.engine.close(execution)
+
     def _execute(
         self, flow: Flow, rpm: RPMOutput | dict[str, Any]
     ) -> Generator[Any, Any, Execution]:

@@ -55,6 +55,21 @@ class SimulatedWorld:
         driver = SimPyDriver(env, engine, sim_network)
         return cls(env, prices, sim_venue, sim_network, broker, engine, driver)
 
+    def restarted(self, config: EngineConfig | None = None) -> SimulatedWorld:
+        """A new engine process on the same store, broker and market, from now: what a
+        crash and restart look like (the old engine's processes are simply never run)."""
+        env = simpy.Environment(initial_time=self.env.now)
+        broker = SimulatedBroker(self.venue, clock=lambda: env.now, network=self.network)
+        engine = ExecutionEngine(
+            broker,
+            self.engine.database,
+            config or self.engine.config,
+            clock=lambda: env.now,
+            sleep=_no_sleep,
+        )
+        driver = SimPyDriver(env, engine, self.network)
+        return SimulatedWorld(env, self.market, self.venue, self.network, broker, engine, driver)
+
 
 def _prices(market: MarketConfig | PriceSource | None, seed: int, start: float) -> PriceSource:
     if market is None or isinstance(market, MarketConfig):

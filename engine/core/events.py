@@ -88,6 +88,15 @@ class SubmissionAbandoned(ExecutionEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionAbandoned(ExecutionEvent):
+    """Recovery found no order at the broker for an execution a stop interrupted: it ends
+    here, unsent — a stale decision is never sent late."""
+
+    reason: ExecutionRejectionReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReconciliationDeferred(ExecutionEvent):
     """The outcome is still unknown at the deadline; recovery must settle it later."""
 
@@ -152,6 +161,7 @@ EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
         ReconciliationAttempted,
         OrderNotFound,
         SubmissionAbandoned,
+        ExecutionAbandoned,
         ReconciliationDeferred,
         OrderAcknowledged,
         OrderRejected,

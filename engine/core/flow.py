@@ -27,6 +27,7 @@ from engine.core.effects import (
 )
 from engine.core.events import (
     CancelRequested,
+    ExecutionAbandoned,
     ExecutionEvent,
     ExecutionRequested,
     OrderAcknowledged,
@@ -46,7 +47,7 @@ from engine.core.events import (
     ValidationFailed,
 )
 from engine.core.ids import client_order_id_for, execution_id_for
-from engine.core.instruments import VolumeError, units_to_lots
+from engine.core.instruments import SymbolSpec, VolumeError, units_to_lots
 from engine.core.lifecycle import Execution
 from engine.core.ports import (
     AccountState,
@@ -67,8 +68,10 @@ from engine.core.validation import (
     trading_halted,
 )
 from engine.schemas import (
+    Direction,
     ExecutionRejectionReason,
     ExecutionRequest,
+    ExecutionStatus,
     MarketSnapshot,
     RPMOutput,
     utc,
@@ -77,6 +80,7 @@ from engine.schemas import (
 Flow = Generator[Effect, tuple[float, Any], Execution]
 
 R = ExecutionRejectionReason
+S = ExecutionStatus
 _NOT_FOUND = object()
 _UNRESOLVED = object()
 
@@ -171,9 +175,59 @@ def execution_flow(
     report = yield from _submit_with_retry(run, order)
     if report is None:
         return run.execution
-    yield from _monitor_until_done(run, report)
-    yield from _measure_slippage(run, order, ctx.spec.pip)
+    assert run.execution.submitted_at is not None
+    yield from _monitor_until_done(
+        run, report, run.execution.submitted_at + config.order_timeout_seconds
+    )
+    yield from _measure_slippage(run, order.direction, order.price, ctx.spec.pip)
     return run.execution
+
+
+def recovery_flow(execution: Execution, config: EngineConfig, started_at: float) -> Flow:
+    """Settle an execution that a stop (crash, restart) or a lost reply left open.
+
+    The broker is asked about the order by its client order id; what it has is adopted and
+    followed to the end. Nothing is ever sent: an order the broker never got is abandoned,
+    because a decision that was not executed then must not be executed late.
+    """
+    run = _Run(execution, config, started_at)
+    request = execution.request
+    assert request is not None and not execution.is_terminal
+    eid, deadline = execution.execution_id, started_at + config.order_timeout_seconds
+    if execution.status is S.PENDING:
+        yield run.record(
+            ExecutionAbandoned(
+                eid, run.now, R.INTERRUPTED, "stopped while validating; nothing was sent"
+            )
+        )
+        return execution
+    if execution.status is S.SUBMITTED and execution.broker_order_id is not None:
+        report = OrderReport(
+            execution.broker_order_id,
+            request.client_order_id,
+            BrokerOrderState.WORKING,
+            request.intended_units,
+        )
+    else:
+        found = yield from reconcile(run, request.client_order_id, deadline)
+        if found is _UNRESOLVED:
+            return execution
+        if not isinstance(found, OrderReport):
+            yield run.record(
+                ExecutionAbandoned(
+                    eid, run.now, R.INTERRUPTED, "stopped before the order reached the broker"
+                )
+            )
+            return execution
+        report = found
+    yield from _monitor_until_done(run, report, deadline)
+    if execution.arrival_bid is not None and execution.arrival_ask is not None:
+        assert request.direction is not None and request.symbol is not None
+        price = reference_price(request.direction, execution.arrival_bid, execution.arrival_ask)
+        run.now, spec = yield FetchSymbol(request.symbol)
+        if isinstance(spec, SymbolSpec):
+            yield from _measure_slippage(run, request.direction, price, spec.pip)
+    return execution
 
 
 def _market_context(run: _Run, request: ExecutionRequest) -> Generator[Effect, Any, Any]:
@@ -287,11 +341,11 @@ def reconcile(
         run.now, _ = yield Sleep(backoff)
 
 
-def _monitor_until_done(run: _Run, report: OrderReport) -> Generator[Effect, Any, None]:
+def _monitor_until_done(
+    run: _Run, report: OrderReport, deadline: float
+) -> Generator[Effect, Any, None]:
     """Stages 5 and 7: poll until the broker closes the order, or expire it and cancel."""
     eid, config, execution = run.execution.execution_id, run.config, run.execution
-    assert execution.submitted_at is not None
-    deadline = execution.submitted_at + config.order_timeout_seconds
     yield from _apply_fills(run, report)
     while report.state is BrokerOrderState.WORKING and not execution.is_terminal:
         if run.now >= deadline:
@@ -341,13 +395,15 @@ def _apply_fills(run: _Run, report: OrderReport) -> Generator[Effect, Any, None]
             yield run.record(event)
 
 
-def _measure_slippage(run: _Run, order: OrderRequest, pip: float) -> Generator[Effect, Any, None]:
+def _measure_slippage(
+    run: _Run, direction: Direction, reference: float, pip: float
+) -> Generator[Effect, Any, None]:
     execution = run.execution
     average = execution.average_fill_price
-    if average is None:
+    if average is None or execution.slippage_pips is not None:
         return
-    pips = slippage_pips(order.direction, order.price, average, pip)
+    pips = slippage_pips(direction, reference, average, pip)
     quality = classify(pips, run.config.slippage_bands)
     yield run.record(
-        SlippageMeasured(execution.execution_id, run.now, average, order.price, pips, quality)
+        SlippageMeasured(execution.execution_id, run.now, average, reference, pips, quality)
     )

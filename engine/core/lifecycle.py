@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from engine.core.events import (
     CancelRequested,
+    ExecutionAbandoned,
     ExecutionEvent,
     ExecutionRequested,
     OrderAcknowledged,
@@ -73,6 +74,8 @@ TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] =
     (S.SUBMITTING, SubmissionFailed): S.SUBMITTING,  # request never left: may resend
     (S.SUBMITTING, SubmissionOutcomeUnknown): S.UNRESOLVED,  # reconcile before anything else
     (S.SUBMITTING, SubmissionAbandoned): S.FAILED,
+    (S.PENDING, ExecutionAbandoned): S.FAILED,  # recovery: stopped while validating
+    (S.SUBMITTING, ExecutionAbandoned): S.FAILED,  # recovery: the broker has no such order
     (S.SUBMITTING, OrderAcknowledged): S.SUBMITTED,
     (S.SUBMITTING, OrderRejected): S.REJECTED,
     (S.SUBMITTING, ReconciliationAttempted): S.UNRESOLVED,  # recovery after a crash
@@ -175,7 +178,10 @@ class Execution:
                 self.attempts = attempt
                 if self.submitted_at is None:
                     self.submitted_at = event.at
-            case SubmissionAbandoned(reason=reason, detail=detail):
+            case (
+                SubmissionAbandoned(reason=reason, detail=detail)
+                | ExecutionAbandoned(reason=reason, detail=detail)
+            ):
                 self.rejection_reason, self.rejection_detail = reason, detail
             case ReconciliationDeferred(detail=detail):
                 self.rejection_reason = ExecutionRejectionReason.OUTCOME_UNKNOWN

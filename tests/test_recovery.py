@@ -1,0 +1,91 @@
+"""Crash recovery: every execution a stop left open is settled with the broker, never resent."""
+
+from __future__ import annotations
+
+from engine.core.effects import Record
+from engine.core.events import ReconciliationAttempted
+from engine.schemas import ExecutionRejectionReason, ExecutionStatus
+from engine.store import InMemoryExecutionDatabase
+from sim.latency import LatencyConfig
+from sim.network import FaultKind, FaultWindow, NetworkConfig
+from sim.venue import VenueConfig
+from sim.world import DEFAULT_START, SimulatedWorld
+from tests.builders import decision
+
+S = ExecutionStatus
+R = ExecutionRejectionReason
+T0 = DEFAULT_START
+WIRE = NetworkConfig(latency=LatencyConfig.constant(10.0))  # arrives at +10 ms, reply at +20
+
+
+def crash_at(seconds: float, **options) -> tuple[SimulatedWorld, str]:
+    world = SimulatedWorld.build(
+        seed=1, network=WIRE, database=InMemoryExecutionDatabase(), **options
+    )
+    process = world.driver.submit(decision())
+    world.env.run(until=T0 + seconds)
+    assert not process.triggered, "the execution must still be in flight when the engine dies"
+    [execution_id] = world.engine.database.execution_ids()
+    return world, execution_id
+
+
+def recover(world: SimulatedWorld):
+    restarted = world.restarted()
+    processes = restarted.driver.recover()
+    restarted.env.run()
+    return restarted, [p.value for p in processes]
+
+
+def test_an_order_executed_while_the_engine_was_down_is_adopted_not_resent():
+    world, execution_id = crash_at(0.015)  # executed at the broker, reply not yet back
+    assert world.engine.database.get_execution(execution_id).status is S.SUBMITTING
+    restarted, [execution] = recover(world)
+    assert execution.status is S.FILLED and execution.slippage_pips is not None
+    assert len(world.venue.orders) == 1
+    kinds = [type(e) for e in restarted.engine.database.events(execution_id)]
+    assert ReconciliationAttempted in kinds  # the reconciliation itself is on the record
+
+
+def test_an_order_that_never_reached_the_broker_is_abandoned_not_sent_late():
+    world, _ = crash_at(0.005)  # the request dies with the engine
+    _, [execution] = recover(world)
+    assert execution.status is S.FAILED and execution.rejection_reason is R.INTERRUPTED
+    assert world.venue.orders == {}
+
+
+def test_a_working_order_is_followed_to_its_fill_after_a_restart():
+    world, execution_id = crash_at(1.0, venue=VenueConfig(fill_delay_seconds=3.0))
+    assert world.engine.database.get_execution(execution_id).status is S.SUBMITTED
+    _, [execution] = recover(world)
+    assert execution.status is S.FILLED and len(world.venue.orders) == 1
+
+
+def test_an_execution_stopped_while_validating_is_closed_as_interrupted():
+    world = SimulatedWorld.build(seed=1, database=InMemoryExecutionDatabase())
+    flow = world.engine.open(decision(), None, world.env.now)
+    first = next(flow)  # the request is recorded, then the engine dies
+    assert isinstance(first, Record)
+    world.engine.database.append(first.event)
+    _, [execution] = recover(world)
+    assert execution.status is S.FAILED and execution.rejection_reason is R.INTERRUPTED
+    assert world.venue.orders == {}
+
+
+def test_an_unresolved_execution_is_settled_once_the_broker_answers_again():
+    blackout = FaultWindow(start=T0, end=T0 + 120, kind=FaultKind.DROP_REPLIES)
+    world = SimulatedWorld.build(seed=1, network=NetworkConfig(faults=(blackout,)))
+    process = world.driver.submit(decision())
+    world.env.run()
+    assert process.value.status is S.UNRESOLVED
+    world.env.run(until=T0 + 130)
+    _, [execution] = recover(world)
+    assert execution.status is S.FILLED and len(world.venue.orders) == 1
+    assert world.engine.database.non_terminal() == []
+
+
+def test_recovery_with_nothing_open_does_nothing():
+    world = SimulatedWorld.build(seed=1)
+    world.driver.submit(decision())
+    world.env.run()
+    _, settled = recover(world)
+    assert settled == []
