@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.core.instruments import SymbolSpec, TradeMode, pip_size
+from engine.core.ports import FillPolicy
 from engine.schemas import SYMBOL_PATTERN, MarketSnapshot
 from sim.sessions import FxWeek
 from sim.spreads import SpreadConfig
@@ -57,6 +58,8 @@ class SymbolConfig(BaseModel):
     volume_max: Annotated[float, Field(gt=0.0)] = 100.0
     volume_step: Annotated[float, Field(gt=0.0)] = 0.01
     trade_mode: TradeMode = TradeMode.FULL
+    # Filling policies the broker accepts for the symbol (MT5's filling_mode bitmask).
+    fill_policies: tuple[FillPolicy, ...] = (FillPolicy.IOC, FillPolicy.FOK)
 
     @field_validator("symbol")
     @classmethod

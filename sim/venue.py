@@ -129,6 +129,11 @@ class Venue:
         if spec is None:
             raise _refuse(codes.INVALID, f"unknown symbol {order.symbol}")
         self._check_tradable(spec, order)
+        symbol_config = self.market.symbol_config(order.symbol)
+        if symbol_config is not None and order.fill_policy not in symbol_config.fill_policies:
+            raise _refuse(
+                codes.INVALID_FILL, f"{order.fill_policy.value} not allowed for {order.symbol}"
+            )
         if not self.market.is_open(t):
             raise _refuse(codes.MARKET_CLOSED, f"{order.symbol} is outside its session")
         try:

@@ -162,6 +162,14 @@ def test_a_fill_or_kill_order_beyond_the_book_is_refused_whole():
     assert world.venue.orders == {}
 
 
+def test_a_filling_policy_the_symbol_does_not_allow_is_refused_with_10030():
+    only_fok = (SymbolConfig(symbol="EURUSD", start_mid=1.1, fill_policies=(FillPolicy.FOK,)),)
+    world = SimulatedWorld.build(seed=1, market=MarketConfig(symbols=only_fok))
+    execution = run_one(world, decision())  # the engine sends IOC: partial fills accepted
+    assert execution.status is S.REJECTED and execution.broker_code == 10030
+    assert world.venue.refusals == {10030: 1}
+
+
 # -- spreads and sessions -----------------------------------------------------------------
 
 
