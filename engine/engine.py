@@ -7,20 +7,31 @@ one in `sim/`) carries out the core's effects in between.
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from engine.core.config import EngineConfig
+from engine.core.events import ExecutionEvent
 from engine.core.flow import Flow, build_request, execution_flow, recovery_flow
 from engine.core.ids import idempotency_key_for
-from engine.core.lifecycle import Execution
+from engine.core.lifecycle import Execution, IllegalTransition
 from engine.core.ports import BrokerInterface
 from engine.live import Clock, LiveDriver
 from engine.metrics import ExecutionMetrics
 from engine.schemas import ExecutionConfirmation, RPMOutput
-from engine.store.base import DuplicateExecution, ExecutionDatabase, IdempotencyConflict
+from engine.store.base import (
+    DuplicateExecution,
+    ExecutionDatabase,
+    ExecutionTakenOver,
+    IdempotencyConflict,
+    StoreUnavailable,
+)
 from engine.store.memory import InMemoryExecutionDatabase
 
 
@@ -32,28 +43,105 @@ class ExecutionEngine:
         config: EngineConfig | None = None,
         clock: Clock = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        instance_id: str | None = None,
     ) -> None:
         self.broker = broker
         self.database = database if database is not None else InMemoryExecutionDatabase()
         self.config = config if config is not None else EngineConfig()
+        # Who this engine is, for as long as it lives: recovery leaves the executions of
+        # live engines alone and settles those of dead ones.
+        self.instance_id = instance_id or _process_instance_id()
+        self.database.hold_lease(self.instance_id)
+        self._in_flight: set[str] = set()
         self.metrics = ExecutionMetrics()
         self.halted = False
-        self._live = LiveDriver(broker, self.database, clock, sleep)
+        # Records of executions whose order is already out, that the store refused: kept
+        # in order and retried before anything else is written — never dropped.
+        self._unwritten: deque[ExecutionEvent] = deque()
+        self._unwritten_lock = threading.Lock()
+        self._live = LiveDriver(broker, self.record, clock, sleep)
 
     # -- what every driver uses -------------------------------------------------------
+
+    def record(self, event: ExecutionEvent, order_out: bool) -> None:
+        """Write one audit record, write-ahead.
+
+        Until an order may be at the broker, a record the store refuses stops the execution
+        (StoreUnavailable reaches the caller; nothing is sent). Afterwards the record is kept
+        in memory, in order, and written as soon as the store answers again.
+        """
+        with self._unwritten_lock:
+            self._drain()
+            if not self._unwritten:
+                try:
+                    self.database.append(event)
+                    return
+                except IllegalTransition as refused:
+                    # The store's own fold refused it: someone else wrote this execution.
+                    raise ExecutionTakenOver(event.execution_id, str(refused)) from refused
+                except StoreUnavailable:
+                    if not order_out:
+                        raise
+            elif not order_out:
+                raise StoreUnavailable(self._backlog())
+            self._unwritten.append(event)
+
+    def _drain(self) -> None:
+        while self._unwritten:
+            try:
+                self.database.append(self._unwritten[0])
+            except StoreUnavailable:
+                return
+            self._unwritten.popleft()
+
+    def _backlog(self) -> str:
+        return (
+            f"{len(self._unwritten)} audit records of executions already at the broker are "
+            "not yet durable; no new execution starts until the store takes them"
+        )
+
+    @property
+    def unwritten_records(self) -> int:
+        with self._unwritten_lock:
+            self._drain()
+            return len(self._unwritten)
 
     def open(
         self, rpm_output: RPMOutput | dict[str, Any], idempotency_key: str | None, now: float
     ) -> Flow:
-        """Validate the input (pydantic errors name the field) and create the flow."""
+        """Validate the input (pydantic errors name the field) and create the flow.
+
+        Fail safe: while records of in-flight executions wait for the store, no new
+        execution starts (StoreUnavailable says why).
+        """
+        if self.unwritten_records:
+            raise StoreUnavailable(self._backlog())
         rpm = (
             rpm_output
             if isinstance(rpm_output, RPMOutput)
             else RPMOutput.model_validate(rpm_output)
         )
         key = idempotency_key if idempotency_key is not None else idempotency_key_for(rpm)
-        request = build_request(rpm, key, self.config, now)
+        request = build_request(rpm, key, self.config, now, self.instance_id)
+        with self._unwritten_lock:
+            self._in_flight.add(request.execution_id)
         return execution_flow(rpm, request, self.config, now, engine_halted=self.halted)
+
+    def orphans(self) -> list[str]:
+        """Non-terminal executions no live engine is working on: what recovery settles."""
+        with self._unwritten_lock:
+            mine_in_flight = set(self._in_flight)
+        orphaned = []
+        for execution_id in self.database.non_terminal():
+            request = self.database.request(execution_id)
+            owner = request.engine_instance if request is not None else None
+            if owner == self.instance_id:
+                if execution_id in mine_in_flight:
+                    continue
+            elif owner is not None and self.database.lease_alive(owner):
+                continue
+            orphaned.append(execution_id)
+        return orphaned
 
     def open_recovery(self, execution_id: str, now: float) -> Flow:
         """The flow that settles one execution a stop or a lost reply left open."""
@@ -63,6 +151,8 @@ class ExecutionEngine:
         return recovery_flow(execution, self.config, now)
 
     def close(self, execution: Execution) -> Execution:
+        with self._unwritten_lock:
+            self._in_flight.discard(execution.execution_id)
         self.metrics.observe(execution)
         return execution
 
@@ -94,14 +184,24 @@ class ExecutionEngine:
             execution = self.close(self._live.run(flow))
         except DuplicateExecution as duplicate:
             execution = self.first_execution(duplicate, rpm_output)
+        except ExecutionTakenOver as taken:
+            execution = self._as_stored(taken.execution_id)
         return ExecutionConfirmation.from_log(execution.to_log())
+
+    def _as_stored(self, execution_id: str) -> Execution:
+        execution = self.database.get_execution(execution_id)
+        assert execution is not None
+        return execution
 
     def recover(self) -> list[Execution]:
         """On start: reconcile every non-terminal execution with the broker, recording it."""
         settled = []
-        for execution_id in self.database.non_terminal():
+        for execution_id in self.orphans():
             flow = self.open_recovery(execution_id, self._live.clock())
-            settled.append(self.close(self._live.run(flow)))
+            try:
+                settled.append(self.close(self._live.run(flow, order_out=True)))
+            except ExecutionTakenOver:
+                continue  # a live engine is settling it; its record is the truth
         return settled
 
     def halt(self) -> None:
@@ -122,3 +222,8 @@ def create_execution_engine(
 ) -> ExecutionEngine:
     """The seed's factory: `ee = create_execution_engine(broker, database)`."""
     return ExecutionEngine(broker, database, config, **driver_options)
+
+
+def _process_instance_id() -> str:
+    """host-pid-start: unique per engine process, and readable in an audit record."""
+    return f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"

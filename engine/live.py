@@ -10,39 +10,46 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from engine.core.effects import Record, Sleep, perform_call
+from engine.core.effects import PlaceOrder, Record, Sleep, perform_call
+from engine.core.events import ExecutionEvent
 from engine.core.flow import Flow
 from engine.core.lifecycle import Execution
 from engine.core.ports import BrokerInterface
-from engine.store.base import ExecutionDatabase
 
 Clock = Callable[[], float]
+# Writes one audit record; the flag says whether an order may already be at the broker.
+Recorder = Callable[[ExecutionEvent, bool], None]
 
 
 class LiveDriver:
     def __init__(
         self,
         broker: BrokerInterface,
-        database: ExecutionDatabase,
+        record: Recorder,
         clock: Clock = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.broker = broker
-        self.database = database
+        self.record = record
         self.clock = clock
         self.sleep = sleep
 
-    def run(self, flow: Flow) -> Execution:
-        """Drive one flow to its end. A store error propagates before any order leaves."""
+    def run(self, flow: Flow, order_out: bool = False) -> Execution:
+        """Drive one flow to its end; `order_out` when an order may already be out (recovery).
+
+        A store error propagates while no order has left; after that, the recorder keeps
+        the record for later rather than lose it.
+        """
         effect = next(flow)
         while True:
             reply = None
             if isinstance(effect, Record):
                 # Durable before the next effect: this is what makes the log write-ahead.
-                self.database.append(effect.event)
+                self.record(effect.event, order_out)
             elif isinstance(effect, Sleep):
                 self.sleep(effect.seconds)
             else:
+                order_out = order_out or isinstance(effect, PlaceOrder)
                 reply = perform_call(effect, self.broker)
             try:
                 effect = flow.send((self.clock(), reply))

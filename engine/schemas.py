@@ -174,6 +174,7 @@ class ExecutionRequest(_Strict):
     received_at: datetime
     engine_version: str
     config_version: str
+    engine_instance: str  # which engine process owns it: recovery settles only the dead's
 
 
 class ExecutionLog(_Strict):

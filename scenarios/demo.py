@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.lifecycle import Execution
+from engine.store import ExecutionDatabase
 from scenarios.orderflow import OrderFlowConfig, order_flow
 from sim.network import NetworkConfig
 from sim.world import SimulatedWorld
@@ -49,9 +50,12 @@ class RunSummary(BaseModel):
 
 
 def run_demo(
-    orders: int, seed: int, on_progress: Callable[[int], None] | None = None
+    orders: int,
+    seed: int,
+    database: ExecutionDatabase | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[RunSummary, SimulatedWorld]:
-    world = SimulatedWorld.build(seed, network=DEMO_NETWORK)
+    world = SimulatedWorld.build(seed, network=DEMO_NETWORK, database=database)
     flow = DEMO_FLOW.model_copy(update={"orders": orders})
     executions: list[Execution] = []
 

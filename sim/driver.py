@@ -13,12 +13,12 @@ from typing import Any
 
 import simpy
 
-from engine.core.effects import BrokerCall, Record, Sleep, perform_call
+from engine.core.effects import BrokerCall, PlaceOrder, Record, Sleep, perform_call
 from engine.core.flow import Flow
 from engine.core.lifecycle import Execution
 from engine.engine import ExecutionEngine
 from engine.schemas import RPMOutput
-from engine.store.base import DuplicateExecution
+from engine.store.base import DuplicateExecution, ExecutionTakenOver
 from sim.network import Network
 
 
@@ -42,11 +42,11 @@ class SimPyDriver:
         """Settle every non-terminal execution in the store, concurrently, from now."""
         return [
             self.env.process(self._settle(self.engine.open_recovery(execution_id, self.env.now)))
-            for execution_id in self.engine.database.non_terminal()
+            for execution_id in self.engine.orphans()
         ]
 
     def _settle(self, flow: Flow) -> Generator[Any, Any, Execution]:
-        execution = yield from self._drive(flow)
+        execution = yield from self._drive(flow, order_out=True)
         return self.engine.close(execution)
 
     def _execute(
@@ -57,19 +57,22 @@ class SimPyDriver:
             execution = yield from self._drive(flow)
         except DuplicateExecution as duplicate:
             return engine.first_execution(duplicate, rpm)
+        except ExecutionTakenOver as taken:
+            return engine.database.get_execution(taken.execution_id)
         return engine.close(execution)
 
-    def _drive(self, flow: Flow) -> Generator[Any, Any, Execution]:
-        env, broker, database = self.env, self.engine.broker, self.engine.database
+    def _drive(self, flow: Flow, order_out: bool = False) -> Generator[Any, Any, Execution]:
+        env, broker, record = self.env, self.engine.broker, self.engine.record
         timeout = self.engine.config.request_timeout_seconds
         effect = next(flow)
         while True:
             reply: Any = None
             if isinstance(effect, Record):
-                database.append(effect.event)
+                record(effect.event, order_out)
             elif isinstance(effect, Sleep):
                 yield env.timeout(effect.seconds)
             elif isinstance(effect, BrokerCall) and effect.remote:
+                order_out = order_out or isinstance(effect, PlaceOrder)
                 schedule = self.network.plan(env.now).schedule(timeout)
                 if schedule.before:
                     yield env.timeout(schedule.before)

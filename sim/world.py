@@ -51,7 +51,14 @@ class SimulatedWorld:
         sim_venue = Venue(prices, account, venue, seed)
         sim_network = Network(network or NetworkConfig(), seed, prices.volatility)
         broker = SimulatedBroker(sim_venue, clock=lambda: env.now, network=sim_network)
-        engine = ExecutionEngine(broker, database, config, clock=lambda: env.now, sleep=_no_sleep)
+        engine = ExecutionEngine(
+            broker,
+            database,
+            config,
+            clock=lambda: env.now,
+            sleep=_no_sleep,
+            instance_id=f"sim-{seed}-0",
+        )
         driver = SimPyDriver(env, engine, sim_network)
         return cls(env, prices, sim_venue, sim_network, broker, engine, driver)
 
@@ -60,12 +67,15 @@ class SimulatedWorld:
         crash and restart look like (the old engine's processes are simply never run)."""
         env = simpy.Environment(initial_time=self.env.now)
         broker = SimulatedBroker(self.venue, clock=lambda: env.now, network=self.network)
+        database = self.engine.database
+        database.release_lease(self.engine.instance_id)  # the old engine is dead
         engine = ExecutionEngine(
             broker,
-            self.engine.database,
+            database,
             config or self.engine.config,
             clock=lambda: env.now,
             sleep=_no_sleep,
+            instance_id=f"{self.engine.instance_id}+",
         )
         driver = SimPyDriver(env, engine, self.network)
         return SimulatedWorld(env, self.market, self.venue, self.network, broker, engine, driver)

@@ -46,3 +46,36 @@ def test_bad_arguments_get_a_clear_error_and_no_traceback(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_demo_run_on_a_sqlite_file_verifies_and_a_tampered_record_is_named(tmp_path):
+    path = tmp_path / "audit.db"
+    url = f"sqlite:///{path}"
+    assert arbitrex("demo", "--orders", "50", "--db", url).returncode == 0
+    verified = arbitrex("audit", "verify", "--db", url)
+    assert verified.returncode == 0 and "records verified" in verified.stdout
+
+    import sqlite3
+
+    with sqlite3.connect(path) as behind_our_back:
+        behind_our_back.execute("DROP TRIGGER audit_events_refuse_update")
+        behind_our_back.execute("UPDATE audit_events SET payload = '{}' WHERE seq = 42")
+    tampered = arbitrex("audit", "verify", "--db", url)
+    assert tampered.returncode == 1
+    assert "record 42" in tampered.stdout and "TAMPERED" in tampered.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_the_audit_trail_exports_to_each_format(tmp_path, fmt):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    assert arbitrex("demo", "--orders", "20", "--db", url).returncode == 0
+    target = tmp_path / f"trail.{fmt}"
+    result = arbitrex("audit", "export", "--db", url, "--out", str(target))
+    assert result.returncode == 0, result.stderr
+    written = int(result.stdout.split()[0])
+    assert written > 20 and target.stat().st_size > 0
+
+
+def test_a_malformed_store_url_is_refused_with_the_accepted_forms():
+    result = arbitrex("audit", "verify", "--db", "mysql://x")
+    assert result.returncode == 2 and "sqlite:///" in result.stderr

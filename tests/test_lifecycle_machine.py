@@ -86,6 +86,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             received_at=utc(0.0),
             engine_version="t",
             config_version="t",
+            engine_instance="t",
         )
         self.execution = Execution(EID)
         self.execution.apply(ev.ExecutionRequested(EID, 0.0, request))

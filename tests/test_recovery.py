@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engine.core.effects import Record
 from engine.core.events import ReconciliationAttempted
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
@@ -11,6 +13,7 @@ from sim.network import FaultKind, FaultWindow, NetworkConfig
 from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
 from tests.builders import decision
+from tests.store_backends import store_target
 
 S = ExecutionStatus
 R = ExecutionRejectionReason
@@ -89,3 +92,23 @@ def test_recovery_with_nothing_open_does_nothing():
     world.env.run()
     _, settled = recover(world)
     assert settled == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite-file", "postgresql"])
+def test_an_engine_lease_is_seen_from_another_connection_until_its_holder_closes(kind, tmp_path):
+    with store_target(kind, tmp_path) as target:
+        holder, observer = target.open(), target.open()
+        assert not observer.lease_alive("engine-a")
+        holder.hold_lease("engine-a")
+        assert observer.lease_alive("engine-a")
+        holder.close()  # what the OS or the server does when the holding process dies
+        assert not observer.lease_alive("engine-a")
+
+
+def test_recovery_leaves_the_executions_of_a_live_engine_alone():
+    world, execution_id = crash_at(0.015)
+    other = world.restarted()
+    world.engine.database.hold_lease(world.engine.instance_id)  # the first engine lives on
+    assert other.engine.orphans() == []
+    world.engine.database.release_lease(world.engine.instance_id)
+    assert other.engine.orphans() == [execution_id]

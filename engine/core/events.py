@@ -209,4 +209,7 @@ def from_payload(
     for name, enum_type in _ENUM_FIELDS.items():
         if name in values:
             values[name] = enum_type(values[name])
+    for name, value in values.items():
+        if isinstance(value, list):  # JSON has no tuples; the events hold them
+            values[name] = tuple(value)
     return cls(execution_id=execution_id, at=at, **values)

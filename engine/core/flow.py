@@ -86,7 +86,7 @@ _UNRESOLVED = object()
 
 
 def build_request(
-    rpm: RPMOutput, idempotency_key: str, config: EngineConfig, now: float
+    rpm: RPMOutput, idempotency_key: str, config: EngineConfig, now: float, engine_instance: str
 ) -> ExecutionRequest:
     """Stage 2: the request as it will be stored, with its deterministic ids."""
     trade = rpm.decision.approved_trade
@@ -106,6 +106,7 @@ def build_request(
         received_at=utc(now),
         engine_version=ENGINE_VERSION,
         config_version=config.version,
+        engine_instance=engine_instance,
     )
 
 

@@ -84,6 +84,10 @@ class BrokerRejected(BrokerError):
         self.detail = detail
         self.code = code
 
+    def __reduce__(self) -> tuple[type[BrokerRejected], tuple[object, ...]]:
+        # A rejection crosses process boundaries (a broker in its own process) intact.
+        return (BrokerRejected, (self.reason, self.detail, self.code))
+
 
 class RequestNotSent(BrokerError):
     """Nothing reached the broker (refused connection, broker down): safe to resend."""

@@ -3,15 +3,25 @@
 from engine.store.base import (
     DuplicateExecution,
     ExecutionDatabase,
+    ExecutionTakenOver,
     IdempotencyConflict,
     StoreUnavailable,
 )
+from engine.store.chain import VerificationResult, verify_audit_chain
+from engine.store.export import export_audit_trail_to
 from engine.store.memory import InMemoryExecutionDatabase
+from engine.store.sql import SQLExecutionDatabase, open_database
 
 __all__ = [
     "DuplicateExecution",
     "ExecutionDatabase",
+    "ExecutionTakenOver",
     "IdempotencyConflict",
     "InMemoryExecutionDatabase",
+    "SQLExecutionDatabase",
     "StoreUnavailable",
+    "VerificationResult",
+    "export_audit_trail_to",
+    "open_database",
+    "verify_audit_chain",
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind, to_payload
 from engine.core.lifecycle import Execution
+from engine.metrics import ExecutionMetrics, MetricsSummary
 from engine.schemas import ExecutionLog, ExecutionRequest, ExecutionStatus
 
 
@@ -17,6 +18,15 @@ class DuplicateExecution(Exception):
 
     def __init__(self, execution_id: str) -> None:
         super().__init__(f"execution {execution_id} already exists for this idempotency key")
+        self.execution_id = execution_id
+
+
+class ExecutionTakenOver(RuntimeError):
+    """The store holds events for this execution that this engine did not write (another
+    engine process is settling it): this engine stops and defers to the store's record."""
+
+    def __init__(self, execution_id: str, why: str) -> None:
+        super().__init__(f"execution {execution_id} is being settled elsewhere: {why}")
         self.execution_id = execution_id
 
 
@@ -29,7 +39,25 @@ class StoreUnavailable(RuntimeError):
 
 
 class ExecutionDatabase(ABC):
-    """Events are appended, never changed; every other view is derived from them."""
+    """Events are appended, never changed; every other view is derived from them.
+
+    It also knows which engine instances are alive, so that recovery settles only the
+    executions of engines that died: an instance is alive while it holds its lease, and a
+    lease dies with its process. This default keeps leases in this process (enough for a
+    store no other process can open); stores shared between processes override it.
+    """
+
+    _leases: set[str]
+
+    def hold_lease(self, instance_id: str) -> None:
+        """Mark `instance_id` alive for as long as this store stays open in this process."""
+        self.__dict__.setdefault("_leases", set()).add(instance_id)
+
+    def release_lease(self, instance_id: str) -> None:
+        self.__dict__.setdefault("_leases", set()).discard(instance_id)
+
+    def lease_alive(self, instance_id: str) -> bool:
+        return instance_id in self.__dict__.setdefault("_leases", set())
 
     @abstractmethod
     def append(self, event: ExecutionEvent) -> None:
@@ -90,7 +118,11 @@ class ExecutionDatabase(ABC):
         ]
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Every event stamped in [start, end), in recording order, as flat JSON-ready rows."""
+        """Every event stamped in [start, end) by the driver's clock, in time order (stable
+        within an execution), as flat JSON-ready rows. Naive datetimes are refused."""
+        for name, moment in (("start", start), ("end", end)):
+            if moment.tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware (UTC), got {moment.isoformat()}")
         lo, hi = start.timestamp(), end.timestamp()
         rows = []
         for execution_id in self.execution_ids():
@@ -107,5 +139,28 @@ class ExecutionDatabase(ABC):
         rows.sort(key=lambda row: row["at"])
         return rows
 
+    def metrics(self, start: datetime | None = None, end: datetime | None = None) -> MetricsSummary:
+        """Execution-quality aggregates of the executions created in [start, end)."""
+        metrics = ExecutionMetrics(window=1_000_000)
+        for execution_id in self.execution_ids():
+            execution = self.get_execution(execution_id)
+            if execution is None or execution.created_at is None:
+                continue
+            if start is not None and execution.created_at < start.timestamp():
+                continue
+            if end is not None and execution.created_at >= end.timestamp():
+                continue
+            metrics.observe(execution)
+        return metrics.summary()
+
+    def flush(self) -> None:  # noqa: B027 - a store that writes at once has nothing pending
+        """Make every appended event durable (stores that batch commits override this)."""
+
     def close(self) -> None:  # noqa: B027 - a store with nothing to release may keep this
         """Release connections and files."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

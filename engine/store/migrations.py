@@ -1,0 +1,149 @@
+"""The audit store's schema, as numbered migrations written once per dialect.
+
+`schema_migrations` records which versions a database has. Opening a store applies the
+missing ones in order, inside one transaction that holds an exclusive lock, so two
+processes opening the same database at once apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.store.base import StoreUnavailable
+
+if TYPE_CHECKING:
+    from engine.store.sql import Backend
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...]
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        return self.sqlite if dialect == "sqlite" else self.postgresql
+
+
+def _tables(integer: str, real: str) -> tuple[str, ...]:
+    # The payload is TEXT, not JSON/JSONB: the hash covers its exact canonical bytes, which
+    # a JSON column type would be free to re-format.
+    return (
+        f"""CREATE TABLE audit_events (
+            seq {integer} PRIMARY KEY,
+            execution_id TEXT NOT NULL,
+            at {real} NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            engine_version TEXT NOT NULL,
+            config_version TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_events_by_execution ON audit_events (execution_id, seq)",
+        "CREATE INDEX audit_events_by_time ON audit_events (at)",
+        # A second guard under the projection's key: one request per execution, ever.
+        "CREATE UNIQUE INDEX audit_events_one_request ON audit_events (execution_id) "
+        "WHERE kind = 'ExecutionRequested'",
+        # Its times are integer UTC microseconds, the resolution of ExecutionLog's datetimes,
+        # so that SQL filters and orders exactly as the logs themselves compare.
+        f"""CREATE TABLE executions (
+            execution_id TEXT NOT NULL PRIMARY KEY,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            client_order_id TEXT NOT NULL,
+            symbol TEXT,
+            status TEXT NOT NULL,
+            created_at {integer} NOT NULL,
+            updated_at {integer} NOT NULL,
+            engine_version TEXT NOT NULL,
+            config_version TEXT NOT NULL
+        )""",
+        "CREATE INDEX executions_by_creation ON executions (created_at, execution_id)",
+        "CREATE INDEX executions_by_status ON executions (status, created_at)",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        name="audit events and the executions projection",
+        sqlite=_tables("INTEGER", "REAL"),
+        postgresql=_tables("BIGINT", "DOUBLE PRECISION"),
+    ),
+    Migration(
+        version=2,
+        name="audit events are append-only",
+        sqlite=(
+            "CREATE TRIGGER audit_events_refuse_update BEFORE UPDATE ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: UPDATE refused'); END",
+            "CREATE TRIGGER audit_events_refuse_delete BEFORE DELETE ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused'); END",
+        ),
+        postgresql=(
+            """CREATE FUNCTION audit_events_refuse_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'audit_events is append-only: % refused', TG_OP;
+            END;
+            $$""",
+            "CREATE TRIGGER audit_events_refuse_update_delete BEFORE UPDATE OR DELETE "
+            "ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_events_refuse_change()",
+            "CREATE TRIGGER audit_events_refuse_truncate BEFORE TRUNCATE "
+            "ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION audit_events_refuse_change()",
+        ),
+    ),
+)
+
+_CREATE_LEDGER = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+)
+
+
+def apply_migrations(
+    conn: Any, backend: Backend, migrations: Sequence[Migration] = MIGRATIONS
+) -> tuple[int, ...]:
+    """Bring the schema up to date; returns the versions this call applied (often none)."""
+    known = {migration.version for migration in migrations}
+    if backend.table_exists(conn, "schema_migrations"):
+        applied = _applied(conn)
+        _refuse_unknown(applied, known, backend)
+        if known <= applied:
+            return ()  # the common case takes no write lock, so opening never queues
+    backend.begin_exclusive(conn, "migrations")
+    try:
+        backend.create_namespace(conn)
+        conn.execute(_CREATE_LEDGER)
+        applied = _applied(conn)  # again, under the lock: another process may have won
+        _refuse_unknown(applied, known, backend)
+        done = []
+        for migration in sorted(migrations, key=lambda m: m.version):
+            if migration.version in applied:
+                continue
+            for statement in migration.statements(backend.dialect):
+                conn.execute(statement)
+            conn.execute(
+                backend.sql("INSERT INTO schema_migrations (version, name) VALUES (?, ?)"),
+                (migration.version, migration.name),
+            )
+            done.append(migration.version)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return tuple(done)
+
+
+def _applied(conn: Any) -> set[int]:
+    return {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def _refuse_unknown(applied: set[int], known: set[int], backend: Backend) -> None:
+    unknown = sorted(applied - known)
+    if unknown:
+        raise StoreUnavailable(
+            f"{backend.label} has schema migrations {unknown} that this engine does not know "
+            f"(it knows up to {max(known)}): a newer engine wrote it; refusing to use it"
+        )

@@ -1,0 +1,500 @@
+"""The SQL audit store: one schema and one code path over SQLite and PostgreSQL.
+
+Every append runs in one transaction that holds the chain's exclusive lock (SQLite
+`BEGIN IMMEDIATE`, PostgreSQL a transaction-level advisory lock): it reads the chain head,
+inserts the hashed record and updates the `executions` projection together. Idempotency is
+the database's: the projection's primary key and unique idempotency key refuse a second
+`ExecutionRequested`, whichever connection or process sends it.
+
+Durability "sync" commits each append before returning (write-ahead, for live trading).
+"batched" keeps the transaction open across appends and commits every `batch_size` events
+and on `flush()` / `close()` (group commit, for simulation): duplicates are still refused
+at once, and reads on this store see the pending events, because they go through the same
+transaction. A crash loses the events since the last commit, which is why live trading
+uses "sync".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from engine.core.events import (
+    ExecutionEvent,
+    ExecutionRequested,
+    event_kind,
+    from_payload,
+    to_payload,
+)
+from engine.core.lifecycle import Execution
+from engine.schemas import ExecutionLog, ExecutionStatus, utc
+from engine.store.base import DuplicateExecution, ExecutionDatabase, StoreUnavailable
+from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record_hash
+from engine.store.memory import InMemoryExecutionDatabase
+from engine.store.migrations import apply_migrations
+
+Durability = Literal["sync", "batched"]
+DEFAULT_TIMEOUT_SECONDS = 10.0
+SUPPORTED_URLS = (
+    "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, "
+    "postgresql://user@host:port/dbname[?schema=name]"
+)
+
+_RECORD_COLUMNS = (
+    "seq, execution_id, at, kind, payload, engine_version, config_version, prev_hash, hash"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TERMINAL = tuple(status.value for status in ExecutionStatus if status.is_terminal)
+
+
+class Backend(Protocol):
+    """What differs between the databases; everything else is shared SQL."""
+
+    dialect: str
+    label: str  # names the backend in every error, e.g. "SQLite database runs/a.db"
+    driver_errors: tuple[type[Exception], ...]
+
+    def connect(self) -> Any: ...
+
+    def begin_exclusive(self, conn: Any, lock: str) -> None: ...
+
+    def create_namespace(self, conn: Any) -> None: ...
+
+    def table_exists(self, conn: Any, table: str) -> bool: ...
+
+    def is_broken(self, conn: Any) -> bool: ...
+
+    def sql(self, query: str) -> str: ...
+
+    def hold_lease(self, instance_id: str) -> Any: ...
+
+    def lease_alive(self, instance_id: str) -> bool | None: ...
+
+
+class SQLExecutionDatabase(ExecutionDatabase):
+    """The audit store on one connection to a SQLite or PostgreSQL database (thread-safe)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        durability: Durability = "sync",
+        batch_size: int = 1000,
+        state_cache_size: int = 4096,
+    ) -> None:
+        _check_durability(durability, batch_size)
+        self.durability = durability
+        self._backend = backend
+        self._batch_size = batch_size if durability == "batched" else 1
+        self._state_cache_size = state_cache_size
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self._closed = False
+        self._head: tuple[int, str] | None = None  # (seq, hash), only while a write is open
+        self._pending = 0  # appended in the open transaction, not yet committed
+        self._floor = 0  # the head's seq when the open transaction took the lock
+        # The fold of recent executions, keyed by id, valid while its last seq is the
+        # database's: saves replaying an execution's events on every append.
+        self._folds: OrderedDict[str, tuple[int, Execution]] = OrderedDict()
+        self._lease_handles: dict[str, Any] = {}
+        try:
+            with self._guard("open the audit store") as conn:
+                apply_migrations(conn, backend)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLExecutionDatabase({self._backend.label}, durability={self.durability!r})"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, event: ExecutionEvent) -> None:
+        action = f"append {event_kind(event)} for execution {event.execution_id}"
+        with self._lock, self._guard(action) as conn:
+            if self._head is None:
+                self._begin(conn)
+            try:
+                self._insert(conn, event)
+            except Exception as exc:
+                # A refused event (duplicate, unknown execution, illegal transition) wrote
+                # nothing; a transaction holding nothing else is released at once.
+                if not isinstance(exc, self._backend.driver_errors) and not self._pending:
+                    self._end(conn, "ROLLBACK")
+                raise
+            self._pending += 1
+            if self._pending >= self._batch_size:
+                self._end(conn, "COMMIT")
+
+    def hold_lease(self, instance_id: str) -> None:
+        super().hold_lease(instance_id)
+        with self._lock:
+            if instance_id not in self._lease_handles:
+                try:
+                    self._lease_handles[instance_id] = self._backend.hold_lease(instance_id)
+                except (OSError, *self._backend.driver_errors) as exc:
+                    raise StoreUnavailable(
+                        f"{self._backend.label}: cannot take the lease of engine "
+                        f"{instance_id}: {type(exc).__name__}: {exc}"
+                    ) from exc
+
+    def release_lease(self, instance_id: str) -> None:
+        super().release_lease(instance_id)
+        with self._lock:
+            handle = self._lease_handles.pop(instance_id, None)
+        if handle is not None:
+            with suppress(Exception):
+                handle.close()
+
+    def lease_alive(self, instance_id: str) -> bool:
+        if super().lease_alive(instance_id):
+            return True
+        try:
+            alive = self._backend.lease_alive(instance_id)
+        except (OSError, *self._backend.driver_errors) as exc:
+            raise StoreUnavailable(
+                f"{self._backend.label}: cannot tell whether engine {instance_id} is alive: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return bool(alive)
+
+    def flush(self) -> None:
+        """Commit the pending events (batched durability); a no-op when nothing is pending."""
+        with self._lock:
+            if self._head is not None:
+                with self._guard("commit pending events") as conn:
+                    self._end(conn, "COMMIT")
+
+    def close(self) -> None:
+        """Commit what is pending, then release the connection. Closing twice is harmless."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                for instance_id in list(self._lease_handles):
+                    self.release_lease(instance_id)
+                if self._conn is not None:
+                    with suppress(*self._backend.driver_errors):
+                        self._conn.close()
+                    self._conn = None
+
+    def _begin(self, conn: Any) -> None:
+        self._backend.begin_exclusive(conn, "audit-chain")
+        row = conn.execute(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        self._head = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        self._floor = self._head[0]
+
+    def _end(self, conn: Any, statement: Literal["COMMIT", "ROLLBACK"]) -> None:
+        conn.execute(statement)
+        self._head, self._pending = None, 0
+
+    def _insert(self, conn: Any, event: ExecutionEvent) -> None:
+        assert self._head is not None
+        sql = self._backend.sql
+        if isinstance(event, ExecutionRequested):
+            execution = Execution(event.execution_id)
+            execution.apply(event)
+            self._claim(conn, event)
+        else:
+            execution = self._fold(conn, event)
+            self._folds.pop(event.execution_id, None)  # trusted again only once stored
+            execution.apply(event)
+            conn.execute(
+                sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
+                (_status(execution), _micros(utc(event.at)), event.execution_id),
+            )
+        request = execution.request
+        assert request is not None
+        prev_seq, prev_hash = self._head
+        seq, at, kind = prev_seq + 1, float(event.at), event_kind(event)
+        payload = canonical_json(to_payload(event))
+        versions = (request.engine_version, request.config_version)
+        digest = record_hash(prev_hash, seq, event.execution_id, at, kind, payload, *versions)
+        conn.execute(
+            sql(f"INSERT INTO audit_events ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            (seq, event.execution_id, at, kind, payload, *versions, prev_hash, digest),
+        )
+        self._head = (seq, digest)
+        self._folds[event.execution_id] = (seq, execution)
+        self._folds.move_to_end(event.execution_id)
+        if len(self._folds) > self._state_cache_size:
+            self._folds.popitem(last=False)
+
+    def _claim(self, conn: Any, event: ExecutionRequested) -> None:
+        """Insert the projection row: the database's unique keys decide who was first."""
+        request, sql = event.request, self._backend.sql
+        # ON CONFLICT DO NOTHING lets the keys refuse a second claim without failing the
+        # statement, which on PostgreSQL would abort the whole (maybe batched) transaction.
+        claimed = conn.execute(
+            sql(
+                "INSERT INTO executions (execution_id, idempotency_key, client_order_id, "
+                "symbol, status, created_at, updated_at, engine_version, config_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            (
+                event.execution_id,
+                request.idempotency_key,
+                request.client_order_id,
+                request.symbol,
+                ExecutionStatus.PENDING.value,
+                _micros(utc(event.at)),
+                _micros(utc(event.at)),
+                request.engine_version,
+                request.config_version,
+            ),
+        ).rowcount
+        if claimed == 0:
+            row = conn.execute(
+                sql(
+                    "SELECT execution_id FROM executions "
+                    "WHERE execution_id = ? OR idempotency_key = ?"
+                ),
+                (event.execution_id, request.idempotency_key),
+            ).fetchone()
+            raise DuplicateExecution(row[0] if row else event.execution_id)
+
+    def _fold(self, conn: Any, event: ExecutionEvent) -> Execution:
+        """The execution's state before `event`, from the cache when no one else wrote since."""
+        execution_id = event.execution_id
+        cached = self._folds.get(execution_id)
+        if cached is not None and cached[0] > self._floor:
+            return cached[1]  # stored in this transaction, under the lock: no one wrote since
+        (last_seq,) = conn.execute(
+            self._backend.sql("SELECT max(seq) FROM audit_events WHERE execution_id = ?"),
+            (execution_id,),
+        ).fetchone()
+        if last_seq is None:
+            raise KeyError(
+                f"{event_kind(event)} refused: execution {execution_id} has no "
+                "ExecutionRequested in this store"
+            )
+        if cached is not None and cached[0] == last_seq:
+            return cached[1]
+        return Execution.replay(execution_id, self._read_events(conn, execution_id))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def events(self, execution_id: str) -> Sequence[ExecutionEvent]:
+        with self._lock, self._guard(f"read the events of execution {execution_id}") as conn:
+            return self._read_events(conn, execution_id)
+
+    def execution_ids(self) -> list[str]:
+        query = "SELECT execution_id FROM executions ORDER BY created_at, execution_id"
+        with self._lock, self._guard("list executions") as conn:
+            return [row[0] for row in conn.execute(query).fetchall()]
+
+    def history(
+        self,
+        symbol: str | None = None,
+        status: ExecutionStatus | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ExecutionLog]:
+        """Executions created in [start, end), oldest first, filtered and paginated."""
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        filters: list[tuple[str, Any]] = []
+        if symbol is not None:
+            filters.append(("symbol = ?", symbol))
+        if status is not None:
+            filters.append(("status = ?", status.value))
+        if start is not None:
+            filters.append(("created_at >= ?", _micros(_aware(start, "start"))))
+        if end is not None:
+            filters.append(("created_at < ?", _micros(_aware(end, "end"))))
+        where = " AND ".join(clause for clause, _ in filters) or "1 = 1"
+        query = self._backend.sql(
+            f"SELECT execution_id FROM executions WHERE {where} "
+            "ORDER BY created_at, execution_id LIMIT ? OFFSET ?"
+        )
+        params = (*(value for _, value in filters), limit, offset)
+        with self._lock, self._guard("query execution history") as conn:
+            ids = [row[0] for row in conn.execute(query, params).fetchall()]
+            return [Execution.replay(i, self._read_events(conn, i)).to_log() for i in ids]
+
+    def non_terminal(self) -> list[str]:
+        """Executions a crash or a lost reply left open: recovery must settle each one."""
+        marks = ", ".join("?" for _ in _TERMINAL)
+        query = self._backend.sql(
+            f"SELECT execution_id FROM executions WHERE status NOT IN ({marks}) "
+            "ORDER BY created_at, execution_id"
+        )
+        with self._lock, self._guard("list open executions") as conn:
+            return [row[0] for row in conn.execute(query, _TERMINAL).fetchall()]
+
+    def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Every record stamped in [start, end), in recording (seq) order, with its hashes."""
+        query = self._backend.sql(
+            f"SELECT {_RECORD_COLUMNS} FROM audit_events WHERE at >= ? AND at < ? ORDER BY seq"
+        )
+        bounds = (_aware(start, "start").timestamp(), _aware(end, "end").timestamp())
+        with self._lock, self._guard("export the audit trail") as conn:
+            rows = conn.execute(query, bounds).fetchall()
+        return [
+            {
+                "execution_id": execution_id,
+                "at": at,
+                "kind": kind,
+                "payload": json.loads(payload),
+                "seq": seq,
+                "engine_version": engine_version,
+                "config_version": config_version,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+            for (
+                seq,
+                execution_id,
+                at,
+                kind,
+                payload,
+                engine_version,
+                config_version,
+                prev_hash,
+                digest,
+            ) in rows
+        ]
+
+    def chain_records(self, after_seq: int, limit: int) -> list[ChainRecord]:
+        """Stored records with seq > after_seq, in seq order, exactly as the database holds them."""
+        query = self._backend.sql(
+            f"SELECT {_RECORD_COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
+        with self._lock, self._guard("read the audit chain") as conn:
+            return [ChainRecord(*row) for row in conn.execute(query, (after_seq, limit))]
+
+    def _read_events(self, conn: Any, execution_id: str) -> tuple[ExecutionEvent, ...]:
+        rows = conn.execute(
+            self._backend.sql(
+                "SELECT kind, at, payload FROM audit_events WHERE execution_id = ? ORDER BY seq"
+            ),
+            (execution_id,),
+        ).fetchall()
+        return tuple(
+            from_payload(kind, execution_id, at, json.loads(payload)) for kind, at, payload in rows
+        )
+
+    # -- failing safe --------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[Any]:
+        """The one place driver errors become StoreUnavailable, naming backend and cause."""
+        label = self._backend.label
+        if self._closed:
+            raise StoreUnavailable(f"{label}: cannot {action}: the store is closed")
+        try:
+            if self._conn is None:
+                self._conn = self._backend.connect()
+            yield self._conn
+        except self._backend.driver_errors as exc:
+            lost = self._abandon()
+            note = f"; {lost} appended event(s) not yet committed were lost" if lost else ""
+            cause = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            raise StoreUnavailable(
+                f"{label} is unavailable: cannot {action}: {cause}{note}"
+            ) from exc
+
+    def _abandon(self) -> int:
+        """Roll back whatever was open and forget what it implied; returns the events lost."""
+        lost = self._pending
+        self._head, self._pending = None, 0
+        self._folds.clear()
+        conn, backend = self._conn, self._backend
+        if conn is not None:
+            if backend.is_broken(conn):
+                with suppress(*backend.driver_errors):
+                    conn.close()
+                self._conn = None  # the next call reconnects
+            else:
+                # Best effort: the original error is the one worth reporting.
+                with suppress(*backend.driver_errors):
+                    conn.execute("ROLLBACK")
+        return lost
+
+
+def open_database(
+    url: str,
+    *,
+    durability: Durability = "sync",
+    batch_size: int = 1000,
+    schema: str | None = None,
+) -> ExecutionDatabase:
+    """Open (and migrate) the store a URL names; see SUPPORTED_URLS for the forms.
+
+    `schema` places a PostgreSQL store in its own schema (also `?schema=` in the URL);
+    `?timeout=` bounds the wait for the write lock, in seconds, on either database.
+    """
+    _check_durability(durability, batch_size)
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise ValueError(f"malformed database URL {url!r}: expected one of {SUPPORTED_URLS}")
+    if schema is not None and scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"a schema applies to PostgreSQL only, not to {scheme}:// stores")
+    backend: Backend
+    if scheme == "memory":
+        if rest:
+            raise ValueError(f"malformed database URL {url!r}: memory:// takes nothing more")
+        return InMemoryExecutionDatabase()
+    if scheme == "sqlite":
+        from engine.store.sqlite import SQLiteBackend
+
+        backend = SQLiteBackend.from_url(url)
+    elif scheme in ("postgresql", "postgres"):
+        from engine.store.postgres import PostgresBackend
+
+        backend = PostgresBackend.from_url(url, schema)
+    else:
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r}: expected one of {SUPPORTED_URLS}"
+        )
+    return SQLExecutionDatabase(backend, durability=durability, batch_size=batch_size)
+
+
+def parse_timeout(value: str, url: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(
+            f"URL {url!r}: timeout must be a positive number of seconds, not {value!r}"
+        )
+    return seconds
+
+
+def _check_durability(durability: str, batch_size: int) -> None:
+    if durability not in ("sync", "batched"):
+        raise ValueError(f"durability must be 'sync' or 'batched', not {durability!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+
+
+def _status(execution: Execution) -> str:
+    assert execution.status is not None
+    return execution.status.value
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    # A naive datetime would be read in the host's local zone: a silent, machine-dependent
+    # shift of the window. Refuse it.
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (e.g. UTC), got naive {moment!r}")
+    return moment
+
+
+def _micros(moment: datetime) -> int:
+    """Exact integer microseconds since the epoch (no float rounding on the way)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)

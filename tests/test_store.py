@@ -1,0 +1,670 @@
+"""The SQL audit store, one suite over SQLite (file and in-memory) and PostgreSQL.
+
+Stores are filled by real executions through the engine and the simulated market, and the
+in-memory store run on the same seed is the reference every SQL backend must agree with.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import store_backends as sb
+
+from engine.core.events import (
+    OrderFilled,
+    SubmissionAttempted,
+    ValidationCompleted,
+    to_payload,
+)
+from engine.core.lifecycle import IllegalTransition
+from engine.schemas import ExecutionStatus
+from engine.store import (
+    DuplicateExecution,
+    ExecutionDatabase,
+    InMemoryExecutionDatabase,
+    SQLExecutionDatabase,
+    StoreUnavailable,
+    export_audit_trail_to,
+    open_database,
+    verify_audit_chain,
+)
+from engine.store.chain import canonical_json
+from engine.store.migrations import MIGRATIONS, apply_migrations
+from engine.store.postgres import PostgresBackend
+from engine.store.sqlite import SQLiteBackend
+from sim.world import DEFAULT_START, SimulatedWorld
+
+SEED = 28  # chosen because its run has a lost reply, a reconciliation and refusals
+EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture(params=sb.ALL)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
+    with sb.store_target(request.param, tmp_path) as store_target:
+        yield store_target
+
+
+@pytest.fixture(params=sb.SHARED)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
+    """Backends where a second connection reaches the same data."""
+    with sb.store_target(request.param, tmp_path) as store_target:
+        yield store_target
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[sb.StoreTarget]:
+    with sb.store_target("postgresql", tmp_path) as store_target:
+        yield store_target
+
+
+@pytest.fixture(scope="module")
+def reference() -> InMemoryExecutionDatabase:
+    db = InMemoryExecutionDatabase()
+    sb.seeded_run(db, SEED)
+    return db
+
+
+def records(db: ExecutionDatabase) -> list[dict[str, Any]]:
+    return db.export_audit_trail(*EVER)
+
+
+def record_of(db: ExecutionDatabase, kind: str) -> dict[str, Any]:
+    return next(row for row in records(db) if row["kind"] == kind)
+
+
+def stored(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What both kinds of store keep of a record, in a comparable form."""
+    return sorted(
+        (row["execution_id"], row["at"], row["kind"], canonical_json(row["payload"]))
+        for row in rows
+    )
+
+
+# -- the SQL store agrees with the in-memory reference -----------------------------------
+
+
+def test_a_seeded_run_reads_back_as_the_reference_store_records_it(target, reference):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+
+    assert sorted(db.execution_ids()) == sorted(reference.execution_ids())
+    for execution_id in reference.execution_ids():
+        assert db.get_execution_log(execution_id) == reference.get_execution_log(execution_id)
+        assert [
+            (type(event), event.at, canonical_json(to_payload(event)))
+            for event in db.events(execution_id)
+        ] == [
+            (type(event), event.at, canonical_json(to_payload(event)))
+            for event in reference.events(execution_id)
+        ]
+
+
+def test_history_and_open_executions_come_from_the_projection_with_the_base_semantics(target):
+    db = target.open()
+    sb.seeded_run(db, SEED, until=0.3)  # stopped mid-flight: some executions are still open
+    logs = ExecutionDatabase.history(db, limit=1000)
+    middle = logs[len(logs) // 2].created_at
+    queries: list[dict[str, Any]] = [
+        {},
+        {"symbol": "USDJPY"},
+        {"status": ExecutionStatus.FILLED},
+        {"status": ExecutionStatus.REJECTED, "symbol": "EURUSD"},
+        {"start": middle},
+        {"end": middle},
+        {"start": middle, "end": middle + timedelta(seconds=0.1)},
+        {"limit": 3, "offset": 2},
+        {"limit": 0},
+    ]
+    for query in queries:
+        assert db.history(**query) == ExecutionDatabase.history(db, **query), query
+    assert db.non_terminal() == ExecutionDatabase.non_terminal(db)
+    assert db.non_terminal(), "the run was stopped while executions were in flight"
+
+
+def test_the_exported_trail_holds_the_reference_records_in_seq_order_with_their_hashes(
+    target, reference
+):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+
+    rows = records(db)
+    assert stored(rows) == stored(records(reference))
+    assert [row["seq"] for row in rows] == list(range(1, len(rows) + 1))
+    assert rows[0]["prev_hash"] == "0" * 64
+    assert all(row["prev_hash"] == before["hash"] for before, row in pairwise(rows))
+    request = record_of(db, "ExecutionRequested")
+    assert (request["engine_version"], request["config_version"]) == (
+        request["payload"]["request"]["engine_version"],
+        request["payload"]["request"]["config_version"],
+    )
+
+
+def test_an_export_window_keeps_the_records_stamped_inside_it(target, reference):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+    start = datetime.fromtimestamp(DEFAULT_START + 0.2, tz=UTC)
+    end = datetime.fromtimestamp(DEFAULT_START + 0.4, tz=UTC)
+
+    window = db.export_audit_trail(start, end)
+
+    assert window
+    assert stored(window) == stored(reference.export_audit_trail(start, end))
+
+
+def test_the_same_seeded_run_gives_the_same_audit_head_hash_on_every_backend(target):
+    with open_database("sqlite:///:memory:") as baseline:
+        sb.seeded_run(baseline, SEED)
+        expected = verify_audit_chain(baseline).head_hash
+    db = target.open()
+    sb.seeded_run(db, SEED)
+
+    assert verify_audit_chain(db).head_hash == expected
+
+
+# -- the audit records are append-only, enforced by the database -------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_events SET payload = '{}' WHERE seq = 2", "DELETE FROM audit_events"],
+)
+def test_the_database_itself_refuses_to_change_or_remove_audit_records(target, statement):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+    db.close()
+
+    with target.raw() as conn, pytest.raises(Exception, match="append-only") as refused:
+        conn.execute(statement)
+
+    assert type(refused.value).__module__.split(".")[0] in ("sqlite3", "psycopg")
+    assert verify_audit_chain(target.open()).ok
+
+
+def test_postgresql_also_refuses_to_truncate_the_audit_records(postgres):
+    import psycopg
+
+    sb.seeded_run(postgres.open(), SEED)
+    with postgres.raw() as conn, pytest.raises(psycopg.Error, match="append-only"):
+        conn.execute("TRUNCATE audit_events")
+
+
+def test_the_projection_is_a_view_that_may_be_updated_unlike_the_records(shared):
+    db = shared.open()
+    sb.seeded_run(db, SEED)
+
+    with shared.raw() as conn:
+        conn.execute("UPDATE executions SET updated_at = updated_at + 1")
+
+    assert verify_audit_chain(db).ok
+
+
+# -- tamper evidence ---------------------------------------------------------------------
+
+
+def test_an_untouched_store_verifies_and_counts_every_record(target, reference):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+
+    result = verify_audit_chain(db)
+
+    assert result.ok and result.problem is None and result.first_bad_seq is None
+    assert result.records_verified == len(records(reference))
+    assert result.head_hash == records(db)[-1]["hash"]
+
+
+def test_an_empty_store_verifies_with_the_genesis_head(target):
+    result = verify_audit_chain(target.open())
+
+    assert result.ok and result.records_verified == 0 and result.head_hash == "0" * 64
+
+
+def test_verify_names_the_record_whose_payload_was_changed_behind_the_store(target):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+    fill = record_of(db, "OrderFilled")
+    forged = canonical_json({**fill["payload"], "price": fill["payload"]["price"] + 0.001})
+
+    target.tamper("UPDATE audit_events SET payload = ? WHERE seq = ?", (forged, fill["seq"]))
+    result = verify_audit_chain(db)
+
+    assert not result.ok
+    assert (result.first_bad_seq, result.first_bad_execution_id) == (
+        fill["seq"],
+        fill["execution_id"],
+    )
+    assert result.records_verified == fill["seq"] - 1
+    assert "content changed" in result.problem
+
+
+def test_verify_names_a_record_that_was_removed_as_missing(target):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+    fill = record_of(db, "OrderFilled")
+
+    target.tamper("DELETE FROM audit_events WHERE seq = ?", (fill["seq"],))
+    result = verify_audit_chain(db)
+
+    assert not result.ok and result.first_bad_seq == fill["seq"]
+    assert result.first_bad_execution_id is None
+    assert "missing" in result.problem
+
+
+def test_verify_names_the_broken_link_when_a_forger_also_rewrites_the_hash(target):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+    fill = record_of(db, "OrderFilled")
+    forged = canonical_json({**fill["payload"], "units": 1})
+    rehashed = sb.rehash(fill, forged)
+
+    target.tamper(
+        "UPDATE audit_events SET payload = ?, hash = ? WHERE seq = ?",
+        (forged, rehashed, fill["seq"]),
+    )
+    result = verify_audit_chain(db)
+
+    assert not result.ok and result.first_bad_seq == fill["seq"] + 1
+    assert "broken link" in result.problem
+
+
+def test_verify_detects_bytes_edited_in_the_sqlite_file(tmp_path):
+    path = tmp_path / "audit.db"
+    with open_database(f"sqlite:///{path}") as db:
+        sb.seeded_run(db, SEED)
+        fill = record_of(db, "OrderFilled")
+    text = canonical_json(fill["payload"]).encode()
+    digit = text.index(b'"units":') + len(b'"units":')
+    forged = text[:digit] + (b"9" if text[digit : digit + 1] != b"9" else b"8") + text[digit + 1 :]
+    raw = path.read_bytes()
+    assert text in raw
+    path.write_bytes(raw.replace(text, forged))  # same length: still a valid SQLite file
+
+    with open_database(f"sqlite:///{path}") as db:
+        result = verify_audit_chain(db)
+
+    assert not result.ok and result.first_bad_seq == fill["seq"]
+    assert "content changed" in result.problem
+
+
+def test_verify_refuses_a_store_that_keeps_no_chain():
+    with pytest.raises(TypeError, match="keeps no hash chain"):
+        verify_audit_chain(InMemoryExecutionDatabase())
+
+
+# -- idempotency across connections and processes ---------------------------------------
+
+
+def test_two_connections_racing_to_record_the_same_request_let_exactly_one_succeed(shared):
+    event = sb.requested("race-threads")
+    stores = [shared.open(), shared.open()]
+
+    outcomes = sb.in_threads(2, lambda i: sb.append_outcome(stores[i], event))
+
+    assert sorted(outcomes) == ["duplicate:" + event.execution_id, "won"]
+    kinds = [type(e).__name__ for e in stores[0].events(event.execution_id)]
+    assert kinds == ["ExecutionRequested"]
+
+
+def test_two_processes_racing_on_postgresql_let_exactly_one_win(postgres):
+    event = sb.requested("race-processes")
+    postgres.open()  # migrate first: the race is about the request, not the schema
+    context = multiprocessing.get_context("spawn")
+    contenders = 3
+    barrier, results = context.Barrier(contenders), context.Queue()
+    processes = [
+        context.Process(target=sb.race_to_append, args=(postgres.url, event, barrier, results))
+        for _ in range(contenders)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = sorted(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+
+    assert outcomes == ["duplicate:" + event.execution_id] * 2 + ["won"]
+    assert [p.exitcode for p in processes] == [0] * contenders
+
+
+def test_writers_on_separate_connections_extend_one_unbroken_chain(shared):
+    def write(writer: int) -> int:
+        db = shared.open()
+        for index in range(10):
+            db.append(sb.requested(f"writer-{writer}-{index}"))
+        return writer
+
+    assert sb.in_threads(4, write) == [0, 1, 2, 3]
+    result = verify_audit_chain(shared.open())
+    assert result.ok and result.records_verified == 40
+
+
+def test_an_execution_continued_through_another_connection_is_folded_from_the_database(
+    shared,
+):
+    first, second = shared.open(), shared.open()
+    request = sb.requested("recovered-elsewhere")
+    eid = request.execution_id
+    first.append(request)
+    second.append(ValidationCompleted(eid, DEFAULT_START + 1, ("all",), 1.0, 1.0849, 1.0851, None))
+
+    first.append(SubmissionAttempted(eid, DEFAULT_START + 2, attempt=1))
+
+    assert [log.execution_id for log in first.history(status=ExecutionStatus.SUBMITTING)] == [eid]
+    assert first.get_execution_log(eid).submission_attempts == 1
+
+
+@pytest.mark.parametrize("durability", ["sync", "batched"])
+def test_submitting_the_same_decision_twice_returns_the_first_execution(target, durability):
+    db = target.open(durability=durability)
+    world = SimulatedWorld.build(SEED, database=db)
+    first = world.driver.submit(sb.decision("twice"))
+    world.env.run()
+    second = world.driver.submit(sb.decision("twice"))
+    world.env.run()
+
+    assert second.value.execution_id == first.value.execution_id
+    assert second.value.status is first.value.status is ExecutionStatus.FILLED
+    kinds = [type(e).__name__ for e in db.events(first.value.execution_id)]
+    assert kinds.count("ExecutionRequested") == 1
+
+
+def test_a_request_already_committed_by_another_connection_is_refused_in_batched_mode(shared):
+    event = sb.requested("committed-elsewhere")
+    shared.open().append(event)
+    batched = shared.open(durability="batched")
+
+    with pytest.raises(DuplicateExecution) as refused:
+        batched.append(event)
+
+    assert refused.value.execution_id == event.execution_id
+
+
+# -- durability --------------------------------------------------------------------------
+
+
+def test_sync_durability_commits_each_append_before_returning(shared):
+    writer, reader = shared.open(), shared.open()
+
+    writer.append(sb.requested("visible-at-once"))
+
+    assert len(reader.chain_records(0, 10)) == 1
+
+
+def test_batched_durability_commits_every_batch_size_events_and_on_flush(shared):
+    writer = shared.open(durability="batched", batch_size=3)
+    reader = shared.open()
+
+    committed = []
+    for index in range(7):
+        writer.append(sb.requested(f"batch-{index}"))
+        committed.append(len(reader.chain_records(0, 100)))
+    writer.flush()
+
+    assert committed == [0, 0, 3, 3, 3, 6, 6]
+    assert len(reader.chain_records(0, 100)) == 7
+    assert verify_audit_chain(reader).records_verified == 7
+
+
+def test_batched_reads_see_pending_events_and_duplicates_are_refused_at_once(target, reference):
+    db = target.open(durability="batched", batch_size=100_000)
+    sb.seeded_run(db, SEED)
+    execution_id = next(iter(reference.execution_ids()))
+
+    assert db.get_execution_log(execution_id) == reference.get_execution_log(execution_id)
+    with pytest.raises(DuplicateExecution):
+        db.append(db.events(execution_id)[0])
+    if target.shares_database:
+        assert target.open().chain_records(0, 10) == []
+
+
+def test_closing_a_batched_store_commits_what_is_pending(shared, reference):
+    db = shared.open(durability="batched", batch_size=100_000)
+    sb.seeded_run(db, SEED)
+    db.close()
+
+    reader = shared.open()
+    assert verify_audit_chain(reader).records_verified == len(records(reference))
+    with pytest.raises(StoreUnavailable, match="closed"):
+        db.append(sb.requested("after-close"))
+
+
+# -- refused events write nothing --------------------------------------------------------
+
+
+@pytest.mark.parametrize("durability", ["sync", "batched"])
+def test_an_event_for_an_execution_never_requested_is_refused_and_not_recorded(target, durability):
+    db = target.open(durability=durability)
+    db.append(sb.requested("known"))
+
+    with pytest.raises(KeyError, match="has no ExecutionRequested"):
+        db.append(SubmissionAttempted("ex-never-requested", DEFAULT_START, attempt=1))
+    db.append(sb.requested("still-writable"))
+
+    assert verify_audit_chain(db).records_verified == 2
+
+
+def test_an_event_the_lifecycle_forbids_is_refused_and_not_recorded(target):
+    db = target.open()
+    request = sb.requested("out-of-order")
+    db.append(request)
+    fill = OrderFilled(request.execution_id, DEFAULT_START + 1, "deal-1", 100_000, 1.1, 1.0)
+
+    with pytest.raises(IllegalTransition):
+        db.append(fill)
+
+    assert [type(e) for e in db.events(request.execution_id)] == [type(request)]
+    assert db.non_terminal() == [request.execution_id]
+
+
+# -- failing safe ------------------------------------------------------------------------
+
+
+def test_an_unreachable_postgresql_raises_store_unavailable_naming_backend_and_cause():
+    with pytest.raises(StoreUnavailable) as unavailable:
+        open_database("postgresql://postgres@127.0.0.1:1/test")
+
+    message = str(unavailable.value)
+    assert "PostgreSQL database test at 127.0.0.1:1" in message
+    assert "refused" in message.lower()
+
+
+def test_an_unwritable_sqlite_path_raises_store_unavailable_naming_the_file(tmp_path):
+    not_a_directory = tmp_path / "plain-file"
+    not_a_directory.write_text("")
+    path = not_a_directory / "audit.db"
+
+    with pytest.raises(StoreUnavailable) as unavailable:
+        open_database(f"sqlite:///{path}")
+
+    assert f"SQLite database {path}" in str(unavailable.value)
+    assert "unable to open database file" in str(unavailable.value)
+
+
+def test_a_sqlite_store_locked_by_another_writer_fails_safe_then_recovers(tmp_path):
+    path = tmp_path / "audit.db"
+    db = open_database(f"sqlite:///{path}?timeout=0.05")
+    with sb.StoreTarget("sqlite-file", "", path=path).raw() as other:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            db.append(sb.requested("while-locked"))
+        other.execute("ROLLBACK")
+
+    db.append(sb.requested("after-unlock"))
+    assert verify_audit_chain(db).records_verified == 1
+    db.close()
+
+
+@pytest.mark.parametrize("durability", ["sync", "batched"])
+def test_a_lost_postgresql_connection_fails_safe_then_reconnects(postgres, durability):
+    name = f"store-{postgres.schema}"
+    db = postgres.open(f"application_name={name}", durability=durability)
+    db.append(sb.requested("before-loss"))
+    with postgres.raw() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (name,),
+        )
+
+    with pytest.raises(StoreUnavailable, match="PostgreSQL database") as unavailable:
+        db.append(sb.requested("during-loss"))
+    db.append(sb.requested("after-loss"))
+    db.flush()
+
+    lost = "1 appended event(s) not yet committed were lost"
+    assert (lost in str(unavailable.value)) is (durability == "batched")
+    assert verify_audit_chain(db).records_verified == (2 if durability == "sync" else 1)
+
+
+def test_a_missing_psycopg_is_named_with_the_extra_that_installs_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+
+    with pytest.raises(ImportError, match=r"arbitrex-execution\[postgres\]"):
+        open_database("postgresql://postgres@127.0.0.1:5432/test")
+
+
+# -- URLs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("audit.db", {}, "malformed database URL 'audit.db'"),
+        ("mysql://db/audit", {}, "unsupported database URL scheme 'mysql'"),
+        ("memory://extra", {}, "memory:// takes nothing more"),
+        ("sqlite://host/audit.db", {}, "names a host ('host')"),
+        ("sqlite://", {}, "names no database file"),
+        ("sqlite:///audit.db?mode=ro", {}, "unknown parameter 'mode'"),
+        ("sqlite:///audit.db?timeout=soon", {}, "timeout must be a positive number"),
+        ("sqlite:///audit.db", {"schema": "s"}, "applies to PostgreSQL only"),
+        (
+            "postgresql://u:secret@h:port/db",
+            {},
+            "'postgresql://u:***@h:port/db' has a malformed port",
+        ),
+        ("postgresql://u@h/db?schema=Audit-1", {}, "not a plain lower-case SQL identifier"),
+        ("postgresql://u@h/db?schema=a", {"schema": "b"}, "names schema 'a' but the schema"),
+        ("postgresql://u@h/db?bogus=1", {}, "malformed PostgreSQL URL"),
+        ("memory://", {"durability": "eventually"}, "durability must be 'sync' or 'batched'"),
+        ("memory://", {"batch_size": 0}, "batch_size must be at least 1"),
+    ],
+)
+def test_a_malformed_url_is_refused_with_a_precise_message(url, options, message):
+    with pytest.raises(ValueError) as refused:
+        open_database(url, **options)
+
+    assert message in str(refused.value)
+    assert "secret" not in str(refused.value)
+
+
+def test_a_memory_url_opens_the_in_memory_store():
+    assert isinstance(open_database("memory://"), InMemoryExecutionDatabase)
+
+
+def test_sqlite_urls_take_relative_paths_with_three_slashes_and_absolute_with_four(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    with open_database("sqlite:///relative.db"), open_database(f"sqlite:///{tmp_path}/abs.db"):
+        pass
+
+    assert (tmp_path / "relative.db").exists() and (tmp_path / "abs.db").exists()
+
+
+def test_a_sqlite_file_store_runs_in_wal_mode_with_full_sync(tmp_path):
+    path = tmp_path / "audit.db"
+    with open_database(f"sqlite:///{path}") as db:
+        assert isinstance(db, SQLExecutionDatabase)
+        with sb.StoreTarget("sqlite-file", "", path=path).raw() as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# -- migrations --------------------------------------------------------------------------
+
+
+def applied_versions(target: sb.StoreTarget) -> list[int]:
+    with target.raw() as conn:
+        rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    return [row[0] for row in rows]
+
+
+def test_opening_a_database_again_applies_no_migration_twice(shared):
+    shared.open().close()
+    shared.open().close()
+
+    assert applied_versions(shared) == [m.version for m in MIGRATIONS]
+
+
+def test_concurrent_first_opens_apply_each_migration_exactly_once(shared):
+    opened = sb.in_threads(4, lambda _: shared.open())
+
+    assert all(isinstance(db, SQLExecutionDatabase) for db in opened), opened
+    assert applied_versions(shared) == [m.version for m in MIGRATIONS]
+
+
+def test_an_older_database_gets_only_its_missing_migrations(shared):
+    backend: Any = (
+        SQLiteBackend.from_url(shared.url)
+        if shared.kind == "sqlite-file"
+        else PostgresBackend.from_url(shared.url)
+    )
+    conn = backend.connect()
+    assert apply_migrations(conn, backend, MIGRATIONS[:1]) == (1,)
+    conn.close()
+
+    shared.open().append(sb.requested("after-the-upgrade"))
+
+    assert applied_versions(shared) == [1, 2]
+    with shared.raw() as raw, pytest.raises(Exception, match="append-only"):
+        raw.execute("DELETE FROM audit_events")
+
+
+def test_a_database_written_by_a_newer_engine_is_refused(shared):
+    shared.open().close()
+    with shared.raw() as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'from the future')")
+
+    with pytest.raises(StoreUnavailable, match=r"migrations \[99\].*newer engine"):
+        shared.open()
+
+
+# -- files for people and tools ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_the_trail_exports_to_a_file_that_reads_back_as_the_same_records(tmp_path, fmt, store):
+    db = open_database("sqlite:///:memory:" if store == "sqlite" else "memory://")
+    sb.seeded_run(db, SEED)
+    path = tmp_path / f"trail.{fmt}"
+
+    written = export_audit_trail_to(db, path, fmt, *EVER)
+
+    expected = sb.export_rows(records(db))
+    if fmt == "jsonl":
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        back = [line | {"payload": canonical_json(line["payload"])} for line in lines]
+    else:
+        frame = pd.read_csv(path, dtype=sb.CSV_DTYPES) if fmt == "csv" else pd.read_parquet(path)
+        back = [
+            {key: (None if pd.isna(value) else value) for key, value in row.items()}
+            for row in frame.to_dict("records")
+        ]
+    assert written == len(expected) > 0
+    assert back == expected
+
+
+def test_an_export_needs_a_known_format_and_timezone_aware_bounds(tmp_path):
+    db = open_database("sqlite:///:memory:")
+
+    with pytest.raises(ValueError, match="unknown export format 'xlsx'"):
+        export_audit_trail_to(db, tmp_path / "trail.xlsx", "xlsx", *EVER)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        db.export_audit_trail(datetime(2024, 1, 1), datetime(2024, 1, 2))
