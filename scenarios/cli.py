@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -13,20 +14,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.store import (
+    ExecutionDatabase,
     StoreUnavailable,
     export_audit_trail_to,
     open_database,
     verify_audit_chain,
 )
-from scenarios.demo import RunSummary, run_demo
+from scenarios.crash import crash_run
+from scenarios.demo import demo_scenario
+from scenarios.invariants import Violation
+from scenarios.runner import RunSummary, run_scenario
+from scenarios.spec import Scenario, ScenarioError, load_scenario
+from scenarios.sweep import parse_seeds, parse_values
+from scenarios.sweep import sweep as run_sweep
 
 app = typer.Typer(
     help="Arbitrex execution kit: simulate, run and audit FX executions.", no_args_is_help=True
 )
 audit = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
-out = Console()
-err = Console(stderr=True)
+console = Console()
+err = Console(stderr=True, soft_wrap=True)  # error messages stay whole, never wrapped
 
 
 @app.callback()
@@ -43,37 +51,151 @@ def demo(
         int, typer.Option(min=0, help="Seed of the market, network and order flow")
     ] = 7,
     db: Annotated[
-        str, typer.Option(help="Audit store URL: memory://, sqlite:///file.db, postgresql://...")
-    ] = "memory://",
+        str, typer.Option(help="Audit store URL: sqlite:///file.db, postgresql://...")
+    ] = "sqlite:///:memory:",
 ) -> None:
     """Execute N approved trades against the simulated market and summarise the run."""
-    # Simulation commits in groups: a million-order run is not bound by per-row commits.
-    database = _open(db, durability="batched")
+    _validate_url(db)
+    _run_and_report(demo_scenario(orders, seed), Path.cwd(), seed, None, db)
+
+
+@app.command()
+def run(
+    scenario_file: Annotated[
+        Path, typer.Argument(help="A scenario file, e.g. scenarios/calm.toml")
+    ],
+    seed: Annotated[int | None, typer.Option(min=0, help="Override the file's seed")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write audit.db, executions.parquet, summary.json here")
+    ] = None,
+    crash: Annotated[
+        bool, typer.Option(help="Crash chaos: SIGKILL the engine process mid-run and restart it")
+    ] = False,
+    kills: Annotated[int, typer.Option(min=1, max=50, help="Crash mode: how many kills")] = 4,
+) -> None:
+    """Run a scenario and check its invariants; exit 1 if any is violated."""
+    scenario = _load(scenario_file)
+    if crash:
+        _crash_and_report(scenario, scenario_file, seed, out, kills)
+        return
+    _run_and_report(scenario, scenario_file.parent, seed, out, None)
+
+
+@app.command()
+def sweep(
+    scenario_file: Annotated[Path, typer.Argument(help="A scenario file")],
+    seeds: Annotated[str, typer.Option(help="Seeds: 1-8 or 1,5,9")] = "1-4",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A parameter grid: orders.rate_per_second=5,10 (repeatable)"),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local processes")] = None,
+    dask: Annotated[
+        str | None, typer.Option(help="Run on a Dask cluster at this address (dask extra)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the results as Parquet here")] = None,
+) -> None:
+    """Run a scenario over parameter grids and seeds, in parallel; gather one table."""
+    _load(scenario_file)
+    try:
+        seed_list = parse_seeds(seeds)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--seeds") from error
+    grid: dict[str, list[object]] = {}
+    for item in set_ or []:
+        name, equals, values = item.partition("=")
+        if not equals or not name or not values:
+            raise typer.BadParameter(f"{item!r}: use name=value1,value2", param_hint="--set")
+        grid[name] = parse_values(values)
+    try:
+        frame = run_sweep(scenario_file, grid, seed_list, workers=workers, dask_address=dask)
+    except ScenarioError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    table = Table(title=f"sweep of {scenario_file.name}: {len(frame)} runs")
+    shown = [c for c in frame.columns if not c.startswith("status_")][:12]
+    for column in shown:
+        table.add_column(column)
+    for _, row in frame.iterrows():
+        table.add_row(*(_cell(row[c]) for c in shown))
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out, index=False)
+        console.print(f"results written to {out}")
+    if int(frame["violations"].sum()):
+        raise typer.Exit(1)
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _load(path: Path) -> Scenario:
+    try:
+        return load_scenario(path)
+    except ScenarioError as error:
+        err.print(f"[red]invalid scenario[/red] {error}")
+        raise typer.Exit(2) from error
+
+
+def _run_and_report(
+    scenario: Scenario, base_dir: Path, seed: int | None, out_dir: Path | None, db_url: str | None
+) -> None:
     real_start = time.perf_counter()
-    with (
-        database,
-        Progress(
-            TextColumn("executing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        ) as progress,
-    ):
-        task = progress.add_task("orders", total=orders)
-        summary, _ = run_demo(
-            orders,
-            seed,
-            database=database,
-            on_progress=lambda done: progress.update(task, completed=done),
-        )
+    with Progress(
+        TextColumn(f"{scenario.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("orders", total=scenario.orders.orders)
+        try:
+            summary = run_scenario(
+                scenario,
+                base_dir,
+                seed=seed,
+                out_dir=out_dir,
+                db_url=db_url,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except (ScenarioError, ValueError) as error:
+            err.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(2) from error
+        except StoreUnavailable as error:
+            err.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(1) from error
     real_seconds = time.perf_counter() - real_start
     _print_summary(summary)
+    if out_dir is not None:
+        console.print(f"outputs in {out_dir}: audit.db, executions.parquet, summary.json")
     # Timing goes to stderr: stdout holds only results, identical for the same seed.
     err.print(
         f"virtual {summary.virtual_seconds:.1f}s in real {real_seconds:.2f}s "
         f"({summary.orders / real_seconds:,.0f} executions/s)"
     )
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _crash_and_report(
+    scenario: Scenario, path: Path, seed: int | None, out_dir: Path | None, kills: int
+) -> None:
+    try:
+        outcome = crash_run(
+            path, out_dir or Path(tempfile.mkdtemp(prefix="arbitrex-crash-")), kills, seed
+        )
+    except ScenarioError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    console.print(
+        f"{scenario.name} under crash chaos: {outcome.kills} engine processes killed mid-run, "
+        f"{outcome.executions} executions, {outcome.broker_orders} broker orders"
+    )
+    _print_violations(outcome.violations, outcome.invariants_checked)
+    if outcome.violations:
+        raise typer.Exit(1)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -81,37 +203,65 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _print_summary(summary: RunSummary) -> None:
-    statuses = Table(title=f"{summary.orders} executions")
+    console.print(f"{summary.scenario}: {summary.orders} executions (seed {summary.seed})")
+    statuses = Table(title="by status")
     statuses.add_column("status")
     statuses.add_column("count", justify="right")
     for status, count in summary.by_status.items():
         statuses.add_row(status, str(count))
-    out.print(statuses)
+    console.print(statuses)
 
     quality = Table(title="execution quality")
     quality.add_column("measure")
-    for column in ("p50", "p95", "p99"):
+    for column in ("mean", "p50", "p95", "p99"):
         quality.add_column(column, justify="right")
     s, f = summary.slippage_pips, summary.fill_time_seconds
-    quality.add_row("slippage (pips, + adverse)", _fmt(s.p50, 2), _fmt(s.p95, 2), _fmt(s.p99, 2))
-    quality.add_row("fill time (s)", _fmt(f.p50), _fmt(f.p95), _fmt(f.p99))
-    out.print(quality)
+    quality.add_row(
+        "slippage (pips, + adverse)",
+        _fmt(s.mean, 3),
+        _fmt(s.p50, 2),
+        _fmt(s.p95, 2),
+        _fmt(s.p99, 2),
+    )
+    quality.add_row("fill time (s)", _fmt(f.mean), _fmt(f.p50), _fmt(f.p95), _fmt(f.p99))
+    console.print(quality)
 
-    if summary.rejections_by_reason:
-        reasons = Table(title="not filled, by reason")
-        reasons.add_column("reason")
-        reasons.add_column("count", justify="right")
-        for reason, count in summary.rejections_by_reason.items():
-            reasons.add_row(reason, str(count))
-        out.print(reasons)
-    out.print(f"broker orders: {summary.broker_orders}")
-    out.print(f"virtual duration: {summary.virtual_seconds:.3f}s")
-    out.print(f"results hash: {summary.results_hash}")
+    for title, counts in (
+        ("not filled, by reason", summary.rejections_by_reason),
+        ("faults injected", summary.faults_injected),
+    ):
+        if counts:
+            table = Table(title=title)
+            table.add_column("what")
+            table.add_column("count", justify="right")
+            for name, count in counts.items():
+                table.add_row(name, str(count))
+            console.print(table)
+    console.print(f"broker orders: {summary.broker_orders}")
+    console.print(f"virtual duration: {summary.virtual_seconds:.3f}s")
+    _print_violations(list(summary.violations), summary.invariants_checked)
+    console.print(f"results hash: {summary.results_hash}")
 
 
-def _open(url: str, durability: str = "sync"):
+def _print_violations(violations: list[Violation], checked: tuple[str, ...]) -> None:
+    if not violations:
+        console.print(f"invariants: all {len(checked)} hold")
+        return
+    table = Table(title="[red]INVARIANTS VIOLATED[/red]")
+    table.add_column("invariant")
+    table.add_column("detail")
+    for violation in violations:
+        table.add_row(violation.invariant, violation.detail)
+    console.print(table)
+
+
+def _validate_url(url: str) -> None:
+    _open(url).close()
+
+
+def _open(url: str, durability: Literal["sync", "batched"] = "sync") -> ExecutionDatabase:
     try:
-        return open_database(url, durability=durability)  # type: ignore[arg-type]
+        return open_database(url, durability=durability)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--db") from error
     except StoreUnavailable as error:
@@ -140,12 +290,12 @@ def audit_verify(
         except TypeError as error:
             raise typer.BadParameter(str(error), param_hint="--db") from error
     if result.ok:
-        out.print(f"OK: {result.records_verified} records verified; head {result.head_hash}")
+        console.print(f"OK: {result.records_verified} records verified; head {result.head_hash}")
         return
     where = (
         f"execution {result.first_bad_execution_id}" if result.first_bad_execution_id else "missing"
     )
-    out.print(
+    console.print(
         f"[red]TAMPERED[/red]: record {result.first_bad_seq} ({where}): {result.problem}; "
         f"{result.records_verified} records before it verified"
     )
@@ -170,7 +320,7 @@ def audit_export(
     hi = _moment(end, "--end") or datetime(9999, 1, 1, tzinfo=UTC)
     with _open(db) as database:
         written = export_audit_trail_to(database, out_path, chosen, lo, hi)  # type: ignore[arg-type]
-    out.print(f"{written} records written to {out_path}")
+    console.print(f"{written} records written to {out_path}")
 
 
 def main() -> None:

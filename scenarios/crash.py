@@ -1,9 +1,9 @@
-"""Crash chaos: an engine process that a test (or `arbitrex run` in crash mode) kills with
-SIGKILL mid-run and restarts on the same audit store and the same broker.
+"""Crash chaos: the engine process is killed with SIGKILL mid-run, at seeded random moments,
+and restarted on the same audit store and the same broker; the invariants must still hold.
 
 The broker lives in its own process (`sim.broker_process`), as a real terminal outlives
-the strategy that talks to it. Each engine run first recovers whatever the last one left
-open, then executes the decisions of a seeded order flow in order; decisions already
+the strategy that talks to it. Each engine run first recovers what the last one left open,
+then executes the scenario's decisions in order, on the wall clock; decisions already
 recorded come back from the store by their idempotency key, so a restart never sends a
 decision twice.
 """
@@ -11,56 +11,172 @@ decision twice.
 from __future__ import annotations
 
 import argparse
+import socket
+import subprocess
 import sys
 import time
+from multiprocessing.connection import Client
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from brokers.sim import SimulatedBroker
-from engine.core.config import EngineConfig
 from engine.engine import ExecutionEngine
 from engine.store import open_database
-from scenarios.orderflow import OrderFlowConfig, order_flow
-from sim.broker_process import SharedClock, VenueProxy
-from sim.latency import LatencyConfig
-from sim.network import Network, NetworkConfig
+from scenarios.invariants import Evidence, Violation, check_invariants
+from scenarios.runner import arrivals_of
+from scenarios.spec import Scenario, ScenarioError, load_scenario
+from sim.broker_process import AUTHKEY, SharedClock, VenueProxy
+from sim.network import Network
+from sim.sessions import FxWeek
 
-# The seed's timings, shortened: a crash test should not wait out 60-second timeouts.
-CRASH_CONFIG = EngineConfig(
-    poll_interval_seconds=0.05,
-    order_timeout_seconds=2.0,
-    retry_backoff_seconds=0.05,
-    request_timeout_seconds=1.0,
+# Invariants that need only the store and the broker's ledger (no halts in crash mode).
+CRASH_INVARIANTS = (
+    "no_duplicate_broker_orders",
+    "broker_orders_map_to_executions",
+    "every_execution_terminal",
+    "audit_chain_verifies",
+    "no_fill_while_closed",
+    "executed_never_exceeds_intended",
+    "no_order_for_unapproved_decision",
 )
 
 
-def run_worker(db_url: str, port: int, start: float, origin: float, orders: int, seed: int) -> int:
-    clock = SharedClock(start, origin)
+def wall_clock_config(scenario: Scenario) -> Scenario:
+    """The scenario's engine, with timings a wall-clock crash run can afford to wait out."""
+    faster = scenario.engine.model_copy(
+        update={
+            "poll_interval_seconds": 0.05,
+            "order_timeout_seconds": 2.0,
+            "retry_backoff_seconds": 0.05,
+            "request_timeout_seconds": 1.0,
+        }
+    )
+    return scenario.model_copy(update={"engine": faster})
+
+
+def run_worker(scenario_path: Path, db_url: str, port: int, origin: float, seed: int) -> int:
+    scenario = wall_clock_config(load_scenario(scenario_path))
+    clock = SharedClock(scenario.t0, origin)
     database = open_database(db_url)
-    # A real wire: each trade request takes ~20 ms there and back, so a kill can land
-    # between an order reaching the broker and its answer reaching the engine.
-    network = Network(NetworkConfig(latency=LatencyConfig.constant(10.0)), seed)
-    venue = VenueProxy(("127.0.0.1", port))
-    broker = SimulatedBroker(venue, clock, network, time.sleep)  # type: ignore[arg-type]
-    engine = ExecutionEngine(broker, database, CRASH_CONFIG, clock=clock)
-    recovered = engine.recover()
-    print(f"recovered {len(recovered)}", flush=True)
-    flow = OrderFlowConfig(orders=orders, symbols=("EURUSD", "USDJPY"))
-    for arrival in order_flow(flow, seed):
+    network = Network(scenario.network_config(), seed)
+    broker = SimulatedBroker(VenueProxy(("127.0.0.1", port)), clock, network, time.sleep)  # type: ignore[arg-type]
+    engine = ExecutionEngine(broker, database, scenario.engine, clock=clock)
+    print(f"recovered {len(engine.recover())}", flush=True)
+    for arrival in arrivals_of(scenario, seed, scenario_path.parent):
         engine.execute(arrival.rpm)
     database.close()
     print("done", flush=True)
     return 0
 
 
+class CrashOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kills: int
+    executions: int
+    broker_orders: int
+    invariants_checked: tuple[str, ...]
+    violations: tuple[Violation, ...]
+
+
+def crash_run(
+    scenario_path: Path, out_dir: Path, kills: int = 4, seed: int | None = None
+) -> CrashOutcome:
+    """Run the scenario's decisions through engine processes killed `kills` times."""
+    scenario = load_scenario(scenario_path)
+    if scenario.market.kind != "synthetic" or scenario.broker != "sim":
+        raise ScenarioError(
+            f"{scenario_path}: crash mode needs a synthetic market and the sim broker"
+        )
+    seed = scenario.seed if seed is None else seed
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("audit.db*"):
+        stale.unlink()
+    db_url = f"sqlite:///{out_dir / 'audit.db'}"
+    port = free_port()
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "sim.broker_process", "--port", str(port), "--seed", str(seed),
+         "--scenario", str(scenario_path.resolve())]
+    )  # fmt: skip
+    try:
+        wait_for_broker(port, broker)
+        origin = time.time()
+        command = [
+            sys.executable, "-m", "scenarios.crash", "--scenario", str(scenario_path.resolve()),
+            "--db", db_url, "--port", str(port), "--origin", str(origin), "--seed", str(seed),
+        ]  # fmt: skip
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6B696C6C]))
+        killed = 0
+        for _ in range(kills):
+            worker = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+            time.sleep(float(rng.uniform(1.0, 2.5)))
+            worker.kill()  # SIGKILL: no cleanup, no flush, mid-whatever-it-was-doing
+            output, _ = worker.communicate()
+            killed += "done" not in output
+        final = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if final.returncode != 0:
+            raise RuntimeError(f"the last engine run failed:\n{final.stderr[-3000:]}")
+        orders = ledger_orders(port)
+    finally:
+        broker.kill()
+        broker.wait()
+    database = open_database(db_url)
+    with database:
+        executions = [e for i in database.execution_ids() if (e := database.get_execution(i))]
+        evidence = Evidence(
+            orders, database, FxWeek(holidays=scenario.market_config().week.holidays).is_open, []
+        )
+        violations = check_invariants(CRASH_INVARIANTS, executions, evidence)
+    return CrashOutcome(
+        kills=killed,
+        executions=len(executions),
+        broker_orders=len(orders),
+        invariants_checked=CRASH_INVARIANTS,
+        violations=tuple(violations),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_broker(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            Client(("127.0.0.1", port), authkey=AUTHKEY).close()
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the broker process did not start") from None
+            time.sleep(0.05)
+
+
+def ledger_orders(port: int) -> list:
+    connection = Client(("127.0.0.1", port), authkey=AUTHKEY)
+    try:
+        connection.send(("ledger_orders", ()))
+        ok, orders = connection.recv()
+    finally:
+        connection.close()
+    if not ok:
+        raise orders
+    return orders
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="An engine process for crash chaos")
+    parser.add_argument("--scenario", type=Path, required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--start", type=float, required=True)
     parser.add_argument("--origin", type=float, required=True)
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, required=True)
     o = parser.parse_args(argv)
-    return run_worker(o.db, o.port, o.start, o.origin, o.orders, o.seed)
+    return run_worker(o.scenario, o.db, o.port, o.origin, o.seed)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.schemas import (
     ApprovedTrade,
@@ -31,6 +32,9 @@ class OrderFlowConfig(BaseModel):
     lot_step: Annotated[float, Field(gt=0.0)] = 0.01
     contract_size: Annotated[int, Field(gt=0)] = 100_000
     odd_size_share: Probability = 0.0  # sizes the broker cannot represent, to be refused
+    not_approved_share: Probability = 0.0  # decisions RPM did not approve, to be refused
+    # poisson: exponential gaps at `rate_per_second`; burst: every order at the same instant
+    arrival: Literal["poisson", "burst"] = "poisson"
 
 
 class Arrival(BaseModel):
@@ -46,19 +50,55 @@ def order_flow(config: OrderFlowConfig, seed: int) -> Iterator[Arrival]:
     units_per_step = round(config.lot_step * config.contract_size)
     min_units = round(config.min_lots * config.contract_size)
     for index in range(config.orders):
-        delay = float(rng.exponential(1.0 / config.rate_per_second))
+        gap = float(rng.exponential(1.0 / config.rate_per_second))
+        delay = gap if config.arrival == "poisson" else 0.0
         symbol = config.symbols[int(rng.integers(len(config.symbols)))]
         direction = Direction.BUY if rng.random() < 0.5 else Direction.SELL
         units = min_units + int(rng.integers(steps + 1)) * units_per_step
         if config.odd_size_share and rng.random() < config.odd_size_share:
             units += int(rng.integers(1, units_per_step))
+        status = DecisionStatus.APPROVED
+        if config.not_approved_share and rng.random() < config.not_approved_share:
+            status = DecisionStatus.HOLD
         trade = ApprovedTrade(symbol=symbol, direction=direction, position_units=units)
         rpm = RPMOutput(
             decision=TradeDecision(
-                status=DecisionStatus.APPROVED,
+                status=status,
                 approved_trade=trade,
                 decision_id=f"flow-{seed}-{index}",
             ),
             portfolio_state=PortfolioState(),
         )
         yield Arrival(delay=delay, rpm=rpm)
+
+
+class DecisionLine(BaseModel):
+    """One line of a decisions file: an RPM output, and when it arrives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delay_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+    rpm: RPMOutput
+
+
+def decisions_from_file(path: Path) -> list[Arrival]:
+    """A JSON Lines file of {"delay_seconds": ..., "rpm": {...}}; a bad line is named."""
+    arrivals = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = DecisionLine.model_validate_json(line)
+            except ValidationError as error:
+                raise ValueError(f"{path}:{number}: {_first_problem(error)}") from error
+            arrivals.append(Arrival(delay=entry.delay_seconds, rpm=entry.rpm))
+    if not arrivals:
+        raise ValueError(f"{path}: no decisions in the file")
+    return arrivals
+
+
+def _first_problem(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(line)"
+    return f"{where}: {first['msg']}"

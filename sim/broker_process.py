@@ -13,6 +13,7 @@ import argparse
 import threading
 import time
 from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
 from typing import Any
 
 from sim.market import MarketConfig, SyntheticMarket
@@ -29,6 +30,7 @@ _ALLOWED = {
     "find",
     "cancel",
     "ledger_rows",
+    "ledger_orders",
 }
 
 
@@ -40,13 +42,10 @@ class SharedClock:
         return self.start + (time.time() - self.origin)
 
 
-def serve(address: tuple[str, int], seed: int, start: float, ready: Any = None) -> None:
+def serve(address: tuple[str, int], venue: Venue) -> None:
     """Serve one venue until killed; every request is answered under one lock."""
-    venue = Venue(SyntheticMarket(MarketConfig(regimes=None), seed, start), seed=seed)
     lock = threading.Lock()
     with Listener(address, authkey=AUTHKEY) as listener:
-        if ready is not None:
-            ready.send(listener.address)
         while True:
             connection = listener.accept()
             threading.Thread(target=_answer, args=(connection, venue, lock), daemon=True).start()
@@ -95,9 +94,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run a simulated broker venue in its own process")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--start", type=float, required=True)
+    parser.add_argument("--scenario", type=Path, help="a scenario file: its market, venue, account")
+    parser.add_argument("--start", type=float, help="without a scenario: the market's start")
     options = parser.parse_args()
-    serve(("127.0.0.1", options.port), options.seed, options.start)
+    if options.scenario is not None:
+        from scenarios.spec import load_scenario  # the broker side reads the same file
+
+        scenario = load_scenario(options.scenario)
+        market = SyntheticMarket(scenario.market_config(), options.seed, scenario.t0)
+        venue = Venue(market, scenario.account, scenario.venue_config(), options.seed)
+    else:
+        start = options.start if options.start is not None else 0.0
+        venue = Venue(
+            SyntheticMarket(MarketConfig(regimes=None), options.seed, start), seed=options.seed
+        )
+    serve(("127.0.0.1", options.port), venue)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ exactly the same network.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -103,6 +104,7 @@ class Network:
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6E6574]))
         self._latency = LatencySampler(config.latency, seed)
         self._volatility = volatility
+        self.fates: Counter[str] = Counter()  # what the wire did, for a run's summary
 
     def fault_at(self, t: float) -> FaultKind | None:
         for window in self.config.faults:
@@ -114,6 +116,7 @@ class Network:
         """The fate of a request sent at t; latency spikes with the market's volatility."""
         fault = self.fault_at(t)
         if fault in (FaultKind.REFUSE, FaultKind.DISCONNECT):
+            self.fates[Fate.REFUSED.value] += 1
             return Delivery(0.0, 0.0, Fate.REFUSED)
         volatility = self._volatility(t) if self._volatility is not None else 1.0
         to_broker, processing, to_client = self._latency.legs(volatility)
@@ -126,5 +129,6 @@ class Network:
             fate = Fate.REQUEST_LOST
         elif self.config.reply_loss and self._rng.random() < self.config.reply_loss:
             fate = Fate.REPLY_LOST
+        self.fates[fate.value] += 1
         # The broker acts once the request has arrived and been processed.
         return Delivery(to_broker + processing, to_client, fate)

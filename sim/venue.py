@@ -276,5 +276,8 @@ class Venue:
                 )
         return rows
 
+    def ledger_orders(self) -> list[LedgerOrder]:
+        return [self.orders[ticket] for ticket in sorted(self.orders)]
+
     def ledger_bytes(self) -> bytes:
         return "\n".join(repr(row) for row in self.ledger_rows()).encode()

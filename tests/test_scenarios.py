@@ -1,0 +1,175 @@
+"""Scenarios: files a user reads, changes and runs; every run proves the desk's invariants."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scenarios.runner import run_scenario
+from scenarios.spec import ScenarioError, load_scenario
+from scenarios.sweep import sweep
+
+LIBRARY = Path(__file__).resolve().parents[1] / "scenarios"
+FILES = sorted(LIBRARY.glob("*.toml"))
+# CI runs each scenario at a size that keeps its character: at most this many orders,
+# except the load scenario, whose point is its thousand concurrent orders.
+CI_ORDERS = 400
+
+
+def reduced(path: Path):
+    """Fewer orders over the same span of time, so outages, halts and closes still land."""
+    scenario = load_scenario(path)
+    orders = scenario.orders
+    if scenario.name != "load" and orders.orders > CI_ORDERS:
+        rate = orders.rate_per_second * CI_ORDERS / orders.orders
+        scenario = scenario.with_overrides(
+            {"orders.orders": CI_ORDERS, "orders.rate_per_second": rate}
+        )
+    return scenario
+
+
+def test_the_library_holds_every_scenario_the_desk_asked_for():
+    names = {load_scenario(path).name for path in FILES}
+    assert names >= {
+        "calm", "news_spike", "rollover", "broker_outage", "flaky_network", "partial_fill_heavy",
+        "margin_squeeze", "market_closed", "kill_switch", "load", "chaos_monkey", "replay_gbpusd",
+    }  # fmt: skip
+    for path in FILES:
+        assert path.read_text().startswith("#"), f"{path.name} must say what it is for"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_every_scenario_in_the_library_passes_its_invariants(path, request):
+    if path.stem.startswith("replay"):
+        request.getfixturevalue("fx_data")  # skips (or fails in CI) without the real data
+    summary = run_scenario(reduced(path), path.parent)
+    assert summary.violations == ()
+    assert summary.orders == reduced(path).orders.orders
+
+
+def test_each_scenario_shows_its_character():
+    def run(name: str):
+        path = LIBRARY / f"{name}.toml"
+        return run_scenario(reduced(path), path.parent)
+
+    assert run("rollover").rejections_by_reason.get("SPREAD_TOO_WIDE", 0) > 0
+    assert run("broker_outage").rejections_by_reason.get("NETWORK_ERROR", 0) > 0
+    assert run("partial_fill_heavy").by_status.get("PARTIALLY_FILLED", 0) > 0
+    assert run("margin_squeeze").rejections_by_reason.get("INSUFFICIENT_MARGIN", 0) > 0
+    assert run("market_closed").rejections_by_reason.get("MARKET_CLOSED", 0) > 0
+    assert run("kill_switch").rejections_by_reason.get("TRADING_HALTED", 0) > 0
+    flaky = run("flaky_network").faults_injected
+    assert flaky.get("network reply_lost", 0) > 0 and flaky.get("network request_lost", 0) > 0
+
+
+def test_the_same_file_and_seed_give_the_same_results_hash_and_another_seed_another():
+    path = LIBRARY / "chaos_monkey.toml"
+    scenario = reduced(path)
+    first = run_scenario(scenario, path.parent).results_hash
+    assert run_scenario(scenario, path.parent).results_hash == first
+    assert run_scenario(scenario, path.parent, seed=99).results_hash != first
+
+
+def test_the_load_scenario_runs_a_thousand_orders_concurrently(tmp_path):
+    path = LIBRARY / "load.toml"
+    summary = run_scenario(load_scenario(path), path.parent, out_dir=tmp_path)
+    assert summary.orders == 1_000 and summary.violations == ()
+    frame = pd.read_parquet(tmp_path / "executions.parquet")
+    # all arrived at one instant, and none had finished before the last one started
+    assert frame["created_at"].nunique() == 1
+    assert frame["completed_at"].min() > frame["created_at"].max()
+
+
+def test_a_run_writes_its_audit_store_executions_and_a_summary_with_the_hash(tmp_path):
+    path = LIBRARY / "flaky_network.toml"
+    summary = run_scenario(reduced(path), path.parent, out_dir=tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["results_hash"] == summary.results_hash
+    frame = pd.read_parquet(tmp_path / "executions.parquet")
+    assert len(frame) == summary.orders
+    assert set(frame["status"]) <= {"FILLED", "PARTIALLY_FILLED", "REJECTED", "FAILED", "EXPIRED"}
+    exe = shutil.which("arbitrex")
+    verified = subprocess.run(
+        [exe, "audit", "verify", "--db", f"sqlite:///{tmp_path / 'audit.db'}"],
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0 and "records verified" in verified.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('name = "x"\n[orders]\nrate_per_second = -1\n', "orders.rate_per_second"),
+        ('name = "x"\n[faults]\nreply_loss = 2\n', "faults.reply_loss"),
+        ('name = "x"\n[orders]\nspeed = 3\n', "orders.speed"),
+        ('name = "x"\nstart = 2024-01-08T07:00:00\n', "start"),
+        ('name = "x"\n[faults.rejections]\nrandom = { 10005 = 0.1 }\n', "faults.rejections.random"),
+        ('name = "x"\nbroker = "ib"\n', "broker"),
+        ("name = \n", "not valid TOML"),
+    ],
+)
+def test_a_malformed_scenario_names_the_field_and_nothing_runs(tmp_path, text, named):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError, match=named.replace(".", r"\.")):
+        load_scenario(path)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [shutil.which("arbitrex"), "run", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and named in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_a_flow_can_come_from_a_file_of_rpm_decisions(tmp_path):
+    decisions = tmp_path / "decisions.jsonl"
+    trade = {"symbol": "EURUSD", "direction": 1, "position_units": 10_000}
+    rows = [
+        {
+            "delay_seconds": 0.5,
+            "rpm": {
+                "decision": {
+                    "status": "APPROVED" if i % 3 else "HOLD",
+                    "decision_id": f"f{i}",
+                    "approved_trade": trade,
+                }
+            },
+        }
+        for i in range(30)
+    ]
+    decisions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path = tmp_path / "from_file.toml"
+    path.write_text('name = "from_file"\n[orders]\ndecisions_file = "decisions.jsonl"\n')
+    summary = run_scenario(load_scenario(path), path.parent)
+    assert summary.orders == 30 and summary.violations == ()
+    assert summary.rejections_by_reason == {"DECISION_NOT_APPROVED": 10}
+    decisions.write_text('{"delay_seconds": 0, "rpm": {"decision": {"status": "MAYBE"}}}\n')
+    with pytest.raises(ValueError, match=r"decisions.jsonl:1: rpm\.decision\.status"):
+        run_scenario(load_scenario(path), path.parent)
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_local_dask_cluster_gives_exactly_the_process_pools_results(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    path = tmp_path / "small.toml"
+    path.write_text(
+        (LIBRARY / "chaos_monkey.toml").read_text().replace("orders = 1500", "orders = 120")
+    )
+    seeds = list(range(1, 9))
+    grid = {"faults.reply_loss": [0.0, 0.05]}
+    local = sweep(path, grid, seeds[:4], workers=2)
+    assert len(local) == 8 and local["violations"].sum() == 0
+    pool = sweep(path, {}, seeds, workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        on_dask = sweep(path, {}, seeds, dask_address=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(pool, on_dask)
+    assert pool["results_hash"].nunique() == 8
