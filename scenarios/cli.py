@@ -279,6 +279,24 @@ def _moment(text: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (arbitrex run --out)")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write")] = Path("report.html"),
+) -> None:
+    """A self-contained HTML report of execution quality for one or more runs."""
+    for run_dir in run_dirs:
+        if not (run_dir / "executions.parquet").exists():
+            raise typer.BadParameter(
+                f"{run_dir} holds no executions.parquet: make it with arbitrex run --out",
+                param_hint="RUN_DIRS",
+            )
+    from scenarios.report import build_report  # matplotlib loads only for reports
+
+    build_report(run_dirs, out)
+    console.print(f"report written to {out}")
+
+
 @audit.command("verify")
 def audit_verify(
     db: Annotated[str, typer.Option(help="Audit store URL")],

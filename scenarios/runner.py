@@ -27,6 +27,9 @@ from scenarios.spec import Scenario
 from sim.replay import ReplayMarket
 from sim.world import SimulatedWorld
 
+TAPE_SECONDS = 1.0
+MARKOUT_TAIL = 300.0  # seconds: the longest markout horizon
+
 
 class Percentiles(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -127,16 +130,20 @@ def run_scenario(
         arrivals = arrivals_of(scenario, seed, base_dir)
         executions: list[Execution] = []
         halts = _kill_switch(world, scenario)
+        tape: list[tuple[str, float, float, float]] = []
         world.env.process(_feed(world, arrivals, executions))
+        world.env.process(_record_quotes(world, tape))
         total = len(arrivals)
         while len(executions) < total:
             world.env.run(until=world.env.now + 1.0)
             if on_progress:
                 on_progress(len(executions), total)
-        # A desk settles what lost replies left open once the broker answers again.
-        world.env.run(until=world.env.now + scenario.settle_after_seconds)
+        # A desk settles what lost replies left open once the broker answers again; the
+        # quote tape runs on long enough for the longest markout after the last fill.
+        world.env.run(until=world.env.now + max(scenario.settle_after_seconds, MARKOUT_TAIL))
         settled = world.driver.recover()
-        world.env.run()
+        if settled:  # the quote tape runs forever: run until recovery is done, not empty
+            world.env.run(until=world.env.all_of(settled))
         by_id = {e.execution_id: e for e in executions}
         by_id.update({p.value.execution_id: p.value for p in settled})
         final = sorted(by_id.values(), key=lambda e: e.execution_id)
@@ -147,8 +154,21 @@ def run_scenario(
         violations = check_invariants(scenario.invariants, final, evidence)
         summary = _summarise(scenario, seed, final, world, violations)
         if out_dir is not None:
-            _write_outputs(out_dir, final, summary)
+            _write_outputs(out_dir, final, summary, tape)
     return summary
+
+
+def _record_quotes(
+    world: SimulatedWorld, tape: list[tuple[str, float, float, float]]
+) -> Generator[Any, Any, None]:
+    """A once-a-second tape of every symbol's quote: what markouts are measured against."""
+    while True:
+        now = world.env.now
+        for symbol in world.market.symbols:
+            quote = world.market.quote(symbol, now)
+            if quote is not None:
+                tape.append((symbol, now, quote.bid, quote.ask))
+        yield world.env.timeout(TAPE_SECONDS)
 
 
 def _feed(
@@ -256,8 +276,15 @@ def execution_rows(executions: list[Execution]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _write_outputs(out_dir: Path, executions: list[Execution], summary: RunSummary) -> None:
+def _write_outputs(
+    out_dir: Path,
+    executions: list[Execution],
+    summary: RunSummary,
+    tape: list[tuple[str, float, float, float]],
+) -> None:
     execution_rows(executions).to_parquet(out_dir / "executions.parquet", index=False)
+    quotes = pd.DataFrame(tape, columns=["symbol", "time", "bid", "ask"])
+    quotes.to_parquet(out_dir / "quotes.parquet", index=False)
     (out_dir / "summary.json").write_text(
         json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
         encoding="utf-8",

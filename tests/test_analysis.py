@@ -1,0 +1,169 @@
+"""Execution-quality measures against examples computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scenarios.analysis import asymmetry, breakdown, enrich, quality_summary
+
+
+def execution(**fields) -> dict:
+    base = {
+        "execution_id": "e",
+        "symbol": "EURUSD",
+        "direction": 1,
+        "intended_units": 100_000,
+        "executed_units": 100_000,
+        "status": "FILLED",
+        "rejection_reason": None,
+        "arrival_bid": 1.1000,
+        "arrival_ask": 1.1002,
+        "average_fill_price": 1.1003,
+        "created_at": 100.0,
+        "submitted_at": 100.0,
+        "last_fill_at": 100.0,
+        "completed_at": 100.0,
+        "fill_time_seconds": 0.02,
+        "scenario": "hand",
+        "run": 0,
+    }
+    return base | fields
+
+
+def quotes(symbol: str, rows: list[tuple[float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"symbol": symbol, "time": t, "bid": b, "ask": a, "run": 0} for t, b, a in rows]
+    )
+
+
+def test_a_eurusd_buy_is_measured_against_the_quoted_ask_and_against_the_mid():
+    [row] = enrich(pd.DataFrame([execution()])).to_dict("records")
+    assert row["slippage_vs_side_pips"] == pytest.approx(1.0)  # 1.1003 - 1.1002
+    assert row["slippage_vs_mid_pips"] == pytest.approx(2.0)  # 1.1003 - 1.1001
+
+
+def test_a_usdjpy_sell_uses_the_jpy_pip_and_the_bid():
+    sell = execution(
+        symbol="USDJPY",
+        direction=-1,
+        arrival_bid=145.00,
+        arrival_ask=145.02,
+        average_fill_price=144.99,
+    )
+    [row] = enrich(pd.DataFrame([sell])).to_dict("records")
+    assert row["pip"] == 0.01
+    assert row["slippage_vs_side_pips"] == pytest.approx(1.0)  # sold 1 pip below the bid
+    assert row["slippage_vs_mid_pips"] == pytest.approx(2.0)  # 2 pips below the mid 145.01
+
+
+def test_implementation_shortfall_charges_the_unfilled_part_at_the_move_to_completion():
+    partial = execution(executed_units=40_000, status="PARTIALLY_FILLED", completed_at=110.0)
+    tape = quotes("EURUSD", [(100.0, 1.1000, 1.1002), (109.0, 1.1005, 1.1007)])
+    [row] = enrich(pd.DataFrame([partial]), tape).to_dict("records")
+    # 40k x (1.1003 - 1.1001) + 60k x (1.1006 - 1.1001) = 8 + 30 = 38 USD on 100k: 3.8 pips
+    assert row["completion_mid"] == pytest.approx(1.1006)
+    assert row["shortfall_pips"] == pytest.approx(3.8)
+
+
+def test_a_rejected_sell_costs_only_the_opportunity_it_missed():
+    refused = execution(
+        direction=-1,
+        executed_units=0,
+        status="REJECTED",
+        average_fill_price=None,
+        last_fill_at=None,
+        completed_at=105.0,
+    )
+    tape = quotes("EURUSD", [(100.0, 1.1000, 1.1002), (104.0, 1.0996, 1.0998)])
+    [row] = enrich(pd.DataFrame([refused]), tape).to_dict("records")
+    # a sell that did not happen while the mid fell 4 pips missed 4 pips: a cost of +4
+    assert row["shortfall_pips"] == pytest.approx(4.0)
+
+
+def test_markouts_follow_the_mid_after_the_fill_and_are_missing_past_the_last_quote():
+    tape = quotes(
+        "EURUSD", [(99.0, 1.1001, 1.1003), (101.0, 1.1004, 1.1006), (105.0, 1.0999, 1.1001)]
+    )
+    [row] = enrich(pd.DataFrame([execution()]), tape).to_dict("records")
+    assert row["markout_1s_pips"] == pytest.approx(2.0)  # mid 1.1005 vs paid 1.1003
+    assert row["markout_5s_pips"] == pytest.approx(-3.0)  # mid 1.1000
+    assert math.isnan(row["markout_30s_pips"])  # no quote that long after the fill
+
+
+def test_a_sell_markout_is_positive_when_the_price_falls_after_it():
+    sell = execution(
+        symbol="USDJPY",
+        direction=-1,
+        arrival_bid=145.00,
+        arrival_ask=145.02,
+        average_fill_price=145.00,
+    )
+    tape = quotes("USDJPY", [(100.0, 145.00, 145.02), (130.0, 144.89, 144.91)])
+    [row] = enrich(pd.DataFrame([sell]), tape).to_dict("records")
+    assert row["markout_30s_pips"] == pytest.approx(10.0)
+
+
+def test_slippage_asymmetry_counts_and_sizes_each_side():
+    result = asymmetry(pd.Series([-1.0, 0.0, 0.5, 2.0]))
+    assert result == {
+        "favourable_share": 0.25,
+        "adverse_share": 0.5,
+        "favourable_mean_pips": -1.0,
+        "adverse_mean_pips": 1.25,
+    }
+
+
+def test_rates_and_breakdowns_count_what_a_desk_counts():
+    rows = [
+        execution(execution_id="a", symbol="EURUSD"),
+        execution(
+            execution_id="b",
+            symbol="EURUSD",
+            status="REJECTED",
+            rejection_reason="REQUOTE",
+            executed_units=0,
+            average_fill_price=None,
+            last_fill_at=None,
+            fill_time_seconds=None,
+        ),
+        execution(execution_id="c", symbol="GBPUSD", status="PARTIALLY_FILLED",
+                  executed_units=50_000, arrival_bid=1.27, arrival_ask=1.2702,
+                  average_fill_price=1.2701),
+        execution(execution_id="d", status="REJECTED", rejection_reason="DECISION_NOT_APPROVED",
+                  executed_units=0, average_fill_price=None),
+    ]  # fmt: skip
+    enriched = enrich(pd.DataFrame(rows))
+    summary = quality_summary(enriched)
+    assert summary["executions"] == 3  # an unapproved decision is not an execution attempt
+    assert summary["requote_rate"] == pytest.approx(1 / 3)
+    assert summary["partial_fill_rate"] == pytest.approx(1 / 3)
+    assert summary["fill_rate"] == pytest.approx(2 / 3)
+    by_symbol = breakdown(enriched, "symbol").set_index("symbol")
+    assert by_symbol.loc["GBPUSD", "slippage_mean_pips"] == pytest.approx(-1.0)
+    assert by_symbol.loc["EURUSD", "slippage_mean_pips"] == pytest.approx(1.0)
+    assert set(breakdown(enriched, "size_bucket")["size_bucket"]) == {"(0.5, 1.0]"}
+    with pytest.raises(ValueError, match="breakdown by 'colour'"):
+        breakdown(enriched, "colour")
+
+
+def test_the_same_analysis_reads_a_run_directory_and_its_audit_database(tmp_path):
+    from engine.store import open_database
+    from scenarios.analysis import load_database, load_run
+    from scenarios.runner import run_scenario
+    from scenarios.spec import load_scenario
+    from tests.test_scenarios import LIBRARY, reduced
+
+    run_scenario(reduced(LIBRARY / "chaos_monkey.toml"), LIBRARY, out_dir=tmp_path)
+    from_run, _ = load_run(tmp_path)
+    with open_database(f"sqlite:///{tmp_path / 'audit.db'}") as database:
+        from_db = load_database(database, scenario="chaos_monkey")
+    columns = ["execution_id", "status", "executed_units", "average_fill_price", "slippage_pips"]
+    left = from_run.sort_values("execution_id")[columns].reset_index(drop=True)
+    right = from_db.sort_values("execution_id")[columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(left, right)
+    assert np.isfinite(quality_summary(enrich(from_db))["fill_time_p99_ms"])
+    assert load_scenario(LIBRARY / "chaos_monkey.toml").name == "chaos_monkey"
