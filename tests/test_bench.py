@@ -1,0 +1,25 @@
+"""The performance suite runs and reports; its numbers are read by people, never asserted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+
+def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [shutil.which("arbitrex"), "bench", "--orders", "200", "--repeat", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    entry = results["simulated"]["200"]
+    for figure in ("store_sqlite_file", "store_off", "simpy_floor"):
+        assert {"median", "min", "max", "runs"} <= set(entry[figure])
+    assert results["memory"]["200"]["median"] > 0
+    assert results["live_overhead_ms"]["p99"]["median"] > 0
+    assert results["profile"]["top"] and "where the time goes" in result.stdout
