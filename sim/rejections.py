@@ -13,64 +13,50 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.schemas import ExecutionRejectionReason
+from brokers import mt5_codes
+from brokers.mt5_codes import (
+    CLOSE_ONLY,
+    INVALID,
+    INVALID_FILL,
+    INVALID_ORDER,
+    INVALID_PRICE,
+    INVALID_VOLUME,
+    LONG_ONLY,
+    MARKET_CLOSED,
+    NO_MONEY,
+    PRICE_CHANGED,
+    PRICE_OFF,
+    REJECT,
+    REQUOTE,
+    SHORT_ONLY,
+    TOO_MANY_REQUESTS,
+    TRADE_DISABLED,
+)
+from brokers.mt5_codes import reason_for as reason_for
 
-R = ExecutionRejectionReason
-
-# MT5 TRADE_RETCODE values the simulated broker can answer with (mt5-reference.md).
-REQUOTE = 10004
-REJECT = 10006
-INVALID = 10013
-INVALID_VOLUME = 10014
-INVALID_PRICE = 10015
-TRADE_DISABLED = 10017
-MARKET_CLOSED = 10018
-NO_MONEY = 10019
-PRICE_CHANGED = 10020
-PRICE_OFF = 10021
-TOO_MANY_REQUESTS = 10024
-INVALID_FILL = 10030
-INVALID_ORDER = 10035
-LONG_ONLY = 10042
-SHORT_ONLY = 10043
-CLOSE_ONLY = 10044
-
-# What each code means for an execution; codes without a cause of their own stay
-# BROKER_REJECTED, with the code kept beside the reason.
-REASON_BY_CODE: dict[int, ExecutionRejectionReason] = {
-    REQUOTE: R.REQUOTE,
-    PRICE_CHANGED: R.REQUOTE,
-    PRICE_OFF: R.REQUOTE,
-    MARKET_CLOSED: R.MARKET_CLOSED,
-    TRADE_DISABLED: R.SYMBOL_NOT_TRADABLE,
-    LONG_ONLY: R.SYMBOL_NOT_TRADABLE,
-    SHORT_ONLY: R.SYMBOL_NOT_TRADABLE,
-    CLOSE_ONLY: R.SYMBOL_NOT_TRADABLE,
-    NO_MONEY: R.INSUFFICIENT_MARGIN,
-    INVALID_VOLUME: R.INVALID_VOLUME,
-}
+# The MT5 TRADE_RETCODE values the simulated broker can answer with; the table of what
+# every code means is shared with the live MT5 broker (brokers/mt5_codes.py).
 DESCRIPTION = {
-    REQUOTE: "requote",
-    REJECT: "request rejected",
-    INVALID: "invalid request",
-    INVALID_VOLUME: "invalid volume",
-    INVALID_PRICE: "invalid price",
-    TRADE_DISABLED: "trade disabled",
-    MARKET_CLOSED: "market closed",
-    NO_MONEY: "not enough money",
-    PRICE_CHANGED: "prices changed",
-    PRICE_OFF: "no quotes to process the request",
-    TOO_MANY_REQUESTS: "too many requests",
-    INVALID_FILL: "invalid order filling type",
-    INVALID_ORDER: "incorrect or prohibited order",
-    LONG_ONLY: "long positions only",
-    SHORT_ONLY: "short positions only",
-    CLOSE_ONLY: "close positions only",
+    code: mt5_codes.DESCRIPTION[code]
+    for code in (
+        REQUOTE,
+        REJECT,
+        INVALID,
+        INVALID_VOLUME,
+        INVALID_PRICE,
+        TRADE_DISABLED,
+        MARKET_CLOSED,
+        NO_MONEY,
+        PRICE_CHANGED,
+        PRICE_OFF,
+        TOO_MANY_REQUESTS,
+        INVALID_FILL,
+        INVALID_ORDER,
+        LONG_ONLY,
+        SHORT_ONLY,
+        CLOSE_ONLY,
+    )
 }
-
-
-def reason_for(code: int) -> ExecutionRejectionReason:
-    return REASON_BY_CODE.get(code, R.BROKER_REJECTED)
 
 
 class RejectionConfig(BaseModel):

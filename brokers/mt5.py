@@ -1,0 +1,691 @@
+"""The live MetaTrader 5 broker: the broker port over an injected MetaTrader5-like module.
+
+The module is whatever offers MetaTrader5's functions and constants: `import MetaTrader5`
+on Windows, the `mt5linux` bridge to a terminal under Wine, or the emulator in
+`sim.mt5_emulator`. It is imported lazily (`load_mt5_module`), never at import time.
+
+What the terminal demands of a careful client (mt5-reference.md):
+- one call at a time: every call goes through one lock, and a refusal's `last_error()` is
+  read under the same hold, before another thread's call can overwrite it;
+- results read by field name, converted to plain dicts under the lock, so named tuples and
+  a bridge's proxies read alike;
+- orders tagged with a fixed `magic` per system and our client order id in `comment`, so a
+  lost reply is reconciled by looking the tag up in orders, positions and history;
+- every answer classified (brokers/mt5_codes.py): done, resend-safe, outcome unknown, final.
+  Only what provably never reached the terminal is `RequestNotSent`; a request that may
+  have executed is `OutcomeUnknown`, and the engine reconciles it before any resend.
+Credentials are passed through to the terminal and never kept, logged or put in a message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from brokers import mt5_codes as codes
+from brokers.mt5_codes import Outcome
+from engine.core.instruments import (
+    SymbolSpec,
+    TradeMode,
+    VolumeError,
+    lots_to_units,
+    units_to_lots,
+)
+from engine.core.ports import (
+    AccountState,
+    BrokerFill,
+    BrokerInterface,
+    BrokerOrderState,
+    BrokerRejected,
+    FillPolicy,
+    OrderReport,
+    OrderRequest,
+    OutcomeUnknown,
+    RequestNotSent,
+)
+from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
+
+log = logging.getLogger(__name__)
+R = ExecutionRejectionReason
+
+# SymbolInfo.filling_mode bits. The module exports no names for them, and they are not the
+# ORDER_FILLING values a request carries: passing the bitmask itself is the classic 10030.
+SYMBOL_FILLING_FOK = 1
+SYMBOL_FILLING_IOC = 2
+
+# What a comment may safely hold at any broker (mt5-reference.md, pitfall 2).
+_TAG = re.compile(r"[A-Za-z0-9]+")
+
+
+class MT5Unavailable(ImportError):
+    """The MetaTrader5 module (or the Linux bridge) is not installed here."""
+
+
+class TerminalStartError(RuntimeError):
+    """The terminal could not be opened or refused the login."""
+
+
+def load_mt5_module(
+    kind: Literal["native", "bridge"] = "native", host: str = "localhost", port: int = 18812
+) -> Any:
+    """The MetaTrader5 module on Windows, or the `mt5linux` bridge to a terminal under Wine."""
+    if kind == "native":
+        try:
+            return importlib.import_module("MetaTrader5")
+        except ImportError as missing:
+            raise MT5Unavailable(
+                "the MetaTrader5 package is not installed: pip install -e '.[mt5]' "
+                "(the extra 'mt5'; Windows only — on Linux use kind='bridge')"
+            ) from missing
+    if kind == "bridge":
+        try:
+            bridge = importlib.import_module("mt5linux")
+        except (ImportError, SyntaxError) as missing:  # mt5linux 1.1.1 needs Python >= 3.12
+            raise MT5Unavailable(
+                "the Linux bridge needs mt5linux (pip install mt5linux, Python >= 3.12) and "
+                "its server running under Wine beside a Windows Python with MetaTrader5"
+            ) from missing
+        return bridge.MetaTrader5(host=host, port=port)
+    raise ValueError(f"kind must be 'native' or 'bridge', not {kind!r}")
+
+
+class MT5Credentials(BaseModel):
+    """Whom the terminal logs in as. Never logged, never in a message; not in the repr but
+    for the masked password, and not echoed by a validation error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    login: Annotated[int, Field(gt=0, repr=False)]
+    password: SecretStr
+    server: Annotated[str, Field(min_length=1, repr=False)]
+    path: str | None = None  # terminal64.exe, when it is not the terminal found by default
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MT5Credentials:
+        """From MT5_LOGIN, MT5_PASSWORD, MT5_SERVER and, optionally, MT5_PATH."""
+        env = os.environ if environ is None else environ
+        missing = [
+            name for name in ("MT5_LOGIN", "MT5_PASSWORD", "MT5_SERVER") if not env.get(name)
+        ]
+        if missing:
+            raise ValueError(f"MT5 credentials need the environment variables {', '.join(missing)}")
+        return cls(
+            login=env["MT5_LOGIN"],
+            password=env["MT5_PASSWORD"],
+            server=env["MT5_SERVER"],
+            path=env.get("MT5_PATH") or None,
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MT5Credentials:
+        """From a TOML file with the keys login, password, server and, optionally, path."""
+        with Path(path).open("rb") as file:
+            return cls.model_validate(tomllib.load(file))
+
+
+class MT5Config(BaseModel):
+    """How this system's orders look at the broker and how the terminal is read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fixed per trading system: with the tag in the comment, it identifies our orders.
+    magic: Annotated[int, Field(ge=0, lt=2**63)] = 240_601
+    # Comments longer than this, or with other than ASCII letters and digits, are refused
+    # before sending (limits differ by broker: reports say 31, 29, 27; 26 is safe).
+    comment_max_length: Annotated[int, Field(ge=1, le=31)] = 26
+    # Reconciliation matches a comment on this many leading characters of our id (and the
+    # magic number), as brokers rewrite a comment's tail. Our ids are "AX" + 20 hex digits:
+    # 16 characters still carry 56 bits of the id.
+    tag_match_chars: Annotated[int, Field(ge=12, le=31)] = 16
+    # MT5 has no "unbounded" deviation: an order without a slippage bound carries this many
+    # points (ignored by symbols in market execution, honoured by instant execution).
+    unbounded_deviation_points: Annotated[int, Field(ge=0)] = 1_000
+    # Reconciliation searches history this far back, and pads the window's end: the
+    # terminal's history is in trade-server time, whose offset is unconfirmed.
+    history_lookback_seconds: Annotated[float, Field(gt=0.0)] = 7 * 86_400.0
+    history_padding_seconds: Annotated[float, Field(ge=0.0)] = 86_400.0
+    # The trade server's clock minus UTC: MT5 stamps ticks and deals in server time.
+    server_time_offset_seconds: int = 0
+    # Milliseconds the terminal may take to open (initialize/login `timeout`).
+    timeout_ms: Annotated[int, Field(gt=0)] = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class _TerminalError:
+    """`last_error()` after a call the terminal refused."""
+
+    code: int
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.description} ({self.code})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Constants:
+    """The module's constants, read once: through a bridge every read is a remote call."""
+
+    deal: int
+    remove: int
+    buy: int
+    sell: int
+    filling_fok: int
+    filling_ioc: int
+    time_gtc: int
+    done_states: frozenset[int]  # in history: no more fills will come
+    cancelled_states: frozenset[int]  # in history: ended before completing
+
+    @classmethod
+    def read(cls, mt5: Any) -> _Constants:
+        return cls(
+            deal=int(mt5.TRADE_ACTION_DEAL),
+            remove=int(mt5.TRADE_ACTION_REMOVE),
+            buy=int(mt5.ORDER_TYPE_BUY),
+            sell=int(mt5.ORDER_TYPE_SELL),
+            filling_fok=int(mt5.ORDER_FILLING_FOK),
+            filling_ioc=int(mt5.ORDER_FILLING_IOC),
+            time_gtc=int(mt5.ORDER_TIME_GTC),
+            done_states=frozenset({int(mt5.ORDER_STATE_FILLED), int(mt5.ORDER_STATE_PARTIAL)}),
+            cancelled_states=frozenset(
+                {
+                    int(mt5.ORDER_STATE_CANCELED),
+                    int(mt5.ORDER_STATE_EXPIRED),
+                    int(mt5.ORDER_STATE_REJECTED),
+                }
+            ),
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A result as plain data: records become dicts of their fields, read by name."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    as_dict = getattr(value, "_asdict", None)
+    if as_dict is not None:
+        return dict(as_dict())
+    if isinstance(value, tuple | list):
+        return tuple(_plain(item) for item in value)
+    return value
+
+
+def _record_time(record: Mapping[str, Any]) -> float:
+    """Seconds of a record's time, to the millisecond when the record has it."""
+    msc = record.get("time_msc")
+    return msc / 1000.0 if msc else float(record["time"])
+
+
+class MT5Broker(BrokerInterface):
+    def __init__(
+        self,
+        mt5: Any,
+        config: MT5Config | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        """`mt5`: the module, or any object with its functions and constants. `clock`:
+        POSIX seconds, for history windows. `lock`: shared by every call into `mt5`."""
+        self.config = config or MT5Config()
+        self._mt5 = mt5
+        self._clock = clock
+        self._lock = lock if lock is not None else threading.Lock()
+        with self._lock:
+            self._k = _Constants.read(mt5)
+        self._specs: dict[str, SymbolSpec] = {}
+
+    def __repr__(self) -> str:
+        return f"MT5Broker(magic={self.config.magic})"
+
+    # -- opening and closing the terminal ------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        credentials: MT5Credentials | None = None,
+        config: MT5Config | None = None,
+        *,
+        kind: Literal["native", "bridge"] = "native",
+        host: str = "localhost",
+        port: int = 18812,
+    ) -> MT5Broker:
+        """Load the module, open the terminal and log in (credentials default to MT5_*
+        environment variables)."""
+        broker = cls(load_mt5_module(kind, host, port), config)
+        broker.start(credentials if credentials is not None else MT5Credentials.from_env())
+        return broker
+
+    def start(self, credentials: MT5Credentials | None = None) -> None:
+        """Open the terminal, then log in when credentials are given (else the terminal's
+        current account is used)."""
+        secrets = _Secrets(credentials)
+        try:
+            path = (credentials.path,) if credentials and credentials.path else ()
+            _, error = self._call("initialize", *path, timeout=self.config.timeout_ms)
+            if error is not None:
+                raise TerminalStartError(f"cannot open the MT5 terminal: {secrets.redact(error)}")
+            if credentials is not None:
+                _, error = self._call(
+                    "login",
+                    credentials.login,
+                    password=credentials.password.get_secret_value(),
+                    server=credentials.server,
+                    timeout=self.config.timeout_ms,
+                )
+                if error is not None:
+                    raise TerminalStartError(
+                        f"the terminal refused the login: {secrets.redact(error)}"
+                    )
+        except TerminalStartError:
+            raise
+        except Exception as failure:  # a bridge may echo the call, credentials included
+            raise TerminalStartError(
+                f"opening the terminal raised {type(failure).__name__}"
+            ) from None
+        version, _ = self._call("version")
+        log.info("MT5 terminal open, version %s", version)
+
+    def close(self) -> None:
+        with self._lock:
+            self._mt5.shutdown()
+
+    # -- every call into the module --------------------------------------------------------
+
+    def _call(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, _TerminalError | None]:
+        """One call under the lock: its plain result, or the terminal's error for a None
+        (or False) answer, read before any other thread's call can overwrite it."""
+        with self._lock:
+            try:
+                value = getattr(self._mt5, function)(*args, **kwargs)
+                if value is None or value is False:
+                    code, description = self._mt5.last_error()
+                    return None, _TerminalError(int(code), str(description))
+                return _plain(value), None
+            except ConnectionRefusedError:
+                return None, _TerminalError(
+                    codes.RES_E_INTERNAL_FAIL_CONNECT, "bridge refused the connection"
+                )
+            except (OSError, EOFError) as broken:  # a bridge's transport failing mid-call
+                return None, _TerminalError(
+                    codes.RES_E_INTERNAL_FAIL_RECEIVE, f"bridge failed: {type(broken).__name__}"
+                )
+
+    def _query(self, function: str, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], ...]:
+        """A tuple of records; a terminal that cannot be asked raises RequestNotSent."""
+        records, error = self._call(function, *args, **kwargs)
+        if error is None:
+            return records
+        if error.code == codes.RES_S_OK:  # some builds answer an empty history with None
+            return ()
+        raise RequestNotSent(f"{function} failed: {error}")
+
+    @staticmethod
+    def _raise_if_unreachable(error: _TerminalError, function: str) -> None:
+        if codes.is_ipc_failure(error.code):
+            raise RequestNotSent(f"terminal could not be asked ({function}): {error}")
+
+    # -- market data and the account -------------------------------------------------------
+
+    def _symbol_info(self, symbol: str) -> dict[str, Any] | None:
+        info, error = self._call("symbol_info", symbol)
+        if error is not None:
+            self._raise_if_unreachable(error, "symbol_info")
+            return None
+        if not info["visible"]:  # quotes come only for symbols in the Market Watch
+            _, error = self._call("symbol_select", symbol, True)
+            if error is not None:
+                self._raise_if_unreachable(error, "symbol_select")
+        return info
+
+    def _spec_from(self, symbol: str, info: Mapping[str, Any]) -> SymbolSpec:
+        contract = float(info["trade_contract_size"])
+        if contract != int(contract):
+            raise BrokerRejected(
+                R.SYMBOL_NOT_TRADABLE, f"{symbol} contract size {contract} is not whole units"
+            )
+        try:
+            mode = TradeMode(int(info["trade_mode"]))
+        except ValueError:
+            mode = TradeMode.DISABLED  # a mode this kit does not know is not one to trade in
+        spec = SymbolSpec(
+            symbol=symbol,
+            digits=int(info["digits"]),
+            point=float(info["point"]),
+            contract_size=int(contract),
+            volume_min=float(info["volume_min"]),
+            volume_max=float(info["volume_max"]),
+            volume_step=float(info["volume_step"]),
+            trade_mode=mode,
+        )
+        self._specs[symbol] = spec
+        return spec
+
+    def symbol_spec(self, symbol: str) -> SymbolSpec | None:
+        info = self._symbol_info(symbol)
+        return self._spec_from(symbol, info) if info is not None else None
+
+    def market_snapshot(self, symbol: str) -> MarketSnapshot | None:
+        """The latest tick; its time (server time, made UTC) lets the engine judge whether
+        the market is open, as MT5 has no session-time function."""
+        tick, error = self._call("symbol_info_tick", symbol)
+        if error is not None:
+            self._raise_if_unreachable(error, "symbol_info_tick")
+        quote = tick if tick is not None and tick["bid"] > 0 and tick["ask"] > 0 else None
+        if quote is None:
+            info = self._symbol_info(symbol)
+            if info is None or info["bid"] <= 0 or info["ask"] <= 0:
+                return None
+            quote = info
+        return MarketSnapshot(
+            symbol=symbol,
+            bid=float(quote["bid"]),
+            ask=float(quote["ask"]),
+            time=self._utc(_record_time(quote)),
+        )
+
+    def account(self) -> AccountState:
+        info, error = self._call("account_info")
+        if error is not None:
+            raise RequestNotSent(f"account_info failed: {error}")
+        return AccountState(
+            currency=str(info["currency"]),
+            balance=float(info["balance"]),
+            equity=float(info["equity"]),
+            margin_used=float(info["margin"]),
+            free_margin=float(info["margin_free"]),
+            leverage=int(info["leverage"]),
+        )
+
+    def margin_required(
+        self, symbol: str, direction: Direction, lots: float, price: float
+    ) -> float:
+        order_type = self._k.buy if direction is Direction.BUY else self._k.sell
+        margin, error = self._call(
+            "order_calc_margin", order_type, symbol, float(lots), float(price)
+        )
+        if error is not None:
+            self._raise_if_unreachable(error, "order_calc_margin")
+            raise BrokerRejected(R.BROKER_REJECTED, f"order_calc_margin refused: {error}")
+        return float(margin)
+
+    def is_connected(self) -> bool:
+        """Connected to the trade server, with AutoTrading on (else every order is 10027)."""
+        info, error = self._call("terminal_info")
+        return error is None and bool(info["connected"]) and bool(info["trade_allowed"])
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def place_order(self, order: OrderRequest) -> OrderReport:
+        request = self._deal_request(order)
+        log.info(
+            "order_send %s %s %s lots, tag %s",
+            order.symbol,
+            order.direction.name,
+            request["volume"],
+            order.client_order_id,
+        )
+        result, error = self._call("order_send", request)
+        if error is not None:
+            self._raise_refused_call(error)
+        retcode = int(result["retcode"])
+        outcome = codes.outcome_of(retcode)
+        log.info("order_send tag %s: retcode %s (%s)", order.client_order_id, retcode, outcome)
+        if outcome in (Outcome.DONE, Outcome.PARTIAL):
+            ticket = int(result["order"])
+            if ticket <= 0:
+                raise OutcomeUnknown(f"retcode {retcode} without an order ticket")
+            return self._report_after_send(ticket, order)
+        self._raise_for_retcode(retcode, result)
+
+    def _deal_request(self, order: OrderRequest) -> dict[str, Any]:
+        """The order as a request dict, or a final rejection for what no broker could take."""
+        tag = order.client_order_id
+        if not _TAG.fullmatch(tag) or len(tag) > self.config.comment_max_length:
+            raise BrokerRejected(
+                R.BROKER_REJECTED,
+                f"client order id {tag!r} cannot travel in an MT5 comment: ASCII letters and "
+                f"digits only, at most {self.config.comment_max_length} characters",
+            )
+        info = self._symbol_info(order.symbol)
+        if info is None:
+            raise BrokerRejected(
+                R.SYMBOL_NOT_TRADABLE, f"the terminal does not list {order.symbol}"
+            )
+        spec = self._spec_from(order.symbol, info)
+        try:
+            lots = units_to_lots(order.units, spec)
+        except VolumeError as exc:
+            raise BrokerRejected(R.INVALID_VOLUME, str(exc)) from exc
+        if abs(lots - order.lots) > 1e-12:
+            raise BrokerRejected(R.INVALID_VOLUME, f"{order.lots} lots != {order.units} units")
+        deviation = order.deviation_points
+        return {
+            "action": self._k.deal,
+            "symbol": order.symbol,
+            "volume": lots,
+            "type": self._k.buy if order.direction is Direction.BUY else self._k.sell,
+            "price": float(order.price),
+            "deviation": deviation
+            if deviation is not None
+            else self.config.unbounded_deviation_points,
+            "magic": self.config.magic,
+            "comment": tag,
+            "type_time": self._k.time_gtc,
+            "type_filling": self._filling(order, int(info["filling_mode"])),
+        }
+
+    def _filling(self, order: OrderRequest, filling_mode: int) -> int:
+        """The request's ORDER_FILLING value, from the symbol's filling_mode bitmask."""
+        if order.fill_policy is FillPolicy.IOC and filling_mode & SYMBOL_FILLING_IOC:
+            return self._k.filling_ioc
+        # All or nothing never fills more than IOC would: it may stand in for IOC.
+        if filling_mode & SYMBOL_FILLING_FOK:
+            return self._k.filling_fok
+        raise BrokerRejected(
+            R.BROKER_REJECTED,
+            f"{order.symbol} allows no {order.fill_policy.value} filling "
+            f"(filling_mode bitmask {filling_mode}): the broker would answer 10030",
+        )
+
+    def _report_after_send(self, ticket: int, order: OrderRequest) -> OrderReport:
+        """The order as the terminal's history shows it once the send is done. The order is
+        out: a failed look-up must not read as 'not sent', so it yields a working report
+        that the engine polls until the history shows the deals."""
+        try:
+            report = self._lookup(ticket, order.client_order_id)
+        except (RequestNotSent, OutcomeUnknown) as unreadable:
+            log.warning("order %s sent, its history unreadable for now: %s", ticket, unreadable)
+            report = None
+        return report or OrderReport(
+            str(ticket), order.client_order_id, BrokerOrderState.WORKING, order.units
+        )
+
+    def _raise_refused_call(self, error: _TerminalError) -> NoReturn:
+        """order_send returned None: by last_error, unknown, never sent, or refused."""
+        outcome = codes.refused_call_outcome(error.code)
+        if outcome is Outcome.UNKNOWN:
+            raise OutcomeUnknown(f"order_send got no answer from the terminal: {error}")
+        if outcome is Outcome.NOT_SENT:
+            raise RequestNotSent(f"order_send could not reach the terminal: {error}")
+        raise BrokerRejected(
+            R.BROKER_REJECTED, f"the terminal refused the request: {error}", error.code
+        )
+
+    @staticmethod
+    def _raise_for_retcode(retcode: int, result: Mapping[str, Any]) -> NoReturn:
+        comment = str(result.get("comment") or "")
+        detail = codes.describe(retcode) + (f" ({comment})" if comment else "")
+        outcome = codes.outcome_of(retcode)
+        if outcome is Outcome.UNKNOWN:
+            raise OutcomeUnknown(f"{detail}: the order may have executed")
+        # RESEND_SAFE codes (10004, 10020, 10021, 10023, 10024, 10028) promise that nothing
+        # executed, so a fresh request would be safe; but the engine never retries a
+        # rejection on its own (it would trade at a price nobody approved), so they are
+        # rejections too, with the code kept for whoever decides to send again.
+        raise BrokerRejected(codes.reason_for(retcode), detail, retcode)
+
+    def order_status(self, order_id: str) -> OrderReport:
+        ticket = self._ticket(order_id)
+        report = self._lookup(ticket, None)
+        if report is None:
+            raise OutcomeUnknown(f"order {ticket} is not in the terminal's orders or history yet")
+        return report
+
+    def cancel_order(self, order_id: str) -> OrderReport:
+        """Remove a working order; one already done just reports how it ended."""
+        ticket = self._ticket(order_id)
+        if self._query("orders_get", ticket=ticket):
+            result, error = self._call(
+                "order_send",
+                {"action": self._k.remove, "order": ticket, "magic": self.config.magic},
+            )
+            if error is not None:
+                self._raise_refused_call(error)
+            retcode = int(result["retcode"])
+            if codes.outcome_of(retcode) is not Outcome.DONE:
+                self._raise_for_retcode(retcode, result)
+        return self.order_status(order_id)
+
+    def find_order(self, client_order_id: str) -> OrderReport | None:
+        """Our order by its tag: in open orders, positions, and the history of orders and
+        deals. Only a terminal connected to its trade server can prove an order absent."""
+        tag = client_order_id
+        if not _TAG.fullmatch(tag) or len(tag) > self.config.comment_max_length:
+            return None  # could never have been sent
+        info, error = self._call("terminal_info")
+        if error is not None or not info["connected"]:
+            why = error if error is not None else "not connected to the trade server"
+            raise RequestNotSent(f"the terminal cannot prove an order absent: {why}")
+        prefix = tag[: self.config.tag_match_chars]
+        magic = self.config.magic
+
+        def ours(record: Mapping[str, Any]) -> bool:
+            return int(record["magic"]) == magic and str(record["comment"]).startswith(prefix)
+
+        window = self._history_window()
+        tickets = {int(r["ticket"]) for r in self._query("orders_get") if ours(r)}
+        # A position's identifier is the ticket of the order that opened it.
+        tickets |= {int(r["identifier"]) for r in self._query("positions_get") if ours(r)}
+        tickets |= {int(r["ticket"]) for r in self._query("history_orders_get", *window) if ours(r)}
+        tickets |= {int(r["order"]) for r in self._query("history_deals_get", *window) if ours(r)}
+        if not tickets:
+            return None
+        if len(tickets) > 1:
+            log.error(
+                "%d orders at the broker carry the tag %s (tickets %s): adopting the first",
+                len(tickets),
+                tag,
+                sorted(tickets),
+            )
+        ticket = min(tickets)
+        report = self._lookup(ticket, client_order_id)
+        if report is None:
+            raise OutcomeUnknown(f"order {ticket} tagged {tag} is not in the history yet")
+        return report
+
+    # -- reading an order back -----------------------------------------------------------
+
+    def _lookup(self, ticket: int, client_order_id: str | None) -> OrderReport | None:
+        """An order and its fills from the terminal, or None if it knows no such order."""
+        active = self._query("orders_get", ticket=ticket)
+        state = BrokerOrderState.WORKING
+        if active:
+            record = active[0]
+        else:
+            history = self._query("history_orders_get", ticket=ticket)
+            if not history:
+                return None
+            record = history[0]
+            state = self._history_state(int(record["state"]))
+        spec = self._contract_spec(str(record["symbol"]))
+        fills: dict[str, BrokerFill] = {}  # one fill per deal ticket, however often seen
+        for deal in self._query("history_deals_get", ticket=ticket):
+            if int(deal["order"]) != ticket:
+                continue
+            fill_id = str(deal["ticket"])
+            fills.setdefault(
+                fill_id,
+                BrokerFill(
+                    fill_id,
+                    self._units(deal["volume"], spec),
+                    float(deal["price"]),
+                    self._utc(_record_time(deal)),
+                ),
+            )
+        return OrderReport(
+            order_id=str(ticket),
+            client_order_id=client_order_id or str(record["comment"]),
+            state=state,
+            requested_units=self._units(record["volume_initial"], spec),
+            fills=tuple(sorted(fills.values(), key=lambda f: (f.time, int(f.fill_id)))),
+        )
+
+    def _history_state(self, state: int) -> BrokerOrderState:
+        if state in self._k.done_states:
+            return BrokerOrderState.DONE
+        if state in self._k.cancelled_states:
+            return BrokerOrderState.CANCELLED
+        return BrokerOrderState.WORKING  # still being processed: look again later
+
+    def _contract_spec(self, symbol: str) -> SymbolSpec:
+        spec = self._specs.get(symbol) or self.symbol_spec(symbol)
+        if spec is None:
+            raise OutcomeUnknown(f"the terminal no longer lists {symbol}")
+        return spec
+
+    @staticmethod
+    def _units(volume: float, spec: SymbolSpec) -> int:
+        # The terminal's volumes are doubles: to 1e-8 lot they are the decimal it meant.
+        try:
+            return lots_to_units(round(float(volume), 8), spec)
+        except VolumeError as exc:
+            raise OutcomeUnknown(f"broker reported a volume this kit cannot read: {exc}") from exc
+
+    @staticmethod
+    def _ticket(order_id: str) -> int:
+        if not order_id.isdigit():
+            raise BrokerRejected(R.BROKER_REJECTED, f"{order_id!r} is not an MT5 order ticket")
+        return int(order_id)
+
+    def _utc(self, server_seconds: float) -> float:
+        return server_seconds - self.config.server_time_offset_seconds
+
+    def _history_window(self) -> tuple[datetime, datetime]:
+        now = self._clock() + self.config.server_time_offset_seconds
+        return (
+            datetime.fromtimestamp(now - self.config.history_lookback_seconds, UTC),
+            datetime.fromtimestamp(now + self.config.history_padding_seconds, UTC),
+        )
+
+
+class _Secrets:
+    """Strips credentials out of whatever the terminal says back."""
+
+    def __init__(self, credentials: MT5Credentials | None) -> None:
+        self._values = (
+            [
+                credentials.password.get_secret_value(),
+                str(credentials.login),
+                credentials.server,
+            ]
+            if credentials is not None
+            else []
+        )
+
+    def redact(self, error: _TerminalError) -> str:
+        text = str(error)
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text

@@ -1,0 +1,1166 @@
+"""An MT5 terminal emulator: the MetaTrader5 module's functions and constants over the venue.
+
+`MT5Emulator(venue, clock, network)` behaves as the module does against a terminal logged in
+to the simulated broker: the same functions, constants and named-tuple records, None
+answers explained by `last_error()`, and trade server return codes from the venue. It is
+what the live broker (`brokers.mt5.MT5Broker`) is tested against, so it is strict: it
+refuses whatever a terminal would refuse (a request dict with an unknown field or a wrong
+type, a comment a broker would not store, a filling type the symbol's bitmask does not
+allow, AutoTrading off), and where the real terminal's behaviour is unconfirmed it takes the
+stricter reading and makes it configurable.
+
+How the simulated network's faults look through the module:
+- a lost request or reply, or a trade server slower than the IPC timeout: `order_send`
+  returns None with (-10005, 'IPC timeout'); after a lost reply the order IS in the ledger;
+- REFUSE (trade server down): retcode 10031, nothing executed, `terminal_info().connected`
+  False; HANG and DROP_REPLIES windows also leave the terminal disconnected, and an order
+  executed while replies were dropped reaches the terminal's lists only when the window
+  ends — so during a partition the terminal's history cannot prove an order absent;
+- DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection').
+Market orders and the removal of a resting one are modelled; pending orders are not.
+The emulator reads time only from its injected clock and waits only through its injected
+sleep (none: a request takes no time).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections import namedtuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from brokers import mt5_codes as codes
+from engine.core.instruments import SymbolSpec, VolumeError, lots_to_units, units_to_lots
+from engine.core.ports import BrokerOrderState, BrokerRejected, FillPolicy, OrderRequest
+from engine.schemas import Direction
+from sim.account import MarginMode
+from sim.market import SymbolConfig
+from sim.network import Fate, FaultKind, Network
+from sim.venue import LedgerOrder, Venue
+
+Tick = namedtuple("Tick", "time bid ask last volume time_msc flags volume_real")
+AccountInfo = namedtuple(
+    "AccountInfo",
+    "login trade_mode leverage limit_orders margin_so_mode trade_allowed trade_expert "
+    "margin_mode currency_digits fifo_close balance credit profit equity margin margin_free "
+    "margin_level margin_so_call margin_so_so margin_initial margin_maintenance assets "
+    "liabilities commission_blocked name server currency company",
+)
+TerminalInfo = namedtuple(
+    "TerminalInfo",
+    "community_account community_connection connected dlls_allowed trade_allowed "
+    "tradeapi_disabled email_enabled ftp_enabled notifications_enabled mqid build maxbars "
+    "codepage ping_last community_balance retransmission company name language path "
+    "data_path commondata_path",
+)
+SymbolInfo = namedtuple(
+    "SymbolInfo",
+    "name description path visible select digits point spread spread_float "
+    "trade_contract_size trade_tick_size trade_tick_value volume_min volume_max volume_step "
+    "volume_limit filling_mode expiration_mode order_mode trade_mode trade_exemode "
+    "trade_stops_level trade_freeze_level currency_base currency_profit currency_margin "
+    "bid ask time session_deals",
+)
+TradeRequest = namedtuple(
+    "TradeRequest",
+    "action magic order symbol volume price stoplimit sl tp deviation type type_filling "
+    "type_time expiration comment position position_by",
+)
+OrderSendResult = namedtuple(
+    "OrderSendResult",
+    "retcode deal order volume price bid ask comment request_id retcode_external request",
+)
+OrderCheckResult = namedtuple(
+    "OrderCheckResult",
+    "retcode balance equity profit margin margin_free margin_level comment request",
+)
+TradeOrder = namedtuple(
+    "TradeOrder",
+    "ticket time_setup time_setup_msc time_done time_done_msc time_expiration type "
+    "type_time type_filling state magic position_id position_by_id reason volume_initial "
+    "volume_current price_open sl tp price_current price_stoplimit symbol comment external_id",
+)
+TradeDeal = namedtuple(
+    "TradeDeal",
+    "ticket order time time_msc type entry magic position_id reason volume price commission "
+    "swap profit fee symbol comment external_id",
+)
+TradePosition = namedtuple(
+    "TradePosition",
+    "ticket time time_msc time_update time_update_msc type magic identifier reason volume "
+    "price_open sl tp price_current swap profit symbol comment external_id",
+)
+
+# A request dict's fields and their types; a field left out is zero, as in MqlTradeRequest.
+_REQUEST_FIELDS: dict[str, type] = {
+    "action": int,
+    "magic": int,
+    "order": int,
+    "symbol": str,
+    "volume": float,
+    "price": float,
+    "stoplimit": float,
+    "sl": float,
+    "tp": float,
+    "deviation": int,
+    "type": int,
+    "type_filling": int,
+    "type_time": int,
+    "expiration": int,
+    "comment": str,
+    "position": int,
+    "position_by": int,
+}
+_ZERO: dict[type, Any] = {int: 0, float: 0.0, str: ""}
+_COMMENT = re.compile(r"[A-Za-z0-9]*")
+
+
+class MT5Constants:
+    """The module's constants, with MT5's values (mt5-reference.md, "Constants")."""
+
+    TRADE_RETCODE_REQUOTE = codes.REQUOTE
+    TRADE_RETCODE_REJECT = codes.REJECT
+    TRADE_RETCODE_CANCEL = codes.CANCEL
+    TRADE_RETCODE_PLACED = codes.PLACED
+    TRADE_RETCODE_DONE = codes.DONE
+    TRADE_RETCODE_DONE_PARTIAL = codes.DONE_PARTIAL
+    TRADE_RETCODE_ERROR = codes.ERROR
+    TRADE_RETCODE_TIMEOUT = codes.TIMEOUT
+    TRADE_RETCODE_INVALID = codes.INVALID
+    TRADE_RETCODE_INVALID_VOLUME = codes.INVALID_VOLUME
+    TRADE_RETCODE_INVALID_PRICE = codes.INVALID_PRICE
+    TRADE_RETCODE_INVALID_STOPS = codes.INVALID_STOPS
+    TRADE_RETCODE_TRADE_DISABLED = codes.TRADE_DISABLED
+    TRADE_RETCODE_MARKET_CLOSED = codes.MARKET_CLOSED
+    TRADE_RETCODE_NO_MONEY = codes.NO_MONEY
+    TRADE_RETCODE_PRICE_CHANGED = codes.PRICE_CHANGED
+    TRADE_RETCODE_PRICE_OFF = codes.PRICE_OFF
+    TRADE_RETCODE_INVALID_EXPIRATION = codes.INVALID_EXPIRATION
+    TRADE_RETCODE_ORDER_CHANGED = codes.ORDER_CHANGED
+    TRADE_RETCODE_TOO_MANY_REQUESTS = codes.TOO_MANY_REQUESTS
+    TRADE_RETCODE_NO_CHANGES = codes.NO_CHANGES
+    TRADE_RETCODE_SERVER_DISABLES_AT = codes.SERVER_DISABLES_AT
+    TRADE_RETCODE_CLIENT_DISABLES_AT = codes.CLIENT_DISABLES_AT
+    TRADE_RETCODE_LOCKED = codes.LOCKED
+    TRADE_RETCODE_FROZEN = codes.FROZEN
+    TRADE_RETCODE_INVALID_FILL = codes.INVALID_FILL
+    TRADE_RETCODE_CONNECTION = codes.CONNECTION
+    TRADE_RETCODE_ONLY_REAL = codes.ONLY_REAL
+    TRADE_RETCODE_LIMIT_ORDERS = codes.LIMIT_ORDERS
+    TRADE_RETCODE_LIMIT_VOLUME = codes.LIMIT_VOLUME
+    TRADE_RETCODE_INVALID_ORDER = codes.INVALID_ORDER
+    TRADE_RETCODE_POSITION_CLOSED = codes.POSITION_CLOSED
+    TRADE_RETCODE_INVALID_CLOSE_VOLUME = codes.INVALID_CLOSE_VOLUME
+    TRADE_RETCODE_CLOSE_ORDER_EXIST = codes.CLOSE_ORDER_EXIST
+    TRADE_RETCODE_LIMIT_POSITIONS = codes.LIMIT_POSITIONS
+    TRADE_RETCODE_REJECT_CANCEL = codes.REJECT_CANCEL
+    TRADE_RETCODE_LONG_ONLY = codes.LONG_ONLY
+    TRADE_RETCODE_SHORT_ONLY = codes.SHORT_ONLY
+    TRADE_RETCODE_CLOSE_ONLY = codes.CLOSE_ONLY
+    TRADE_RETCODE_FIFO_CLOSE = codes.FIFO_CLOSE
+    TRADE_RETCODE_HEDGE_PROHIBITED = codes.HEDGE_PROHIBITED
+
+    RES_S_OK = codes.RES_S_OK
+    RES_E_FAIL = codes.RES_E_FAIL
+    RES_E_INVALID_PARAMS = codes.RES_E_INVALID_PARAMS
+    RES_E_NO_MEMORY = codes.RES_E_NO_MEMORY
+    RES_E_NOT_FOUND = codes.RES_E_NOT_FOUND
+    RES_E_INVALID_VERSION = codes.RES_E_INVALID_VERSION
+    RES_E_AUTH_FAILED = codes.RES_E_AUTH_FAILED
+    RES_E_UNSUPPORTED = codes.RES_E_UNSUPPORTED
+    RES_E_AUTO_TRADING_DISABLED = codes.RES_E_AUTO_TRADING_DISABLED
+    RES_E_INTERNAL_FAIL = codes.RES_E_INTERNAL_FAIL
+    RES_E_INTERNAL_FAIL_SEND = codes.RES_E_INTERNAL_FAIL_SEND
+    RES_E_INTERNAL_FAIL_RECEIVE = codes.RES_E_INTERNAL_FAIL_RECEIVE
+    RES_E_INTERNAL_FAIL_INIT = codes.RES_E_INTERNAL_FAIL_INIT
+    RES_E_INTERNAL_FAIL_CONNECT = codes.RES_E_INTERNAL_FAIL_CONNECT
+    RES_E_INTERNAL_FAIL_TIMEOUT = codes.RES_E_INTERNAL_FAIL_TIMEOUT
+
+    ORDER_TYPE_BUY = 0
+    ORDER_TYPE_SELL = 1
+    ORDER_TYPE_BUY_LIMIT = 2
+    ORDER_TYPE_SELL_LIMIT = 3
+    ORDER_TYPE_BUY_STOP = 4
+    ORDER_TYPE_SELL_STOP = 5
+    ORDER_TYPE_BUY_STOP_LIMIT = 6
+    ORDER_TYPE_SELL_STOP_LIMIT = 7
+    ORDER_TYPE_CLOSE_BY = 8
+    TRADE_ACTION_DEAL = 1
+    TRADE_ACTION_PENDING = 5
+    TRADE_ACTION_SLTP = 6
+    TRADE_ACTION_MODIFY = 7
+    TRADE_ACTION_REMOVE = 8
+    TRADE_ACTION_CLOSE_BY = 10
+    ORDER_FILLING_FOK = 0
+    ORDER_FILLING_IOC = 1
+    ORDER_FILLING_RETURN = 2
+    ORDER_FILLING_BOC = 3
+    ORDER_TIME_GTC = 0
+    ORDER_TIME_DAY = 1
+    ORDER_TIME_SPECIFIED = 2
+    ORDER_TIME_SPECIFIED_DAY = 3
+    ORDER_STATE_STARTED = 0
+    ORDER_STATE_PLACED = 1
+    ORDER_STATE_CANCELED = 2
+    ORDER_STATE_PARTIAL = 3
+    ORDER_STATE_FILLED = 4
+    ORDER_STATE_REJECTED = 5
+    ORDER_STATE_EXPIRED = 6
+    ORDER_STATE_REQUEST_ADD = 7
+    ORDER_STATE_REQUEST_MODIFY = 8
+    ORDER_STATE_REQUEST_CANCEL = 9
+    ORDER_REASON_EXPERT = 3
+    SYMBOL_TRADE_MODE_DISABLED = 0
+    SYMBOL_TRADE_MODE_LONGONLY = 1
+    SYMBOL_TRADE_MODE_SHORTONLY = 2
+    SYMBOL_TRADE_MODE_CLOSEONLY = 3
+    SYMBOL_TRADE_MODE_FULL = 4
+    SYMBOL_TRADE_EXECUTION_REQUEST = 0
+    SYMBOL_TRADE_EXECUTION_INSTANT = 1
+    SYMBOL_TRADE_EXECUTION_MARKET = 2
+    SYMBOL_TRADE_EXECUTION_EXCHANGE = 3
+    ACCOUNT_TRADE_MODE_DEMO = 0
+    ACCOUNT_MARGIN_MODE_RETAIL_NETTING = 0
+    ACCOUNT_MARGIN_MODE_EXCHANGE = 1
+    ACCOUNT_MARGIN_MODE_RETAIL_HEDGING = 2
+    DEAL_TYPE_BUY = 0
+    DEAL_TYPE_SELL = 1
+    DEAL_ENTRY_IN = 0
+    DEAL_ENTRY_OUT = 1
+    DEAL_ENTRY_INOUT = 2
+    DEAL_ENTRY_OUT_BY = 3
+    DEAL_REASON_EXPERT = 3
+    POSITION_TYPE_BUY = 0
+    POSITION_TYPE_SELL = 1
+    POSITION_REASON_EXPERT = 3
+
+
+K = MT5Constants
+_FILLING_BIT = {K.ORDER_FILLING_FOK: 1, K.ORDER_FILLING_IOC: 2}  # into SymbolInfo.filling_mode
+_POLICY_BIT = {FillPolicy.FOK: 1, FillPolicy.IOC: 2}
+
+
+class TerminalConfig(BaseModel):
+    """The terminal and the account it is logged in to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    login: Annotated[int, Field(gt=0)] = 5_100_001
+    password: SecretStr = SecretStr("emulator")
+    server: str = "Arbitrex-Sim"
+    company: str = "Arbitrex simulated broker"
+    build: Annotated[int, Field(gt=0)] = 4755
+    # The terminal's Algo Trading button; off, every trade request is answered 10027.
+    algo_trading: bool = True
+    # The comments the server takes (unconfirmed: reports say 31, 29, 27 characters).
+    comment_max_length: Annotated[int, Field(ge=0, le=64)] = 26
+    # How the server rewrites a comment it stores: cut to a length, then a suffix added.
+    stored_comment_length: Annotated[int | None, Field(ge=0)] = None
+    stored_comment_suffix: str = ""
+    # The trade server's clock minus UTC: every time the terminal shows is server time.
+    server_time_offset_seconds: int = 0
+
+
+class VirtualClock:
+    """Time that moves only when someone sleeps: the live driver, the MT5 broker and the
+    emulator in one thread, in virtual time — instant and deterministic."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        self.now += seconds
+
+
+@dataclass(slots=True)
+class _Tag:
+    """What the terminal knows of an order beyond the venue's ledger."""
+
+    magic: int
+    comment: str  # as the server stored it
+    type_filling: int
+    price: float  # as requested
+    known_at: float  # when the terminal learns of it: later if the replies were dropped
+    done_at: float | None = None  # when it was removed
+
+
+@dataclass(slots=True)
+class _Position:
+    identifier: int  # the ticket of the order that opened it
+    symbol: str
+    units: int  # signed
+    cost: float  # signed units x open price
+    time: float
+    updated: float
+    magic: int
+    comment: str
+
+
+class MT5Emulator(MT5Constants):
+    def __init__(
+        self,
+        venue: Venue,
+        clock: Callable[[], float],
+        network: Network | None = None,
+        config: TerminalConfig | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        """`clock`: the driver's time (POSIX seconds, UTC). `network`: latency and faults
+        between terminal and trade server. `sleep`: waits out the network's delays; None
+        answers at once."""
+        if sleep is not None and network is None:
+            raise ValueError("a sleep function carries a network's delays: give the network too")
+        self.venue = venue
+        self.clock = clock
+        self.network = network
+        self.config = config or TerminalConfig()
+        self.algo_trading = self.config.algo_trading  # the button: tests may flip it
+        self._sleep = sleep
+        self._error: tuple[int, str] = (codes.RES_S_OK, "Success")
+        self._initialized = False
+        self._ipc_timeout = 60.0
+        self._tags: dict[int, _Tag] = {}
+        self._request_id = 0
+
+    # -- the call protocol ---------------------------------------------------------------
+
+    def _ok(self, value: Any) -> Any:
+        self._error = (codes.RES_S_OK, "Success")
+        return value
+
+    def _fail(self, code: int, description: str) -> None:
+        self._error = (code, description)
+
+    def _fault(self, t: float) -> FaultKind | None:
+        return self.network.fault_at(t) if self.network is not None else None
+
+    def _ipc_down(self) -> bool:
+        """No IPC with the terminal: not initialized, or the terminal is offline."""
+        if not self._initialized or self._fault(self.clock()) is FaultKind.DISCONNECT:
+            self._fail(codes.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+            return True
+        return False
+
+    def _invalid(self, name: str) -> None:
+        self._fail(codes.RES_E_INVALID_PARAMS, f'Invalid "{name}" argument')
+
+    def last_error(self) -> tuple[int, str]:
+        return self._error
+
+    # -- session ---------------------------------------------------------------------------
+
+    def initialize(
+        self,
+        path: str | None = None,
+        *,
+        login: int | None = None,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int = 60_000,
+        portable: bool = False,
+    ) -> bool:
+        if self._fault(self.clock()) is FaultKind.DISCONNECT:
+            self._fail(codes.RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed")
+            return False
+        if not _typed(timeout, int) or timeout <= 0:
+            self._invalid("timeout")
+            return False
+        if path is not None and not _typed(path, str):
+            self._invalid("path")
+            return False
+        if not _typed(portable, bool):
+            self._invalid("portable")
+            return False
+        if login is not None and not self._authorised(login, password, server):
+            return False
+        self._initialized = True
+        self._ipc_timeout = timeout / 1000.0
+        return self._ok(True)
+
+    def login(
+        self,
+        login: int,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int = 60_000,
+    ) -> bool:
+        if self._ipc_down():
+            return False
+        if not _typed(timeout, int) or timeout <= 0:
+            self._invalid("timeout")
+            return False
+        if not self._authorised(login, password, server):
+            return False
+        return self._ok(True)
+
+    def _authorised(self, login: Any, password: Any, server: Any) -> bool:
+        if not _typed(login, int):
+            self._invalid("login")
+            return False
+        config = self.config
+        matches = (
+            login == config.login
+            and password == config.password.get_secret_value()
+            and server in (None, config.server)
+        )
+        if not matches:
+            self._fail(codes.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+        return matches
+
+    def shutdown(self) -> None:
+        self._initialized = False
+        self._ok(None)
+
+    def version(self) -> tuple[int, int, str] | None:
+        if self._ipc_down():
+            return None
+        return self._ok((500, self.config.build, "12 Dec 2024"))
+
+    def terminal_info(self) -> Any:
+        if self._ipc_down():
+            return None
+        fault = self._fault(self.clock())
+        return self._ok(
+            TerminalInfo(
+                community_account=False,
+                community_connection=False,
+                connected=fault is None,
+                dlls_allowed=False,
+                trade_allowed=self.algo_trading,
+                tradeapi_disabled=False,
+                email_enabled=False,
+                ftp_enabled=False,
+                notifications_enabled=False,
+                mqid=False,
+                build=self.config.build,
+                maxbars=100_000,
+                codepage=0,
+                ping_last=0,
+                community_balance=0.0,
+                retransmission=0.0,
+                company=self.config.company,
+                name="MetaTrader 5 (emulated)",
+                language="English",
+                path="",
+                data_path="",
+                commondata_path="",
+            )
+        )
+
+    def account_info(self) -> Any:
+        if self._ipc_down():
+            return None
+        state = self.venue.account_state(self.clock())
+        account = self.venue.account.config
+        hedging = account.margin_mode is MarginMode.HEDGING
+        return self._ok(
+            AccountInfo(
+                login=self.config.login,
+                trade_mode=K.ACCOUNT_TRADE_MODE_DEMO,
+                leverage=state.leverage,
+                limit_orders=200,
+                margin_so_mode=0,
+                trade_allowed=True,
+                trade_expert=True,
+                margin_mode=K.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
+                if hedging
+                else K.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+                currency_digits=2,
+                fifo_close=False,
+                balance=state.balance,
+                credit=0.0,
+                profit=state.equity - state.balance,
+                equity=state.equity,
+                margin=state.margin_used,
+                margin_free=state.free_margin,
+                margin_level=state.equity / state.margin_used * 100 if state.margin_used else 0.0,
+                margin_so_call=50.0,
+                margin_so_so=30.0,
+                margin_initial=0.0,
+                margin_maintenance=0.0,
+                assets=0.0,
+                liabilities=0.0,
+                commission_blocked=0.0,
+                name="Arbitrex emulator",
+                server=self.config.server,
+                currency=state.currency,
+                company=self.config.company,
+            )
+        )
+
+    # -- symbols ---------------------------------------------------------------------------
+
+    def _symbol(self, symbol: Any) -> SymbolConfig | None:
+        """The symbol's configuration, or None with last_error set."""
+        if not _typed(symbol, str):
+            self._invalid("symbol")
+            return None
+        config = self.venue.market.symbol_config(symbol)
+        if config is None:
+            self._fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
+        return config
+
+    def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+        if self._ipc_down() or self._symbol(symbol) is None:
+            return False
+        return self._ok(True)
+
+    def symbol_info(self, symbol: str) -> Any:
+        if self._ipc_down():
+            return None
+        config = self._symbol(symbol)
+        if config is None:
+            return None
+        now = self.clock()
+        quote = self.venue.quote(symbol, now)
+        bid, ask = (quote.bid, quote.ask) if quote else (0.0, 0.0)
+        point = config.point
+        return self._ok(
+            SymbolInfo(
+                name=symbol,
+                description=f"{symbol[:3]} vs {symbol[3:]}",
+                path=f"Forex\\{symbol}",
+                visible=True,
+                select=True,
+                digits=config.digits,
+                point=point,
+                spread=round((ask - bid) / point) if quote else 0,
+                spread_float=True,
+                trade_contract_size=float(config.contract_size),
+                trade_tick_size=point,
+                trade_tick_value=self._tick_value(config, now),
+                volume_min=config.volume_min,
+                volume_max=config.volume_max,
+                volume_step=config.volume_step,
+                volume_limit=0.0,
+                filling_mode=_filling_mode(config),
+                expiration_mode=15,  # GTC | DAY | SPECIFIED | SPECIFIED_DAY
+                order_mode=127,  # every order type, with SL, TP and close-by
+                trade_mode=int(config.trade_mode),
+                # Instant execution: the requested price and deviation bind, hence requotes.
+                trade_exemode=K.SYMBOL_TRADE_EXECUTION_INSTANT,
+                trade_stops_level=0,
+                trade_freeze_level=0,
+                currency_base=symbol[:3],
+                currency_profit=symbol[3:],
+                currency_margin=symbol[:3],
+                bid=bid,
+                ask=ask,
+                time=self._server_seconds(quote.time) if quote else 0,
+                session_deals=0,
+            )
+        )
+
+    def _tick_value(self, config: SymbolConfig, t: float) -> float:
+        """One point on one lot, in the account currency."""
+        try:
+            return self.venue.account.to_account_currency(
+                config.point * config.contract_size, config.symbol[3:], t
+            )
+        except KeyError:  # no symbol to convert through: as a terminal without the rate
+            return 0.0
+
+    def symbol_info_tick(self, symbol: str) -> Any:
+        if self._ipc_down() or self._symbol(symbol) is None:
+            return None
+        quote = self.venue.quote(symbol, self.clock())
+        if quote is None:
+            self._fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
+            return None
+        return self._ok(
+            Tick(
+                time=self._server_seconds(quote.time),
+                bid=quote.bid,
+                ask=quote.ask,
+                last=0.0,
+                volume=0,
+                time_msc=self._server_msc(quote.time),
+                flags=6,  # TICK_FLAG_BID | TICK_FLAG_ASK
+                volume_real=0.0,
+            )
+        )
+
+    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> Any:
+        if self._ipc_down():
+            return None
+        if not _typed(action, int) or action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
+            self._invalid("action")
+            return None
+        for name, value in (("volume", volume), ("price", price)):
+            if not _typed(value, float):
+                self._invalid(name)
+                return None
+        config = self._symbol(symbol)
+        if config is None:
+            return None
+        units = round(volume * config.contract_size)
+        return self._ok(self.venue.margin_required(symbol, units, self.clock()))
+
+    # -- trade requests ------------------------------------------------------------------------
+
+    def _request(self, request: Any) -> Any:
+        """The request with every field filled in, or None with (-2, ...) for anything a
+        terminal refuses to pass on."""
+        if not isinstance(request, dict):
+            self._invalid("request")
+            return None
+        for name, value in request.items():
+            kind = _REQUEST_FIELDS.get(name)
+            if kind is None or not _typed(value, kind) or (kind is int and value < 0):
+                self._invalid(name)
+                return None
+        comment = request.get("comment", "")
+        if not _COMMENT.fullmatch(comment) or len(comment) > self.config.comment_max_length:
+            self._invalid("comment")
+            return None
+        if "action" not in request:
+            self._invalid("action")
+            return None
+        filled = {name: request.get(name, _ZERO[kind]) for name, kind in _REQUEST_FIELDS.items()}
+        return TradeRequest(**filled)
+
+    def _client_check(self, request: Any) -> int | None:
+        """What the terminal itself refuses a deal for, before it goes to the server."""
+        if not self.algo_trading:
+            return codes.CLIENT_DISABLES_AT
+        config = self.venue.market.symbol_config(request.symbol)
+        if config is None:
+            return codes.INVALID
+        if request.type not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
+            return codes.INVALID_ORDER
+        if not _FILLING_BIT.get(request.type_filling, 0) & _filling_mode(config):
+            return codes.INVALID_FILL
+        try:
+            units_to_lots(lots_to_units(request.volume, config.spec()), config.spec())
+        except VolumeError:
+            return codes.INVALID_VOLUME
+        if request.price <= 0.0:
+            return codes.INVALID_PRICE
+        return None
+
+    def order_check(self, request: dict[str, Any]) -> Any:
+        if self._ipc_down():
+            return None
+        trade = self._request(request)
+        if trade is None:
+            return None
+        now = self.clock()
+        state = self.venue.account_state(now)
+        code = self._client_check(trade) if trade.action == K.TRADE_ACTION_DEAL else None
+        margin = 0.0
+        if code is None and trade.action == K.TRADE_ACTION_DEAL:
+            spec = self.venue.spec(trade.symbol)
+            assert spec is not None  # the client check found the symbol
+            margin = self.venue.margin_required(
+                trade.symbol, lots_to_units(trade.volume, spec), now
+            )
+            code = self._server_check(spec, margin, state.free_margin, now)
+        free = state.free_margin - margin
+        used = state.margin_used + margin
+        return self._ok(
+            OrderCheckResult(
+                retcode=code or 0,
+                balance=state.balance,
+                equity=state.equity,
+                profit=state.equity - state.balance,
+                margin=used,
+                margin_free=free,
+                margin_level=state.equity / used * 100 if used else 0.0,
+                comment=codes.describe(code) if code else "Done",
+                request=trade,
+            )
+        )
+
+    def _server_check(self, spec: SymbolSpec, margin: float, free: float, now: float) -> int | None:
+        """What the trade server would refuse the deal for (order_check's view of it)."""
+        if int(spec.trade_mode) == K.SYMBOL_TRADE_MODE_DISABLED:
+            return codes.TRADE_DISABLED
+        if not self.venue.market.is_open(now):
+            return codes.MARKET_CLOSED
+        if margin > free:
+            return codes.NO_MONEY
+        return None
+
+    def order_send(self, request: dict[str, Any]) -> Any:
+        if self._ipc_down():
+            return None
+        trade = self._request(request)
+        if trade is None:
+            return None
+        self._request_id += 1
+        if trade.action == K.TRADE_ACTION_DEAL:
+            code = self._client_check(trade)
+            if code is not None:
+                return self._ok(self._result(trade, code))
+            return self._transmit(trade, self._deal)
+        if trade.action == K.TRADE_ACTION_REMOVE:
+            if not self.algo_trading:
+                return self._ok(self._result(trade, codes.CLIENT_DISABLES_AT))
+            return self._transmit(trade, self._remove)
+        if trade.action in (
+            K.TRADE_ACTION_PENDING,
+            K.TRADE_ACTION_SLTP,
+            K.TRADE_ACTION_MODIFY,
+            K.TRADE_ACTION_CLOSE_BY,
+        ):
+            raise NotImplementedError("the emulator models market orders and removals only")
+        return self._ok(self._result(trade, codes.INVALID))
+
+    def _transmit(self, trade: Any, execute: Callable[[Any, float], Any]) -> Any:
+        """Carry a request to the trade server over the network and wait for its answer."""
+        if self.network is None:
+            return self._ok(execute(trade, self.clock()))
+        delivery = self.network.plan(self.clock())
+        if delivery.fate is Fate.REFUSED:  # the server is down: nothing leaves the terminal
+            return self._ok(self._result(trade, codes.CONNECTION))
+        schedule = delivery.schedule(self._ipc_timeout)
+        self._wait(schedule.before)
+        result = execute(trade, self.clock()) if schedule.reaches_broker else None
+        self._wait(schedule.after)
+        if schedule.error is not None:
+            self._fail(codes.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+            return None
+        return self._ok(result)
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is not None and seconds > 0:
+            self._sleep(seconds)
+
+    def _deal(self, trade: Any, t: float) -> Any:
+        """The trade server's side of a market order: the venue matches it or refuses it."""
+        config = self.venue.market.symbol_config(trade.symbol)
+        assert config is not None  # the client check found the symbol
+        spec = config.spec()
+        units = lots_to_units(trade.volume, spec)
+        order = OrderRequest(
+            client_order_id=trade.comment,
+            symbol=trade.symbol,
+            direction=Direction.BUY if trade.type == K.ORDER_TYPE_BUY else Direction.SELL,
+            units=units,
+            lots=units_to_lots(units, spec),
+            price=trade.price,
+            deviation_points=trade.deviation,
+            fill_policy=FillPolicy.FOK
+            if trade.type_filling == K.ORDER_FILLING_FOK
+            else FillPolicy.IOC,
+        )
+        try:
+            report = self.venue.place(order, t)
+        except BrokerRejected as refusal:
+            return self._result(trade, refusal.code or codes.REJECT, t)
+        ticket = int(report.order_id)
+        self._tags[ticket] = _Tag(
+            magic=trade.magic,
+            comment=self._stored_comment(trade.comment),
+            type_filling=trade.type_filling,
+            price=trade.price,
+            known_at=self._resync_time(t),
+        )
+        filled = report.filled_units
+        if report.state is BrokerOrderState.WORKING:
+            code = codes.PLACED
+        else:
+            code = codes.DONE if filled == units else codes.DONE_PARTIAL
+        price = sum(f.units * f.price for f in report.fills) / filled if filled else 0.0
+        return self._result(
+            trade,
+            code,
+            t,
+            order=ticket,
+            deal=int(report.fills[-1].fill_id) if report.fills else 0,
+            volume=filled / spec.contract_size,
+            price=price,
+        )
+
+    def _remove(self, trade: Any, t: float) -> Any:
+        tag = self._tags.get(trade.order)
+        if tag is None or self._settled(trade.order, t).state is not BrokerOrderState.WORKING:
+            return self._result(trade, codes.INVALID_ORDER, t)
+        self.venue.cancel(str(trade.order), t)
+        tag.done_at = t
+        return self._result(trade, codes.DONE, t, order=trade.order)
+
+    def _result(self, trade: Any, code: int, t: float | None = None, **done: Any) -> Any:
+        quote = self.venue.quote(trade.symbol, t) if t is not None and trade.symbol else None
+        comment = {
+            codes.DONE: "Request executed",
+            codes.DONE_PARTIAL: "Request executed partially",
+            codes.PLACED: "Order placed",
+        }.get(code, codes.describe(code))
+        return OrderSendResult(
+            retcode=code,
+            deal=done.get("deal", 0),
+            order=done.get("order", 0),
+            volume=done.get("volume", 0.0),
+            price=done.get("price", 0.0),
+            bid=quote.bid if quote else 0.0,
+            ask=quote.ask if quote else 0.0,
+            comment=comment,
+            request_id=self._request_id,
+            retcode_external=0,
+            request=trade,
+        )
+
+    def _stored_comment(self, comment: str) -> str:
+        length = self.config.stored_comment_length
+        kept = comment if length is None else comment[:length]
+        return kept + self.config.stored_comment_suffix
+
+    def _resync_time(self, t: float) -> float:
+        """When the terminal learns of an order the server executed at t: at once, unless the
+        server's answers are being dropped — then when the partition ends."""
+        if self.network is not None:
+            for window in self.network.config.faults:
+                if window.kind is FaultKind.DROP_REPLIES and window.start <= t < window.end:
+                    return window.end
+        return t
+
+    # -- what the terminal shows: orders, deals, positions --------------------------------------
+
+    def _settled(self, ticket: int, t: float) -> LedgerOrder:
+        """The ledger order after any fill due by t (a resting order fills when looked at)."""
+        self.venue.status(str(ticket), t)
+        return self.venue.orders[ticket]
+
+    def _visible(self, t: float) -> list[tuple[LedgerOrder, _Tag]]:
+        return [
+            (self._settled(ticket, t), tag)
+            for ticket, tag in sorted(self._tags.items())
+            if tag.known_at <= t
+        ]
+
+    def orders_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> Any:
+        if self._ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
+            return None
+        now = self.clock()
+        return self._ok(
+            tuple(
+                self._trade_order(order, tag, {})
+                for order, tag in self._visible(now)
+                if order.state is BrokerOrderState.WORKING
+                and _selected(order.symbol, order.ticket, symbol, group, ticket)
+            )
+        )
+
+    def history_orders_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> Any:
+        if self._ipc_down():
+            return None
+        window = self._history_form(date_from, date_to, group, ticket, position)
+        if window is None:
+            return None
+        now = self.clock()
+        deals = self._book(now)[1]
+        records = []
+        for order, tag in self._visible(now):
+            if order.state is BrokerOrderState.WORKING:
+                continue
+            record = self._trade_order(order, tag, deals)
+            if ticket is not None:
+                chosen = order.ticket == ticket
+            elif position is not None:
+                chosen = record.position_id == position
+            else:
+                chosen = window[0] <= record.time_setup <= window[1] and (
+                    group is None or _in_group(order.symbol, group)
+                )
+            if chosen:
+                records.append(record)
+        return self._ok(tuple(records))
+
+    def history_deals_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> Any:
+        if self._ipc_down():
+            return None
+        window = self._history_form(date_from, date_to, group, ticket, position)
+        if window is None:
+            return None
+        records = []
+        for deal in self._book(self.clock())[1].values():
+            if ticket is not None:
+                chosen = deal.order == ticket  # `ticket=` names the ORDER, as in MT5
+            elif position is not None:
+                chosen = deal.position_id == position
+            else:
+                chosen = window[0] <= deal.time <= window[1] and (
+                    group is None or _in_group(deal.symbol, group)
+                )
+            if chosen:
+                records.append(deal)
+        return self._ok(tuple(records))
+
+    def positions_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> Any:
+        if self._ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
+            return None
+        now = self.clock()
+        positions = self._book(now)[0]
+        return self._ok(
+            tuple(
+                self._trade_position(p, now)
+                for p in positions
+                if _selected(p.symbol, p.identifier, symbol, group, ticket)
+            )
+        )
+
+    def _filters(self, **given: Any) -> bool:
+        """At most one of symbol=, group=, ticket=, each of its type."""
+        chosen = {name: value for name, value in given.items() if value is not None}
+        for name, value in chosen.items():
+            if not _typed(value, int if name == "ticket" else str):
+                self._invalid(name)
+                return False
+        if len(chosen) > 1:
+            self._fail(codes.RES_E_INVALID_PARAMS, "Invalid arguments")
+            return False
+        return True
+
+    def _history_form(
+        self, date_from: Any, date_to: Any, group: Any, ticket: Any, position: Any
+    ) -> tuple[int, int] | None:
+        """The one form a history call may take: (date_from, date_to[, group]), ticket= or
+        position=. The window is in server seconds, both ends included."""
+        if ticket is not None or position is not None:
+            single = ticket if ticket is not None else position
+            if date_from is not None or date_to is not None or group is not None:
+                self._fail(codes.RES_E_INVALID_PARAMS, "Invalid arguments")
+                return None
+            if (ticket is not None and position is not None) or not _typed(single, int):
+                self._invalid("ticket" if ticket is not None else "position")
+                return None
+            return (0, 0)
+        start, end = _seconds(date_from), _seconds(date_to)
+        if start is None or end is None:
+            self._invalid("date_from" if start is None else "date_to")
+            return None
+        if group is not None and not _typed(group, str):
+            self._invalid("group")
+            return None
+        return (start, end)
+
+    def _book(self, t: float) -> tuple[list[_Position], dict[int, Any]]:
+        """Positions and deals, replayed from the visible fills in the order they happened:
+        netting keeps one position per symbol, hedging one per opening order."""
+        hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
+        fills = sorted(
+            (int(fill.fill_id), order, tag, fill)
+            for order, tag in self._visible(t)
+            for fill in order.fills
+        )
+        open_positions: dict[Any, _Position] = {}
+        deals: dict[int, Any] = {}
+        for deal_ticket, order, tag, fill in fills:
+            spec = self.venue.spec(order.symbol)
+            assert spec is not None
+            signed = int(order.direction) * fill.units
+            key = order.ticket if hedging else order.symbol
+            position = open_positions.get(key)
+            if position is None:
+                position = _Position(
+                    order.ticket, order.symbol, 0, 0.0, fill.time, fill.time, tag.magic, tag.comment
+                )
+                open_positions[key] = position
+            entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
+            if position.units == 0:
+                del open_positions[key]
+            deals[deal_ticket] = TradeDeal(
+                ticket=deal_ticket,
+                order=order.ticket,
+                time=self._server_seconds(fill.time),
+                time_msc=self._server_msc(fill.time),
+                type=K.DEAL_TYPE_BUY if signed > 0 else K.DEAL_TYPE_SELL,
+                entry=entry,
+                magic=tag.magic,
+                position_id=position.identifier,
+                reason=K.DEAL_REASON_EXPERT,
+                volume=fill.units / spec.contract_size,
+                price=fill.price,
+                commission=0.0,
+                swap=0.0,
+                profit=0.0,
+                fee=0.0,
+                symbol=order.symbol,
+                comment=tag.comment,
+                external_id="",
+            )
+        return list(open_positions.values()), deals
+
+    def _trade_order(self, order: LedgerOrder, tag: _Tag, deals: dict[int, Any]) -> Any:
+        spec = self.venue.spec(order.symbol)
+        assert spec is not None
+        filled = sum(fill.units for fill in order.fills)
+        if order.state is BrokerOrderState.WORKING:
+            state = K.ORDER_STATE_PLACED
+        elif order.state is BrokerOrderState.CANCELLED or filled == 0:
+            state = K.ORDER_STATE_CANCELED
+        else:
+            # An IOC order done with less than it asked for; the state a real server gives
+            # it in history is unconfirmed (PARTIAL here; CANCELED would read the same).
+            state = K.ORDER_STATE_FILLED if filled == order.units else K.ORDER_STATE_PARTIAL
+        done = (
+            None
+            if order.state is BrokerOrderState.WORKING
+            else tag.done_at
+            if tag.done_at is not None
+            else order.fills[-1].time
+            if order.fills
+            else order.time
+        )
+        own_deals = [deals[int(f.fill_id)] for f in order.fills if int(f.fill_id) in deals]
+        average = sum(f.units * f.price for f in order.fills) / filled if filled else tag.price
+        return TradeOrder(
+            ticket=order.ticket,
+            time_setup=self._server_seconds(order.time),
+            time_setup_msc=self._server_msc(order.time),
+            time_done=self._server_seconds(done) if done is not None else 0,
+            time_done_msc=self._server_msc(done) if done is not None else 0,
+            time_expiration=0,
+            type=K.ORDER_TYPE_BUY if order.direction is Direction.BUY else K.ORDER_TYPE_SELL,
+            type_time=K.ORDER_TIME_GTC,
+            type_filling=tag.type_filling,
+            state=state,
+            magic=tag.magic,
+            position_id=own_deals[0].position_id if own_deals else 0,
+            position_by_id=0,
+            reason=K.ORDER_REASON_EXPERT,
+            volume_initial=order.units / spec.contract_size,
+            volume_current=(order.units - filled) / spec.contract_size,
+            price_open=tag.price,
+            sl=0.0,
+            tp=0.0,
+            price_current=average,
+            price_stoplimit=0.0,
+            symbol=order.symbol,
+            comment=tag.comment,
+            external_id="",
+        )
+
+    def _trade_position(self, position: _Position, t: float) -> Any:
+        spec = self.venue.spec(position.symbol)
+        quote = self.venue.quote(position.symbol, t)
+        assert spec is not None and quote is not None  # it was opened at a quote
+        long = position.units > 0
+        current = quote.bid if long else quote.ask
+        opened = position.cost / position.units
+        try:
+            profit = self.venue.account.to_account_currency(
+                (current - opened) * position.units, position.symbol[3:], t
+            )
+        except KeyError:  # no rate into the account currency: as a terminal without it
+            profit = 0.0
+        return TradePosition(
+            ticket=position.identifier,
+            time=self._server_seconds(position.time),
+            time_msc=self._server_msc(position.time),
+            time_update=self._server_seconds(position.updated),
+            time_update_msc=self._server_msc(position.updated),
+            type=K.POSITION_TYPE_BUY if long else K.POSITION_TYPE_SELL,
+            magic=position.magic,
+            identifier=position.identifier,
+            reason=K.POSITION_REASON_EXPERT,
+            volume=abs(position.units) / spec.contract_size,
+            price_open=opened,
+            sl=0.0,
+            tp=0.0,
+            price_current=current,
+            swap=0.0,
+            profit=profit,
+            symbol=position.symbol,
+            comment=position.comment,
+            external_id="",
+        )
+
+    def _server_seconds(self, t: float) -> int:
+        return int(t + self.config.server_time_offset_seconds)
+
+    def _server_msc(self, t: float) -> int:
+        return round((t + self.config.server_time_offset_seconds) * 1000)
+
+
+def _apply_fill(position: _Position, signed: int, price: float, t: float, ticket: int) -> int:
+    """Book a fill into a position; its DEAL_ENTRY: in, out, or in-out on a reversal."""
+    held = position.units
+    position.updated = t
+    if held == 0 or (held > 0) == (signed > 0):
+        position.units += signed
+        position.cost += signed * price
+        return K.DEAL_ENTRY_IN
+    remaining = held + signed
+    if remaining != 0 and (remaining > 0) != (held > 0):  # reversed: a new position opens
+        position.identifier, position.time = ticket, t
+        position.units, position.cost = remaining, remaining * price
+        return K.DEAL_ENTRY_INOUT
+    position.cost = position.cost * remaining / held
+    position.units = remaining
+    return K.DEAL_ENTRY_OUT
+
+
+def _filling_mode(config: SymbolConfig) -> int:
+    """SymbolInfo.filling_mode: the bitmask of the filling policies the symbol allows."""
+    return sum(_POLICY_BIT[policy] for policy in set(config.fill_policies))
+
+
+def _typed(value: Any, kind: type) -> bool:
+    """Strict types, as the module's argument parsing: a bool is no number, an int no float."""
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, float)
+    return isinstance(value, kind)
+
+
+def _seconds(value: Any) -> int | None:
+    """A history bound: a datetime (naive ones taken as UTC) or POSIX seconds."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(aware.timestamp())
+    if _typed(value, int):
+        return value
+    return None
+
+
+def _in_group(symbol: str, group: str) -> bool:
+    """MT5's group filter: comma-separated masks with '*', '!' excluding."""
+    included = False
+    for mask in (part.strip() for part in group.split(",")):
+        if mask.startswith("!"):
+            if fnmatch.fnmatchcase(symbol, mask[1:]):
+                return False
+        elif mask and fnmatch.fnmatchcase(symbol, mask):
+            included = True
+    return included
+
+
+def _selected(
+    symbol: str, ticket: int, by_symbol: str | None, group: str | None, by_ticket: int | None
+) -> bool:
+    if by_symbol is not None:
+        return symbol == by_symbol
+    if group is not None:
+        return _in_group(symbol, group)
+    return by_ticket is None or ticket == by_ticket
