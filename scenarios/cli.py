@@ -317,7 +317,7 @@ def bench(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    table = Table(title="performance (median [min..max] xruns)")
+    table = Table(title="performance: median \\[min..max] x runs")
     for column in ("measure", "value", "target"):
         table.add_column(column)
     for row in table_rows(results):
