@@ -86,8 +86,6 @@ def arrivals_of(scenario: Scenario, seed: int, base_dir: Path) -> list[Arrival]:
 def build_world(
     scenario: Scenario, seed: int, database: ExecutionDatabase, base_dir: Path
 ) -> SimulatedWorld:
-    if scenario.broker != "sim":
-        raise NotImplementedError(f"broker {scenario.broker!r} is not available in this build")
     market = (
         ReplayMarket([scenario.replay_source(base_dir)])
         if scenario.market.kind == "replay"
@@ -102,6 +100,7 @@ def build_world(
         database=database,
         start=scenario.t0,
         venue=scenario.venue_config(),
+        broker_kind=scenario.broker,
     )
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import simpy
 
+from brokers.mt5 import MT5Broker, MT5Config
 from brokers.sim import SimulatedBroker
 from engine.core.config import EngineConfig
+from engine.core.ports import BrokerInterface
 from engine.engine import ExecutionEngine
 from engine.store.base import ExecutionDatabase
 from sim.account import AccountConfig
 from sim.driver import SimPyDriver
 from sim.market import MarketConfig, PriceSource, SyntheticMarket
+from sim.mt5_emulator import MT5Emulator
 from sim.network import Network, NetworkConfig
 from sim.venue import Venue, VenueConfig
 
@@ -28,7 +32,7 @@ class SimulatedWorld:
     market: PriceSource
     venue: Venue
     network: Network
-    broker: SimulatedBroker
+    broker: BrokerInterface
     engine: ExecutionEngine
     driver: SimPyDriver
 
@@ -43,14 +47,26 @@ class SimulatedWorld:
         database: ExecutionDatabase | None = None,
         start: float = DEFAULT_START,
         venue: VenueConfig | None = None,
+        broker_kind: Literal["sim", "mt5-emulated"] = "sim",
     ) -> SimulatedWorld:
         """A world whose every random model is seeded from `seed`; `market` may be a
-        config for the synthetic market or a ready price source (e.g. a ReplayMarket)."""
+        config for the synthetic market or a ready price source (e.g. a ReplayMarket).
+
+        `broker_kind` "mt5-emulated" puts MT5Broker over the MT5 terminal emulator in
+        front of the same venue: the engine then talks to the live adapter's code."""
         env = simpy.Environment(initial_time=start)
         prices = _prices(market, seed, start)
         sim_venue = Venue(prices, account, venue, seed)
         sim_network = Network(network or NetworkConfig(), seed, prices.volatility)
-        broker = SimulatedBroker(sim_venue, clock=lambda: env.now, network=sim_network)
+        broker: BrokerInterface
+        if broker_kind == "mt5-emulated":
+            # The SimPy driver carries the wire (latency, loss, outages) itself, so the
+            # terminal answers at once, at the virtual instant a request arrives.
+            terminal = MT5Emulator(sim_venue, clock=lambda: env.now)
+            broker = MT5Broker(terminal, MT5Config(), clock=lambda: env.now)
+            broker.start()
+        else:
+            broker = SimulatedBroker(sim_venue, clock=lambda: env.now, network=sim_network)
         engine = ExecutionEngine(
             broker,
             database,

@@ -173,3 +173,12 @@ def test_a_sweep_on_a_local_dask_cluster_gives_exactly_the_process_pools_results
         on_dask = sweep(path, {}, seeds, dask_address=cluster.scheduler_address)
     pd.testing.assert_frame_equal(pool, on_dask)
     assert pool["results_hash"].nunique() == 8
+
+
+@pytest.mark.parametrize("name", ["chaos_monkey", "flaky_network"])
+def test_a_scenario_runs_through_the_mt5_broker_over_the_emulated_terminal(name):
+    path = LIBRARY / f"{name}.toml"
+    scenario = reduced(path).with_overrides({"broker": "mt5-emulated"})
+    summary = run_scenario(scenario, path.parent)
+    assert summary.violations == ()
+    assert summary.by_status.get("FILLED", 0) > 0
