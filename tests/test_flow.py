@@ -260,3 +260,37 @@ def test_config_numbers_come_from_one_object_and_its_version_is_recorded(world):
     execution = run_one(world, decision())
     assert execution.request.config_version == EngineConfig().version
     assert EngineConfig(poll_interval_seconds=0.25).version != EngineConfig().version
+
+
+def test_a_broker_that_refuses_a_pre_trade_question_is_reported_with_its_own_reason(world):
+    execution = run_one(world, decision(symbol="EURCHF"))  # a symbol the broker does not list
+    assert execution.rejection_reason is R.SYMBOL_NOT_TRADABLE
+    assert world.venue.orders == {}
+
+
+def test_a_refused_margin_question_is_rejected_with_the_brokers_reason_not_as_a_network_error():
+    # The core is sans-I/O: answer its requests by hand, the way any driver would.
+    from engine.core.effects import FetchAccount, FetchMargin, FetchQuote, FetchSymbol, Record
+    from engine.core.flow import build_request, execution_flow
+    from engine.core.ports import BrokerRejected
+    from engine.schemas import RPMOutput
+
+    world = SimulatedWorld.build(seed=1)
+    rpm = RPMOutput.model_validate(decision())
+    config = EngineConfig()
+    flow = execution_flow(rpm, build_request(rpm, "k", config, T0, "t"), config, T0)
+    answers = {
+        FetchSymbol: world.venue.spec("EURUSD"),
+        FetchQuote: world.venue.quote("EURUSD", T0),
+        FetchAccount: world.venue.account_state(T0),
+        FetchMargin: BrokerRejected(R.INSUFFICIENT_MARGIN, "margin calculation refused", 10019),
+    }
+    effect, reply = next(flow), None
+    try:
+        while True:
+            reply = None if isinstance(effect, Record) else answers[type(effect)]
+            effect = flow.send((T0, reply))
+    except StopIteration as stop:
+        execution = stop.value
+    assert execution.rejection_reason is R.INSUFFICIENT_MARGIN
+    assert "margin calculation refused" in execution.rejection_detail

@@ -267,6 +267,10 @@ def _market_context(run: _Run, request: ExecutionRequest) -> Generator[Effect, A
 
 
 def _unreachable(error: BrokerError) -> CheckFailure:
+    """A broker that refused a pre-trade question names its own reason; one that could
+    not be reached is a network failure."""
+    if isinstance(error, BrokerRejected):
+        return CheckFailure("broker_answer", error.reason, f"broker refused: {error.detail}")
     return CheckFailure("broker_reachable", R.NETWORK_ERROR, f"broker could not be asked: {error}")
 
 
