@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -52,7 +52,8 @@ class ExecutionEngine:
         # live engines alone and settles those of dead ones.
         self.instance_id = instance_id or _process_instance_id()
         self.database.hold_lease(self.instance_id)
-        self._in_flight: set[str] = set()
+        # Flows this engine is driving, counted: the same key may be submitted twice at once.
+        self._in_flight: Counter[str] = Counter()
         self.metrics = ExecutionMetrics()
         self.halted = False
         # Records of executions whose order is already out, that the store refused: kept
@@ -60,6 +61,16 @@ class ExecutionEngine:
         self._unwritten: deque[ExecutionEvent] = deque()
         self._unwritten_lock = threading.Lock()
         self._live = LiveDriver(broker, self.record, clock, sleep)
+
+    def _leave(self, execution_id: str) -> None:
+        self._in_flight[execution_id] -= 1
+        if self._in_flight[execution_id] <= 0:
+            del self._in_flight[execution_id]
+
+    @property
+    def clock(self) -> Clock:
+        """The driver's clock this engine stamps its records with."""
+        return self._live.clock
 
     # -- what every driver uses -------------------------------------------------------
 
@@ -124,7 +135,7 @@ class ExecutionEngine:
         key = idempotency_key if idempotency_key is not None else idempotency_key_for(rpm)
         request = build_request(rpm, key, self.config, now, self.instance_id)
         with self._unwritten_lock:
-            self._in_flight.add(request.execution_id)
+            self._in_flight[request.execution_id] += 1
         return execution_flow(rpm, request, self.config, now, engine_halted=self.halted)
 
     def orphans(self) -> list[str]:
@@ -152,7 +163,7 @@ class ExecutionEngine:
 
     def close(self, execution: Execution) -> Execution:
         with self._unwritten_lock:
-            self._in_flight.discard(execution.execution_id)
+            self._leave(execution.execution_id)
         self.metrics.observe(execution)
         return execution
 
@@ -160,6 +171,8 @@ class ExecutionEngine:
         self, duplicate: DuplicateExecution, rpm_output: RPMOutput | dict[str, Any]
     ) -> Execution:
         """The execution a repeated idempotency key refers to; a different decision is refused."""
+        with self._unwritten_lock:  # this attempt opened nothing: it is not in flight
+            self._leave(duplicate.execution_id)
         rpm = (
             rpm_output
             if isinstance(rpm_output, RPMOutput)

@@ -43,7 +43,8 @@ class ApprovedTrade(_Open):
     direction: Direction = Field(description="+1 buy, -1 sell")
     position_units: Annotated[int, Field(gt=0, description="Units of the base currency")]
     confidence_score: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
-    max_slippage_pips: Annotated[float | None, Field(gt=0.0)] = None
+    # Bounded: a deviation of more than 1,000 pips is not a bound but a typo.
+    max_slippage_pips: Annotated[float | None, Field(gt=0.0, le=1_000.0)] = None
 
     @field_validator("symbol")
     @classmethod

@@ -21,6 +21,7 @@ from engine.store import (
     open_database,
     verify_audit_chain,
 )
+from scenarios.cli_api import api_app
 from scenarios.crash import crash_run
 from scenarios.demo import demo_scenario
 from scenarios.invariants import Violation
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 audit = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
+app.add_typer(api_app)  # serve, keys
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # error messages stay whole, never wrapped
 
@@ -375,3 +377,7 @@ def audit_export(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -112,3 +112,23 @@ def test_recovery_leaves_the_executions_of_a_live_engine_alone():
     assert other.engine.orphans() == []
     world.engine.database.release_lease(world.engine.instance_id)
     assert other.engine.orphans() == [execution_id]
+
+
+def test_a_repeated_decision_leaves_nothing_marked_in_flight():
+    world = SimulatedWorld.build(seed=1)
+    first = world.driver.submit(decision(), "same")
+    concurrent = world.driver.submit(decision(), "same")
+    world.env.run()
+    later = world.driver.submit(decision(), "same")  # a client retry after it finished
+    world.env.run()
+    ids = {p.value.execution_id for p in (first, concurrent, later)}
+    assert len(ids) == 1
+    assert world.engine.orphans() == []
+    assert not world.engine._in_flight  # nothing left that recovery would wrongly skip
+
+
+def test_a_slippage_bound_beyond_reason_is_refused_at_the_door():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="max_slippage_pips"):
+        SimulatedWorld.build(seed=1).driver.submit(decision(max_slippage_pips=1e308))

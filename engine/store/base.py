@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Self
 
 from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind, to_payload
@@ -38,6 +40,27 @@ class StoreUnavailable(RuntimeError):
     """The audit store cannot accept writes: no new execution may start (fail safe)."""
 
 
+class ControlKind(StrEnum):
+    TRADING_HALTED = "TradingHalted"
+    TRADING_RESUMED = "TradingResumed"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlEvent:
+    """An operator's action on the engine as a whole (the kill switch), not on one execution.
+
+    It belongs to no execution, so it never enters an execution's lifecycle; it is kept in
+    the same append-only trail, in the same hash chain, so a halt is as tamper-evident as a
+    fill. Time is the driver's clock, as for execution events.
+    """
+
+    kind: ControlKind
+    at: float
+    payload: dict[str, Any]  # who acted and why: never a secret
+    engine_version: str
+    config_version: str
+
+
 class ExecutionDatabase(ABC):
     """Events are appended, never changed; every other view is derived from them.
 
@@ -65,6 +88,17 @@ class ExecutionDatabase(ABC):
 
     @abstractmethod
     def events(self, execution_id: str) -> Sequence[ExecutionEvent]: ...
+
+    @abstractmethod
+    def append_control(self, event: ControlEvent) -> None:
+        """Persist one control event, durably at once whatever the store's batching."""
+
+    @abstractmethod
+    def control_events(self) -> Sequence[ControlEvent]:
+        """Every control event, oldest first."""
+
+    def ping(self) -> None:  # noqa: B027 - a store in this process is always reachable
+        """Raise StoreUnavailable when the store cannot be reached (a health probe)."""
 
     @abstractmethod
     def execution_ids(self) -> Iterable[str]: ...
@@ -119,7 +153,8 @@ class ExecutionDatabase(ABC):
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Every event stamped in [start, end) by the driver's clock, in time order (stable
-        within an execution), as flat JSON-ready rows. Naive datetimes are refused."""
+        within an execution), as flat JSON-ready rows; control events have no execution_id.
+        Naive datetimes are refused."""
         for name, moment in (("start", start), ("end", end)):
             if moment.tzinfo is None:
                 raise ValueError(f"{name} must be timezone-aware (UTC), got {moment.isoformat()}")
@@ -136,6 +171,16 @@ class ExecutionDatabase(ABC):
                             "payload": to_payload(event),
                         }
                     )
+        for control in self.control_events():
+            if lo <= control.at < hi:
+                rows.append(
+                    {
+                        "execution_id": None,
+                        "at": control.at,
+                        "kind": control.kind.value,
+                        "payload": control.payload,
+                    }
+                )
         rows.sort(key=lambda row: row["at"])
         return rows
 

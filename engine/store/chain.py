@@ -30,7 +30,7 @@ def canonical_json(value: Any) -> str:
 def record_hash(
     prev_hash: str,
     seq: int,
-    execution_id: str,
+    execution_id: str | None,
     at: float,
     kind: str,
     payload: str,
@@ -47,10 +47,11 @@ def record_hash(
 
 @dataclass(frozen=True, slots=True)
 class ChainRecord:
-    """One stored audit record exactly as the database returned it."""
+    """One stored audit record exactly as the database returned it (a control event, such
+    as a halt, has no execution_id)."""
 
     seq: int
-    execution_id: str
+    execution_id: str | None
     at: float
     kind: str
     payload: str

@@ -6,12 +6,13 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from engine.core.events import ExecutionEvent, ExecutionRequested
-from engine.store.base import DuplicateExecution, ExecutionDatabase
+from engine.store.base import ControlEvent, DuplicateExecution, ExecutionDatabase
 
 
 class InMemoryExecutionDatabase(ExecutionDatabase):
     def __init__(self) -> None:
         self._events: dict[str, list[ExecutionEvent]] = {}
+        self._control: list[ControlEvent] = []
         self._lock = threading.Lock()
 
     def append(self, event: ExecutionEvent) -> None:
@@ -22,6 +23,14 @@ class InMemoryExecutionDatabase(ExecutionDatabase):
                 self._events[event.execution_id] = [event]
                 return
             self._events[event.execution_id].append(event)
+
+    def append_control(self, event: ControlEvent) -> None:
+        with self._lock:
+            self._control.append(event)
+
+    def control_events(self) -> Sequence[ControlEvent]:
+        with self._lock:
+            return tuple(self._control)
 
     def events(self, execution_id: str) -> Sequence[ExecutionEvent]:
         with self._lock:

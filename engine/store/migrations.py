@@ -66,6 +66,25 @@ def _tables(integer: str, real: str) -> tuple[str, ...]:
     )
 
 
+def _control_table(integer: str, real: str) -> tuple[str, ...]:
+    # Operator actions (halt, resume) belong to no execution, so they live beside the
+    # execution records rather than under a pseudo-execution; their seq is drawn from the
+    # same chain, so one hash chain runs through both tables in seq order.
+    return (
+        f"""CREATE TABLE control_events (
+            seq {integer} PRIMARY KEY,
+            at {real} NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            engine_version TEXT NOT NULL,
+            config_version TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX control_events_by_time ON control_events (at)",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -95,7 +114,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION audit_events_refuse_change()",
         ),
     ),
+    Migration(
+        version=3,
+        name="control events (halt, resume) in the audit chain, append-only",
+        sqlite=(
+            *_control_table("INTEGER", "REAL"),
+            "CREATE TRIGGER control_events_refuse_update BEFORE UPDATE ON control_events "
+            "BEGIN SELECT RAISE(ABORT, 'control_events is append-only: UPDATE refused'); END",
+            "CREATE TRIGGER control_events_refuse_delete BEFORE DELETE ON control_events "
+            "BEGIN SELECT RAISE(ABORT, 'control_events is append-only: DELETE refused'); END",
+        ),
+        postgresql=(
+            *_control_table("BIGINT", "DOUBLE PRECISION"),
+            """CREATE FUNCTION control_events_refuse_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'control_events is append-only: % refused', TG_OP;
+            END;
+            $$""",
+            "CREATE TRIGGER control_events_refuse_update_delete BEFORE UPDATE OR DELETE "
+            "ON control_events FOR EACH ROW EXECUTE FUNCTION control_events_refuse_change()",
+            "CREATE TRIGGER control_events_refuse_truncate BEFORE TRUNCATE ON control_events "
+            "FOR EACH STATEMENT EXECUTE FUNCTION control_events_refuse_change()",
+        ),
+    ),
 )
+
 
 _CREATE_LEDGER = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"

@@ -34,7 +34,13 @@ from engine.core.events import (
 )
 from engine.core.lifecycle import Execution
 from engine.schemas import ExecutionLog, ExecutionStatus, utc
-from engine.store.base import DuplicateExecution, ExecutionDatabase, StoreUnavailable
+from engine.store.base import (
+    ControlEvent,
+    ControlKind,
+    DuplicateExecution,
+    ExecutionDatabase,
+    StoreUnavailable,
+)
 from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record_hash
 from engine.store.memory import InMemoryExecutionDatabase
 from engine.store.migrations import apply_migrations
@@ -48,6 +54,13 @@ SUPPORTED_URLS = (
 
 _RECORD_COLUMNS = (
     "seq, execution_id, at, kind, payload, engine_version, config_version, prev_hash, hash"
+)
+_CONTROL_COLUMNS = "seq, at, kind, payload, engine_version, config_version, prev_hash, hash"
+# Both tables, as one chain of records in seq order; `{where}` filters each side alike.
+_CHAIN = (
+    f"SELECT {_RECORD_COLUMNS} FROM audit_events WHERE {{where}} UNION ALL "
+    "SELECT seq, NULL, at, kind, payload, engine_version, config_version, prev_hash, hash "
+    "FROM control_events WHERE {where} ORDER BY seq"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TERMINAL = tuple(status.value for status in ExecutionStatus if status.is_terminal)
@@ -132,6 +145,28 @@ class SQLExecutionDatabase(ExecutionDatabase):
             if self._pending >= self._batch_size:
                 self._end(conn, "COMMIT")
 
+    def append_control(self, event: ControlEvent) -> None:
+        """Chain one control event after the head; committed at once, even when batched: an
+        operator's halt must not wait for a batch to fill."""
+        with self._lock, self._guard(f"append {event.kind.value}") as conn:
+            if self._head is None:
+                self._begin(conn)
+            assert self._head is not None
+            prev_seq, prev_hash = self._head
+            seq, at, kind = prev_seq + 1, float(event.at), event.kind.value
+            payload = canonical_json(event.payload)
+            versions = (event.engine_version, event.config_version)
+            digest = record_hash(prev_hash, seq, None, at, kind, payload, *versions)
+            conn.execute(
+                self._backend.sql(
+                    f"INSERT INTO control_events ({_CONTROL_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (seq, at, kind, payload, *versions, prev_hash, digest),
+            )
+            self._head = (seq, digest)
+            self._end(conn, "COMMIT")
+
     def hold_lease(self, instance_id: str) -> None:
         super().hold_lease(instance_id)
         with self._lock:
@@ -189,10 +224,13 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     def _begin(self, conn: Any) -> None:
         self._backend.begin_exclusive(conn, "audit-chain")
-        row = conn.execute(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        self._head = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        heads = [
+            conn.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+            for table in ("audit_events", "control_events")
+        ]
+        self._head = max(
+            ((row[0], row[1]) for row in heads if row is not None), default=(0, GENESIS_HASH)
+        )
         self._floor = self._head[0]
 
     def _end(self, conn: Any, statement: Literal["COMMIT", "ROLLBACK"]) -> None:
@@ -336,13 +374,12 @@ class SQLExecutionDatabase(ExecutionDatabase):
             return [row[0] for row in conn.execute(query, _TERMINAL).fetchall()]
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Every record stamped in [start, end), in recording (seq) order, with its hashes."""
-        query = self._backend.sql(
-            f"SELECT {_RECORD_COLUMNS} FROM audit_events WHERE at >= ? AND at < ? ORDER BY seq"
-        )
+        """Every record stamped in [start, end), in recording (seq) order, with its hashes;
+        control events (halt, resume) among them, with no execution_id."""
+        query = self._backend.sql(_CHAIN.format(where="at >= ? AND at < ?"))
         bounds = (_aware(start, "start").timestamp(), _aware(end, "end").timestamp())
         with self._lock, self._guard("export the audit trail") as conn:
-            rows = conn.execute(query, bounds).fetchall()
+            rows = conn.execute(query, bounds * 2).fetchall()
         return [
             {
                 "execution_id": execution_id,
@@ -370,11 +407,23 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     def chain_records(self, after_seq: int, limit: int) -> list[ChainRecord]:
         """Stored records with seq > after_seq, in seq order, exactly as the database holds them."""
-        query = self._backend.sql(
-            f"SELECT {_RECORD_COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
-        )
+        query = self._backend.sql(_CHAIN.format(where="seq > ?") + " LIMIT ?")
         with self._lock, self._guard("read the audit chain") as conn:
-            return [ChainRecord(*row) for row in conn.execute(query, (after_seq, limit))]
+            rows = conn.execute(query, (after_seq, after_seq, limit))
+            return [ChainRecord(*row) for row in rows]
+
+    def control_events(self) -> list[ControlEvent]:
+        query = f"SELECT {_CONTROL_COLUMNS} FROM control_events ORDER BY seq"
+        with self._lock, self._guard("read the control events") as conn:
+            rows = conn.execute(query).fetchall()
+        return [
+            ControlEvent(ControlKind(kind), at, json.loads(payload), engine_version, config_ver)
+            for _, at, kind, payload, engine_version, config_ver, _, _ in rows
+        ]
+
+    def ping(self) -> None:
+        with self._lock, self._guard("reach the audit store") as conn:
+            conn.execute("SELECT 1").fetchone()
 
     def _read_events(self, conn: Any, execution_id: str) -> tuple[ExecutionEvent, ...]:
         rows = conn.execute(

@@ -1,0 +1,281 @@
+"""`arbitrex serve` and `arbitrex keys`: the REST API on the simulator or on MT5, and its keys.
+
+`serve --broker sim` is paper trading: the live driver against the simulated market in
+wall-clock time. `serve --broker mt5` trades live through the MT5 terminal. Either way the
+engine settles what a previous process left open before the first request is served.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, cast
+
+import typer
+import uvicorn
+
+from brokers.sim import SimulatedBroker
+from engine.api import ApiSettings, KeyStore, KeyStoreError, Role, create_app
+from engine.engine import ExecutionEngine
+from engine.store import ExecutionDatabase, StoreUnavailable, open_database
+from sim.latency import LatencyConfig
+from sim.network import NetworkConfig
+from sim.venue import Venue
+from sim.world import paper_engine
+
+api_app = typer.Typer(
+    help="The REST API service: serve it, and manage its API keys.", no_args_is_help=True
+)
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys (stored hashed).", no_args_is_help=True
+)
+api_app.add_typer(keys_app, name="keys")
+
+DEFAULT_KEYS = Path("arbitrex-keys.db")
+KeysOption = Annotated[
+    Path,
+    typer.Option(
+        "--keys", envvar="ARBITREX_KEYS", help="Key store file (SQLite; created owner-only)"
+    ),
+]
+
+
+class BrokerKind(StrEnum):
+    SIM = "sim"
+    MT5 = "mt5"
+
+
+def fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class _SerialVenue:
+    """The simulated venue behind one lock. Paper trading calls it from many request
+    threads, and neither its ledger counters nor the market's lazily advanced price walk
+    are safe to share; the network's latency is slept outside the lock, as on a real wire."""
+
+    def __init__(self, venue: Venue) -> None:
+        self._venue = venue
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._venue, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def serially(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return serially
+
+
+def paper_trading_engine(
+    seed: int, database: ExecutionDatabase, latency_ms: float | None = None
+) -> tuple[ExecutionEngine, Venue]:
+    """The simulator in wall-clock time, safe to execute on from many threads at once.
+
+    `latency_ms`: a constant one-way latency; None keeps the simulator's latency model.
+    Returns the engine and the venue, whose ledger says what really reached the broker.
+    """
+    network = (
+        NetworkConfig(latency=LatencyConfig.constant(latency_ms))
+        if latency_ms is not None
+        else None
+    )
+    engine, venue = paper_engine(seed, network=network, database=database)
+    broker = engine.broker
+    assert isinstance(broker, SimulatedBroker)
+    broker.venue = cast(Venue, _SerialVenue(venue))
+    return engine, venue
+
+
+def _mt5_engine(
+    database: ExecutionDatabase, credentials_file: Path | None, bridge: str | None
+) -> tuple[ExecutionEngine, Callable[[], None]]:
+    """The live engine on the MT5 terminal, and how to close the terminal. Every failure is
+    one clear line; credentials never appear in it."""
+    try:
+        from brokers.mt5 import MT5Broker, MT5Credentials, MT5Unavailable, TerminalStartError
+    except ImportError as missing:
+        fail(2, f"the MT5 broker is not available in this installation ({missing})")
+    try:
+        credentials = (
+            MT5Credentials.from_file(credentials_file)
+            if credentials_file is not None
+            else MT5Credentials.from_env()
+        )
+    except (OSError, ValueError) as bad:  # pydantic hides the input in its errors here
+        fail(2, f"MT5 credentials: {bad}")
+    host, port = "localhost", 18812
+    if bridge is not None:
+        host, _, port_text = bridge.rpartition(":")
+        if not host or not port_text.isdigit():
+            fail(2, f"--mt5-bridge {bridge!r}: use HOST:PORT")
+        port = int(port_text)
+    password = credentials.password.get_secret_value()
+    try:
+        broker = MT5Broker.connect(
+            credentials, kind="bridge" if bridge else "native", host=host, port=port
+        )
+    except MT5Unavailable as missing:
+        fail(2, str(missing).replace(password, "***"))
+    except TerminalStartError as refused:
+        fail(1, str(refused).replace(password, "***"))
+    except Exception as other:  # a bridge may echo the call, credentials and all
+        fail(1, f"cannot reach the MT5 terminal: {type(other).__name__}")
+    return ExecutionEngine(broker, database), broker.close
+
+
+@api_app.command()
+def serve(
+    db: Annotated[str, typer.Option(help="Audit store URL: sqlite:///file.db, postgresql://...")],
+    broker: Annotated[
+        BrokerKind, typer.Option(help="sim: paper trading on the simulator; mt5: live")
+    ] = BrokerKind.SIM,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated market (sim)")] = 7,
+    keys: KeysOption = DEFAULT_KEYS,
+    rate_limit: Annotated[
+        float, typer.Option(min=0.001, help="Requests per second per key, on average")
+    ] = 50.0,
+    burst: Annotated[int, typer.Option(min=1, help="Requests per key at once")] = 100,
+    max_concurrent: Annotated[
+        int, typer.Option(min=1, help="Executions waiting on the broker at once")
+    ] = 64,
+    latency_ms: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="sim: constant one-way latency (default: the model's)"),
+    ] = None,
+    mt5_credentials: Annotated[
+        Path | None,
+        typer.Option(help="mt5: TOML with login, password, server (default: MT5_* variables)"),
+    ] = None,
+    mt5_bridge: Annotated[
+        str | None, typer.Option(help="mt5: HOST:PORT of the mt5linux bridge (Linux)")
+    ] = None,
+) -> None:
+    """Serve the REST API until interrupted (Ctrl-C)."""
+    try:
+        database = open_database(db)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--db") from error
+    except StoreUnavailable as error:
+        fail(1, str(error))
+    try:
+        key_store = KeyStore(keys)
+    except KeyStoreError as error:
+        database.close()
+        fail(1, str(error))
+    close_broker: Callable[[], None] = _nothing_to_close
+    try:
+        if broker is BrokerKind.SIM:
+            engine, _ = paper_trading_engine(seed, database, latency_ms)
+        else:
+            engine, close_broker = _mt5_engine(database, mt5_credentials, mt5_bridge)
+        settled = engine.recover()
+        if settled:
+            typer.echo(f"recovery settled {len(settled)} open executions", err=True)
+        settings = ApiSettings(
+            rate_per_second=rate_limit, burst=burst, max_concurrent_executions=max_concurrent
+        )
+        app = create_app(engine, key_store, settings)
+        if not any(key.revoked_at is None for key in key_store.records()):
+            typer.echo(
+                f"warning: no API keys in {keys}; only /health will answer. "
+                f"Create one: arbitrex keys create --role trader --keys {keys}",
+                err=True,
+            )
+        if engine.halted:
+            typer.echo("trading is HALTED (the audit trail's last control event)", err=True)
+        uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
+        ).run()
+    except StoreUnavailable as error:
+        fail(1, str(error))
+    finally:
+        close_broker()
+        key_store.close()
+        database.close()
+
+
+def _nothing_to_close() -> None:
+    """The simulator holds no connection."""
+
+
+def _open_keys(path: Path) -> KeyStore:
+    try:
+        return KeyStore(path)
+    except KeyStoreError as error:
+        fail(1, str(error))
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="trader: execute; auditor: read; admin: halt")],
+    name: Annotated[str | None, typer.Option(help="A name to list and revoke it by")] = None,
+    keys: KeysOption = DEFAULT_KEYS,
+) -> None:
+    """Create a key and print it, this once, on stdout: it is stored only hashed."""
+    store = _open_keys(keys)
+    try:
+        record, token = store.create(role, name)
+    except KeyStoreError as error:
+        raise typer.BadParameter(str(error), param_hint="--name") from error
+    finally:
+        store.close()
+    typer.echo(
+        f"created key {record.name!r} ({record.role.value}); it is shown this once, store it now:",
+        err=True,
+    )
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(keys: KeysOption = DEFAULT_KEYS) -> None:
+    """Names, roles, creation and revocation times: never a key or its hash."""
+    store = _open_keys(keys)
+    try:
+        records = store.records()
+    finally:
+        store.close()
+    if not records:
+        typer.echo(f"no keys in {keys}")
+        return
+    typer.echo(f"{'name':<24} {'role':<8} {'created (UTC)':<20} status")
+    for record in records:
+        status = (
+            "active"
+            if record.revoked_at is None
+            else f"revoked {record.revoked_at:%Y-%m-%d %H:%M:%S}"
+        )
+        typer.echo(
+            f"{record.name:<24} {record.role.value:<8} "
+            f"{record.created_at:%Y-%m-%d %H:%M:%S}  {status}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name")],
+    keys: KeysOption = DEFAULT_KEYS,
+) -> None:
+    """Revoke a key: the server refuses it from its next request on."""
+    store = _open_keys(keys)
+    try:
+        record = store.revoke(name)
+    except KeyStoreError as error:
+        fail(1, str(error))
+    finally:
+        store.close()
+    typer.echo(f"revoked key {record.name!r} ({record.role.value})")
+
+
+if __name__ == "__main__":
+    api_app()
