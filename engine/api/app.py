@@ -149,11 +149,22 @@ _HEADERS: dict[int, dict[str, Any]] = {
 _GUARDED = (401, 403, 413, 422, 429, 503)
 
 
+# The HTTP server itself answers a malformed request (a bad header, a broken framing)
+# before any route runs, in plain text: every operation can meet it.
+_MALFORMED_HTTP: dict[str, Any] = {
+    "description": "The HTTP request itself is malformed; answered by the server, in text",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {
-        code: {"model": Problem, "description": _ERRORS[code]}
-        | ({"headers": _HEADERS[code]} if code in _HEADERS else {})
-        for code in sorted(set(codes))
+        400: _MALFORMED_HTTP,
+        **{
+            code: {"model": Problem, "description": _ERRORS[code]}
+            | ({"headers": _HEADERS[code]} if code in _HEADERS else {})
+            for code in sorted(set(codes))
+        },
     }
 
 
