@@ -37,11 +37,11 @@ def record_hash(
     engine_version: str,
     config_version: str,
 ) -> str:
-    # A JSON array keeps field boundaries unambiguous whatever characters the fields hold.
-    material = json.dumps(
-        [prev_hash, seq, execution_id, repr(at), kind, payload, engine_version, config_version],
-        separators=(",", ":"),
-    )
+    # Fields joined by the ASCII unit separator: canonical JSON escapes every control
+    # character and the other fields are our own ids, kinds and versions, so no field can
+    # hold one and the boundaries stay unambiguous — without encoding the payload twice.
+    fields = (prev_hash, str(seq), execution_id or "", repr(at), kind, payload)
+    material = "\x1f".join((*fields, engine_version, config_version))
     return hashlib.sha256(material.encode()).hexdigest()
 
 

@@ -247,11 +247,13 @@ class SQLExecutionDatabase(ExecutionDatabase):
         else:
             execution = self._fold(conn, event)
             self._folds.pop(event.execution_id, None)  # trusted again only once stored
+            before = execution.status
             execution.apply(event)
-            conn.execute(
-                sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
-                (_status(execution), _micros(utc(event.at)), event.execution_id),
-            )
+            if execution.status is not before:  # the projection follows status changes only
+                conn.execute(
+                    sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
+                    (_status(execution), _micros(utc(event.at)), event.execution_id),
+                )
         request = execution.request
         assert request is not None
         prev_seq, prev_hash = self._head
