@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.core.lifecycle import Execution
 from engine.store import ExecutionDatabase, open_database
 from scenarios.invariants import Evidence, Violation, check_invariants
-from scenarios.orderflow import Arrival, decisions_from_file, order_flow
+from scenarios.orderflow import Arrival, OrderFlowConfig, decisions_from_file, order_flow
 from scenarios.spec import Scenario
 from sim.replay import ReplayMarket
 from sim.world import SimulatedWorld
@@ -78,8 +78,6 @@ def arrivals_of(scenario: Scenario, seed: int, base_dir: Path) -> list[Arrival]:
     if scenario.orders.decisions_file is not None:
         return decisions_from_file(base_dir / scenario.orders.decisions_file)
     flow = scenario.orders.model_dump(exclude={"decisions_file"})
-    from scenarios.orderflow import OrderFlowConfig
-
     return list(order_flow(OrderFlowConfig(**flow), seed))
 
 

@@ -29,7 +29,6 @@ _ALLOWED = {
     "status",
     "find",
     "cancel",
-    "ledger_rows",
     "ledger_orders",
 }
 

@@ -54,7 +54,6 @@ class LedgerOrder:
     direction: Direction
     units: int
     time: float
-    fill_policy: FillPolicy
     state: BrokerOrderState
     fills: list[BrokerFill] = field(default_factory=list)
 
@@ -195,7 +194,6 @@ class Venue:
             order.direction,
             order.units,
             t,
-            order.fill_policy,
             BrokerOrderState.WORKING,
         )
         self.orders[ticket] = ledger_order

@@ -262,8 +262,8 @@ def test_config_numbers_come_from_one_object_and_its_version_is_recorded(world):
     assert EngineConfig(poll_interval_seconds=0.25).version != EngineConfig().version
 
 
-def test_a_broker_that_refuses_a_pre_trade_question_is_reported_with_its_own_reason(world):
-    execution = run_one(world, decision(symbol="EURCHF"))  # a symbol the broker does not list
+def test_a_symbol_the_broker_does_not_list_is_refused_as_not_tradable(world):
+    execution = run_one(world, decision(symbol="EURCHF"))
     assert execution.rejection_reason is R.SYMBOL_NOT_TRADABLE
     assert world.venue.orders == {}
 
