@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +58,7 @@ class ExecutionEngine:
         self.halted = False
         # Records of executions whose order is already out, that the store refused: kept
         # in order and retried before anything else is written — never dropped.
-        self._unwritten: deque[ExecutionEvent] = deque()
+        self._unwritten: deque[tuple[ExecutionEvent, ...]] = deque()
         self._unwritten_lock = threading.Lock()
         self._live = LiveDriver(broker, self.record, clock, sleep)
 
@@ -74,48 +74,48 @@ class ExecutionEngine:
 
     # -- what every driver uses -------------------------------------------------------
 
-    def record(self, event: ExecutionEvent, order_out: bool) -> None:
-        """Write one audit record, write-ahead.
+    def record(self, events: Sequence[ExecutionEvent], order_out: bool) -> None:
+        """Write one group of an execution's audit records in one transaction, write-ahead.
 
-        Until an order may be at the broker, a record the store refuses stops the execution
-        (StoreUnavailable reaches the caller; nothing is sent). Afterwards the record is kept
-        in memory, in order, and written as soon as the store answers again.
+        Until an order may be at the broker, a group the store refuses stops the execution
+        (StoreUnavailable reaches the caller; nothing is sent). Afterwards the group is
+        kept in memory, in order, and written as soon as the store answers again.
         """
         with self._unwritten_lock:
             self._drain()
             if not self._unwritten:
                 try:
-                    self.database.append(event)
+                    self.database.append_batch(events)
                     return
                 except IllegalTransition as refused:
                     # The store's own fold refused it: someone else wrote this execution.
-                    raise ExecutionTakenOver(event.execution_id, str(refused)) from refused
+                    raise ExecutionTakenOver(events[0].execution_id, str(refused)) from refused
                 except StoreUnavailable:
                     if not order_out:
                         raise
             elif not order_out:
                 raise StoreUnavailable(self._backlog())
-            self._unwritten.append(event)
+            self._unwritten.append(tuple(events))
 
     def _drain(self) -> None:
         while self._unwritten:
             try:
-                self.database.append(self._unwritten[0])
+                self.database.append_batch(self._unwritten[0])
             except StoreUnavailable:
                 return
             self._unwritten.popleft()
 
     def _backlog(self) -> str:
         return (
-            f"{len(self._unwritten)} audit records of executions already at the broker are "
-            "not yet durable; no new execution starts until the store takes them"
+            f"{sum(map(len, self._unwritten))} audit records of executions already at the "
+            "broker are not yet durable; no new execution starts until the store takes them"
         )
 
     @property
     def unwritten_records(self) -> int:
         with self._unwritten_lock:
             self._drain()
-            return len(self._unwritten)
+            return sum(map(len, self._unwritten))
 
     def open(
         self, rpm_output: RPMOutput | dict[str, Any], idempotency_key: str | None, now: float

@@ -10,15 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from engine.core.effects import PlaceOrder, Record, Sleep, perform_call
-from engine.core.events import ExecutionEvent
+from engine.core.effects import Sleep, perform_call
 from engine.core.flow import Flow
 from engine.core.lifecycle import Execution
 from engine.core.ports import BrokerInterface
+from engine.journal import Journal, Recorder
 
 Clock = Callable[[], float]
-# Writes one audit record; the flag says whether an order may already be at the broker.
-Recorder = Callable[[ExecutionEvent, bool], None]
 
 
 class LiveDriver:
@@ -40,18 +38,18 @@ class LiveDriver:
         A store error propagates while no order has left; after that, the recorder keeps
         the record for later rather than lose it.
         """
+        journal = Journal(self.record, order_out)
         effect = next(flow)
         while True:
             reply = None
-            if isinstance(effect, Record):
-                # Durable before the next effect: this is what makes the log write-ahead.
-                self.record(effect.event, order_out)
+            if journal.take(effect):
+                pass
             elif isinstance(effect, Sleep):
                 self.sleep(effect.seconds)
             else:
-                order_out = order_out or isinstance(effect, PlaceOrder)
                 reply = perform_call(effect, self.broker)
             try:
                 effect = flow.send((self.clock(), reply))
             except StopIteration as stop:
+                journal.flush()
                 return stop.value

@@ -13,10 +13,11 @@ from typing import Any
 
 import simpy
 
-from engine.core.effects import BrokerCall, PlaceOrder, Record, Sleep, perform_call
+from engine.core.effects import BrokerCall, Sleep, perform_call
 from engine.core.flow import Flow
 from engine.core.lifecycle import Execution
 from engine.engine import ExecutionEngine
+from engine.journal import Journal
 from engine.schemas import RPMOutput
 from engine.store.base import DuplicateExecution, ExecutionTakenOver
 from sim.network import Network
@@ -62,17 +63,17 @@ class SimPyDriver:
         return engine.close(execution)
 
     def _drive(self, flow: Flow, order_out: bool = False) -> Generator[Any, Any, Execution]:
-        env, broker, record = self.env, self.engine.broker, self.engine.record
+        env, broker = self.env, self.engine.broker
         timeout = self.engine.config.request_timeout_seconds
+        journal = Journal(self.engine.record, order_out)
         effect = next(flow)
         while True:
             reply: Any = None
-            if isinstance(effect, Record):
-                record(effect.event, order_out)
+            if journal.take(effect):
+                pass
             elif isinstance(effect, Sleep):
                 yield env.timeout(effect.seconds)
             elif isinstance(effect, BrokerCall) and effect.remote:
-                order_out = order_out or isinstance(effect, PlaceOrder)
                 schedule = self.network.plan(env.now).schedule(timeout)
                 if schedule.before:
                     yield env.timeout(schedule.before)
@@ -87,4 +88,5 @@ class SimPyDriver:
             try:
                 effect = flow.send((env.now, reply))
             except StopIteration as stop:
+                journal.flush()
                 return stop.value

@@ -463,6 +463,49 @@ def test_an_event_the_lifecycle_forbids_is_refused_and_not_recorded(target):
     assert db.non_terminal() == [request.execution_id]
 
 
+@pytest.mark.parametrize("durability", ["sync", "batched"])
+def test_a_batch_the_lifecycle_refuses_midway_writes_none_of_its_events(target, durability):
+    db = target.open(durability=durability)
+    request = sb.requested("half-a-batch")
+    at = DEFAULT_START + 1
+    attempted = SubmissionAttempted(request.execution_id, at, attempt=1)
+    fill = OrderFilled(request.execution_id, at, "deal-1", 100_000, 1.1, at)
+
+    with pytest.raises(IllegalTransition):
+        db.append_batch((request, attempted, fill))  # no validation before the attempt
+    db.append(sb.requested("after-the-refusal"))
+
+    assert db.events(request.execution_id) == ()
+    assert db.get_execution(request.execution_id) is None
+    assert verify_audit_chain(db).records_verified == 1
+
+
+def test_a_batch_spanning_two_executions_is_refused_before_anything_is_written(target):
+    db = target.open()
+    first, second = sb.requested("first"), sb.requested("second")
+
+    with pytest.raises(ValueError, match="one execution's events"):
+        db.append_batch((first, second))
+
+    assert list(db.execution_ids()) == []
+
+
+def test_a_batch_is_chained_record_by_record_and_projects_its_last_status(target):
+    db = target.open()
+    request = sb.requested("whole-batch")
+    eid = request.execution_id
+    validated = ValidationCompleted(eid, DEFAULT_START + 1, ("all",), 1.0, 1.1, 1.1001, 10)
+    attempted = SubmissionAttempted(eid, DEFAULT_START + 2, attempt=1)
+
+    db.append_batch((request, validated, attempted))
+
+    assert db.events(eid) == (request, validated, attempted)
+    assert db.non_terminal() == [eid]
+    (log,) = db.history(status=ExecutionStatus.SUBMITTING)
+    assert log.execution_id == eid and log.created_at.timestamp() == DEFAULT_START
+    assert verify_audit_chain(db).records_verified == 3
+
+
 # -- failing safe ------------------------------------------------------------------------
 
 

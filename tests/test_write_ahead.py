@@ -11,7 +11,12 @@ import pytest
 from engine.core.config import EngineConfig
 from engine.core.events import SubmissionAttempted
 from engine.schemas import ExecutionStatus
-from engine.store import StoreUnavailable, open_database, verify_audit_chain
+from engine.store import (
+    InMemoryExecutionDatabase,
+    StoreUnavailable,
+    open_database,
+    verify_audit_chain,
+)
 from sim.latency import LatencyConfig
 from sim.market import MarketConfig, SymbolConfig
 from sim.network import NetworkConfig
@@ -79,3 +84,45 @@ def test_records_after_the_order_left_are_kept_until_the_store_is_back_and_nothi
     first_log = database.get_execution_log(confirmation.execution_id)
     assert first_log is not None and first_log.status is ExecutionStatus.FILLED
     assert verify_audit_chain(database).ok
+
+
+def test_the_records_up_to_the_order_are_committed_before_the_broker_receives_it(tmp_path):
+    path = tmp_path / "audit.db"
+    database = open_database(f"sqlite:///{path}")
+    engine, _ = paper_engine(seed=1, market=STILL, config=FAST, database=database)
+    seen_by_another_connection: list[str] = []
+    place_order = engine.broker.place_order
+
+    def place_order_reading_the_file_first(order):
+        reader = sqlite3.connect(path)
+        seen_by_another_connection.extend(
+            kind for (kind,) in reader.execute("SELECT kind FROM audit_events ORDER BY seq")
+        )
+        reader.close()
+        return place_order(order)
+
+    engine.broker.place_order = place_order_reading_the_file_first  # type: ignore[method-assign]
+    assert engine.execute(decision()).status is ExecutionStatus.FILLED
+    assert seen_by_another_connection == [
+        "ExecutionRequested",
+        "ValidationCompleted",
+        "SubmissionAttempted",
+    ]
+
+
+def test_an_execution_commits_once_before_its_order_leaves_and_once_when_it_ends():
+    database = InMemoryExecutionDatabase()
+    batches: list[list[str]] = []
+    append_batch = database.append_batch
+
+    def counting(events):
+        batches.append([type(event).__name__ for event in events])
+        append_batch(events)
+
+    database.append_batch = counting  # type: ignore[method-assign]
+    engine, _ = paper_engine(seed=1, market=STILL, config=FAST, database=database)
+    assert engine.execute(decision()).status is ExecutionStatus.FILLED
+    assert batches == [
+        ["ExecutionRequested", "ValidationCompleted", "SubmissionAttempted"],
+        ["OrderAcknowledged", "OrderFilled", "OrderClosed", "SlippageMeasured"],
+    ]

@@ -102,9 +102,9 @@ class TimedDatabase(ExecutionDatabase):
     def __repr__(self) -> str:
         return f"TimedDatabase({self.inner!r})"
 
-    def append(self, event: ExecutionEvent) -> None:
+    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
         with self._timings.timing("append"):
-            self.inner.append(event)
+            self.inner.append_batch(events)
 
     def events(self, execution_id: str) -> Sequence[ExecutionEvent]:
         with self._timings.timing("events"):

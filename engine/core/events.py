@@ -184,18 +184,23 @@ def event_kind(event: ExecutionEvent) -> str:
     return type(event).__name__
 
 
+# Each kind's own fields, in declaration order (execution_id and time are stored apart).
+_OWN_FIELDS: dict[type[ExecutionEvent], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("execution_id", "at"))
+    for cls in EVENT_TYPES.values()
+}
+
+
 def to_payload(event: ExecutionEvent) -> dict[str, Any]:
-    """The event's own fields as JSON-ready values (execution_id and time are stored apart)."""
+    """The event's own fields as JSON-ready values."""
     payload: dict[str, Any] = {}
-    for field in dataclasses.fields(event):
-        if field.name in ("execution_id", "at"):
-            continue
-        value = getattr(event, field.name)
+    for name in _OWN_FIELDS[type(event)]:
+        value = getattr(event, name)
         if isinstance(value, ExecutionRequest):
             value = value.model_dump(mode="json")
         elif isinstance(value, Enum):
             value = value.value
-        payload[field.name] = value
+        payload[name] = value
     return payload
 
 

@@ -61,6 +61,20 @@ class ControlEvent:
     config_version: str
 
 
+def one_execution(events: Sequence[ExecutionEvent]) -> str:
+    """The execution a batch belongs to; a batch spanning several is a caller's error."""
+    if not events:
+        raise ValueError("an empty batch: nothing to append")
+    execution_id = events[0].execution_id
+    for event in events:
+        if event.execution_id != execution_id:
+            raise ValueError(
+                f"a batch holds one execution's events: {event_kind(event)} of "
+                f"{event.execution_id} follows events of {execution_id}"
+            )
+    return execution_id
+
+
 class ExecutionDatabase(ABC):
     """Events are appended, never changed; every other view is derived from them.
 
@@ -83,8 +97,17 @@ class ExecutionDatabase(ABC):
         return instance_id in self.__dict__.setdefault("_leases", set())
 
     @abstractmethod
+    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
+        """Persist events of one execution together: all of them or none.
+
+        An ExecutionRequested whose key exists raises DuplicateExecution; an event the
+        execution's lifecycle does not allow raises IllegalTransition; either way nothing
+        of the batch is written.
+        """
+
     def append(self, event: ExecutionEvent) -> None:
-        """Persist one event. An ExecutionRequested whose key exists raises DuplicateExecution."""
+        """Persist one event (a batch of one)."""
+        self.append_batch((event,))
 
     @abstractmethod
     def events(self, execution_id: str) -> Sequence[ExecutionEvent]: ...

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from engine.core.events import ExecutionEvent, ExecutionRequested
-from engine.store.base import ControlEvent, DuplicateExecution, ExecutionDatabase
+from engine.store.base import ControlEvent, DuplicateExecution, ExecutionDatabase, one_execution
 
 
 class InMemoryExecutionDatabase(ExecutionDatabase):
@@ -15,14 +15,15 @@ class InMemoryExecutionDatabase(ExecutionDatabase):
         self._control: list[ControlEvent] = []
         self._lock = threading.Lock()
 
-    def append(self, event: ExecutionEvent) -> None:
+    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
+        execution_id = one_execution(events)
         with self._lock:
-            if isinstance(event, ExecutionRequested):
-                if event.execution_id in self._events:
-                    raise DuplicateExecution(event.execution_id)
-                self._events[event.execution_id] = [event]
-                return
-            self._events[event.execution_id].append(event)
+            if isinstance(events[0], ExecutionRequested):
+                if execution_id in self._events:
+                    raise DuplicateExecution(execution_id)
+                self._events[execution_id] = list(events)
+            else:
+                self._events[execution_id].extend(events)
 
     def append_control(self, event: ControlEvent) -> None:
         with self._lock:

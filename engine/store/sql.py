@@ -40,6 +40,7 @@ from engine.store.base import (
     DuplicateExecution,
     ExecutionDatabase,
     StoreUnavailable,
+    one_execution,
 )
 from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record_hash
 from engine.store.memory import InMemoryExecutionDatabase
@@ -128,20 +129,21 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, event: ExecutionEvent) -> None:
-        action = f"append {event_kind(event)} for execution {event.execution_id}"
+    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
+        execution_id = one_execution(events)
+        action = f"append {len(events)} event(s) for execution {execution_id}"
         with self._lock, self._guard(action) as conn:
             if self._head is None:
                 self._begin(conn)
             try:
-                self._insert(conn, event)
+                self._insert(conn, events)
             except Exception as exc:
-                # A refused event (duplicate, unknown execution, illegal transition) wrote
+                # A refused batch (duplicate, unknown execution, illegal transition) wrote
                 # nothing; a transaction holding nothing else is released at once.
                 if not isinstance(exc, self._backend.driver_errors) and not self._pending:
                     self._end(conn, "ROLLBACK")
                 raise
-            self._pending += 1
+            self._pending += len(events)
             if self._pending >= self._batch_size:
                 self._end(conn, "COMMIT")
 
@@ -237,42 +239,54 @@ class SQLExecutionDatabase(ExecutionDatabase):
         conn.execute(statement)
         self._head, self._pending = None, 0
 
-    def _insert(self, conn: Any, event: ExecutionEvent) -> None:
+    def _insert(self, conn: Any, events: Sequence[ExecutionEvent]) -> None:
+        """Fold, then claim, then write: every refusal comes before the first write."""
         assert self._head is not None
-        sql = self._backend.sql
-        if isinstance(event, ExecutionRequested):
-            execution = Execution(event.execution_id)
-            execution.apply(event)
-            self._claim(conn, event)
+        first, execution_id, sql = events[0], events[0].execution_id, self._backend.sql
+        if isinstance(first, ExecutionRequested):
+            execution, stored_status = Execution(execution_id), None
         else:
-            execution = self._fold(conn, event)
-            self._folds.pop(event.execution_id, None)  # trusted again only once stored
+            execution = self._fold(conn, first)
+            self._folds.pop(execution_id, None)  # trusted again only once stored
+            stored_status = execution.status
+        changed_at = None
+        for event in events:
             before = execution.status
             execution.apply(event)
-            if execution.status is not before:  # the projection follows status changes only
-                conn.execute(
-                    sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
-                    (_status(execution), _micros(utc(event.at)), event.execution_id),
-                )
+            if execution.status is not before:
+                changed_at = event.at
         request = execution.request
         assert request is not None
-        prev_seq, prev_hash = self._head
-        seq, at, kind = prev_seq + 1, float(event.at), event_kind(event)
-        payload = canonical_json(to_payload(event))
+        if isinstance(first, ExecutionRequested):
+            assert changed_at is not None  # a request always moves the status
+            self._claim(conn, first, _status(execution), changed_at)
+        elif changed_at is not None and execution.status is not stored_status:
+            # The projection follows status changes only.
+            conn.execute(
+                sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
+                (_status(execution), _micros(utc(changed_at)), execution_id),
+            )
+        seq, digest = self._head
         versions = (request.engine_version, request.config_version)
-        digest = record_hash(prev_hash, seq, event.execution_id, at, kind, payload, *versions)
-        conn.execute(
+        rows = []
+        for event in events:
+            prev_hash, seq, at, kind = digest, seq + 1, float(event.at), event_kind(event)
+            payload = canonical_json(to_payload(event))
+            digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
+            rows.append((seq, execution_id, at, kind, payload, *versions, prev_hash, digest))
+        conn.cursor().executemany(
             sql(f"INSERT INTO audit_events ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-            (seq, event.execution_id, at, kind, payload, *versions, prev_hash, digest),
+            rows,
         )
         self._head = (seq, digest)
-        self._folds[event.execution_id] = (seq, execution)
-        self._folds.move_to_end(event.execution_id)
+        self._folds[execution_id] = (seq, execution)
+        self._folds.move_to_end(execution_id)
         if len(self._folds) > self._state_cache_size:
             self._folds.popitem(last=False)
 
-    def _claim(self, conn: Any, event: ExecutionRequested) -> None:
-        """Insert the projection row: the database's unique keys decide who was first."""
+    def _claim(self, conn: Any, event: ExecutionRequested, status: str, updated_at: float) -> None:
+        """Insert the projection row, in the status its first batch leaves it in: the
+        database's unique keys decide who was first."""
         request, sql = event.request, self._backend.sql
         # ON CONFLICT DO NOTHING lets the keys refuse a second claim without failing the
         # statement, which on PostgreSQL would abort the whole (maybe batched) transaction.
@@ -287,9 +301,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 request.idempotency_key,
                 request.client_order_id,
                 request.symbol,
-                ExecutionStatus.PENDING.value,
+                status,
                 _micros(utc(event.at)),
-                _micros(utc(event.at)),
+                _micros(utc(updated_at)),
                 request.engine_version,
                 request.config_version,
             ),

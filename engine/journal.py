@@ -1,0 +1,53 @@
+"""When a flow's audit records are written: together, at its durability points.
+
+The write-ahead rule (Principle 3) asks that what an execution did be durable before the
+engine waits on anything outside its process — above all before an order leaves. It does
+not ask for a commit per record: the records a flow yields between two such points are
+written in one transaction, all of them or none. Both drivers keep their records here, so
+the rule is the same in virtual time and on the wall clock.
+
+A durability point is a remote broker call (it may hang, be lost, or place an order), a
+sleep (the engine waits), and the end of the flow. Local calls (symbol, quote, account,
+margin) read the terminal's own state and are not points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from engine.core.effects import BrokerCall, Effect, PlaceOrder, Record, Sleep
+from engine.core.events import ExecutionEvent
+
+# Writes one group of records durably; the flag says whether an order may already be out.
+Recorder = Callable[[Sequence[ExecutionEvent], bool], None]
+
+
+class Journal:
+    """One flow's records not yet written, and whether its order may be at the broker."""
+
+    __slots__ = ("_pending", "_write", "order_out")
+
+    def __init__(self, write: Recorder, order_out: bool = False) -> None:
+        self._write = write
+        self._pending: list[ExecutionEvent] = []
+        # Set as a PlaceOrder is carried out: from then on a refused write must not stop
+        # the execution (the order exists), only be kept for later.
+        self.order_out = order_out
+
+    def take(self, effect: Effect) -> bool:
+        """Keep a Record (True: nothing more to do); before any other effect that is a
+        durability point, write what is kept (False: the driver carries the effect out)."""
+        if isinstance(effect, Record):
+            self._pending.append(effect.event)
+            return True
+        if isinstance(effect, Sleep) or (isinstance(effect, BrokerCall) and effect.remote):
+            self.flush()
+            if isinstance(effect, PlaceOrder):
+                self.order_out = True
+        return False
+
+    def flush(self) -> None:
+        """Write what is kept; a store error propagates (see ExecutionEngine.record)."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._write(pending, self.order_out)
