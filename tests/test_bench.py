@@ -21,5 +21,7 @@ def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
     for figure in ("store_sqlite_file", "store_off", "simpy_floor"):
         assert {"median", "min", "max", "runs"} <= set(entry[figure])
     assert results["memory"]["200"]["median"] > 0
-    assert results["live_overhead_ms"]["p99"]["median"] > 0
+    live = results["live_overhead_ms"]
+    assert 0 < live["p99"]["median"] <= live["with_broker_p99"]["median"]
+    assert results["disk_commit_ms"]["p99"]["median"] > 0
     assert results["profile"]["top"] and "where the time goes" in result.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -627,6 +628,22 @@ def test_a_sqlite_file_store_runs_in_wal_mode_with_full_sync(tmp_path):
         assert isinstance(db, SQLExecutionDatabase)
         with sb.StoreTarget("sqlite-file", "", path=path).raw() as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_an_open_sqlite_store_copies_its_log_into_the_database_file_off_the_commit_path(
+    tmp_path,
+):
+    path = tmp_path / "audit.db"
+    with open_database(f"sqlite:///{path}") as db:
+        empty_size = path.stat().st_size
+        for index in range(20):  # too few pages for SQLite's own automatic checkpoint
+            db.append(sb.requested(f"checkpointed-{index}"))
+        deadline = time.monotonic() + 30
+        while path.stat().st_size <= empty_size:  # only a checkpoint writes the file itself
+            assert time.monotonic() < deadline, "no checkpoint ran while the store was open"
+            time.sleep(0.05)
+        assert len(db.non_terminal()) == 20
+    assert verify_audit_chain(open_database(f"sqlite:///{path}")).records_verified == 20
 
 
 # -- migrations --------------------------------------------------------------------------

@@ -63,6 +63,12 @@ _CHAIN = (
     "SELECT seq, NULL, at, kind, payload, engine_version, config_version, prev_hash, hash "
     "FROM control_events WHERE {where} ORDER BY seq"
 )
+# The chain's head: the newest record of either table, in one statement.
+_HEAD = (
+    "SELECT seq, hash FROM (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) a "
+    "UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM control_events "
+    "ORDER BY seq DESC LIMIT 1) c ORDER BY seq DESC LIMIT 1"
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TERMINAL = tuple(status.value for status in ExecutionStatus if status.is_terminal)
 
@@ -89,6 +95,8 @@ class Backend(Protocol):
     def hold_lease(self, instance_id: str) -> Any: ...
 
     def lease_alive(self, instance_id: str) -> bool | None: ...
+
+    def close(self) -> None: ...
 
 
 class SQLExecutionDatabase(ExecutionDatabase):
@@ -219,6 +227,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 self._closed = True
                 for instance_id in list(self._lease_handles):
                     self.release_lease(instance_id)
+                self._backend.close()
                 if self._conn is not None:
                     with suppress(*self._backend.driver_errors):
                         self._conn.close()
@@ -226,13 +235,8 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     def _begin(self, conn: Any) -> None:
         self._backend.begin_exclusive(conn, "audit-chain")
-        heads = [
-            conn.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
-            for table in ("audit_events", "control_events")
-        ]
-        self._head = max(
-            ((row[0], row[1]) for row in heads if row is not None), default=(0, GENESIS_HASH)
-        )
+        head = conn.execute(_HEAD).fetchone()
+        self._head = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
         self._floor = self._head[0]
 
     def _end(self, conn: Any, statement: Literal["COMMIT", "ROLLBACK"]) -> None:
