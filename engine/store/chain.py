@@ -22,9 +22,12 @@ GENESIS_HASH = "0" * 64
 _PAGE = 5_000
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def canonical_json(value: Any) -> str:
     """The one text a payload is stored and hashed as: equal content, equal bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(value)
 
 
 def record_hash(
