@@ -145,7 +145,14 @@ async def _httpx_connection(url: str, token: str) -> tuple[Send, Callable[[], No
     return send, close
 
 
-async def _load(url: str, token: str, clients: int, per_client: int, kind: str) -> dict[str, Any]:
+async def _load(
+    url: str, token: str, clients: int, per_client: int, kind: str, rate: float | None = None
+) -> dict[str, Any]:
+    """Closed loop (rate None): every client sends its next request as soon as the last is
+    answered, all at once — the service's capacity, and by Little's law a latency of about
+    clients / throughput. Open loop: the clients together offer `rate` requests/s, each at
+    its scheduled instant, and latency counts from that instant (a request that waits for
+    its client's previous answer is late, and that lateness is the service's)."""
     connect = _raw_connection if kind == "raw" else _httpx_connection
     run = f"bench{time.time_ns()}"
     warm_send, warm_close = await connect(url, token)
@@ -162,6 +169,9 @@ async def _load(url: str, token: str, clients: int, per_client: int, kind: str) 
         await start.wait()
         for index in range(per_client):
             began = time.perf_counter()
+            if rate is not None:
+                began = opened + (index * clients + number) / rate
+                await asyncio.sleep(max(0.0, began - time.perf_counter()))
             code, body = await send(_decision(run, number, index))
             latencies.append(time.perf_counter() - began)
             codes[code] += 1
@@ -169,7 +179,7 @@ async def _load(url: str, token: str, clients: int, per_client: int, kind: str) 
                 statuses[json.loads(body)["status"]] += 1
 
     tasks = [asyncio.create_task(client(n, send)) for n, (send, _) in enumerate(connections)]
-    began = time.perf_counter()
+    began = opened = time.perf_counter()
     start.set()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - began
@@ -177,6 +187,7 @@ async def _load(url: str, token: str, clients: int, per_client: int, kind: str) 
         close()
     p50, p95, p99 = np.percentile(np.array(latencies) * 1e3, [50, 95, 99])
     return {
+        "offered_per_second": rate,
         "requests": len(latencies),
         "seconds": round(elapsed, 3),
         "requests_per_second": round(len(latencies) / elapsed, 1),
@@ -196,6 +207,12 @@ def main() -> None:
     parser.add_argument("--db", default="memory://", help="audit store URL for the server")
     parser.add_argument("--max-concurrent", type=int, default=64, help="executions at once")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1_000.0,
+        help="also measure open loop: the clients together offer this many requests/s",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -225,14 +242,14 @@ def main() -> None:
         "max_concurrent_executions": args.max_concurrent,
         "cpus": os.cpu_count(),
     }
-    with _server(serve, engine_port, home / "engine.log") as url:
-        results["engine"] = asyncio.run(
-            _load(url, token, args.clients, args.per_client, args.client)
-        )
-    with _server(bare, bare_port, home / "bare.log") as url:
-        results["bare_fastapi"] = asyncio.run(
-            _load(url, "", args.clients, args.per_client, args.client)
-        )
+    for name, command, port, key in (
+        ("engine", serve, engine_port, token),
+        ("bare_fastapi", bare, bare_port, ""),
+    ):
+        with _server(command, port, home / f"{name}.log") as url:
+            load = (url, key, args.clients, args.per_client, args.client)
+            results[name] = asyncio.run(_load(*load))
+            results[f"{name}_open_loop"] = asyncio.run(_load(*load, rate=args.rate))
     results["bare_over_engine_throughput"] = round(
         results["bare_fastapi"]["requests_per_second"] / results["engine"]["requests_per_second"],
         2,
