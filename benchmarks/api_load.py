@@ -231,6 +231,7 @@ def main() -> None:
         "--db", args.db, "--keys", str(home / "keys.db"), "--port", str(engine_port),
         "--latency-ms", str(args.latency_ms), "--max-concurrent", str(args.max_concurrent),
         "--rate-limit", "1000000000", "--burst", "1000000000",
+        "--no-access-log",  # as the bare endpoint: a log line per request is not the engine
     ]  # fmt: skip
     bare = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)]
     results: dict[str, Any] = {

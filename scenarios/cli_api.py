@@ -160,6 +160,12 @@ def serve(
     mt5_bridge: Annotated[
         str | None, typer.Option(help="mt5: HOST:PORT of the mt5linux bridge (Linux)")
     ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log a line per HTTP request (the audit trail records every execution anyway)"
+        ),
+    ] = True,
 ) -> None:
     """Serve the REST API until interrupted (Ctrl-C)."""
     try:
@@ -195,7 +201,14 @@ def serve(
         if engine.halted:
             typer.echo("trading is HALTED (the audit trail's last control event)", err=True)
         uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=access_log,
+                server_header=False,
+            )
         ).run()
     except StoreUnavailable as error:
         fail(1, str(error))

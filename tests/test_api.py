@@ -98,6 +98,22 @@ def test_a_served_engine_executes_and_a_retry_with_the_same_key_returns_the_same
     assert stored.json()["status"] == "FILLED"
 
 
+@pytest.mark.parametrize("logged", [True, False])
+def test_a_served_engine_logs_a_line_per_request_unless_told_not_to(tmp_path, logged):
+    keys_file = tmp_path / "keys.db"
+    store = KeyStore(keys_file)
+    token = one_key_per_role(store)[Role.TRADER]
+    store.close()
+    args = ["--broker", "sim", "--db", "memory://", "--keys", str(keys_file)]
+    with serve_process(
+        tmp_path / "server.log", *args, *([] if logged else ["--no-access-log"])
+    ) as process:
+        with httpx.Client(base_url=process.url, timeout=30) as client:
+            answer = client.post("/execute", json=approved("logged"), headers=bearer(token))
+        assert answer.status_code == 200
+    assert ('"POST /execute HTTP/1.1" 200' in process.output()) is logged
+
+
 def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_chain(
     server,
 ):
