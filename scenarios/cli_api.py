@@ -72,6 +72,9 @@ class _SerialVenue:
             with self._lock:
                 return attribute(*args, **kwargs)
 
+        # Kept: __getattr__ only runs for names not found, so each method is wrapped once
+        # rather than on every call of every request.
+        setattr(self, name, serially)
         return serially
 
 
