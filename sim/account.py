@@ -47,16 +47,28 @@ class Account:
         self.prices = prices
         self.balance = config.balance
         self.exposures: dict[str, Exposure] = {}
+        # currency -> (the pair that converts it, whether it is quoted in the home currency);
+        # None for the home currency. A market's symbols never change, so neither do these.
+        self._routes: dict[str, tuple[str, bool] | None] = {config.currency: None}
+
+    def _route(self, currency: str) -> tuple[str, bool] | None:
+        home = self.config.currency
+        if self.prices.symbol_config(currency + home):
+            route = (currency + home, True)
+        elif self.prices.symbol_config(home + currency):
+            route = (home + currency, False)
+        else:
+            raise KeyError(f"no rate to convert {currency} into {home}")
+        self._routes[currency] = route
+        return route
 
     def to_account_currency(self, amount: float, currency: str, t: float) -> float:
-        home = self.config.currency
-        if currency == home:
+        route = self._routes[currency] if currency in self._routes else self._route(currency)
+        if route is None:
             return amount
-        if self.prices.symbol_config(currency + home):
-            return amount * self.prices.mid(currency + home, t)
-        if self.prices.symbol_config(home + currency):
-            return amount / self.prices.mid(home + currency, t)
-        raise KeyError(f"no rate to convert {currency} into {home}")
+        pair, quoted_in_home = route
+        rate = self.prices.mid(pair, t)
+        return amount * rate if quoted_in_home else amount / rate
 
     def margin_for(self, symbol: str, units: int, t: float) -> float:
         """Margin of `units` of symbol: their notional in the base currency, over leverage."""

@@ -212,6 +212,17 @@ class SyntheticMarket:
             )
             for sym, stream in zip(config.symbols, streams[1:], strict=True)
         }
+        # The session at the instant last asked about: every call the venue and the engine
+        # make at one virtual instant asks it several times. (instant, open, tick)
+        self._instant: tuple[float, bool, int] | None = None
+
+    def _session(self, t: float) -> tuple[float, bool, int]:
+        instant = self._instant
+        if instant is None or instant[0] != t:
+            week = self.config.week
+            tick = math.floor(week.last_open_instant(t) / self.config.tick_seconds)
+            instant = self._instant = (t, week.is_open(t), tick)
+        return instant
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -222,7 +233,7 @@ class SyntheticMarket:
         return walk.config if walk else None
 
     def is_open(self, t: float) -> bool:
-        return self.config.week.is_open(t)
+        return self._session(t)[1]
 
     def _news_multiplier(self, news: list[NewsEvent], t: float) -> float:
         widest = 1.0
@@ -249,11 +260,11 @@ class SyntheticMarket:
         return total
 
     def _walk_to(self, walk: _Walk, t: float) -> None:
-        tick_seconds = self.config.tick_seconds
-        tick = math.floor(self.config.week.last_open_instant(t) / tick_seconds)
+        tick = self._session(t)[2]
         if walk.tick is not None and tick <= walk.tick:
             return
         if walk.tick is not None:
+            tick_seconds = self.config.tick_seconds
             t0, t1 = walk.tick * tick_seconds, tick * tick_seconds
             variance = self._variance_seconds(walk, t0, t1)
             step = walk.config.volatility_pips * math.sqrt(variance) * walk.rng.standard_normal()

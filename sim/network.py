@@ -118,7 +118,10 @@ class Network:
         if fault in (FaultKind.REFUSE, FaultKind.DISCONNECT):
             self.fates[Fate.REFUSED.value] += 1
             return Delivery(0.0, 0.0, Fate.REFUSED)
-        volatility = self._volatility(t) if self._volatility is not None else 1.0
+        volatility = 1.0
+        # Without a volatility spike latency ignores the market: no need to ask it.
+        if self._volatility is not None and self._latency.config.volatility_spike:
+            volatility = self._volatility(t)
         to_broker, processing, to_client = self._latency.legs(volatility)
         fate = Fate.DELIVERED
         if fault is FaultKind.HANG:

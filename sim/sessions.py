@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Annotated
 
 import numpy as np
@@ -34,18 +35,19 @@ class FxWeek(BaseModel):
         """Seconds since the start of the Monday (00:00 UTC) of t's week."""
         return (t + _EPOCH_TO_MONDAY) % WEEK
 
-    @property
-    def _close(self) -> float:
+    # Cached: the market asks whether it is open several times per simulated order.
+    @cached_property
+    def close_second(self) -> float:
+        """The weekly close, in seconds since Monday 00:00 UTC."""
         return self.close_weekday * DAY + self.close_hour * 3600
 
-    @property
-    def _reopen(self) -> float:
+    @cached_property
+    def reopen_second(self) -> float:
+        """The weekly reopen, in seconds since Monday 00:00 UTC."""
         return self.open_weekday * DAY + self.open_hour * 3600
 
     def _holiday_start(self, t: float) -> float | None:
         """Start of the holiday closure containing t, if any."""
-        if not self.holidays:
-            return None
         trading_day = datetime.fromtimestamp(t + 2 * 3600, tz=UTC).date()  # 22:00 rolls the day
         if trading_day in self.holidays:
             midnight = datetime(trading_day.year, trading_day.month, trading_day.day, tzinfo=UTC)
@@ -54,9 +56,10 @@ class FxWeek(BaseModel):
 
     def _closure_start(self, t: float) -> float | None:
         s = self._week_seconds(t)
-        if self._close <= s < self._reopen:
-            return t - (s - self._close)
-        return self._holiday_start(t)
+        close = self.close_second
+        if close <= s < self.reopen_second:
+            return t - (s - close)
+        return self._holiday_start(t) if self.holidays else None
 
     def is_open(self, t: float) -> bool:
         return self._closure_start(t) is None
@@ -79,11 +82,11 @@ class FxWeek(BaseModel):
         Differences of this between two instants give the weekend time between them, which
         is how a data loader tells a weekend from a gap in the quotes (holidays are not
         counted: in data they show up as gaps, which is worth reporting)."""
-        span = max(self._reopen - self._close, 0.0)
+        span = max(self.reopen_second - self.close_second, 0.0)
         weeks, into = np.divmod(t + _EPOCH_TO_MONDAY, WEEK)
-        return weeks * span + np.clip(into - self._close, 0.0, span)
+        return weeks * span + np.clip(into - self.close_second, 0.0, span)
 
     def seconds_since_open(self, t: float) -> float:
         """Seconds since the market last opened for the week (for session-open spreads)."""
-        since = (self._week_seconds(t) - self._reopen) % WEEK
+        since = (self._week_seconds(t) - self.reopen_second) % WEEK
         return since

@@ -9,7 +9,6 @@ volume, deviation, margin, liquidity) and for configured extra ones (rate limit,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +26,7 @@ from engine.core.ports import (
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 from sim import rejections as codes
 from sim.account import Account, AccountConfig
+from sim.ledger import Ledger, LedgerOrder
 from sim.liquidity import DepthLadder
 from sim.market import PriceSource
 from sim.rejections import RejectionConfig, Rejections, reason_for
@@ -46,27 +46,6 @@ class VenueConfig(BaseModel):
     rejections: RejectionConfig = RejectionConfig()
 
 
-@dataclass(slots=True)
-class LedgerOrder:
-    ticket: int
-    client_order_id: str
-    symbol: str
-    direction: Direction
-    units: int
-    time: float
-    state: BrokerOrderState
-    fills: list[BrokerFill] = field(default_factory=list)
-
-    def report(self) -> OrderReport:
-        return OrderReport(
-            order_id=str(self.ticket),
-            client_order_id=self.client_order_id,
-            state=self.state,
-            requested_units=self.units,
-            fills=tuple(self.fills),
-        )
-
-
 def _refuse(code: int, detail: str) -> BrokerRejected:
     return BrokerRejected(reason_for(code), f"{codes.DESCRIPTION[code]}: {detail}", code)
 
@@ -83,17 +62,20 @@ class Venue:
         self.config = config or VenueConfig()
         self.account = Account(account or AccountConfig(), market)
         self.rejections = Rejections(self.config.rejections, seed)
-        self.orders: dict[int, LedgerOrder] = {}
+        self.orders = Ledger()
         self.refusals: dict[int, int] = {}  # MT5 code -> count: what the broker refused
-        self._by_client_id: dict[str, int] = {}
         self._next_ticket = 1
         self._next_deal = 1
+        # A market's symbols and their configs are fixed: build each symbol's spec once.
+        self._specs: dict[str, SymbolSpec | None] = {}
 
     # -- market data and account -----------------------------------------------------
 
     def spec(self, symbol: str) -> SymbolSpec | None:
-        config = self.market.symbol_config(symbol)
-        return config.spec() if config else None
+        if symbol not in self._specs:
+            config = self.market.symbol_config(symbol)
+            self._specs[symbol] = config.spec() if config else None
+        return self._specs[symbol]
 
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         quote = self.market.quote(symbol, t)
@@ -124,12 +106,12 @@ class Venue:
         extra = self.rejections.refusal(t)
         if extra is not None:
             raise _refuse(extra, "refused by the broker")
+        symbol_config = self.market.symbol_config(order.symbol)
         spec = self.spec(order.symbol)
-        if spec is None:
+        if symbol_config is None or spec is None:
             raise _refuse(codes.INVALID, f"unknown symbol {order.symbol}")
         self._check_tradable(spec, order)
-        symbol_config = self.market.symbol_config(order.symbol)
-        if symbol_config is not None and order.fill_policy not in symbol_config.fill_policies:
+        if order.fill_policy not in symbol_config.fill_policies:
             raise _refuse(
                 codes.INVALID_FILL, f"{order.fill_policy.value} not allowed for {order.symbol}"
             )
@@ -196,8 +178,7 @@ class Venue:
             t,
             BrokerOrderState.WORKING,
         )
-        self.orders[ticket] = ledger_order
-        self._by_client_id[order.client_order_id] = ticket
+        self.orders.add(ledger_order)
         return ledger_order
 
     def _match(self, ledger_order: LedgerOrder, spec: SymbolSpec, t: float) -> None:
@@ -216,6 +197,7 @@ class Venue:
             ledger_order.fills.append(BrokerFill(str(deal), units, price, t))
             self.account.book(ledger_order.symbol, int(ledger_order.direction) * units, price, t)
         ledger_order.state = BrokerOrderState.DONE
+        self.orders.closed(ledger_order)
 
     def _settle(self, ledger_order: LedgerOrder, t: float) -> LedgerOrder:
         """A resting order fills once its delay has passed, when anyone next looks at it."""
@@ -230,20 +212,21 @@ class Venue:
         return self._settle(self._order(order_id), t).report()
 
     def find(self, client_order_id: str, t: float) -> OrderReport | None:
-        ticket = self._by_client_id.get(client_order_id)
-        return self._settle(self.orders[ticket], t).report() if ticket is not None else None
+        ledger_order = self.orders.latest(client_order_id)
+        return self._settle(ledger_order, t).report() if ledger_order is not None else None
 
     def cancel(self, order_id: str, t: float) -> OrderReport:
         ledger_order = self._settle(self._order(order_id), t)
         if ledger_order.state is BrokerOrderState.WORKING:
             ledger_order.state = BrokerOrderState.CANCELLED
+            self.orders.closed(ledger_order)
         return ledger_order.report()
 
     def _order(self, order_id: str) -> LedgerOrder:
-        ticket = int(order_id) if order_id.isdigit() else -1
-        if ticket not in self.orders:
+        ledger_order = self.orders.get(int(order_id)) if order_id.isdigit() else None
+        if ledger_order is None:
             raise _refuse(codes.INVALID_ORDER, f"no order {order_id}")
-        return self.orders[ticket]
+        return ledger_order
 
     # -- the ledger, for tests and invariants -------------------------------------------
 
@@ -256,7 +239,7 @@ class Venue:
     def ledger_rows(self) -> list[tuple[int, str, str, int, int, str, int, float, float]]:
         """Every order and its deals as plain rows: what a byte-for-byte comparison reads."""
         rows = []
-        for ticket, o in sorted(self.orders.items()):
+        for ticket, o in self.orders.items():  # in ticket order
             deals = o.fills or [None]
             for fill in deals:
                 rows.append(
@@ -275,7 +258,7 @@ class Venue:
         return rows
 
     def ledger_orders(self) -> list[LedgerOrder]:
-        return [self.orders[ticket] for ticket in sorted(self.orders)]
+        return list(self.orders.values())
 
     def ledger_bytes(self) -> bytes:
         return "\n".join(repr(row) for row in self.ledger_rows()).encode()
