@@ -646,6 +646,19 @@ def test_an_open_sqlite_store_copies_its_log_into_the_database_file_off_the_comm
     assert verify_audit_chain(open_database(f"sqlite:///{path}")).records_verified == 20
 
 
+def test_a_sqlite_store_written_without_pause_keeps_its_log_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.store.sqlite.WAL_RESTART_BYTES", 256 * 1024)
+    path = tmp_path / "audit.db"
+    largest = 0
+    with open_database(f"sqlite:///{path}", durability="batched", batch_size=20) as db:
+        for index in range(600):
+            db.append(sb.requested(f"steady-{index}"))
+            largest = max(largest, Path(f"{path}-wal").stat().st_size)
+        assert len(db.non_terminal()) == 600
+    # The limit plus at most one batch's pages: the log was restarted, not left to grow.
+    assert largest < 1024 * 1024
+
+
 # -- migrations --------------------------------------------------------------------------
 
 

@@ -102,6 +102,9 @@ class PostgresBackend:
     def close(self) -> None:
         """Nothing runs beside the store's own connection."""
 
+    def after_commit(self, conn: Any) -> None:
+        """PostgreSQL recycles its own log."""
+
     def begin_exclusive(self, conn: Any, lock: str) -> None:
         conn.execute("BEGIN")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key(lock),))

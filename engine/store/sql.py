@@ -96,6 +96,8 @@ class Backend(Protocol):
 
     def lease_alive(self, instance_id: str) -> bool | None: ...
 
+    def after_commit(self, conn: Any) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -242,6 +244,8 @@ class SQLExecutionDatabase(ExecutionDatabase):
     def _end(self, conn: Any, statement: Literal["COMMIT", "ROLLBACK"]) -> None:
         conn.execute(statement)
         self._head, self._pending = None, 0
+        if statement == "COMMIT":
+            self._backend.after_commit(conn)
 
     def _insert(self, conn: Any, events: Sequence[ExecutionEvent]) -> None:
         """Fold, then claim, then write: every refusal comes before the first write."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import sqlite3
 import threading
 from contextlib import suppress
@@ -16,6 +17,8 @@ from engine.store.sql import DEFAULT_TIMEOUT_SECONDS, parse_timeout
 
 _WAL_ATTEMPTS = 20
 CHECKPOINT_INTERVAL_SECONDS = 0.25
+# A log this large means writes never paused long enough for it to be restarted.
+WAL_RESTART_BYTES = 64 * 1024 * 1024
 _USAGE = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:"
 
 
@@ -66,6 +69,21 @@ class SQLiteBackend:
                 self._checkpointer = _Checkpointer(self.path, self.timeout)
         conn.execute("PRAGMA synchronous=FULL")
         return conn
+
+    def after_commit(self, conn: sqlite3.Connection) -> None:
+        """Bound the log. SQLite writes it again from its start only when a write begins
+        after a complete checkpoint; under a steady stream of commits (a simulation, a busy
+        day) the checkpointer never completes one in time, and the log would grow by every
+        record ever written. Past WAL_RESTART_BYTES the writer finishes the checkpoint
+        itself (little is left: the checkpointer copied the rest) and restarts the log."""
+        if self.path is None:
+            return
+        try:
+            size = os.stat(self.path + "-wal").st_size
+        except FileNotFoundError:
+            return
+        if size > WAL_RESTART_BYTES:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     def close(self) -> None:
         """Stop the checkpointer; the writer's connection, closed last, checkpoints the rest."""
