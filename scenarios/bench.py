@@ -105,13 +105,22 @@ def simpy_floor(orders: int) -> float:
     return orders / (time.perf_counter() - started)
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident set. VmHWM, not getrusage's ru_maxrss: Linux keeps
+    ru_maxrss across exec, so a child would report its forking parent's size when larger."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM: peak RSS is measured on Linux only")
+
+
 def in_fresh_process(function: str, *args: Any) -> dict[str, float]:
     """Run `function(*args)` of this module in a new interpreter; its value and peak RSS."""
     code = (
-        "import json, resource, sys; from scenarios import bench; "
+        "import json, sys; from scenarios import bench; "
         f"value = bench.{function}(*json.loads(sys.argv[1])); "
-        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
-        "print(json.dumps({'value': value, 'peak_rss_mb': rss}))"
+        "print(json.dumps({'value': value, 'peak_rss_mb': bench.peak_rss_mb()}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, check=True

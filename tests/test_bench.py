@@ -25,3 +25,13 @@ def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
     assert 0 < live["p99"]["median"] <= live["with_broker_p99"]["median"]
     assert results["disk_commit_ms"]["p99"]["median"] > 0
     assert results["profile"]["top"] and "where the time goes" in result.stdout
+
+
+def test_a_fresh_process_reports_its_own_peak_memory_not_its_large_parents():
+    from scenarios.bench import in_fresh_process
+
+    ballast = bytearray(300 * 1024 * 1024)  # touched: resident in this process
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    child = in_fresh_process("peak_rss_mb")
+    assert child["peak_rss_mb"] < 200
+    del ballast
