@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -630,33 +629,17 @@ def test_a_sqlite_file_store_runs_in_wal_mode_with_full_sync(tmp_path):
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_an_open_sqlite_store_copies_its_log_into_the_database_file_off_the_commit_path(
-    tmp_path,
-):
-    path = tmp_path / "audit.db"
-    with open_database(f"sqlite:///{path}") as db:
-        empty_size = path.stat().st_size
-        for index in range(20):  # too few pages for SQLite's own automatic checkpoint
-            db.append(sb.requested(f"checkpointed-{index}"))
-        deadline = time.monotonic() + 30
-        while path.stat().st_size <= empty_size:  # only a checkpoint writes the file itself
-            assert time.monotonic() < deadline, "no checkpoint ran while the store was open"
-            time.sleep(0.05)
-        assert len(db.non_terminal()) == 20
-    assert verify_audit_chain(open_database(f"sqlite:///{path}")).records_verified == 20
-
-
-def test_a_sqlite_store_written_without_pause_keeps_its_log_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.store.sqlite.WAL_RESTART_BYTES", 256 * 1024)
+def test_a_sqlite_store_written_without_pause_keeps_its_log_bounded(tmp_path):
     path = tmp_path / "audit.db"
     largest = 0
     with open_database(f"sqlite:///{path}", durability="batched", batch_size=20) as db:
-        for index in range(600):
+        for index in range(2_000):
             db.append(sb.requested(f"steady-{index}"))
             largest = max(largest, Path(f"{path}-wal").stat().st_size)
-        assert len(db.non_terminal()) == 600
-    # The limit plus at most one batch's pages: the log was restarted, not left to grow.
-    assert largest < 1024 * 1024
+        assert len(db.non_terminal()) == 2_000
+    # SQLite's automatic checkpoint (1,000 pages) restarts the log: without that, every
+    # record ever written would stay in it (over 20 MB here).
+    assert largest < 8 * 1024 * 1024
 
 
 # -- migrations --------------------------------------------------------------------------

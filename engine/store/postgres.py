@@ -99,12 +99,6 @@ class PostgresBackend:
         conn.execute(f"SET lock_timeout = {round(self.timeout * 1000)}")
         return conn
 
-    def close(self) -> None:
-        """Nothing runs beside the store's own connection."""
-
-    def after_commit(self, conn: Any) -> None:
-        """PostgreSQL recycles its own log."""
-
     def begin_exclusive(self, conn: Any, lock: str) -> None:
         conn.execute("BEGIN")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key(lock),))

@@ -96,10 +96,6 @@ class Backend(Protocol):
 
     def lease_alive(self, instance_id: str) -> bool | None: ...
 
-    def after_commit(self, conn: Any) -> None: ...
-
-    def close(self) -> None: ...
-
 
 class SQLExecutionDatabase(ExecutionDatabase):
     """The audit store on one connection to a SQLite or PostgreSQL database (thread-safe)."""
@@ -229,7 +225,6 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 self._closed = True
                 for instance_id in list(self._lease_handles):
                     self.release_lease(instance_id)
-                self._backend.close()
                 if self._conn is not None:
                     with suppress(*self._backend.driver_errors):
                         self._conn.close()
@@ -244,8 +239,6 @@ class SQLExecutionDatabase(ExecutionDatabase):
     def _end(self, conn: Any, statement: Literal["COMMIT", "ROLLBACK"]) -> None:
         conn.execute(statement)
         self._head, self._pending = None, 0
-        if statement == "COMMIT":
-            self._backend.after_commit(conn)
 
     def _insert(self, conn: Any, events: Sequence[ExecutionEvent]) -> None:
         """Fold, then claim, then write: every refusal comes before the first write."""

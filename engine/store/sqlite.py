@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import sqlite3
-import threading
-from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -16,9 +13,6 @@ from engine.store.base import StoreUnavailable
 from engine.store.sql import DEFAULT_TIMEOUT_SECONDS, parse_timeout
 
 _WAL_ATTEMPTS = 20
-CHECKPOINT_INTERVAL_SECONDS = 0.25
-# A log this large means writes never paused long enough for it to be restarted.
-WAL_RESTART_BYTES = 64 * 1024 * 1024
 _USAGE = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:"
 
 
@@ -31,7 +25,6 @@ class SQLiteBackend:
         self.path = path
         self.timeout = timeout
         self.label = f"SQLite database {path}" if path else "SQLite in-memory database"
-        self._checkpointer: _Checkpointer | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteBackend:
@@ -63,33 +56,8 @@ class SQLiteBackend:
         )
         if self.path:
             self._use_wal(conn)
-            # No commit of ours copies the log into the database file: the checkpointer does.
-            conn.execute("PRAGMA wal_autocheckpoint=0")
-            if self._checkpointer is None:
-                self._checkpointer = _Checkpointer(self.path, self.timeout)
         conn.execute("PRAGMA synchronous=FULL")
         return conn
-
-    def after_commit(self, conn: sqlite3.Connection) -> None:
-        """Bound the log. SQLite writes it again from its start only when a write begins
-        after a complete checkpoint; under a steady stream of commits (a simulation, a busy
-        day) the checkpointer never completes one in time, and the log would grow by every
-        record ever written. Past WAL_RESTART_BYTES the writer finishes the checkpoint
-        itself (little is left: the checkpointer copied the rest) and restarts the log."""
-        if self.path is None:
-            return
-        try:
-            size = os.stat(self.path + "-wal").st_size
-        except FileNotFoundError:
-            return
-        if size > WAL_RESTART_BYTES:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-
-    def close(self) -> None:
-        """Stop the checkpointer; the writer's connection, closed last, checkpoints the rest."""
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
         # Switching to WAL may answer "database is locked" at once, without the busy
@@ -162,34 +130,3 @@ class SQLiteBackend:
                 return True
             fcntl.flock(probe, fcntl.LOCK_UN)
             return False
-
-
-class _Checkpointer:
-    """Copies the write-ahead log into the database file, on a thread of its own.
-
-    SQLite's automatic checkpoint runs inside whichever commit crosses its threshold, so
-    one commit in a few hundred would also write and fsync the database file — the live
-    path's p99, measured at several milliseconds. The writer's connection turns it off and
-    this thread checkpoints in PASSIVE mode instead, which never waits for (or blocks) the
-    writer; the writer's commits stay as durable as before (synchronous=FULL on the log).
-    """
-
-    def __init__(self, path: str, timeout: float) -> None:
-        self._path, self._timeout = path, timeout
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"checkpoint {path}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None)
-        try:
-            while not self._stopped.wait(CHECKPOINT_INTERVAL_SECONDS):
-                # A busy or failing checkpoint is retried next round; the log only grows.
-                with suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
