@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 
 def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
@@ -35,3 +40,22 @@ def test_a_fresh_process_reports_its_own_peak_memory_not_its_large_parents():
     child = in_fresh_process("peak_rss_mb")
     assert child["peak_rss_mb"] < 200
     del ballast
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None and not os.environ.get("CI"),
+    reason="valgrind is not installed (CI installs it: .ci/run)",
+)
+def test_the_instruction_count_bench_reports_the_store_share_of_each_execution():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "instructions.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--small", "5", "--large", "25"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)["instructions_per_execution"]
+    assert counts["store_sqlite_file"] == counts["store_off"] + counts["of_which_store"]
+    assert counts["of_which_store"] > 0
