@@ -152,6 +152,9 @@ class TimedBroker:
             finally:
                 self.seconds += time.perf_counter() - started
 
+        # Kept (__getattr__ runs only for names not found): building the wrapper on every
+        # call would count as the engine's time.
+        setattr(self, name, timed)
         return timed
 
 

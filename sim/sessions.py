@@ -48,6 +48,8 @@ class FxWeek(BaseModel):
 
     def _holiday_start(self, t: float) -> float | None:
         """Start of the holiday closure containing t, if any."""
+        if not self.holidays:
+            return None
         trading_day = datetime.fromtimestamp(t + 2 * 3600, tz=UTC).date()  # 22:00 rolls the day
         if trading_day in self.holidays:
             midnight = datetime(trading_day.year, trading_day.month, trading_day.day, tzinfo=UTC)
@@ -59,7 +61,7 @@ class FxWeek(BaseModel):
         close = self.close_second
         if close <= s < self.reopen_second:
             return t - (s - close)
-        return self._holiday_start(t) if self.holidays else None
+        return self._holiday_start(t)
 
     def is_open(self, t: float) -> bool:
         return self._closure_start(t) is None
