@@ -9,12 +9,14 @@ own threads. Every error is a `Problem` body and is declared in the OpenAPI docu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,7 +98,9 @@ class _Service:
     engine: ExecutionEngine
     settings: ApiSettings
     clock: Callable[[], float]
-    executions: anyio.CapacityLimiter
+    # Executions block on the broker (MT5 is synchronous): each runs on a thread of its
+    # own, at most max_concurrent_executions at once; the rest queue here, in order.
+    executions: ThreadPoolExecutor
     probes: BrokerProbes
     requests: Timings
     responses: Counter[str]
@@ -173,6 +177,12 @@ def _service(request: Request) -> _Service:
     return service
 
 
+async def _service_dependency(request: Request) -> _Service:
+    # async, though it awaits nothing: FastAPI runs a plain `def` dependency on a worker
+    # thread, a round trip per request for a lookup.
+    return _service(request)
+
+
 async def _json_body(request: Request) -> None:
     """415 for a body that is not JSON (before it is parsed, so the error says why)."""
     has_body = request.headers.get("content-length", "0") != "0" or (
@@ -209,7 +219,7 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     return lo, hi
 
 
-Service = Annotated[_Service, Depends(_service)]
+Service = Annotated[_Service, Depends(_service_dependency)]
 Trader = Annotated[ApiKey, Depends(require(Role.TRADER))]
 Reader = Annotated[ApiKey, Depends(require(Role.AUDITOR, Role.ADMIN))]
 Admin = Annotated[ApiKey, Depends(require(Role.ADMIN))]
@@ -255,8 +265,12 @@ async def execute(
         raise RequestValidationError(
             [{"loc": where, "msg": "text may not contain NUL (\\u0000)", "type": "value_error"}]
         )
-    return await anyio.to_thread.run_sync(
-        service.engine.execute, rpm, idempotency_key, limiter=service.executions
+    # A plain executor, not anyio's thread runner: the hand-off is half the CPU under load.
+    # A client that hangs up does not stop an execution that has started; it completes
+    # and is recorded, and only its answer is lost.
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        service.executions, service.engine.execute, rpm, idempotency_key
     )
 
 
@@ -583,6 +597,10 @@ async def _probe_forever(service: _Service) -> None:
         await anyio.sleep(service.settings.broker_probe_seconds)
 
 
+def _execution_pool(settings: ApiSettings) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.max_concurrent_executions, thread_name_prefix="execution")
+
+
 def create_app(
     engine: ExecutionEngine,
     keys: KeyStore,
@@ -608,7 +626,7 @@ def create_app(
         engine=engine,
         settings=settings,
         clock=clock or engine.clock,
-        executions=anyio.CapacityLimiter(settings.max_concurrent_executions),
+        executions=_execution_pool(settings),
         probes=BrokerProbes(),
         requests=Timings(),
         responses=Counter(),
@@ -622,6 +640,10 @@ def create_app(
                 tasks.start_soon(_probe_forever, service)
             yield
             tasks.cancel_scope.cancel()
+        # Executions still running finish (and are recorded) before the store is closed;
+        # the app, if started again, gets a fresh pool.
+        pool, service.executions = service.executions, _execution_pool(settings)
+        await anyio.to_thread.run_sync(pool.shutdown)
 
     app = FastAPI(
         title="Arbitrex execution API",
