@@ -244,6 +244,7 @@ router = APIRouter()
 )
 async def execute(
     rpm: RPMOutput,
+    request: Request,
     service: Service,
     _key: Trader,
     _json: JsonBody,
@@ -256,22 +257,28 @@ async def execute(
             "derived from the decision (its decision_id, or a hash of it), as the engine does",
         ),
     ] = None,
-) -> ExecutionConfirmation:
+) -> Response:
     """The engine's confirmation. A decision refused by validation, or sent while trading is
     halted, is still a 200: the confirmation says REJECTED and why."""
-    where = _nul_character(rpm.model_dump(mode="json"), ("body",))
-    if where is not None:
-        # PostgreSQL cannot store it: refused here, on every backend alike, by name.
-        raise RequestValidationError(
-            [{"loc": where, "msg": "text may not contain NUL (\\u0000)", "type": "value_error"}]
-        )
+    # JSON can carry NUL only as the escape \\u0000: the body is searched for it first, and
+    # only a body that has one is walked for where it is.
+    if b"\\u0000" in await request.body():
+        where = _nul_character(rpm.model_dump(mode="json"), ("body",))
+        if where is not None:
+            # PostgreSQL cannot store it: refused here, on every backend alike, by name.
+            raise RequestValidationError(
+                [{"loc": where, "msg": "text may not contain NUL (\\u0000)", "type": "value_error"}]
+            )
     # A plain executor, not anyio's thread runner: the hand-off is half the CPU under load.
     # A client that hangs up does not stop an execution that has started; it completes
     # and is recorded, and only its answer is lost.
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
+    confirmation: ExecutionConfirmation = await loop.run_in_executor(
         service.executions, service.engine.execute, rpm, idempotency_key
     )
+    # Serialized here, once: returned as a model, FastAPI would validate it against
+    # response_model again first (which still documents it).
+    return Response(confirmation.model_dump_json(), media_type="application/json")
 
 
 def _nul_character(value: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
