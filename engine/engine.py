@@ -83,19 +83,25 @@ class ExecutionEngine:
         """
         with self._unwritten_lock:
             self._drain()
-            if not self._unwritten:
-                try:
-                    self.database.append_batch(events)
-                    return
-                except IllegalTransition as refused:
-                    # The store's own fold refused it: someone else wrote this execution.
-                    raise ExecutionTakenOver(events[0].execution_id, str(refused)) from refused
-                except StoreUnavailable:
-                    if not order_out:
-                        raise
-            elif not order_out:
-                raise StoreUnavailable(self._backlog())
-            self._unwritten.append(tuple(events))
+            if self._unwritten:
+                if not order_out:
+                    raise StoreUnavailable(self._backlog())
+                self._unwritten.append(tuple(events))
+                return
+        # Written outside the lock: the groups of concurrent executions meet in the store,
+        # which commits them together, instead of queueing here one durable commit apiece.
+        # One execution's groups come from one thread, one after another, so its own
+        # records stay in order.
+        try:
+            self.database.append_batch(events)
+        except IllegalTransition as refused:
+            # The store's own fold refused it: someone else wrote this execution.
+            raise ExecutionTakenOver(events[0].execution_id, str(refused)) from refused
+        except StoreUnavailable:
+            if not order_out:
+                raise
+            with self._unwritten_lock:
+                self._unwritten.append(tuple(events))
 
     def _drain(self) -> None:
         while self._unwritten:

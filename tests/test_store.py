@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sqlite3
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -395,6 +398,163 @@ def test_sync_durability_commits_each_append_before_returning(shared):
     writer.append(sb.requested("visible-at-once"))
 
     assert len(reader.chain_records(0, 10)) == 1
+
+
+class _SlowDisk:
+    """A SQLite connection whose commits take as long as a slow disk's fsync, and may fail."""
+
+    def __init__(self, conn: sqlite3.Connection, disk: dict[str, Any]) -> None:
+        self._conn, self._disk = conn, disk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def execute(self, sql: str, *parameters: Any) -> Any:
+        if sql == "COMMIT":
+            self._disk["commits"] += 1
+            if self._disk["commits"] in self._disk.get("failing", ()):
+                raise sqlite3.OperationalError("disk I/O error")
+        answer = self._conn.execute(sql, *parameters)
+        if sql == "COMMIT":
+            time.sleep(self._disk["fsync_seconds"])  # the GIL is free meanwhile, as in fsync
+        return answer
+
+
+def _slow_disk_store(path: Path, **disk: Any) -> tuple[SQLExecutionDatabase, dict[str, Any]]:
+    state: dict[str, Any] = {"commits": 0, "fsync_seconds": 0.02, **disk}
+
+    class SlowDiskBackend(SQLiteBackend):
+        def connect(self) -> Any:
+            return _SlowDisk(super().connect(), state)
+
+    store = SQLExecutionDatabase(SlowDiskBackend(str(path)))
+    state["commits"] = 0  # opening migrated the schema
+    return store, state
+
+
+def _append_from_threads(db: ExecutionDatabase, names: list[list[str]]) -> dict[str, Any]:
+    """Each list of decision ids appended by a thread of its own; what each append raised."""
+    outcomes: dict[str, Any] = {}
+
+    def appender(ids: list[str]) -> None:
+        for decision_id in ids:
+            try:
+                db.append(sb.requested(decision_id))
+                outcomes[decision_id] = "durable"
+            except StoreUnavailable as lost:
+                outcomes[decision_id] = lost
+
+    threads = [threading.Thread(target=appender, args=(ids,)) for ids in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def test_concurrent_sync_appends_share_commits_and_each_returns_only_once_durable(tmp_path):
+    db, disk = _slow_disk_store(tmp_path / "audit.db")
+    durable_on_return = []
+
+    def appender(thread: int) -> None:
+        with sqlite3.connect(tmp_path / "audit.db") as reader:  # outside the store
+            for index in range(10):
+                event = sb.requested(f"group-{thread}-{index}")
+                db.append(event)
+                found = reader.execute(
+                    "SELECT count(*) FROM audit_events WHERE execution_id = ?",
+                    (event.execution_id,),
+                ).fetchone()
+                durable_on_return.append(found == (1,))
+
+    threads = [threading.Thread(target=appender, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert durable_on_return == [True] * 80
+    assert disk["commits"] <= 40  # one fsync apiece would be 80
+    assert verify_audit_chain(db).records_verified == 80
+    db.close()
+
+
+def test_a_failed_group_commit_fails_every_append_of_its_group_and_records_none(tmp_path):
+    db, disk = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.2, failing={2})
+    # The first append's commit is slow: the others arrive meanwhile and form one group,
+    # whose commit (the second) fails.
+    first = threading.Thread(target=db.append, args=(sb.requested("alone"),))
+    first.start()
+    time.sleep(0.05)
+    outcomes = _append_from_threads(db, [[f"grouped-{n}"] for n in range(5)])
+    first.join(timeout=60)
+
+    assert disk["commits"] == 2
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes.values())
+    assert [r["execution_id"] for r in records(db)] == [sb.requested("alone").execution_id]
+    db.append(sb.requested("after-the-failure"))
+    assert verify_audit_chain(db).records_verified == 2
+    db.close()
+
+
+def test_executions_running_at_once_share_their_durable_commits(tmp_path):
+    from scenarios.cli_api import paper_trading_engine
+
+    db, disk = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.01)
+    engine, _ = paper_trading_engine(7, db, latency_ms=1.0)
+    statuses: list[str] = []
+
+    def trader(thread: int) -> None:
+        for index in range(5):
+            rpm = sb.decision(f"together-{thread}-{index}", units=10_000)
+            statuses.append(engine.execute(rpm).status.value)
+
+    threads = [threading.Thread(target=trader, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert statuses == ["FILLED"] * 30
+    assert disk["commits"] < 30  # two durable groups per execution, one fsync apiece: 60
+    assert verify_audit_chain(db).ok
+    db.close()
+
+
+def test_an_append_whose_group_no_one_else_commits_commits_it_itself(tmp_path):
+    db = open_database(f"sqlite:///{tmp_path / 'audit.db'}")
+    assert isinstance(db, SQLExecutionDatabase)
+    db._arriving += 1  # an append counted on its way to the lock, that never gets there
+
+    db.append(sb.requested("not-left-waiting"))
+
+    with sqlite3.connect(tmp_path / "audit.db") as outside:
+        assert outside.execute("SELECT count(*) FROM audit_events").fetchone() == (1,)
+    db.close()
+
+
+def test_a_reader_never_sees_a_group_of_sync_appends_before_it_is_committed(tmp_path):
+    db, _ = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.005)
+    seen_uncommitted: list[int] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        with sqlite3.connect(tmp_path / "audit.db") as outside:
+            while not done.is_set():
+                seen = len(db.chain_records(0, 10_000))
+                (committed,) = outside.execute("SELECT count(*) FROM audit_events").fetchone()
+                if seen > committed:
+                    seen_uncommitted.append(seen - committed)
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    outcomes = _append_from_threads(db, [[f"read-{t}-{i}" for i in range(15)] for t in range(6)])
+    done.set()
+    watcher.join(timeout=60)
+
+    assert set(outcomes.values()) == {"durable"}
+    assert seen_uncommitted == []
+    db.close()
 
 
 def test_batched_durability_commits_every_batch_size_events_and_on_flush(shared):

@@ -7,11 +7,15 @@ the database's: the projection's primary key and unique idempotency key refuse a
 `ExecutionRequested`, whichever connection or process sends it.
 
 Durability "sync" commits each append before returning (write-ahead, for live trading).
+Appends that arrive together share one commit: an append that finds others already queued
+for the store leaves its transaction open for them and waits, and the last of the group
+commits for all (group commit). Each still returns only once its own events are durable,
+and a commit that fails fails every append of its group; readers never see a group before
+it is committed. One engine alone commits every append at once, as before.
 "batched" keeps the transaction open across appends and commits every `batch_size` events
-and on `flush()` / `close()` (group commit, for simulation): duplicates are still refused
-at once, and reads on this store see the pending events, because they go through the same
-transaction. A crash loses the events since the last commit, which is why live trading
-uses "sync".
+and on `flush()` / `close()` (for simulation): duplicates are still refused at once, and
+reads on this store see the pending events, because they go through the same transaction.
+A crash loses the events since the last commit, which is why live trading uses "sync".
 """
 
 from __future__ import annotations
@@ -71,6 +75,11 @@ _HEAD = (
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TERMINAL = tuple(status.value for status in ExecutionStatus if status.is_terminal)
+# Why a failed group commit failed, kept for its waiting appends to read: far more groups
+# than there can be appends waiting at once.
+_LOST_GROUPS_KEPT = 1024
+# How long an append waits for the rest of its group to commit it before it commits itself.
+_GROUP_WAIT_SECONDS = 0.02
 
 
 class Backend(Protocol):
@@ -118,6 +127,14 @@ class SQLExecutionDatabase(ExecutionDatabase):
         self._closed = False
         self._head: tuple[int, str] | None = None  # (seq, hash), only while a write is open
         self._pending = 0  # appended in the open transaction, not yet committed
+        # Group commit (sync): appends on their way to the lock, the group of appends the
+        # open transaction holds, the last group committed, and why lost groups were lost.
+        self._arriving = 0
+        self._arrivals = threading.Lock()
+        self._group = 1
+        self._committed_group = 0
+        self._lost_groups: dict[int, str] = {}
+        self._group_settled = threading.Condition(self._lock)
         self._floor = 0  # the head's seq when the open transaction took the lock
         # The fold of recent executions, keyed by id, valid while its last seq is the
         # database's: saves replaying an execution's events on every append.
@@ -137,21 +154,45 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
         execution_id = one_execution(events)
-        action = f"append {len(events)} event(s) for execution {execution_id}"
-        with self._lock, self._guard(action) as conn:
-            if self._head is None:
-                self._begin(conn)
-            try:
-                self._insert(conn, events)
-            except Exception as exc:
-                # A refused batch (duplicate, unknown execution, illegal transition) wrote
-                # nothing; a transaction holding nothing else is released at once.
-                if not isinstance(exc, self._backend.driver_errors) and not self._pending:
-                    self._end(conn, "ROLLBACK")
-                raise
-            self._pending += len(events)
-            if self._pending >= self._batch_size:
-                self._end(conn, "COMMIT")
+        with self._arrivals:
+            self._arriving += 1
+        with self._lock:
+            with self._arrivals:
+                self._arriving -= 1
+            action = f"append {len(events)} event(s) for execution {execution_id}"
+            with self._guard(action) as conn:
+                if self._head is None:
+                    self._begin(conn)
+                group = self._group
+                try:
+                    self._insert(conn, events)
+                except Exception as exc:
+                    # A refused batch (duplicate, unknown execution, illegal transition)
+                    # wrote nothing; a transaction holding nothing else is released at once,
+                    # one holding a group's appends is still committed for them.
+                    if not isinstance(exc, self._backend.driver_errors):
+                        if not self._pending:
+                            self._end(conn, "ROLLBACK")
+                        elif self.durability == "sync" and not self._arriving:
+                            self._commit(conn)
+                    raise
+                self._pending += len(events)
+                if self.durability == "batched":
+                    if self._pending >= self._batch_size:
+                        self._commit(conn)
+                    return
+                if not self._arriving:
+                    self._commit(conn)
+                    return
+            # Others are queued for the lock: they join this transaction, the last commits.
+            while self._committed_group < group and group not in self._lost_groups:
+                if not self._group_settled.wait(_GROUP_WAIT_SECONDS) and self._group == group:
+                    # No one came to commit it (an arrival never reached the lock): this
+                    # append holds the lock again, and commits its group itself.
+                    with self._guard(action) as conn:
+                        self._commit(conn)
+            if group in self._lost_groups:
+                raise StoreUnavailable(self._lost_groups[group])
 
     def append_control(self, event: ControlEvent) -> None:
         """Chain one control event after the head; committed at once, even when batched: an
@@ -173,7 +214,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 (seq, at, kind, payload, *versions, prev_hash, digest),
             )
             self._head = (seq, digest)
-            self._end(conn, "COMMIT")
+            self._commit(conn)
 
     def hold_lease(self, instance_id: str) -> None:
         super().hold_lease(instance_id)
@@ -212,7 +253,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         with self._lock:
             if self._head is not None:
                 with self._guard("commit pending events") as conn:
-                    self._end(conn, "COMMIT")
+                    self._commit(conn)
 
     def close(self) -> None:
         """Commit what is pending, then release the connection. Closing twice is harmless."""
@@ -239,6 +280,20 @@ class SQLExecutionDatabase(ExecutionDatabase):
     def _end(self, conn: Any, statement: Literal["COMMIT", "ROLLBACK"]) -> None:
         conn.execute(statement)
         self._head, self._pending = None, 0
+
+    def _commit(self, conn: Any) -> None:
+        """Commit the open transaction: every append of its group is durable now."""
+        self._end(conn, "COMMIT")
+        self._committed_group = self._group
+        self._group += 1
+        self._group_settled.notify_all()
+
+    def _settled(self, conn: Any) -> Any:
+        """The connection for a read, once no group of sync appends is left uncommitted: a
+        reader never sees records that a failing commit could still take back."""
+        if self._pending and self.durability == "sync":
+            self._commit(conn)
+        return conn
 
     def _insert(self, conn: Any, events: Sequence[ExecutionEvent]) -> None:
         """Fold, then claim, then write: every refusal comes before the first write."""
@@ -341,12 +396,12 @@ class SQLExecutionDatabase(ExecutionDatabase):
     # -- reading -------------------------------------------------------------------------
 
     def events(self, execution_id: str) -> Sequence[ExecutionEvent]:
-        with self._lock, self._guard(f"read the events of execution {execution_id}") as conn:
+        with self._reading(f"read the events of execution {execution_id}") as conn:
             return self._read_events(conn, execution_id)
 
     def execution_ids(self) -> list[str]:
         query = "SELECT execution_id FROM executions ORDER BY created_at, execution_id"
-        with self._lock, self._guard("list executions") as conn:
+        with self._reading("list executions") as conn:
             return [row[0] for row in conn.execute(query).fetchall()]
 
     def history(
@@ -376,7 +431,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             "ORDER BY created_at, execution_id LIMIT ? OFFSET ?"
         )
         params = (*(value for _, value in filters), limit, offset)
-        with self._lock, self._guard("query execution history") as conn:
+        with self._reading("query execution history") as conn:
             ids = [row[0] for row in conn.execute(query, params).fetchall()]
             return [Execution.replay(i, self._read_events(conn, i)).to_log() for i in ids]
 
@@ -387,7 +442,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             f"SELECT execution_id FROM executions WHERE status NOT IN ({marks}) "
             "ORDER BY created_at, execution_id"
         )
-        with self._lock, self._guard("list open executions") as conn:
+        with self._reading("list open executions") as conn:
             return [row[0] for row in conn.execute(query, _TERMINAL).fetchall()]
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -395,7 +450,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         control events (halt, resume) among them, with no execution_id."""
         query = self._backend.sql(_CHAIN.format(where="at >= ? AND at < ?"))
         bounds = (_aware(start, "start").timestamp(), _aware(end, "end").timestamp())
-        with self._lock, self._guard("export the audit trail") as conn:
+        with self._reading("export the audit trail") as conn:
             rows = conn.execute(query, bounds * 2).fetchall()
         return [
             {
@@ -425,13 +480,13 @@ class SQLExecutionDatabase(ExecutionDatabase):
     def chain_records(self, after_seq: int, limit: int) -> list[ChainRecord]:
         """Stored records with seq > after_seq, in seq order, exactly as the database holds them."""
         query = self._backend.sql(_CHAIN.format(where="seq > ?") + " LIMIT ?")
-        with self._lock, self._guard("read the audit chain") as conn:
+        with self._reading("read the audit chain") as conn:
             rows = conn.execute(query, (after_seq, after_seq, limit))
             return [ChainRecord(*row) for row in rows]
 
     def control_events(self) -> list[ControlEvent]:
         query = f"SELECT {_CONTROL_COLUMNS} FROM control_events ORDER BY seq"
-        with self._lock, self._guard("read the control events") as conn:
+        with self._reading("read the control events") as conn:
             rows = conn.execute(query).fetchall()
         return [
             ControlEvent(ControlKind(kind), at, json.loads(payload), engine_version, config_ver)
@@ -439,7 +494,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         ]
 
     def ping(self) -> None:
-        with self._lock, self._guard("reach the audit store") as conn:
+        with self._reading("reach the audit store") as conn:
             conn.execute("SELECT 1").fetchone()
 
     def _read_events(self, conn: Any, execution_id: str) -> tuple[ExecutionEvent, ...]:
@@ -456,6 +511,11 @@ class SQLExecutionDatabase(ExecutionDatabase):
     # -- failing safe --------------------------------------------------------------------
 
     @contextmanager
+    def _reading(self, action: str) -> Iterator[Any]:
+        with self._lock, self._guard(action) as conn:
+            yield self._settled(conn)
+
+    @contextmanager
     def _guard(self, action: str) -> Iterator[Any]:
         """The one place driver errors become StoreUnavailable, naming backend and cause."""
         label = self._backend.label
@@ -469,9 +529,22 @@ class SQLExecutionDatabase(ExecutionDatabase):
             lost = self._abandon()
             note = f"; {lost} appended event(s) not yet committed were lost" if lost else ""
             cause = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            if lost:
+                self._lose_group(
+                    f"{label} is unavailable: the commit this append waited for failed: "
+                    f"{cause}; its events were not recorded"
+                )
             raise StoreUnavailable(
                 f"{label} is unavailable: cannot {action}: {cause}{note}"
             ) from exc
+
+    def _lose_group(self, message: str) -> None:
+        """The open transaction is gone, and with it every append of its group: each one
+        still waiting raises `message`."""
+        self._lost_groups[self._group] = message
+        self._lost_groups.pop(self._group - _LOST_GROUPS_KEPT, None)
+        self._group += 1
+        self._group_settled.notify_all()
 
     def _abandon(self) -> int:
         """Roll back whatever was open and forget what it implied; returns the events lost."""
