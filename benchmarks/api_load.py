@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,28 @@ def serve_bare(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(pid: int, load: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """A load's figures and the server's CPU time per request: steadier than throughput on
+    a shared machine, because another tenant's work slows the server but is not its CPU."""
+    before = _cpu_seconds(pid)
+    result = asyncio.run(load)
+    after = _cpu_seconds(pid)
+    if before is not None and after is not None:
+        result["server_cpu_us_per_request"] = round((after - before) / result["requests"] * 1e6)
+    return result
+
+
 @contextmanager
-def _server(command: list[str], port: int, log: Path) -> Iterator[str]:
+def _server(command: list[str], port: int, log: Path) -> Iterator[tuple[str, int]]:
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -78,7 +98,7 @@ def _server(command: list[str], port: int, log: Path) -> Iterator[str]:
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        yield url
+        yield url, process.pid
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -247,10 +267,10 @@ def main() -> None:
         ("engine", serve, engine_port, token),
         ("bare_fastapi", bare, bare_port, ""),
     ):
-        with _server(command, port, home / f"{name}.log") as url:
+        with _server(command, port, home / f"{name}.log") as (url, pid):
             load = (url, key, args.clients, args.per_client, args.client)
-            results[name] = asyncio.run(_load(*load))
-            results[f"{name}_open_loop"] = asyncio.run(_load(*load, rate=args.rate))
+            results[name] = _measured(pid, _load(*load))
+            results[f"{name}_open_loop"] = _measured(pid, _load(*load, rate=args.rate))
     results["bare_over_engine_throughput"] = round(
         results["bare_fastapi"]["requests_per_second"] / results["engine"]["requests_per_second"],
         2,

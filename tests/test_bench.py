@@ -28,6 +28,7 @@ def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
     assert results["memory"]["200"]["median"] > 0
     live = results["live_overhead_ms"]
     assert 0 < live["p99"]["median"] <= live["with_broker_p99"]["median"]
+    assert 0 < live["store_p50"]["median"] <= live["p50"]["median"]
     assert results["disk_commit_ms"]["p99"]["median"] > 0
     assert results["profile"]["top"] and "where the time goes" in result.stdout
 
