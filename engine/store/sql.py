@@ -135,10 +135,12 @@ class SQLExecutionDatabase(ExecutionDatabase):
         self._committed_group = 0
         self._lost_groups: dict[int, str] = {}
         self._group_settled = threading.Condition(self._lock)
-        self._floor = 0  # the head's seq when the open transaction took the lock
-        # The fold of recent executions, keyed by id, valid while its last seq is the
-        # database's: saves replaying an execution's events on every append.
-        self._folds: OrderedDict[str, tuple[int, Execution]] = OrderedDict()
+        # The fold of the executions this store wrote last, keyed by id: saves reading and
+        # replaying an execution's events on every append. Every entry is this store's own
+        # latest write of its execution: the cache is emptied whenever a transaction finds
+        # that another connection wrote since this store's last commit.
+        self._folds: OrderedDict[str, Execution] = OrderedDict()
+        self._committed_seq = -1  # the head's seq after this store's last commit
         self._lease_handles: dict[str, Any] = {}
         try:
             with self._guard("open the audit store") as conn:
@@ -275,7 +277,8 @@ class SQLExecutionDatabase(ExecutionDatabase):
         self._backend.begin_exclusive(conn, "audit-chain")
         head = conn.execute(_HEAD).fetchone()
         self._head = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
-        self._floor = self._head[0]
+        if self._head[0] != self._committed_seq:
+            self._folds.clear()  # someone else wrote: any execution may have moved on
 
     def _end(self, conn: Any, statement: Literal["COMMIT", "ROLLBACK"]) -> None:
         conn.execute(statement)
@@ -283,7 +286,10 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     def _commit(self, conn: Any) -> None:
         """Commit the open transaction: every append of its group is durable now."""
+        assert self._head is not None
+        head_seq = self._head[0]
         self._end(conn, "COMMIT")
+        self._committed_seq = head_seq
         self._committed_group = self._group
         self._group += 1
         self._group_settled.notify_all()
@@ -335,7 +341,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             rows,
         )
         self._head = (seq, digest)
-        self._folds[execution_id] = (seq, execution)
+        self._folds[execution_id] = execution
         self._folds.move_to_end(execution_id)
         if len(self._folds) > self._state_cache_size:
             self._folds.popitem(last=False)
@@ -375,23 +381,19 @@ class SQLExecutionDatabase(ExecutionDatabase):
             raise DuplicateExecution(row[0] if row else event.execution_id)
 
     def _fold(self, conn: Any, event: ExecutionEvent) -> Execution:
-        """The execution's state before `event`, from the cache when no one else wrote since."""
+        """The execution's state before `event`: this store's own last write of it, or its
+        records read back and replayed."""
         execution_id = event.execution_id
         cached = self._folds.get(execution_id)
-        if cached is not None and cached[0] > self._floor:
-            return cached[1]  # stored in this transaction, under the lock: no one wrote since
-        (last_seq,) = conn.execute(
-            self._backend.sql("SELECT max(seq) FROM audit_events WHERE execution_id = ?"),
-            (execution_id,),
-        ).fetchone()
-        if last_seq is None:
+        if cached is not None:
+            return cached
+        stored = self._read_events(conn, execution_id)
+        if not stored:
             raise KeyError(
                 f"{event_kind(event)} refused: execution {execution_id} has no "
                 "ExecutionRequested in this store"
             )
-        if cached is not None and cached[0] == last_seq:
-            return cached[1]
-        return Execution.replay(execution_id, self._read_events(conn, execution_id))
+        return Execution.replay(execution_id, stored)
 
     # -- reading -------------------------------------------------------------------------
 
