@@ -26,13 +26,22 @@ import anyio
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.api.auth import ApiError, BodyLimit, KeyGate, problem_response, require
+from engine.api.auth import (
+    ApiError,
+    BodyLimit,
+    KeyGate,
+    bearer,
+    problem_response,
+    require,
+    role_of,
+)
 from engine.api.keys import ApiKey, KeyStore, Role
 from engine.api.metrics import (
     BrokerProbes,
@@ -219,8 +228,19 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     return lo, hi
 
 
+async def _trader_sending_json(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> _Service:
+    """/execute's checks as one dependency, because FastAPI's cost is per dependency and per
+    request: a trader's key (else 403), then a JSON body (else 415); the service."""
+    role_of(request, (Role.TRADER,))
+    await _json_body(request)
+    return _service(request)
+
+
 Service = Annotated[_Service, Depends(_service_dependency)]
-Trader = Annotated[ApiKey, Depends(require(Role.TRADER))]
+TradingService = Annotated[_Service, Depends(_trader_sending_json)]
 Reader = Annotated[ApiKey, Depends(require(Role.AUDITOR, Role.ADMIN))]
 Admin = Annotated[ApiKey, Depends(require(Role.ADMIN))]
 JsonBody = Annotated[None, Depends(_json_body)]
@@ -245,9 +265,7 @@ router = APIRouter()
 async def execute(
     rpm: RPMOutput,
     request: Request,
-    service: Service,
-    _key: Trader,
-    _json: JsonBody,
+    service: TradingService,
     idempotency_key: Annotated[
         str | None,
         Header(

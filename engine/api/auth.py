@@ -141,21 +141,26 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def role_of(request: Request, roles: tuple[Role, ...]) -> ApiKey:
+    """The caller's key, if its role is one of `roles` (else 403)."""
+    key: ApiKey = request.state.api_key
+    if key.role not in roles:
+        allowed = ", ".join(role.value for role in roles)
+        raise ApiError(
+            403,
+            "forbidden",
+            f"key {key.name!r} has the role {key.role.value}; this needs: {allowed}",
+        )
+    return key
+
+
 def require(*roles: Role) -> Callable[..., Awaitable[ApiKey]]:
     """A route dependency: the caller's key, if its role is one of `roles` (else 403)."""
-    allowed = ", ".join(role.value for role in roles)
 
     async def check(
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> ApiKey:
-        key: ApiKey = request.state.api_key
-        if key.role not in roles:
-            raise ApiError(
-                403,
-                "forbidden",
-                f"key {key.name!r} has the role {key.role.value}; this needs: {allowed}",
-            )
-        return key
+        return role_of(request, roles)
 
     return check
