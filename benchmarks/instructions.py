@@ -1,12 +1,17 @@
-"""CPU instructions per simulated execution, counted by callgrind: a figure that does not
-wander with the machine's load, for before/after comparisons of work on the hot path.
+"""CPU instructions per simulated execution and per API request, counted by callgrind:
+figures that do not wander with the machine's load, for before/after comparisons of work
+on the hot paths.
 
-Runs `scenarios.bench.simulated_run` under `valgrind --tool=callgrind` at two sizes and
-reports the difference per execution, so interpreter start-up and imports cancel out.
-Python runs some 50x slower under callgrind: the default sizes take about a minute.
+Runs `scenarios.bench.simulated_run` (store off, SQLite file) and `scenarios.bench.
+api_requests` (POST /execute into the ASGI app in process, with the engine stubbed and with
+the paper engine) under `valgrind --tool=callgrind` at two sizes, and reports the
+difference per execution or request, so interpreter start-up and imports cancel out.
+Python runs some 50x slower under callgrind: the default sizes take two to three minutes.
+Counts still vary by about 1 % from run to run (object addresses, the garbage collector's
+timing): a smaller difference between two checkouts is noise.
 Run from the checkout to measure (its own code is imported):
 
-    python benchmarks/instructions.py                 # store off and SQLite file
+    python benchmarks/instructions.py                 # all four
     python benchmarks/instructions.py --small 200 --large 2200
 """
 
@@ -26,10 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def instructions(orders: int, store: str, folder: Path) -> int:
-    """Instructions of one whole process that simulates `orders` executions."""
-    url = "memory://" if store == "memory" else f"sqlite:///{folder / f'{store}-{orders}.db'}"
-    code = f"from scenarios import bench; bench.simulated_run({orders}, {url!r})"
+# What one run does, by name: {n} is its size, {folder} a scratch folder.
+RUNS = {
+    "store_off": "bench.simulated_run({n}, 'memory://')",
+    "store_sqlite_file": "bench.simulated_run({n}, 'sqlite:///{folder}/sim-{n}.db')",
+    "api_engine_stubbed": "bench.api_requests({n}, engine_stubbed=True)",
+    "api_paper_engine": "bench.api_requests({n}, engine_stubbed=False)",
+}
+
+
+def instructions(run: str, n: int, folder: Path) -> int:
+    """Instructions of one whole process that runs `run` at size `n`."""
+    code = "from scenarios import bench; " + RUNS[run].format(n=n, folder=folder)
     callgrind = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
     result = subprocess.run(
         [*callgrind, sys.executable, "-c", code],
@@ -39,38 +52,41 @@ def instructions(orders: int, store: str, folder: Path) -> int:
     )
     found = _COLLECTED.search(result.stderr)
     if result.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run failed ({orders} orders, {store}):\n{result.stderr}")
+        raise SystemExit(f"callgrind run failed ({run}, {n}):\n{result.stderr}")
     return int(found.group(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--small", type=int, default=200, help="orders of the short run")
-    parser.add_argument("--large", type=int, default=1_200, help="orders of the long run")
+    parser.add_argument("--small", type=int, default=200, help="size of the short runs")
+    parser.add_argument("--large", type=int, default=1_200, help="size of the long runs")
     args = parser.parse_args()
     if args.large <= args.small:
-        parser.error("--large must be more orders than --small")
+        parser.error("--large must be larger than --small")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    runs = [(n, store) for store in ("memory", "sqlite") for n in (args.small, args.large)]
+    runs = [(run, n) for run in RUNS for n in (args.small, args.large)]
     with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(2) as pool:
         measured = pool.map(lambda run: instructions(*run, Path(folder)), runs)
         counts = dict(zip(runs, measured, strict=True))
-    per_execution = {  # whole instructions, so that the two parts add up exactly
-        store: round(
-            (counts[(args.large, store)] - counts[(args.small, store)]) / (args.large - args.small)
-        )
-        for store in ("memory", "sqlite")
+    extra = args.large - args.small
+    each = {  # whole instructions, so that the parts add up exactly
+        run: round((counts[(run, args.large)] - counts[(run, args.small)]) / extra) for run in RUNS
     }
     print(
         json.dumps(
             {
                 "instructions_per_execution": {
-                    "store_off": per_execution["memory"],
-                    "store_sqlite_file": per_execution["sqlite"],
-                    "of_which_store": per_execution["sqlite"] - per_execution["memory"],
+                    "store_off": each["store_off"],
+                    "store_sqlite_file": each["store_sqlite_file"],
+                    "of_which_store": each["store_sqlite_file"] - each["store_off"],
                 },
-                "orders": [args.small, args.large],
+                "instructions_per_api_request": {
+                    "engine_stubbed": each["api_engine_stubbed"],
+                    "paper_engine": each["api_paper_engine"],
+                    "of_which_engine": each["api_paper_engine"] - each["api_engine_stubbed"],
+                },
+                "sizes": [args.small, args.large],
             },
             indent=2,
         )

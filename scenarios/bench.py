@@ -200,6 +200,63 @@ def live_overhead(executions: int, db_path: Path) -> dict[str, float]:
     }
 
 
+def api_requests(requests: int, engine_stubbed: bool) -> None:
+    """`requests` POST /execute calls, one after another, straight into the API's ASGI app:
+    no socket and no HTTP parsing, so that an instruction count sees only the app (FastAPI,
+    the keys, the thread hand-off) and, unless stubbed, the paper engine behind it."""
+    import asyncio
+
+    from engine.api import ApiSettings, KeyStore, Role, create_app
+    from scenarios.cli_api import paper_trading_engine
+
+    with tempfile.TemporaryDirectory() as folder:
+        keys = KeyStore(Path(folder) / "keys.db")
+        _, token = keys.create(Role.TRADER, "bench")
+        engine, _ = paper_trading_engine(7, open_database("memory://"), latency_ms=0.001)
+        unlimited = ApiSettings(rate_per_second=1e9, burst=10**9, broker_probe_seconds=0)
+        app = create_app(engine, keys, unlimited)
+        bodies = [
+            json.dumps({"decision": arrival.rpm.decision.model_dump(mode="json")}).encode()
+            for arrival in order_flow(OrderFlowConfig(orders=requests + 1), 1)
+        ]
+        if engine_stubbed:
+            answer = engine.execute(json.loads(bodies.pop()))
+            engine.execute = lambda *_: answer  # type: ignore[method-assign]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ]
+
+        async def post(body: bytes) -> None:
+            scope = {
+                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                "method": "POST", "scheme": "http", "path": "/execute",
+                "raw_path": b"/execute", "query_string": b"", "root_path": "",
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+            }  # fmt: skip
+            messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+            answered: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                return next(messages, {"type": "http.disconnect"})
+
+            async def send(message: dict[str, Any]) -> None:
+                answered.append(message)
+
+            await app(scope, receive, send)
+            if answered[0]["status"] != 200:
+                raise RuntimeError(f"POST /execute answered {answered}")
+
+        async def run() -> None:
+            async with app.router.lifespan_context(app):
+                for body in bodies[:requests]:
+                    await post(body)
+
+        asyncio.run(run())
+        keys.close()
+
+
 def disk_commit_floor(commits: int, db_path: Path) -> dict[str, float]:
     """What one durable commit costs on this disk: a bare SQLite WAL transaction of one
     small row, synchronous=FULL — the floor under each of the live path's two commits."""

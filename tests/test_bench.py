@@ -48,7 +48,7 @@ def test_a_fresh_process_reports_its_own_peak_memory_not_its_large_parents():
     shutil.which("valgrind") is None and not os.environ.get("CI"),
     reason="valgrind is not installed (CI installs it: .ci/run)",
 )
-def test_the_instruction_count_bench_reports_the_store_share_of_each_execution():
+def test_the_instruction_count_bench_reports_the_store_and_engine_shares():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "instructions.py"
     result = subprocess.run(
         [sys.executable, str(script), "--small", "5", "--large", "25"],
@@ -57,6 +57,9 @@ def test_the_instruction_count_bench_reports_the_store_share_of_each_execution()
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    counts = json.loads(result.stdout)["instructions_per_execution"]
-    assert counts["store_sqlite_file"] == counts["store_off"] + counts["of_which_store"]
-    assert counts["of_which_store"] > 0
+    counts = json.loads(result.stdout)
+    simulated, api = counts["instructions_per_execution"], counts["instructions_per_api_request"]
+    assert simulated["store_sqlite_file"] == simulated["store_off"] + simulated["of_which_store"]
+    assert simulated["of_which_store"] > 0
+    assert api["paper_engine"] == api["engine_stubbed"] + api["of_which_engine"]
+    assert api["engine_stubbed"] > 0 and api["of_which_engine"] > 0
