@@ -8,6 +8,7 @@ engine settles what a previous process left open before the first request is ser
 from __future__ import annotations
 
 import functools
+import gc
 import threading
 from collections.abc import Callable
 from enum import StrEnum
@@ -195,6 +196,11 @@ def serve(
             rate_per_second=rate_limit, burst=burst, max_concurrent_executions=max_concurrent
         )
         app = create_app(engine, key_store, settings)
+        # What start-up built (modules, schemas, the app) lives as long as the server: out
+        # of the collector's way, a full collection no longer walks it while every request
+        # waits. At 800 requests/s offered by 1,000 clients: p99 0.16-0.19 s instead of
+        # 1-1.9 s, the server no longer falling behind (benchmarks/api_load.py).
+        gc.freeze()
         if not any(key.revoked_at is None for key in key_store.records()):
             typer.echo(
                 f"warning: no API keys in {keys}; only /health will answer. "
