@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.api import ApiSettings, KeyStore, KeyStoreError, Role
+from engine.api.keys import CHANGES_CHECKED_EVERY
 from engine.api.ratelimit import TokenBucketLimiter
 from scenarios.cli_api import api_app
 from tests.api_support import UNLIMITED, PaperApi, approved, bearer, cli_api, paper_api
@@ -110,6 +112,17 @@ def test_a_revoked_key_is_refused_from_its_next_request_on(api):
 
     assert before.status_code == 200
     assert after.status_code == 401 and 'error="invalid_token"' in after.headers["www-authenticate"]
+
+
+def test_a_key_revoked_by_another_process_is_refused_once_the_store_checks_again(tmp_path):
+    server_side = KeyStore(tmp_path / "keys.db")
+    _, token = server_side.create(Role.TRADER, "elsewhere")
+    assert server_side.authenticate(token) is not None
+
+    KeyStore(tmp_path / "keys.db").revoke("elsewhere")  # `arbitrex keys revoke`, in effect
+    time.sleep(CHANGES_CHECKED_EVERY)
+
+    assert server_side.authenticate(token) is None
 
 
 def test_a_key_with_a_tampered_secret_is_refused(api):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +27,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 TOKEN_PREFIX = "axk_"
+# Seconds within which a key revoked by another process is refused (at once when revoked
+# through this store).
+CHANGES_CHECKED_EVERY = 0.1
 _ID_HEX = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SCHEMA = """
@@ -80,6 +85,12 @@ class KeyStore:
         except (OSError, sqlite3.Error) as exc:
             raise KeyStoreError(f"cannot open the key store {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        # Active keys already looked up: key id -> (salt, digest, record), emptied by this
+        # store's own revocations at once, and by another process's (SQLite's data_version
+        # changes) when next checked: at most every CHANGES_CHECKED_EVERY seconds.
+        self._active: dict[str, tuple[bytes, bytes, ApiKey]] = {}
+        self._version: int | None = None
+        self._checked_at = -math.inf
 
     def create(self, role: Role, name: str | None = None) -> tuple[ApiKey, str]:
         """A new key: its record, and the bearer token to hand over (shown this once)."""
@@ -115,7 +126,8 @@ class KeyStore:
         return [_record(*row) for row in rows]
 
     def revoke(self, name: str) -> ApiKey:
-        """Revoke the active key of that name: it is refused from the next request on."""
+        """Revoke the active key of that name: this store refuses it from the next request
+        on, a server's store in another process within CHANGES_CHECKED_EVERY seconds."""
         revoked = datetime.now(UTC)
         with self._lock:
             row = self._conn.execute(
@@ -129,6 +141,7 @@ class KeyStore:
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?",
                 (revoked.isoformat(), row[0]),
             )
+            self._active.pop(row[0], None)
         return _record(*row, revoked.isoformat())
 
     def authenticate(self, token: str) -> ApiKey | None:
@@ -137,18 +150,33 @@ class KeyStore:
         if parsed is None:
             return None
         key_id, secret = parsed
+        now = time.monotonic()
         with self._lock:
-            row = self._conn.execute(
-                "SELECT name, role, salt, digest, created_at FROM api_keys "
-                "WHERE key_id = ? AND revoked_at IS NULL",
-                (key_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        name, role, salt, digest, created_at = row
+            # Any call into SQLite lets go of the GIL, and on the server's event loop under
+            # load that hand-off costs more than the whole check: the file is asked whether
+            # another process (`arbitrex keys revoke`) committed at most so often.
+            if now - self._checked_at >= CHANGES_CHECKED_EVERY:
+                version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._version:
+                    self._active.clear()
+                    self._version = version
+                self._checked_at = now
+            known = self._active.get(key_id)
+            if known is None:
+                row = self._conn.execute(
+                    "SELECT name, role, salt, digest, created_at FROM api_keys "
+                    "WHERE key_id = ? AND revoked_at IS NULL",
+                    (key_id,),
+                ).fetchone()
+                if row is None:
+                    return None  # unknown ids are not kept: a flood of them costs no memory
+                name, role, salt, digest, created_at = row
+                known = (salt, digest, _record(key_id, name, role, created_at, None))
+                self._active[key_id] = known
+        salt, digest, record = known
         if not hmac.compare_digest(_digest(salt, secret), digest):
             return None
-        return _record(key_id, name, role, created_at, None)
+        return record
 
     def close(self) -> None:
         with self._lock:
