@@ -75,8 +75,8 @@ _HEAD = (
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TERMINAL = tuple(status.value for status in ExecutionStatus if status.is_terminal)
-# Why a failed group commit failed, kept for its waiting appends to read: far more groups
-# than there can be appends waiting at once.
+# Why a failed group commit failed, kept for its waiting appends to read, for this many of
+# the latest groups: far more than there can be appends waiting at once.
 _LOST_GROUPS_KEPT = 1024
 # How long an append waits for the rest of its group to commit it before it commits itself.
 _GROUP_WAIT_SECONDS = 0.02
@@ -544,7 +544,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
         """The open transaction is gone, and with it every append of its group: each one
         still waiting raises `message`."""
         self._lost_groups[self._group] = message
-        self._lost_groups.pop(self._group - _LOST_GROUPS_KEPT, None)
+        oldest_kept = self._group - _LOST_GROUPS_KEPT
+        for stale in [group for group in self._lost_groups if group <= oldest_kept]:
+            del self._lost_groups[stale]
         self._group += 1
         self._group_settled.notify_all()
 
