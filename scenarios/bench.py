@@ -200,10 +200,18 @@ def live_overhead(executions: int, db_path: Path) -> dict[str, float]:
     }
 
 
-def api_requests(requests: int, engine_stubbed: bool) -> None:
-    """`requests` POST /execute calls, one after another, straight into the API's ASGI app:
-    no socket and no HTTP parsing, so that an instruction count sees only the app (FastAPI,
-    the keys, the thread hand-off) and, unless stubbed, the paper engine behind it."""
+def api_requests(
+    requests: int,
+    engine_stubbed: bool,
+    at_once: int = 1,
+    latency_ms: float = 0.001,
+    db_url: str = "memory://",
+) -> dict[str, float]:
+    """`requests` POST /execute calls, `at_once` of them in flight, straight into the API's
+    ASGI app: no socket and no HTTP parsing, so that an instruction count (one at a time)
+    sees only the app (FastAPI, the keys, the thread hand-off) and, unless stubbed, the paper
+    engine behind it; and so that an A/B of the app under concurrency is not also one of
+    the HTTP stack and a load generator. Returns requests/s and CPU time per request."""
     import asyncio
 
     from engine.api import ApiSettings, KeyStore, Role, create_app
@@ -212,8 +220,11 @@ def api_requests(requests: int, engine_stubbed: bool) -> None:
     with tempfile.TemporaryDirectory() as folder:
         keys = KeyStore(Path(folder) / "keys.db")
         _, token = keys.create(Role.TRADER, "bench")
-        engine, _ = paper_trading_engine(7, open_database("memory://"), latency_ms=0.001)
-        unlimited = ApiSettings(rate_per_second=1e9, burst=10**9, broker_probe_seconds=0)
+        database = open_database(db_url)
+        engine, _ = paper_trading_engine(7, database, latency_ms=latency_ms)
+        unlimited = ApiSettings(
+            rate_per_second=1e9, burst=10**9, broker_probe_seconds=0, max_concurrent_executions=64
+        )
         app = create_app(engine, keys, unlimited)
         bodies = [
             json.dumps({"decision": arrival.rpm.decision.model_dump(mode="json")}).encode()
@@ -226,6 +237,7 @@ def api_requests(requests: int, engine_stubbed: bool) -> None:
             (b"content-type", b"application/json"),
             (b"authorization", f"Bearer {token}".encode()),
         ]
+        in_flight = asyncio.Semaphore(at_once)
 
         async def post(body: bytes) -> None:
             scope = {
@@ -244,17 +256,36 @@ def api_requests(requests: int, engine_stubbed: bool) -> None:
             async def send(message: dict[str, Any]) -> None:
                 answered.append(message)
 
-            await app(scope, receive, send)
+            async with in_flight:
+                await app(scope, receive, send)
             if answered[0]["status"] != 200:
                 raise RuntimeError(f"POST /execute answered {answered}")
 
-        async def run() -> None:
+        async def run() -> tuple[float, float]:
             async with app.router.lifespan_context(app):
-                for body in bodies[:requests]:
-                    await post(body)
+                started, cpu = time.perf_counter(), time.process_time()
+                await asyncio.gather(*(post(body) for body in bodies[:requests]))
+                return time.perf_counter() - started, time.process_time() - cpu
 
-        asyncio.run(run())
+        seconds, cpu_seconds = _event_loop_run(run())
         keys.close()
+        database.close()
+    return {
+        "requests_per_second": requests / seconds,
+        "cpu_us_per_request": cpu_seconds / requests * 1e6,
+    }
+
+
+def _event_loop_run(main: Any) -> Any:
+    """Run a coroutine on the loop `arbitrex serve` gets: uvicorn takes uvloop when it is
+    installed (everywhere but Windows), and the loop's own cost is part of every request."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def disk_commit_floor(commits: int, db_path: Path) -> dict[str, float]:

@@ -63,3 +63,17 @@ def test_the_instruction_count_bench_reports_the_store_and_engine_shares():
     assert simulated["of_which_store"] > 0
     assert api["paper_engine"] == api["engine_stubbed"] + api["of_which_engine"]
     assert api["engine_stubbed"] > 0 and api["of_which_engine"] > 0
+
+
+def test_the_in_process_api_driver_answers_every_concurrent_request_on_a_durable_store(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "api_in_process.py"
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    result = subprocess.run(
+        [sys.executable, str(script), "--requests", "60", "--at-once", "20", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr  # a request not answered 200 fails it
+    measured = json.loads(result.stdout)
+    assert measured["requests_per_second"] > 0 and measured["cpu_us_per_request"] > 0
