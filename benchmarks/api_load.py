@@ -74,8 +74,9 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def _measured(pid: int, load: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """A load's figures and the server's CPU time per request: steadier than throughput on
-    a shared machine, because another tenant's work slows the server but is not its CPU."""
+    """A load's figures and the server's CPU time per request: what the server spent, apart
+    from the time it waited or was kept off the CPU (other tenants still move it, through
+    caches and clock speed: here by up to a third within minutes)."""
     before = _cpu_seconds(pid)
     result = asyncio.run(load)
     after = _cpu_seconds(pid)
