@@ -479,6 +479,16 @@ def test_concurrent_sync_appends_share_commits_and_each_returns_only_once_durabl
     db.close()
 
 
+def test_concurrent_sync_appends_on_postgresql_all_become_durable_in_one_chain(postgres):
+    db = postgres.open()
+    outcomes = _append_from_threads(db, [[f"pg-{t}-{i}" for i in range(10)] for t in range(6)])
+
+    assert set(outcomes.values()) == {"durable"}
+    reader = postgres.open()
+    assert len(reader.non_terminal()) == 60
+    assert verify_audit_chain(reader).records_verified == 60
+
+
 def test_a_failed_group_commit_fails_every_append_of_its_group_and_records_none(tmp_path):
     db, disk = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.2, failing={2})
     # The first append's commit is slow: the others arrive meanwhile and form one group,
