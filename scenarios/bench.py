@@ -376,16 +376,7 @@ def run_suite(
         count = min(sizes[0], 500 if quick else 2_000)
         live = [live_overhead(count, Path(folder) / f"live-{i}.db") for i in range(repeat)]
         results["live_overhead_ms"] = {
-            key: figure([r[f"{key}_ms"] for r in live])
-            for key in (
-                "p50",
-                "p99",
-                "p99_9",
-                "store_p50",
-                "store_p99",
-                "with_broker_p50",
-                "with_broker_p99",
-            )
+            key.removesuffix("_ms"): figure([r[key] for r in live]) for key in live[0]
         }
         floors = [disk_commit_floor(count, Path(folder) / f"disk-{i}.db") for i in range(repeat)]
         results["disk_commit_ms"] = {
