@@ -193,6 +193,11 @@ def test_the_body_limit_is_configurable(tmp_path):
 # -- secrets: stored hashed, never logged, never answered --------------------------------
 
 
+def secret_of(token: str) -> str:
+    """The secret of axk_<id>_<secret>: everything after the id, since it may hold '_' too."""
+    return token.split("_", 2)[2]
+
+
 def test_keys_are_stored_only_as_salted_hashes(tmp_path):
     store = KeyStore(tmp_path / "keys.db")
     tokens = [store.create(Role.TRADER, f"desk{i}")[1] for i in range(2)]
@@ -204,8 +209,7 @@ def test_keys_are_stored_only_as_salted_hashes(tmp_path):
         salts, digests = zip(*conn.execute("SELECT salt, digest FROM api_keys"), strict=True)
 
     for token in tokens:
-        secret = token.rpartition("_")[2]
-        assert token.encode() not in raw and secret.encode() not in raw
+        assert token.encode() not in raw and secret_of(token).encode() not in raw
     assert len(set(salts)) == 2 and len(set(digests)) == 2
     assert modes == dict.fromkeys(modes, 0) and "keys.db" in modes
 
@@ -221,8 +225,7 @@ def test_the_keys_cli_prints_a_key_once_and_lists_names_and_roles_but_never_keys
     assert created.returncode == listed.returncode == 0
     assert token.startswith("axk_") and token not in created.stderr
     assert "desk1" in listed.stdout and "trader" in listed.stdout and "active" in listed.stdout
-    secret_part = token.split("_", 2)[2]  # axk_<id>_<secret>; the secret may hold "_" too
-    for secret in (token, secret_part, salt.hex(), digest.hex()):
+    for secret in (token, secret_of(token), salt.hex(), digest.hex()):
         assert secret not in listed.stdout + listed.stderr
 
 
@@ -250,7 +253,7 @@ def _secrets_of(paper: PaperApi) -> list[str]:
     with sqlite3.connect(paper.keys.path) as conn:
         rows = conn.execute("SELECT salt, digest FROM api_keys").fetchall()
     stored = [value.hex() for row in rows for value in row]
-    return [*paper.tokens.values(), *(t.rpartition("_")[2] for t in paper.tokens.values()), *stored]
+    return [*paper.tokens.values(), *map(secret_of, paper.tokens.values()), *stored]
 
 
 def test_no_key_appears_in_any_log_record_or_any_response(tmp_path, caplog):
@@ -274,7 +277,7 @@ def test_no_key_appears_in_any_log_record_or_any_response(tmp_path, caplog):
         seen = answer.text + repr(dict(answer.headers))
         assert not [secret for secret in secrets if secret in seen], answer.request.url
     assert not [secret for secret in secrets if secret in logged]
-    assert not [s for s in (wrong, wrong.rpartition("_")[2]) if s in logged]
+    assert not [s for s in (wrong, secret_of(wrong)) if s in logged]
 
 
 def test_health_tells_nothing_about_where_the_store_is_or_how_to_reach_it(tmp_path):
