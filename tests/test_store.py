@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import store_backends as sb
 
+import engine.store.sql
 from engine.core.events import (
     OrderFilled,
     SubmissionAttempted,
@@ -452,7 +453,13 @@ def _append_from_threads(db: ExecutionDatabase, names: list[list[str]]) -> dict[
     return outcomes
 
 
-def test_concurrent_sync_appends_share_commits_and_each_returns_only_once_durable(tmp_path):
+def test_concurrent_sync_appends_share_commits_and_each_returns_only_once_durable(
+    tmp_path, monkeypatch
+):
+    # The fallback that commits a group no one came to commit (20 ms) is tested on its own;
+    # on a loaded machine it fires on threads merely kept off the CPU, so it is set out of
+    # reach here: what is counted is how appends that overlap share their commits.
+    monkeypatch.setattr(engine.store.sql, "_GROUP_WAIT_SECONDS", 5.0)
     db, disk = _slow_disk_store(tmp_path / "audit.db")
     durable_on_return = []
 
