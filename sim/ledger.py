@@ -89,7 +89,7 @@ def _rows(order: LedgerOrder) -> Iterator[_Row]:
 
 
 def _orders(rows: Iterable[_Row]) -> Iterator[LedgerOrder]:
-    """LedgerOrders from rows sorted by ticket and deal (as `_COLUMNS`)."""
+    """LedgerOrders from rows (as `_COLUMNS`) holding each ticket's deals together, in order."""
     for _, deals in groupby(rows, key=lambda row: row[0]):
         first, *rest = deals
         ticket, client_order_id, symbol, direction, units, time, state = first[:7]
@@ -177,9 +177,11 @@ class Ledger(Mapping[int, LedgerOrder]):
         found = list(self._select("WHERE ticket = ?", (ticket,)))
         return found[0] if found else default
 
-    def _select(self, where: str, args: tuple[Any, ...]) -> Iterator[LedgerOrder]:
+    def _select(
+        self, where: str, args: tuple[Any, ...], order: str = "ticket, deal"
+    ) -> Iterator[LedgerOrder]:
         assert self._db is not None
-        query = f"SELECT {_COLUMNS} FROM ledger {where} ORDER BY ticket, deal"
+        query = f"SELECT {_COLUMNS} FROM ledger {where} ORDER BY {order}"
         return _orders(self._db.execute(query, args).fetchall())
 
     def __getitem__(self, ticket: int) -> LedgerOrder:
@@ -206,6 +208,37 @@ class Ledger(Mapping[int, LedgerOrder]):
 
         live = [self._live[ticket] for ticket in sorted(self._live)]
         return heapq.merge(spilled(), live, key=lambda order: order.ticket)
+
+    def by_client(self, chunk: int = 4096) -> Iterator[list[LedgerOrder]]:
+        """Every client order id's orders, by ticket, in client order id order: what a
+        check of each execution against the broker's orders reads, a chunk at a time."""
+
+        def spilled() -> Iterator[LedgerOrder]:
+            if self._db is None:
+                return
+            after = ""
+            while True:
+                clients = self._db.execute(
+                    "SELECT DISTINCT client_order_id FROM ledger WHERE client_order_id > ? "
+                    "ORDER BY client_order_id LIMIT ?",
+                    (after, chunk),
+                ).fetchall()
+                if not clients:
+                    return
+                yield from self._select(
+                    "WHERE client_order_id BETWEEN ? AND ?",
+                    (clients[0][0], clients[-1][0]),
+                    order="client_order_id, ticket, deal",
+                )
+                after = clients[-1][0]
+
+        def client_then_ticket(order: LedgerOrder) -> tuple[str, int]:
+            return order.client_order_id, order.ticket
+
+        live = sorted(self._live.values(), key=client_then_ticket)
+        merged = heapq.merge(spilled(), live, key=client_then_ticket)
+        for _, orders in groupby(merged, key=lambda order: order.client_order_id):
+            yield list(orders)
 
     def __iter__(self) -> Iterator[int]:
         return (order.ticket for order in self._in_order())

@@ -9,6 +9,7 @@ volume, deviation, margin, liquidity) and for configured extra ones (rate limit,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -231,34 +232,27 @@ class Venue:
     # -- the ledger, for tests and invariants -------------------------------------------
 
     def orders_by_client_id(self) -> dict[str, list[LedgerOrder]]:
-        grouped: dict[str, list[LedgerOrder]] = {}
-        for ledger_order in self.orders.values():
-            grouped.setdefault(ledger_order.client_order_id, []).append(ledger_order)
-        return grouped
+        return {orders[0].client_order_id: orders for orders in self.orders.by_client()}
 
-    def ledger_rows(self) -> list[tuple[int, str, str, int, int, str, int, float, float]]:
-        """Every order and its deals as plain rows: what a byte-for-byte comparison reads."""
-        rows = []
-        for ticket, o in self.orders.items():  # in ticket order
-            deals = o.fills or [None]
-            for fill in deals:
-                rows.append(
-                    (
-                        ticket,
-                        o.client_order_id,
-                        o.symbol,
-                        int(o.direction),
-                        o.units,
-                        o.state.value,
-                        fill.units if fill else 0,
-                        fill.price if fill else 0.0,
-                        fill.time if fill else o.time,
-                    )
+    def ledger_rows(self) -> Iterator[tuple[int, str, str, int, int, str, int, float, float]]:
+        """Every order and its deals as plain rows, in ticket order: what a byte-for-byte
+        comparison reads, one row at a time."""
+        for ticket, o in self.orders.items():
+            for fill in o.fills or [None]:
+                yield (
+                    ticket,
+                    o.client_order_id,
+                    o.symbol,
+                    int(o.direction),
+                    o.units,
+                    o.state.value,
+                    fill.units if fill else 0,
+                    fill.price if fill else 0.0,
+                    fill.time if fill else o.time,
                 )
-        return rows
 
     def ledger_orders(self) -> list[LedgerOrder]:
         return list(self.orders.values())
 
     def ledger_bytes(self) -> bytes:
-        return "\n".join(repr(row) for row in self.ledger_rows()).encode()
+        return b"\n".join(repr(row).encode() for row in self.ledger_rows())

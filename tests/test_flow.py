@@ -250,7 +250,7 @@ def test_the_same_seed_gives_the_same_ledger_and_another_seed_another():
         for i in range(200):
             world.driver.submit(decision(decision_id=f"s{i}", symbol=("EURUSD", "USDJPY")[i % 2]))
         world.env.run()
-        return world.venue.ledger_rows()
+        return list(world.venue.ledger_rows())
 
     assert ledger(1) == ledger(1)
     assert ledger(1) != ledger(2)

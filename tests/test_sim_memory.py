@@ -49,6 +49,9 @@ def test_a_spilled_ledger_reads_back_byte_identical_to_one_held_in_memory():
     assert spilled.ledger_bytes() == in_memory.ledger_bytes()
     assert spilled.ledger_orders() == in_memory.ledger_orders()
     assert spilled.orders_by_client_id() == in_memory.orders_by_client_id()
+    by_client = list(spilled.orders.by_client())
+    assert by_client == list(in_memory.orders.by_client()) == list(spilled.orders.by_client(7))
+    assert [o[0].client_order_id for o in by_client] == sorted(in_memory.orders_by_client_id())
     assert len(spilled.orders) == 200 and list(spilled.orders) == list(range(1, 201))
     assert spilled.orders == in_memory.orders
     assert dict(spilled.orders.items()) == dict(in_memory.orders.items())

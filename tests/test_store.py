@@ -134,6 +134,17 @@ def test_history_and_open_executions_come_from_the_projection_with_the_base_sema
     assert db.non_terminal(), "the run was stopped while executions were in flight"
 
 
+def test_every_execution_reads_back_in_id_order_a_page_at_a_time_as_replayed_one_by_one(target):
+    db = target.open()
+    sb.seeded_run(db, SEED, until=0.3)  # open executions as well as settled ones
+    one_by_one = list(ExecutionDatabase.executions(db))
+    paged = list(db.executions(chunk=3))
+
+    assert [e.execution_id for e in one_by_one] == sorted(db.execution_ids())
+    assert len(paged) > 3 and paged == one_by_one
+    assert any(not e.is_terminal for e in paged) and any(e.is_terminal for e in paged)
+
+
 def test_the_exported_trail_holds_the_reference_records_in_seq_order_with_their_hashes(
     target, reference
 ):

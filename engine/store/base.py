@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -134,6 +134,16 @@ class ExecutionDatabase(ABC):
     def get_execution(self, execution_id: str) -> Execution | None:
         events = self.events(execution_id)
         return Execution.replay(execution_id, events) if events else None
+
+    def executions(self) -> Iterator[Execution]:
+        """Every execution, replayed from its records, in execution id order.
+
+        A run of a million orders is checked and summarised from here, so a store that
+        keeps its records outside memory reads them a chunk at a time."""
+        for execution_id in sorted(self.execution_ids()):
+            execution = self.get_execution(execution_id)
+            if execution is not None:
+                yield execution
 
     def get_execution_log(self, execution_id: str) -> ExecutionLog | None:
         execution = self.get_execution(execution_id)

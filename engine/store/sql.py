@@ -24,9 +24,10 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any, Literal, Protocol
 
 from engine.core.events import (
@@ -406,6 +407,30 @@ class SQLExecutionDatabase(ExecutionDatabase):
         with self._reading("list executions") as conn:
             return [row[0] for row in conn.execute(query).fetchall()]
 
+    def executions(self, chunk: int = 1000) -> Iterator[Execution]:
+        # Keyset pages, each read under the lock and replayed outside it: a writer waits at
+        # most one page, and memory holds one page, however many executions there are.
+        ids_after = self._backend.sql(
+            "SELECT execution_id FROM executions WHERE execution_id > ? "
+            "ORDER BY execution_id LIMIT ?"
+        )
+        records_between = self._backend.sql(
+            "SELECT execution_id, kind, at, payload FROM audit_events "
+            "WHERE execution_id >= ? AND execution_id <= ? ORDER BY execution_id, seq"
+        )
+        after = ""
+        while True:
+            with self._reading("read executions in id order") as conn:
+                ids = [row[0] for row in conn.execute(ids_after, (after, chunk)).fetchall()]
+                if not ids:
+                    return
+                rows = conn.execute(records_between, (ids[0], ids[-1])).fetchall()
+            for execution_id, records in groupby(rows, key=lambda row: row[0]):
+                yield Execution.replay(
+                    execution_id, _decoded(execution_id, (row[1:] for row in records))
+                )
+            after = ids[-1]
+
     def history(
         self,
         symbol: str | None = None,
@@ -506,9 +531,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             ),
             (execution_id,),
         ).fetchall()
-        return tuple(
-            from_payload(kind, execution_id, at, json.loads(payload)) for kind, at, payload in rows
-        )
+        return _decoded(execution_id, rows)
 
     # -- failing safe --------------------------------------------------------------------
 
@@ -641,3 +664,12 @@ def _aware(moment: datetime, name: str) -> datetime:
 def _micros(moment: datetime) -> int:
     """Exact integer microseconds since the epoch (no float rounding on the way)."""
     return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _decoded(
+    execution_id: str, rows: Iterable[tuple[str, float, str]]
+) -> tuple[ExecutionEvent, ...]:
+    """Events from their (kind, at, payload) rows."""
+    return tuple(
+        from_payload(kind, execution_id, at, json.loads(payload)) for kind, at, payload in rows
+    )
