@@ -65,7 +65,7 @@ def load_runs(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def load_database(database: ExecutionDatabase, scenario: str = "live") -> pd.DataFrame:
     """A live (or simulated) audit database as the same execution rows a run writes."""
-    from scenarios.runner import execution_rows
+    from scenarios.run_outputs import execution_rows
 
     executions = [e for i in database.execution_ids() if (e := database.get_execution(i))]
     frame = execution_rows(executions)

@@ -54,11 +54,16 @@ def demo(
         int, typer.Option(min=0, help="Seed of the market, network and order flow")
     ] = 7,
     db: Annotated[
-        str, typer.Option(help="Audit store URL: sqlite:///file.db, postgresql://...")
-    ] = "sqlite:///:memory:",
+        str | None,
+        typer.Option(
+            help="Audit store URL: sqlite:///file.db, postgresql://... (an empty one); "
+            "default: a temporary SQLite file, removed after the run"
+        ),
+    ] = None,
 ) -> None:
     """Execute N approved trades against the simulated market and summarise the run."""
-    _validate_url(db)
+    if db is not None:
+        _validate_url(db)
     _run_and_report(demo_scenario(orders, seed), Path.cwd(), seed, None, db)
 
 

@@ -24,7 +24,13 @@ from pydantic import BaseModel, ConfigDict
 from brokers.sim import SimulatedBroker
 from engine.engine import ExecutionEngine
 from engine.store import open_database
-from scenarios.invariants import Evidence, Violation, check_invariants
+from scenarios.invariants import (
+    Evidence,
+    Violation,
+    cases,
+    check_invariants,
+    orders_by_client,
+)
 from scenarios.runner import arrivals_of
 from scenarios.spec import Scenario, ScenarioError, load_scenario
 from sim.broker_process import AUTHKEY, SharedClock, VenueProxy
@@ -124,14 +130,13 @@ def crash_run(
         broker.wait()
     database = open_database(db_url)
     with database:
-        executions = [e for i in database.execution_ids() if (e := database.get_execution(i))]
-        evidence = Evidence(
-            orders, database, FxWeek(holidays=scenario.market_config().week.holidays).is_open, []
-        )
-        violations = check_invariants(CRASH_INVARIANTS, executions, evidence)
+        is_open = FxWeek(holidays=scenario.market_config().week.holidays).is_open
+        run_cases = cases(database.executions(), orders_by_client(orders))
+        violations = check_invariants(CRASH_INVARIANTS, run_cases, Evidence(database, is_open, []))
+        executions = len(list(database.execution_ids()))
     return CrashOutcome(
         kills=killed,
-        executions=len(executions),
+        executions=executions,
         broker_orders=len(orders),
         invariants_checked=CRASH_INVARIANTS,
         violations=tuple(violations),

@@ -3,12 +3,15 @@ ledger, not against what the engine believes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.events import ValidationCompleted
+from engine.core.ids import client_order_id_for
 from engine.core.lifecycle import Execution
 from engine.schemas import DecisionStatus
 from engine.store import ExecutionDatabase, verify_audit_chain
@@ -26,119 +29,187 @@ class Violation(BaseModel):
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a run left behind: the broker's ledger, the audit store, the market's hours."""
+    """What a run left behind, besides its cases: the audit store, the market's hours, the
+    halts."""
 
-    orders: list[LedgerOrder]
     database: ExecutionDatabase
     is_open: Callable[[float], bool]
     halts: list[tuple[float, float]]
 
-    def orders_by_client_id(self) -> dict[str, list[LedgerOrder]]:
-        grouped: dict[str, list[LedgerOrder]] = {}
-        for order in self.orders:
-            grouped.setdefault(order.client_order_id, []).append(order)
-        return grouped
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One client order id: the execution the audit store holds for it (None if none) and
+    the orders the broker's ledger holds under it, by ticket."""
+
+    client_order_id: str
+    execution: Execution | None
+    orders: list[LedgerOrder]
 
 
-Check = Callable[[list[Execution], Evidence], Iterable[str]]
+def cases(
+    executions: Iterable[Execution], orders_by_client: Iterable[list[LedgerOrder]]
+) -> Iterator[Case]:
+    """Executions and the broker's orders joined on client order id, one pair at a time.
+
+    Both come in client order id order; an execution's client order id is a prefix and its
+    id's tail, so execution id order is that order. Nothing is gathered: a million orders
+    are checked in the memory of one."""
+    executions, ledger = iter(executions), iter(orders_by_client)
+    execution, orders = next(executions, None), next(ledger, None)
+    last: str | None = None
+    while execution is not None or orders is not None:
+        mine = client_order_id_for(execution.execution_id) if execution else None
+        theirs = orders[0].client_order_id if orders else None
+        client = min(c for c in (mine, theirs) if c is not None)
+        if last is not None and client <= last:
+            raise ValueError(f"cases out of client order id order: {client} after {last}")
+        last = client
+        yield Case(
+            client,
+            execution if mine == client else None,
+            orders if orders is not None and theirs == client else [],
+        )
+        if mine == client:
+            execution = next(executions, None)
+        if theirs == client:
+            orders = next(ledger, None)
 
 
-def _no_duplicate_broker_orders(executions, run):
-    for client_id, orders in run.orders_by_client_id().items():
-        if len(orders) > 1:
-            yield f"{client_id}: {len(orders)} broker orders {[o.ticket for o in orders]}"
+def orders_by_client(orders: Iterable[LedgerOrder]) -> list[list[LedgerOrder]]:
+    """A ledger read whole (a remote broker's, say) grouped as `cases` reads it."""
+    ordered = sorted(orders, key=lambda order: (order.client_order_id, order.ticket))
+    return [list(group) for _, group in groupby(ordered, key=lambda o: o.client_order_id)]
 
 
-def _broker_orders_map_to_executions(executions, run):
-    by_client = {e.request.client_order_id: e for e in executions if e.request}
-    for client_id, orders in run.orders_by_client_id().items():
-        execution = by_client.get(client_id)
-        if execution is None:
-            yield f"broker order {orders[0].ticket} ({client_id}) belongs to no execution"
-            continue
+CaseCheck = Callable[[Case, Evidence], Iterable[str]]
+
+
+def _no_duplicate_broker_orders(case, run):
+    if len(case.orders) > 1:
+        yield f"{case.client_order_id}: {len(case.orders)} broker orders " + str(
+            [o.ticket for o in case.orders]
+        )
+
+
+def _broker_orders_map_to_executions(case, run):
+    e, orders = case.execution, case.orders
+    if orders and e is None:
+        yield f"broker order {orders[0].ticket} ({case.client_order_id}) belongs to no execution"
+    elif orders and e is not None:
         filled = sum(f.units for o in orders for f in o.fills)
-        eid, recorded = execution.execution_id, execution.executed_units
-        if filled != recorded:
-            yield f"{eid}: broker filled {filled}, engine recorded {recorded}"
+        if filled != e.executed_units:
+            yield f"{e.execution_id}: broker filled {filled}, engine recorded {e.executed_units}"
         tickets = [o.ticket for o in orders]
-        if execution.broker_order_id not in {str(t) for t in tickets}:
-            yield f"{eid}: engine holds order {execution.broker_order_id}, broker has {tickets}"
-    ledger = run.orders_by_client_id()
-    for e in executions:
-        if e.broker_order_id is not None and e.request and e.request.client_order_id not in ledger:
-            yield f"{e.execution_id}: engine holds order {e.broker_order_id} the broker never had"
+        if e.broker_order_id not in {str(t) for t in tickets}:
+            yield f"{e.execution_id}: engine holds order {e.broker_order_id}, broker has {tickets}"
+    elif e is not None and e.broker_order_id is not None:
+        yield f"{e.execution_id}: engine holds order {e.broker_order_id} the broker never had"
 
 
-def _every_execution_terminal(executions, run):
-    for e in executions:
-        if not e.is_terminal:
-            yield f"{e.execution_id} ended {e.status.value if e.status else 'unrecorded'}"
+def _every_execution_terminal(case, run):
+    e = case.execution
+    if e is not None and not e.is_terminal:
+        yield f"{e.execution_id} ended {e.status.value if e.status else 'unrecorded'}"
 
 
-def _audit_chain_verifies(executions, run):
-    result = verify_audit_chain(run.database)
-    if not result.ok:
-        yield f"record {result.first_bad_seq}: {result.problem}"
+def _no_order_sent_while_halted(case, run):
+    e = case.execution
+    if e is None or not run.halts:  # without a halt there is nothing to read for
+        return
+    for event in run.database.events(e.execution_id):
+        if isinstance(event, ValidationCompleted) and any(a <= event.at < b for a, b in run.halts):
+            yield f"{e.execution_id} passed validation at {event.at:.3f}, inside a halt"
 
 
-def _no_order_sent_while_halted(executions, run):
-    database = run.database
-    for e in executions:
-        for event in database.events(e.execution_id):
-            if isinstance(event, ValidationCompleted) and any(
-                a <= event.at < b for a, b in run.halts
-            ):
-                yield f"{e.execution_id} passed validation at {event.at:.3f}, inside a halt"
-
-
-def _no_fill_while_closed(executions, run):
-    for order in run.orders:
+def _no_fill_while_closed(case, run):
+    for order in case.orders:
         for fill in order.fills:
             if not run.is_open(fill.time):
                 yield f"deal {fill.fill_id} (order {order.ticket}) at {fill.time:.3f}: closed"
 
 
-def _executed_never_exceeds_intended(executions, run):
-    for e in executions:
-        if e.request and e.executed_units > e.request.intended_units:
-            yield f"{e.execution_id}: {e.executed_units} executed of {e.request.intended_units}"
-    for order in run.orders:
+def _executed_never_exceeds_intended(case, run):
+    e = case.execution
+    if e is not None and e.request and e.executed_units > e.request.intended_units:
+        yield f"{e.execution_id}: {e.executed_units} executed of {e.request.intended_units}"
+    for order in case.orders:
         filled = sum(f.units for f in order.fills)
         if filled > order.units:
             yield f"broker order {order.ticket}: {filled} filled of {order.units}"
 
 
-def _no_order_for_unapproved_decision(executions, run):
-    ledger = run.orders_by_client_id()
-    for e in executions:
-        if e.request is None:
-            continue
-        status = e.request.decision.get("decision", {}).get("status")
-        if status != DecisionStatus.APPROVED.value and e.request.client_order_id in ledger:
-            yield f"{e.execution_id}: decision {status} reached the broker"
+def _no_order_for_unapproved_decision(case, run):
+    e = case.execution
+    if e is None or e.request is None or not case.orders:
+        return
+    status = e.request.decision.get("decision", {}).get("status")
+    if status != DecisionStatus.APPROVED.value:
+        yield f"{e.execution_id}: decision {status} reached the broker"
 
 
-CHECKS: dict[str, Check] = {
+def _audit_chain_verifies(run):
+    result = verify_audit_chain(run.database)
+    if not result.ok:
+        yield f"record {result.first_bad_seq}: {result.problem}"
+
+
+CASE_CHECKS: dict[str, CaseCheck] = {
     "no_duplicate_broker_orders": _no_duplicate_broker_orders,
     "broker_orders_map_to_executions": _broker_orders_map_to_executions,
     "every_execution_terminal": _every_execution_terminal,
-    "audit_chain_verifies": _audit_chain_verifies,
     "no_order_sent_while_halted": _no_order_sent_while_halted,
     "no_fill_while_closed": _no_fill_while_closed,
     "executed_never_exceeds_intended": _executed_never_exceeds_intended,
     "no_order_for_unapproved_decision": _no_order_for_unapproved_decision,
 }
+RUN_CHECKS: dict[str, Callable[[Evidence], Iterable[str]]] = {
+    "audit_chain_verifies": _audit_chain_verifies,
+}
+
+
+class InvariantChecks:
+    """The named invariants, checked case by case as a run's cases stream past; each keeps
+    its first few problems and a count, never the cases."""
+
+    def __init__(self, names: Iterable[str], run: Evidence) -> None:
+        self._names = tuple(names)
+        unknown = [name for name in self._names if name not in CASE_CHECKS | RUN_CHECKS]
+        if unknown:
+            raise ValueError(f"no such invariant: {', '.join(unknown)}")
+        self._run = run
+        self._per_case = [(name, CASE_CHECKS[name]) for name in self._names if name in CASE_CHECKS]
+        self._examples: dict[str, list[str]] = {name: [] for name in self._names}
+        self._counts: Counter[str] = Counter()
+
+    def see(self, case: Case) -> None:
+        for name, check in self._per_case:
+            for detail in check(case, self._run):
+                self._found(name, detail)
+
+    def violations(self) -> list[Violation]:
+        for name in self._names:
+            if name in RUN_CHECKS:
+                for detail in RUN_CHECKS[name](self._run):
+                    self._found(name, detail)
+        violations = []
+        for name in self._names:
+            violations += [Violation(invariant=name, detail=d) for d in self._examples[name]]
+            more = self._counts[name] - len(self._examples[name])
+            if more:
+                violations.append(Violation(invariant=name, detail=f"... and {more} more"))
+        return violations
+
+    def _found(self, name: str, detail: str) -> None:
+        self._counts[name] += 1
+        if len(self._examples[name]) < MAX_EXAMPLES:
+            self._examples[name].append(detail)
 
 
 def check_invariants(
-    names: Iterable[str], executions: list[Execution], run: Evidence
+    names: Iterable[str], run_cases: Iterable[Case], run: Evidence
 ) -> list[Violation]:
-    violations = []
-    for name in names:
-        problems = list(CHECKS[name](executions, run))
-        for detail in problems[:MAX_EXAMPLES]:
-            violations.append(Violation(invariant=name, detail=detail))
-        if len(problems) > MAX_EXAMPLES:
-            more = len(problems) - MAX_EXAMPLES
-            violations.append(Violation(invariant=name, detail=f"... and {more} more"))
-    return violations
+    checks = InvariantChecks(names, run)
+    for case in run_cases:
+        checks.see(case)
+    return checks.violations()

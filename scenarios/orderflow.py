@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -81,21 +82,47 @@ class DecisionLine(BaseModel):
     rpm: RPMOutput
 
 
-def decisions_from_file(path: Path) -> list[Arrival]:
-    """A JSON Lines file of {"delay_seconds": ..., "rpm": {...}}; a bad line is named."""
-    arrivals = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = DecisionLine.model_validate_json(line)
-            except ValidationError as error:
-                raise ValueError(f"{path}:{number}: {_first_problem(error)}") from error
-            arrivals.append(Arrival(delay=entry.delay_seconds, rpm=entry.rpm))
-    if not arrivals:
-        raise ValueError(f"{path}: no decisions in the file")
-    return arrivals
+@dataclass(frozen=True)
+class SyntheticFlow:
+    """A seeded order flow, generated as it is read: its length without its orders."""
+
+    config: OrderFlowConfig
+    seed: int
+
+    def __len__(self) -> int:
+        return self.config.orders
+
+    def __iter__(self) -> Iterator[Arrival]:
+        return order_flow(self.config, self.seed)
+
+
+class DecisionsFile:
+    """A JSON Lines file of {"delay_seconds": ..., "rpm": {...}}, read as it is played.
+
+    Opening reads every line once, so a bad line is named before any order is sent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._count = sum(1 for _ in self._read())
+        if not self._count:
+            raise ValueError(f"{path}: no decisions in the file")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Arrival]:
+        return self._read()
+
+    def _read(self) -> Iterator[Arrival]:
+        with self.path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = DecisionLine.model_validate_json(line)
+                except ValidationError as error:
+                    raise ValueError(f"{self.path}:{number}: {_first_problem(error)}") from error
+                yield Arrival(delay=entry.delay_seconds, rpm=entry.rpm)
 
 
 def _first_problem(error: ValidationError) -> str:

@@ -2,8 +2,13 @@
 faults left open, check the invariants, and write the run's outputs.
 
 Outputs in the run directory: `audit.db` (the SQLite audit store), `executions.parquet`
-(one row per execution), `summary.json` (statuses, percentiles, rejections, faults
-injected, invariants, and a results hash: same file and seed, same hash).
+(one row per execution), `quotes.parquet` (the quote tape), `summary.json` (statuses,
+percentiles, rejections, faults injected, invariants, and a results hash: same file and
+seed, same hash).
+
+Memory stays flat however many orders a run plays: the order flow is read as it is
+played, the simulator keeps only working orders, and the results are read back from the
+audit store, an execution at a time, joined with the broker's ledger.
 """
 
 from __future__ import annotations
@@ -12,44 +17,31 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Generator
+from contextlib import ExitStack
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.lifecycle import Execution
 from engine.store import ExecutionDatabase, open_database
-from scenarios.invariants import Evidence, Violation, check_invariants
-from scenarios.orderflow import Arrival, OrderFlowConfig, decisions_from_file, order_flow
+from scenarios.invariants import Evidence, InvariantChecks, Violation, cases
+from scenarios.orderflow import DecisionsFile, OrderFlowConfig, SyntheticFlow
+from scenarios.run_outputs import (
+    EXECUTION_COLUMNS,
+    QUOTE_COLUMNS,
+    ParquetRows,
+    Percentiles,
+    SpilledSamples,
+    execution_row,
+)
 from scenarios.spec import Scenario
 from sim.replay import ReplayMarket
 from sim.world import SimulatedWorld
 
 TAPE_SECONDS = 1.0
 MARKOUT_TAIL = 300.0  # seconds: the longest markout horizon
-
-
-class Percentiles(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    mean: float | None
-
-    @classmethod
-    def of(cls, values: list[float]) -> Percentiles:
-        if not values:
-            return cls(p50=None, p95=None, p99=None, mean=None)
-        p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99])
-        return cls(
-            p50=round(float(p50), 6),
-            p95=round(float(p95), 6),
-            p99=round(float(p99), 6),
-            mean=round(float(np.mean(values)), 6),
-        )
 
 
 class RunSummary(BaseModel):
@@ -74,11 +66,12 @@ class RunSummary(BaseModel):
         return not self.violations
 
 
-def arrivals_of(scenario: Scenario, seed: int, base_dir: Path) -> list[Arrival]:
+def arrivals_of(scenario: Scenario, seed: int, base_dir: Path) -> SyntheticFlow | DecisionsFile:
+    """The scenario's order flow: its length known, its orders read as they are played."""
     if scenario.orders.decisions_file is not None:
-        return decisions_from_file(base_dir / scenario.orders.decisions_file)
+        return DecisionsFile(base_dir / scenario.orders.decisions_file)
     flow = scenario.orders.model_dump(exclude={"decisions_file"})
-    return list(order_flow(OrderFlowConfig(**flow), seed))
+    return SyntheticFlow(OrderFlowConfig(**flow), seed)
 
 
 def build_world(
@@ -112,70 +105,113 @@ def run_scenario(
 ) -> RunSummary:
     """Run one scenario; with `out_dir`, write the audit store and outputs there.
 
-    The store is `db_url` if given, else `out_dir/audit.db`, else an in-memory SQLite
-    database; simulation commits in groups (batched durability)."""
+    The store is `db_url` if given, else `out_dir/audit.db`, else a SQLite file in a
+    temporary folder, removed after the run (a million orders' audit trail is gigabytes: not
+    for memory); simulation commits in groups (batched durability). The results are read
+    back from the store, so it must hold no executions before the run."""
     seed = scenario.seed if seed is None else seed
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    if db_url is None and out_dir is not None:
-        for stale in out_dir.glob("audit.db*"):
-            stale.unlink()
-        db_url = f"sqlite:///{out_dir / 'audit.db'}"
-    database = open_database(db_url or "sqlite:///:memory:", durability="batched")
-    with database:
-        world = build_world(scenario, seed, database, base_dir)
-        arrivals = arrivals_of(scenario, seed, base_dir)
-        executions: list[Execution] = []
-        halts = _kill_switch(world, scenario)
-        tape: list[tuple[str, float, float, float]] = []
-        world.env.process(_feed(world, arrivals, executions))
-        world.env.process(_record_quotes(world, tape))
-        total = len(arrivals)
-        while len(executions) < total:
-            world.env.run(until=world.env.now + 1.0)
-            if on_progress:
-                on_progress(len(executions), total)
-        # A desk settles what lost replies left open once the broker answers again; the
-        # quote tape runs on long enough for the longest markout after the last fill.
-        world.env.run(until=world.env.now + max(scenario.settle_after_seconds, MARKOUT_TAIL))
-        settled = world.driver.recover()
-        if settled:  # the quote tape runs forever: run until recovery is done, not empty
-            world.env.run(until=world.env.all_of(settled))
-        by_id = {e.execution_id: e for e in executions}
-        by_id.update({p.value.execution_id: p.value for p in settled})
-        final = sorted(by_id.values(), key=lambda e: e.execution_id)
-        database.flush()
-        evidence = Evidence(
-            list(world.venue.orders.values()), database, world.market.is_open, halts
-        )
-        violations = check_invariants(scenario.invariants, final, evidence)
-        summary = _summarise(scenario, seed, final, world, violations)
+    arrivals = arrivals_of(scenario, seed, base_dir)  # a bad decisions file stops us here
+    with ExitStack() as cleanup:
         if out_dir is not None:
-            _write_outputs(out_dir, final, summary, tape)
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if db_url is None:
+            folder = out_dir or Path(cleanup.enter_context(TemporaryDirectory(prefix="arbitrex-")))
+            for stale in folder.glob("audit.db*"):
+                stale.unlink()
+            db_url = f"sqlite:///{folder / 'audit.db'}"
+        database = cleanup.enter_context(open_database(db_url, durability="batched"))
+        summary = _play(scenario, seed, arrivals, database, base_dir, out_dir, on_progress)
+    if out_dir is not None:
+        (out_dir / "summary.json").write_text(
+            json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
     return summary
 
 
-def _record_quotes(
-    world: SimulatedWorld, tape: list[tuple[str, float, float, float]]
-) -> Generator[Any, Any, None]:
+def _play(
+    scenario: Scenario,
+    seed: int,
+    arrivals: SyntheticFlow | DecisionsFile,
+    database: ExecutionDatabase,
+    base_dir: Path,
+    out_dir: Path | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> RunSummary:
+    """The run itself, on an open store: the flow, the halts, recovery, then the checks."""
+    if database.history(limit=1):
+        raise ValueError(
+            "the audit store already holds executions: a run reads its results back from "
+            "its store, so give it an empty one (a new file or schema)"
+        )
+    world = build_world(scenario, seed, database, base_dir)
+    finished = [0]
+    halts = _kill_switch(world, scenario)
+    tape = ParquetRows(out_dir / "quotes.parquet" if out_dir else None, QUOTE_COLUMNS)
+    world.env.process(_feed(world, arrivals, finished))
+    world.env.process(_record_quotes(world, tape))
+    total = len(arrivals)
+    while finished[0] < total:
+        world.env.run(until=world.env.now + 1.0)
+        if on_progress:
+            on_progress(finished[0], total)
+    # A desk settles what lost replies left open once the broker answers again; the
+    # quote tape runs on long enough for the longest markout after the last fill.
+    world.env.run(until=world.env.now + max(scenario.settle_after_seconds, MARKOUT_TAIL))
+    settled = world.driver.recover()
+    if settled:  # the quote tape runs forever: run until recovery is done, not empty
+        world.env.run(until=world.env.all_of(settled))
+    tape.close()
+    database.flush()
+    return _check_and_summarise(scenario, seed, world, database, halts, out_dir)
+
+
+def _check_and_summarise(
+    scenario: Scenario,
+    seed: int,
+    world: SimulatedWorld,
+    database: ExecutionDatabase,
+    halts: list[tuple[float, float]],
+    out_dir: Path | None,
+) -> RunSummary:
+    """One pass over the store's executions joined with the broker's ledger: the invariants
+    checked, the summary tallied and executions.parquet written as they stream past."""
+    checks = InvariantChecks(scenario.invariants, Evidence(database, world.market.is_open, halts))
+    tally = _Tally(scenario.t0)
+    table = ParquetRows(out_dir / "executions.parquet" if out_dir else None, EXECUTION_COLUMNS)
+    try:
+        for case in cases(database.executions(), world.venue.orders.by_client()):
+            checks.see(case)
+            if case.execution is not None:
+                tally.add(case.execution)
+                table.add(execution_row(case.execution))
+        table.close()
+        return tally.summary(scenario, seed, world, checks.violations())
+    finally:
+        tally.close()
+
+
+def _record_quotes(world: SimulatedWorld, tape: ParquetRows) -> Generator[Any, Any, None]:
     """A once-a-second tape of every symbol's quote: what markouts are measured against."""
     while True:
         now = world.env.now
         for symbol in world.market.symbols:
             quote = world.market.quote(symbol, now)
             if quote is not None:
-                tape.append((symbol, now, quote.bid, quote.ask))
+                tape.add({"symbol": symbol, "time": now, "bid": quote.bid, "ask": quote.ask})
         yield world.env.timeout(TAPE_SECONDS)
 
 
 def _feed(
-    world: SimulatedWorld, arrivals: list[Arrival], executions: list[Execution]
+    world: SimulatedWorld, arrivals: SyntheticFlow | DecisionsFile, finished: list[int]
 ) -> Generator[Any, Any, None]:
+    def one_more(_: Any) -> None:
+        finished[0] += 1
+
     for arrival in arrivals:
         if arrival.delay:
             yield world.env.timeout(arrival.delay)
-        process = world.driver.submit(arrival.rpm)
-        process.callbacks.append(lambda event: executions.append(event.value))
+        world.driver.submit(arrival.rpm).callbacks.append(one_more)
 
 
 def _kill_switch(world: SimulatedWorld, scenario: Scenario) -> list[tuple[float, float]]:
@@ -197,92 +233,57 @@ def _halt_between(world: SimulatedWorld, start: float, end: float) -> Generator[
         world.engine.resume()
 
 
-def _summarise(
-    scenario: Scenario,
-    seed: int,
-    executions: list[Execution],
-    world: SimulatedWorld,
-    violations: list[Violation],
-) -> RunSummary:
-    statuses = Counter(e.status.value for e in executions if e.status is not None)
-    reasons = Counter(
-        e.rejection_reason.value for e in executions if e.rejection_reason is not None
-    )
-    slippage = [e.slippage_pips for e in executions if e.slippage_pips is not None]
-    fill_times = [t for e in executions if (t := e.fill_time_seconds) is not None]
-    faults = Counter({f"broker refused {code}": n for code, n in world.venue.refusals.items()})
-    faults.update(
-        {f"network {fate}": n for fate, n in world.network.fates.items() if fate != "delivered"}
-    )
-    digest = hashlib.sha256()
-    for e in executions:
-        digest.update(
+class _Tally:
+    """The summary's figures, gathered one execution at a time."""
+
+    def __init__(self, t0: float) -> None:
+        self.orders = 0
+        self.statuses: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.samples = SpilledSamples()
+        self.digest = hashlib.sha256()
+        self.finished = t0
+
+    def add(self, e: Execution) -> None:
+        self.orders += 1
+        if e.status is not None:
+            self.statuses[e.status.value] += 1
+        if e.rejection_reason is not None:
+            self.reasons[e.rejection_reason.value] += 1
+        if e.slippage_pips is not None:
+            self.samples.add("slippage_pips", e.slippage_pips)
+        if (fill_time := e.fill_time_seconds) is not None:
+            self.samples.add("fill_time_seconds", fill_time)
+        self.digest.update(
             f"{e.execution_id}|{e.status}|{e.executed_units}|{e.average_fill_price!r}|"
             f"{e.slippage_pips!r}|{e.rejection_reason}|{e.attempts}\n".encode()
         )
-    digest.update(world.venue.ledger_bytes())
-    finished = max((e.completed_at or e.created_at or scenario.t0) for e in executions)
-    return RunSummary(
-        scenario=scenario.name,
-        seed=seed,
-        orders=len(executions),
-        by_status=dict(sorted(statuses.items())),
-        rejections_by_reason=dict(sorted(reasons.items())),
-        slippage_pips=Percentiles.of(slippage),
-        fill_time_seconds=Percentiles.of(fill_times),
-        broker_orders=len(world.venue.orders),
-        faults_injected=dict(sorted(faults.items())),
-        virtual_seconds=round(finished - scenario.t0, 6),
-        invariants_checked=tuple(scenario.invariants),
-        violations=tuple(violations),
-        results_hash=digest.hexdigest()[:16],
-    )
+        self.finished = max(self.finished, e.completed_at or e.created_at or self.finished)
 
-
-def execution_rows(executions: list[Execution]) -> pd.DataFrame:
-    rows = []
-    for e in executions:
-        request = e.request
-        assert request is not None
-        rows.append(
-            {
-                "execution_id": e.execution_id,
-                "client_order_id": request.client_order_id,
-                "broker_order_id": e.broker_order_id,
-                "symbol": request.symbol,
-                "direction": int(request.direction) if request.direction is not None else None,
-                "intended_units": request.intended_units,
-                "executed_units": e.executed_units,
-                "status": e.status.value if e.status else None,
-                "rejection_reason": e.rejection_reason.value if e.rejection_reason else None,
-                "broker_code": e.broker_code,
-                "arrival_bid": e.arrival_bid,
-                "arrival_ask": e.arrival_ask,
-                "average_fill_price": e.average_fill_price,
-                "slippage_pips": e.slippage_pips,
-                "slippage_quality": e.slippage_quality.value if e.slippage_quality else None,
-                "attempts": e.attempts,
-                "fills": len(e.fills),
-                "created_at": e.created_at,
-                "submitted_at": e.submitted_at,
-                "last_fill_at": e.last_fill_at,
-                "completed_at": e.completed_at,
-                "fill_time_seconds": e.fill_time_seconds,
-            }
+    def summary(
+        self, scenario: Scenario, seed: int, world: SimulatedWorld, violations: list[Violation]
+    ) -> RunSummary:
+        faults = Counter({f"broker refused {code}": n for code, n in world.venue.refusals.items()})
+        faults.update(
+            {f"network {fate}": n for fate, n in world.network.fates.items() if fate != "delivered"}
         )
-    return pd.DataFrame(rows)
+        for number, row in enumerate(world.venue.ledger_rows()):
+            self.digest.update(b"\n" * (number > 0) + repr(row).encode())
+        return RunSummary(
+            scenario=scenario.name,
+            seed=seed,
+            orders=self.orders,
+            by_status=dict(sorted(self.statuses.items())),
+            rejections_by_reason=dict(sorted(self.reasons.items())),
+            slippage_pips=self.samples.percentiles("slippage_pips"),
+            fill_time_seconds=self.samples.percentiles("fill_time_seconds"),
+            broker_orders=len(world.venue.orders),
+            faults_injected=dict(sorted(faults.items())),
+            virtual_seconds=round(self.finished - scenario.t0, 6),
+            invariants_checked=tuple(scenario.invariants),
+            violations=tuple(violations),
+            results_hash=self.digest.hexdigest()[:16],
+        )
 
-
-def _write_outputs(
-    out_dir: Path,
-    executions: list[Execution],
-    summary: RunSummary,
-    tape: list[tuple[str, float, float, float]],
-) -> None:
-    execution_rows(executions).to_parquet(out_dir / "executions.parquet", index=False)
-    quotes = pd.DataFrame(tape, columns=["symbol", "time", "bid", "ask"])
-    quotes.to_parquet(out_dir / "quotes.parquet", index=False)
-    (out_dir / "summary.json").write_text(
-        json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
-        encoding="utf-8",
-    )
+    def close(self) -> None:
+        self.samples.close()

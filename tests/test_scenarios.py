@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import inspect
 import json
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from engine.core.lifecycle import Execution
+from engine.schemas import RPMOutput
+from engine.store import SQLExecutionDatabase, open_database
 from scenarios.runner import run_scenario
 from scenarios.spec import ScenarioError, load_scenario
 from scenarios.sweep import sweep
@@ -19,6 +25,7 @@ FILES = sorted(LIBRARY.glob("*.toml"))
 # CI runs each scenario at a size that keeps its character: at most this many orders,
 # except the load scenario, whose point is its thousand concurrent orders.
 CI_ORDERS = 400
+STORE_CACHE = inspect.signature(SQLExecutionDatabase).parameters["state_cache_size"].default
 
 
 def reduced(path: Path):
@@ -152,9 +159,43 @@ def test_a_flow_can_come_from_a_file_of_rpm_decisions(tmp_path):
     summary = run_scenario(load_scenario(path), path.parent)
     assert summary.orders == 30 and summary.violations == ()
     assert summary.rejections_by_reason == {"DECISION_NOT_APPROVED": 10}
-    decisions.write_text('{"delay_seconds": 0, "rpm": {"decision": {"status": "MAYBE"}}}\n')
-    with pytest.raises(ValueError, match=r"decisions.jsonl:1: rpm\.decision\.status"):
-        run_scenario(load_scenario(path), path.parent)
+    good = "".join(json.dumps(row) + "\n" for row in rows[:2])
+    decisions.write_text(good + '{"delay_seconds": 0, "rpm": {"decision": {"status": "MAYBE"}}}\n')
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"decisions.jsonl:3: rpm\.decision\.status"):
+        run_scenario(load_scenario(path), path.parent, out_dir=out)
+    assert not out.exists()  # the bad line was found before any order was sent
+
+
+def test_a_run_holds_no_finished_execution_or_decision_in_memory():
+    # The flow is read as it is played and the results read back from the store at the
+    # end: past the store's own bounded cache of recent executions, a run of a million
+    # orders holds what a run of a few thousand does.
+    scenario = load_scenario(LIBRARY / "calm.toml").with_overrides(
+        {"orders.orders": 5000, "orders.rate_per_second": 500.0}
+    )
+    alive: list[Counter[str]] = []
+
+    def count_at_the_end(done: int, total: int) -> None:
+        if done == total:
+            gc.collect()
+            kept = (o for o in gc.get_objects() if isinstance(o, Execution | RPMOutput))
+            alive.append(Counter(type(o).__name__ for o in kept))
+
+    summary = run_scenario(scenario, LIBRARY, on_progress=count_at_the_end)
+    assert summary.orders == 5000 and summary.ok
+    assert alive[-1]["RPMOutput"] < 50, alive
+    assert alive[-1]["Execution"] <= STORE_CACHE + 50, alive
+
+
+def test_a_run_refuses_a_store_that_already_holds_executions_and_adds_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    scenario = reduced(LIBRARY / "calm.toml").with_overrides({"orders.orders": 20})
+    first = run_scenario(scenario, LIBRARY, db_url=url)
+    with pytest.raises(ValueError, match="already holds executions"):
+        run_scenario(scenario, LIBRARY, seed=2, db_url=url)
+    with open_database(url) as database:
+        assert len(list(database.execution_ids())) == first.orders == 20
 
 
 @pytest.mark.slow

@@ -1,0 +1,190 @@
+"""A run's outputs, built as its executions stream past: nothing per execution stays in memory.
+
+Counts are counters; percentiles are exact, read back in order from values spilled to a
+scratch SQLite file; the Parquet tables are written a row group at a time. A run of a
+million orders then needs the memory of a run of a thousand.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from engine.core.lifecycle import Execution
+
+ROWS_PER_GROUP = 8192
+
+EXECUTION_COLUMNS = pa.schema(
+    [
+        ("execution_id", pa.string()),
+        ("client_order_id", pa.string()),
+        ("broker_order_id", pa.string()),
+        ("symbol", pa.string()),
+        ("direction", pa.int64()),
+        ("intended_units", pa.int64()),
+        ("executed_units", pa.int64()),
+        ("status", pa.string()),
+        ("rejection_reason", pa.string()),
+        ("broker_code", pa.int64()),
+        ("arrival_bid", pa.float64()),
+        ("arrival_ask", pa.float64()),
+        ("average_fill_price", pa.float64()),
+        ("slippage_pips", pa.float64()),
+        ("slippage_quality", pa.string()),
+        ("attempts", pa.int64()),
+        ("fills", pa.int64()),
+        ("created_at", pa.float64()),
+        ("submitted_at", pa.float64()),
+        ("last_fill_at", pa.float64()),
+        ("completed_at", pa.float64()),
+        ("fill_time_seconds", pa.float64()),
+    ]
+)
+QUOTE_COLUMNS = pa.schema(
+    [("symbol", pa.string()), ("time", pa.float64()), ("bid", pa.float64()), ("ask", pa.float64())]
+)
+
+
+def execution_row(e: Execution) -> dict[str, Any]:
+    """One execution as the row executions.parquet holds (EXECUTION_COLUMNS)."""
+    request = e.request
+    assert request is not None
+    return {
+        "execution_id": e.execution_id,
+        "client_order_id": request.client_order_id,
+        "broker_order_id": e.broker_order_id,
+        "symbol": request.symbol,
+        "direction": int(request.direction) if request.direction is not None else None,
+        "intended_units": request.intended_units,
+        "executed_units": e.executed_units,
+        "status": e.status.value if e.status else None,
+        "rejection_reason": e.rejection_reason.value if e.rejection_reason else None,
+        "broker_code": e.broker_code,
+        "arrival_bid": e.arrival_bid,
+        "arrival_ask": e.arrival_ask,
+        "average_fill_price": e.average_fill_price,
+        "slippage_pips": e.slippage_pips,
+        "slippage_quality": e.slippage_quality.value if e.slippage_quality else None,
+        "attempts": e.attempts,
+        "fills": len(e.fills),
+        "created_at": e.created_at,
+        "submitted_at": e.submitted_at,
+        "last_fill_at": e.last_fill_at,
+        "completed_at": e.completed_at,
+        "fill_time_seconds": e.fill_time_seconds,
+    }
+
+
+def execution_rows(executions: Iterable[Execution]) -> pd.DataFrame:
+    return pd.DataFrame([execution_row(e) for e in executions])
+
+
+class ParquetRows:
+    """Rows appended to a Parquet file one row group at a time; with no path, only counted."""
+
+    def __init__(self, path: Path | None, schema: pa.Schema) -> None:
+        self._path = path
+        self._schema = schema
+        self._pending: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self._path is None:
+            return
+        self._pending.append(row)
+        if len(self._pending) >= ROWS_PER_GROUP:
+            self._write()
+
+    def close(self) -> None:
+        """Write what is pending; a table with no rows is still written, with its columns."""
+        if self._path is None:
+            return
+        if self._pending or self._writer is None:
+            self._write()
+        assert self._writer is not None
+        self._writer.close()
+
+    def _write(self) -> None:
+        assert self._path is not None
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._path, self._schema)
+        self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self._schema))
+        self._pending = []
+
+
+class Percentiles(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    mean: float | None
+
+
+class SpilledSamples:
+    """Series of numbers kept in a scratch SQLite file of their own (deleted on close), so
+    that exact percentiles of a million fills take no memory per fill."""
+
+    def __init__(self) -> None:
+        # "": a private temporary file; a scratch copy needs no journal and no fsync.
+        self._db = sqlite3.connect("")
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute("CREATE TABLE sample (series TEXT NOT NULL, value REAL NOT NULL)")
+        self._pending: list[tuple[str, float]] = []
+        self._indexed = False
+
+    def add(self, series: str, value: float) -> None:
+        if self._indexed:
+            raise RuntimeError("samples are read: no more may be added")
+        self._pending.append((series, value))
+        if len(self._pending) >= ROWS_PER_GROUP:
+            self._flush()
+
+    def percentiles(self, series: str) -> Percentiles:
+        """p50, p95, p99 exactly as numpy's default (linear) method gives them, and the
+        mean, each rounded to 6 places."""
+        if not self._indexed:
+            self._flush()
+            # Sorted once, on disk: each percentile then walks the index, not the memory.
+            self._db.execute("CREATE INDEX sample_in_order ON sample (series, value)")
+            self._indexed = True
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM sample WHERE series = ?", (series,)
+        ).fetchone()
+        if not count:
+            return Percentiles(p50=None, p95=None, p99=None, mean=None)
+        # fsum: the exactly rounded sum, the same whatever order the values come in.
+        values = self._db.execute("SELECT value FROM sample WHERE series = ?", (series,))
+        mean = math.fsum(value for (value,) in values) / count
+        p50, p95, p99 = (self._percentile(series, count, q) for q in (50, 95, 99))
+        return Percentiles(
+            p50=round(p50, 6), p95=round(p95, 6), p99=round(p99, 6), mean=round(mean, 6)
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _percentile(self, series: str, count: int, q: int) -> float:
+        position = q / 100 * (count - 1)
+        below = math.floor(position)
+        pair = self._db.execute(
+            "SELECT value FROM sample WHERE series = ? ORDER BY value LIMIT 2 OFFSET ?",
+            (series, below),
+        ).fetchall()
+        values = np.array([pair[0][0], pair[-1][0]])
+        return float(np.quantile(values, position - below))  # numpy's own interpolation
+
+    def _flush(self) -> None:
+        with self._db:
+            self._db.executemany("INSERT INTO sample VALUES (?, ?)", self._pending)
+        self._pending = []
