@@ -25,7 +25,7 @@ def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
     entry = results["simulated"]["200"]
     for figure in ("store_sqlite_file", "store_off", "simpy_floor"):
         assert {"median", "min", "max", "runs"} <= set(entry[figure])
-    assert results["memory"]["200"]["median"] > 0
+    assert results["memory"]["200"]["median"] > 0 and results["run_memory"]["200"]["median"] > 0
     live = results["live_overhead_ms"]
     assert 0 < live["p99"]["median"] <= live["with_broker_p99"]["median"]
     assert 0 < live["store_p50"]["median"] <= live["p50"]["median"]
