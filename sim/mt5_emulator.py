@@ -36,7 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from brokers import mt5_codes as codes
 from engine.core.instruments import SymbolSpec, VolumeError, lots_to_units, units_to_lots
-from engine.core.ports import BrokerOrderState, BrokerRejected, FillPolicy, OrderRequest
+from engine.core.ports import (
+    BrokerFill,
+    BrokerOrderState,
+    BrokerRejected,
+    FillPolicy,
+    OrderRequest,
+)
 from engine.schemas import Direction
 from sim.account import MarginMode
 from sim.market import SymbolConfig
@@ -331,6 +337,15 @@ class MT5Emulator(MT5Constants):
         self._ipc_timeout = 60.0
         self._tags: dict[int, _Tag] = {}
         self._request_id = 0
+        # The book (open positions and every deal), kept up to date as fills become visible
+        # rather than replayed from every order on every call: a run's history calls then
+        # cost what the new fills cost, not what the whole history does.
+        self._positions: dict[Any, _Position] = {}
+        self._deals: dict[int, Any] = {}  # deal ticket -> TradeDeal, in ticket order
+        self._deals_of_order: dict[int, list[int]] = {}
+        self._last_deal = 0
+        # Orders that may still change (working, or not yet known): ticket -> fills booked.
+        self._unsettled: dict[int, int] = {}
 
     # -- the call protocol ---------------------------------------------------------------
 
@@ -766,6 +781,7 @@ class MT5Emulator(MT5Constants):
             price=trade.price,
             known_at=self._resync_time(t),
         )
+        self._unsettled[ticket] = 0
         filled = report.filled_units
         if report.state is BrokerOrderState.WORKING:
             code = codes.PLACED
@@ -832,12 +848,100 @@ class MT5Emulator(MT5Constants):
         self.venue.status(str(ticket), t)
         return self.venue.orders[ticket]
 
+    def _catch_up(self, t: float) -> None:
+        """Look at every order the terminal knows by t that may still change, as a terminal
+        refreshing its lists does (a resting order due by t fills now), and take the fills
+        that became visible into the book."""
+        fresh = []
+        for ticket in sorted(self._unsettled):
+            tag = self._tags[ticket]
+            if tag.known_at > t:
+                continue
+            order = self._settled(ticket, t)
+            booked = self._unsettled[ticket]
+            fresh += [(int(f.fill_id), order, tag, f) for f in order.fills[booked:]]
+            if order.state is BrokerOrderState.WORKING:
+                self._unsettled[ticket] = len(order.fills)
+            else:
+                del self._unsettled[ticket]
+        fresh.sort(key=lambda found: found[0])
+        if fresh and fresh[0][0] < self._last_deal:
+            # An order learnt of late (its replies were dropped) holds deals older than
+            # some already booked: netting depends on the order of deals, so replay all.
+            self._positions, self._deals, self._deals_of_order = {}, {}, {}
+            fresh = self._visible_fills(t)
+        for deal_ticket, order, tag, fill in fresh:
+            self._book_deal(deal_ticket, order, tag, fill)
+
+    def _visible_fills(self, t: float) -> list[tuple[int, LedgerOrder, _Tag, BrokerFill]]:
+        """Every fill of every order known by t, in deal ticket order."""
+        return sorted(
+            (
+                (int(fill.fill_id), order, tag, fill)
+                for order, tag in self._known_by(t)
+                for fill in order.fills
+            ),
+            key=lambda found: found[0],
+        )
+
     def _visible(self, t: float) -> list[tuple[LedgerOrder, _Tag]]:
+        """Every order the terminal knows by t, each as it stands at t."""
+        self._catch_up(t)
+        return self._known_by(t)
+
+    def _known_by(self, t: float) -> list[tuple[LedgerOrder, _Tag]]:
         return [
-            (self._settled(ticket, t), tag)
-            for ticket, tag in sorted(self._tags.items())
+            (self.venue.orders[ticket], tag)
+            for ticket, tag in self._tags.items()  # placed, so in ticket order
             if tag.known_at <= t
         ]
+
+    def _known(self, ticket: int, t: float) -> tuple[LedgerOrder, _Tag] | None:
+        """One order, if the terminal knows it by t (as it stands: catch up first)."""
+        tag = self._tags.get(ticket)
+        if tag is None or tag.known_at > t:
+            return None
+        return self.venue.orders[ticket], tag
+
+    def _book_deal(self, deal_ticket: int, order: LedgerOrder, tag: _Tag, fill: BrokerFill) -> None:
+        """One fill into the book: netting keeps one position per symbol, hedging one per
+        opening order."""
+        spec = self.venue.spec(order.symbol)
+        assert spec is not None
+        hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
+        signed = int(order.direction) * fill.units
+        key = order.ticket if hedging else order.symbol
+        position = self._positions.get(key)
+        if position is None:
+            position = _Position(
+                order.ticket, order.symbol, 0, 0.0, fill.time, fill.time, tag.magic, tag.comment
+            )
+            self._positions[key] = position
+        entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
+        if position.units == 0:
+            del self._positions[key]
+        self._deals[deal_ticket] = TradeDeal(
+            ticket=deal_ticket,
+            order=order.ticket,
+            time=self._server_seconds(fill.time),
+            time_msc=self._server_msc(fill.time),
+            type=K.DEAL_TYPE_BUY if signed > 0 else K.DEAL_TYPE_SELL,
+            entry=entry,
+            magic=tag.magic,
+            position_id=position.identifier,
+            reason=K.DEAL_REASON_EXPERT,
+            volume=fill.units / spec.contract_size,
+            price=fill.price,
+            commission=0.0,
+            swap=0.0,
+            profit=0.0,
+            fee=0.0,
+            symbol=order.symbol,
+            comment=tag.comment,
+            external_id="",
+        )
+        self._deals_of_order.setdefault(order.ticket, []).append(deal_ticket)
+        self._last_deal = max(self._last_deal, deal_ticket)
 
     def orders_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
@@ -845,10 +949,13 @@ class MT5Emulator(MT5Constants):
         if self._ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
             return None
         now = self.clock()
+        self._catch_up(now)
+        # A working order the terminal knows is one that may still fill: unsettled.
+        working = (self._known(number, now) for number in sorted(self._unsettled))
         return self._ok(
             tuple(
                 self._trade_order(order, tag, {})
-                for order, tag in self._visible(now)
+                for order, tag in filter(None, working)
                 if order.state is BrokerOrderState.WORKING
                 and _selected(order.symbol, order.ticket, symbol, group, ticket)
             )
@@ -868,14 +975,19 @@ class MT5Emulator(MT5Constants):
         if window is None:
             return None
         now = self.clock()
-        deals = self._book(now)[1]
+        if ticket is not None:
+            self._catch_up(now)
+            one = self._known(ticket, now)
+            candidates = [one] if one is not None else []
+        else:
+            candidates = self._visible(now)
         records = []
-        for order, tag in self._visible(now):
+        for order, tag in candidates:
             if order.state is BrokerOrderState.WORKING:
                 continue
-            record = self._trade_order(order, tag, deals)
+            record = self._trade_order(order, tag, self._deals)
             if ticket is not None:
-                chosen = order.ticket == ticket
+                chosen = True
             elif position is not None:
                 chosen = record.position_id == position
             else:
@@ -899,10 +1011,15 @@ class MT5Emulator(MT5Constants):
         window = self._history_form(date_from, date_to, group, ticket, position)
         if window is None:
             return None
+        self._catch_up(self.clock())
+        if ticket is not None:  # `ticket=` names the ORDER, as in MT5
+            deals = [self._deals[d] for d in self._deals_of_order.get(ticket, ())]
+        else:
+            deals = list(self._deals.values())
         records = []
-        for deal in self._book(self.clock())[1].values():
+        for deal in deals:
             if ticket is not None:
-                chosen = deal.order == ticket  # `ticket=` names the ORDER, as in MT5
+                chosen = True
             elif position is not None:
                 chosen = deal.position_id == position
             else:
@@ -919,11 +1036,11 @@ class MT5Emulator(MT5Constants):
         if self._ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
             return None
         now = self.clock()
-        positions = self._book(now)[0]
+        self._catch_up(now)
         return self._ok(
             tuple(
                 self._trade_position(p, now)
-                for p in positions
+                for p in list(self._positions.values())
                 if _selected(p.symbol, p.identifier, symbol, group, ticket)
             )
         )
@@ -962,53 +1079,6 @@ class MT5Emulator(MT5Constants):
             self._invalid("group")
             return None
         return (start, end)
-
-    def _book(self, t: float) -> tuple[list[_Position], dict[int, Any]]:
-        """Positions and deals, replayed from the visible fills in the order they happened:
-        netting keeps one position per symbol, hedging one per opening order."""
-        hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
-        fills = sorted(
-            (int(fill.fill_id), order, tag, fill)
-            for order, tag in self._visible(t)
-            for fill in order.fills
-        )
-        open_positions: dict[Any, _Position] = {}
-        deals: dict[int, Any] = {}
-        for deal_ticket, order, tag, fill in fills:
-            spec = self.venue.spec(order.symbol)
-            assert spec is not None
-            signed = int(order.direction) * fill.units
-            key = order.ticket if hedging else order.symbol
-            position = open_positions.get(key)
-            if position is None:
-                position = _Position(
-                    order.ticket, order.symbol, 0, 0.0, fill.time, fill.time, tag.magic, tag.comment
-                )
-                open_positions[key] = position
-            entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
-            if position.units == 0:
-                del open_positions[key]
-            deals[deal_ticket] = TradeDeal(
-                ticket=deal_ticket,
-                order=order.ticket,
-                time=self._server_seconds(fill.time),
-                time_msc=self._server_msc(fill.time),
-                type=K.DEAL_TYPE_BUY if signed > 0 else K.DEAL_TYPE_SELL,
-                entry=entry,
-                magic=tag.magic,
-                position_id=position.identifier,
-                reason=K.DEAL_REASON_EXPERT,
-                volume=fill.units / spec.contract_size,
-                price=fill.price,
-                commission=0.0,
-                swap=0.0,
-                profit=0.0,
-                fee=0.0,
-                symbol=order.symbol,
-                comment=tag.comment,
-                external_id="",
-            )
-        return list(open_positions.values()), deals
 
     def _trade_order(self, order: LedgerOrder, tag: _Tag, deals: dict[int, Any]) -> Any:
         spec = self.venue.spec(order.symbol)
