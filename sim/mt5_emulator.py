@@ -25,9 +25,10 @@ sleep (none: a request takes no time).
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import re
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -47,6 +48,7 @@ from engine.schemas import Direction
 from sim.account import MarginMode
 from sim.market import SymbolConfig
 from sim.network import Fate, FaultKind, Network
+from sim.spilled import SpilledRecords
 from sim.venue import LedgerOrder, Venue
 
 Tick = namedtuple("Tick", "time bid ask last volume time_msc flags volume_real")
@@ -335,17 +337,18 @@ class MT5Emulator(MT5Constants):
         self._error: tuple[int, str] = (codes.RES_S_OK, "Success")
         self._initialized = False
         self._ipc_timeout = 60.0
-        self._tags: dict[int, _Tag] = {}
+        # What the terminal knows of each order: of those that may still change (working,
+        # or not yet known) in memory, with the fills booked so far; of the rest, spilled.
+        self._open_tags: dict[int, _Tag] = {}
+        self._unsettled: dict[int, int] = {}  # ticket -> fills booked
+        self._closed_tags: SpilledRecords[_Tag] = SpilledRecords()
         self._request_id = 0
         # The book (open positions and every deal), kept up to date as fills become visible
         # rather than replayed from every order on every call: a run's history calls then
         # cost what the new fills cost, not what the whole history does.
         self._positions: dict[Any, _Position] = {}
-        self._deals: dict[int, Any] = {}  # deal ticket -> TradeDeal, in ticket order
-        self._deals_of_order: dict[int, list[int]] = {}
+        self._deals: SpilledRecords[TradeDeal] = SpilledRecords()  # by deal, grouped by order
         self._last_deal = 0
-        # Orders that may still change (working, or not yet known): ticket -> fills booked.
-        self._unsettled: dict[int, int] = {}
 
     # -- the call protocol ---------------------------------------------------------------
 
@@ -774,7 +777,7 @@ class MT5Emulator(MT5Constants):
         except BrokerRejected as refusal:
             return self._result(trade, refusal.code or codes.REJECT, t)
         ticket = int(report.order_id)
-        self._tags[ticket] = _Tag(
+        self._open_tags[ticket] = _Tag(
             magic=trade.magic,
             comment=self._stored_comment(trade.comment),
             type_filling=trade.type_filling,
@@ -799,7 +802,7 @@ class MT5Emulator(MT5Constants):
         )
 
     def _remove(self, trade: Any, t: float) -> Any:
-        tag = self._tags.get(trade.order)
+        tag = self._tag(trade.order)
         if tag is None or self._settled(trade.order, t).state is not BrokerOrderState.WORKING:
             return self._result(trade, codes.INVALID_ORDER, t)
         self.venue.cancel(str(trade.order), t)
@@ -854,7 +857,7 @@ class MT5Emulator(MT5Constants):
         that became visible into the book."""
         fresh = []
         for ticket in sorted(self._unsettled):
-            tag = self._tags[ticket]
+            tag = self._open_tags[ticket]
             if tag.known_at > t:
                 continue
             order = self._settled(ticket, t)
@@ -864,11 +867,13 @@ class MT5Emulator(MT5Constants):
                 self._unsettled[ticket] = len(order.fills)
             else:
                 del self._unsettled[ticket]
+                self._closed_tags.add(ticket, ticket, self._open_tags.pop(ticket))
         fresh.sort(key=lambda found: found[0])
         if fresh and fresh[0][0] < self._last_deal:
             # An order learnt of late (its replies were dropped) holds deals older than
             # some already booked: netting depends on the order of deals, so replay all.
-            self._positions, self._deals, self._deals_of_order = {}, {}, {}
+            self._positions = {}
+            self._deals.clear()
             fresh = self._visible_fills(t)
         for deal_ticket, order, tag, fill in fresh:
             self._book_deal(deal_ticket, order, tag, fill)
@@ -890,15 +895,19 @@ class MT5Emulator(MT5Constants):
         return self._known_by(t)
 
     def _known_by(self, t: float) -> list[tuple[LedgerOrder, _Tag]]:
-        return [
-            (self.venue.orders[ticket], tag)
-            for ticket, tag in self._tags.items()  # placed, so in ticket order
-            if tag.known_at <= t
-        ]
+        everything = heapq.merge(
+            ((ticket, tag) for ticket, tag in self._open_tags.items()),  # placed: in order
+            self._closed_tags.items(),
+            key=lambda pair: pair[0],
+        )
+        return [(self.venue.orders[ticket], tag) for ticket, tag in everything if tag.known_at <= t]
+
+    def _tag(self, ticket: int) -> _Tag | None:
+        return self._open_tags.get(ticket) or self._closed_tags.get(ticket)
 
     def _known(self, ticket: int, t: float) -> tuple[LedgerOrder, _Tag] | None:
         """One order, if the terminal knows it by t (as it stands: catch up first)."""
-        tag = self._tags.get(ticket)
+        tag = self._tag(ticket)
         if tag is None or tag.known_at > t:
             return None
         return self.venue.orders[ticket], tag
@@ -920,7 +929,7 @@ class MT5Emulator(MT5Constants):
         entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
         if position.units == 0:
             del self._positions[key]
-        self._deals[deal_ticket] = TradeDeal(
+        deal = TradeDeal(
             ticket=deal_ticket,
             order=order.ticket,
             time=self._server_seconds(fill.time),
@@ -940,7 +949,7 @@ class MT5Emulator(MT5Constants):
             comment=tag.comment,
             external_id="",
         )
-        self._deals_of_order.setdefault(order.ticket, []).append(deal_ticket)
+        self._deals.add(deal_ticket, order.ticket, deal)
         self._last_deal = max(self._last_deal, deal_ticket)
 
     def orders_get(
@@ -1013,9 +1022,9 @@ class MT5Emulator(MT5Constants):
             return None
         self._catch_up(self.clock())
         if ticket is not None:  # `ticket=` names the ORDER, as in MT5
-            deals = [self._deals[d] for d in self._deals_of_order.get(ticket, ())]
+            deals: Iterable[Any] = self._deals.of_group(ticket)
         else:
-            deals = list(self._deals.values())
+            deals = (deal for _, deal in self._deals.items())
         records = []
         for deal in deals:
             if ticket is not None:
@@ -1080,7 +1089,9 @@ class MT5Emulator(MT5Constants):
             return None
         return (start, end)
 
-    def _trade_order(self, order: LedgerOrder, tag: _Tag, deals: dict[int, Any]) -> Any:
+    def _trade_order(
+        self, order: LedgerOrder, tag: _Tag, deals: SpilledRecords[TradeDeal] | dict[int, Any]
+    ) -> Any:
         spec = self.venue.spec(order.symbol)
         assert spec is not None
         filled = sum(fill.units for fill in order.fills)
@@ -1101,7 +1112,7 @@ class MT5Emulator(MT5Constants):
             if order.fills
             else order.time
         )
-        own_deals = [deals[int(f.fill_id)] for f in order.fills if int(f.fill_id) in deals]
+        own_deals = [d for f in order.fills if (d := deals.get(int(f.fill_id))) is not None]
         average = sum(f.units * f.price for f in order.fills) / filled if filled else tag.price
         return TradeOrder(
             ticket=order.ticket,

@@ -16,6 +16,7 @@ from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
 from sim.mt5_emulator import MT5Emulator, VirtualClock
 from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
+from sim.spilled import SpilledRecords
 from sim.venue import Venue, VenueConfig
 from sim.world import DEFAULT_START
 
@@ -47,6 +48,8 @@ def terminal(
     )
     wire = Network(NetworkConfig(latency=LatencyConfig.constant(0.0), faults=faults), 3)
     emulator = MT5Emulator(venue, clock, wire, sleep=clock.sleep)
+    # A history of a few orders in memory, the rest spilled: both parts are read.
+    emulator._closed_tags, emulator._deals = SpilledRecords(keep=2), SpilledRecords(keep=2)
     assert emulator.initialize(timeout=1_000)
     return emulator, clock
 
@@ -82,14 +85,12 @@ def assert_reads_as_a_full_replay(emulator: MT5Emulator) -> None:
         (emulator.history_orders_get(ticket=t), emulator.history_deals_get(ticket=t))
         for t in emulator.venue.orders
     ]
-    kept = (emulator._positions, emulator._deals, emulator._deals_of_order, emulator._last_deal)
-    emulator._positions, emulator._deals, emulator._deals_of_order = {}, {}, {}
+    kept = (list(emulator._positions.values()), list(emulator._deals.items()))
+    emulator._positions = {}
+    emulator._deals.clear()
     for found in emulator._visible_fills(now):
         emulator._book_deal(*found)
-    replayed = (emulator._positions, emulator._deals, emulator._deals_of_order)
-    assert list(kept[0].values()) == list(replayed[0].values())
-    assert list(kept[1].items()) == list(replayed[1].items())
-    assert kept[2] == replayed[2]
+    assert kept == (list(emulator._positions.values()), list(emulator._deals.items()))
     assert shown == (
         emulator.positions_get(),
         emulator.history_deals_get(*EVER),

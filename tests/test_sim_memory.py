@@ -1,9 +1,11 @@
-"""The venue's ledger in bounded memory: closed orders leave memory for a spill file, and
-every question the venue answers reads them back exactly as they were."""
+"""The venue's ledger and the terminal's history in bounded memory: closed orders leave
+memory for a spill file, and every question reads them back exactly as they were."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.core.ports import BrokerFill, BrokerOrderState, BrokerRejected, OrderRequest
 from engine.schemas import Direction
@@ -11,6 +13,7 @@ from sim.ledger import Ledger, LedgerOrder
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SyntheticMarket
 from sim.sessions import FxWeek
+from sim.spilled import SpilledRecords
 from sim.venue import Venue, VenueConfig
 from sim.world import DEFAULT_START
 
@@ -123,3 +126,31 @@ def test_the_weekly_hours_are_cached_without_changing_what_the_week_is():
     assert week.is_open(MONDAY) and week.close_second == 4 * 86_400 + 22 * 3600
     assert week == FxWeek() and hash(week) == hash(FxWeek())
     assert week.model_dump() == FxWeek().model_dump() and "close_second" not in week.model_dump()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(0, 500), unique=True, max_size=60),
+    st.integers(1, 8),
+    st.integers(1, 5),
+)
+def test_spilled_records_answer_as_a_dict_would_whichever_part_holds_them(keys, keep, chunk):
+    records: SpilledRecords[tuple[int, str]] = SpilledRecords(keep=keep)
+    model: dict[int, tuple[int, tuple[int, str]]] = {}
+    for key in keys:  # added in any key order, as orders settle
+        group = key % 7
+        records.add(key, group, (key, f"deal {key}"))
+        model[key] = (group, (key, f"deal {key}"))
+
+    assert len(records) == len(model)
+    assert list(records.items(chunk)) == sorted((k, r) for k, (_, r) in model.items())
+    for key in range(0, 501, 7):
+        assert records.get(key) == (model[key][1] if key in model else None)
+    for group in range(7):
+        assert records.of_group(group) == [r for k, (g, r) in sorted(model.items()) if g == group]
+    records.clear()
+    assert (
+        len(records) == 0
+        and list(records.items()) == []
+        and records.get(keys[0] if keys else 0) is None
+    )
