@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -883,13 +883,17 @@ def test_a_database_written_by_a_newer_engine_is_refused(shared):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-@pytest.mark.parametrize("store", ["sqlite", "memory"])
-def test_the_trail_exports_to_a_file_that_reads_back_as_the_same_records(tmp_path, fmt, store):
+@pytest.mark.parametrize(
+    ("store", "rows_per_chunk"), [("sqlite", 7), ("sqlite", 10_000), ("memory", 7)]
+)
+def test_the_trail_exports_to_a_file_that_reads_back_as_the_same_records(
+    tmp_path, fmt, store, rows_per_chunk
+):
     db = open_database("sqlite:///:memory:" if store == "sqlite" else "memory://")
     sb.seeded_run(db, SEED)
     path = tmp_path / f"trail.{fmt}"
 
-    written = export_audit_trail_to(db, path, fmt, *EVER)
+    written = export_audit_trail_to(db, path, fmt, *EVER, rows_per_chunk=rows_per_chunk)
 
     expected = sb.export_rows(records(db))
     if fmt == "jsonl":
@@ -903,6 +907,32 @@ def test_the_trail_exports_to_a_file_that_reads_back_as_the_same_records(tmp_pat
         ]
     assert written == len(expected) > 0
     assert back == expected
+
+
+def test_the_trail_reads_a_page_at_a_time_as_it_reads_whole(target):
+    db = target.open()
+    sb.seeded_run(db, SEED)
+    whole = db.export_audit_trail(*EVER)
+    start = datetime.fromtimestamp(whole[len(whole) // 3]["at"], UTC)
+    end = datetime.fromtimestamp(whole[2 * len(whole) // 3]["at"], UTC)
+
+    assert list(db.iter_audit_trail(*EVER, page=5)) == whole
+    assert list(db.iter_audit_trail(start, end, page=4)) == db.export_audit_trail(start, end)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_an_export_that_fails_midway_leaves_no_file_behind(tmp_path, fmt):
+    db = open_database("sqlite:///:memory:")
+    sb.seeded_run(db, SEED)
+
+    def failing(start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        yield from islice(SQLExecutionDatabase.iter_audit_trail(db, start, end), 20)
+        raise StoreUnavailable("the disk went away")
+
+    db.iter_audit_trail = failing  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        export_audit_trail_to(db, tmp_path / f"trail.{fmt}", fmt, *EVER, rows_per_chunk=7)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_export_needs_a_known_format_and_timezone_aware_bounds(tmp_path):

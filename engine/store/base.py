@@ -217,6 +217,11 @@ class ExecutionDatabase(ABC):
         rows.sort(key=lambda row: row["at"])
         return rows
 
+    def iter_audit_trail(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """The records of export_audit_trail one at a time: a store that keeps its records
+        outside memory reads them a page at a time."""
+        yield from self.export_audit_trail(start, end)
+
     def metrics(self, start: datetime | None = None, end: datetime | None = None) -> MetricsSummary:
         """Execution-quality aggregates of the executions created in [start, end)."""
         metrics = ExecutionMetrics(window=1_000_000)

@@ -475,22 +475,21 @@ class SQLExecutionDatabase(ExecutionDatabase):
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Every record stamped in [start, end), in recording (seq) order, with its hashes;
         control events (halt, resume) among them, with no execution_id."""
-        query = self._backend.sql(_CHAIN.format(where="at >= ? AND at < ?"))
+        return list(self.iter_audit_trail(start, end))
+
+    def iter_audit_trail(
+        self, start: datetime, end: datetime, page: int = 10_000
+    ) -> Iterator[dict[str, Any]]:
+        # Keyset pages on seq, each read under the lock: a trail of millions of records is
+        # exported in the memory of one page.
+        query = self._backend.sql(
+            _CHAIN.format(where="at >= ? AND at < ? AND seq > ?") + " LIMIT ?"
+        )
         bounds = (_aware(start, "start").timestamp(), _aware(end, "end").timestamp())
-        with self._reading("export the audit trail") as conn:
-            rows = conn.execute(query, bounds * 2).fetchall()
-        return [
-            {
-                "execution_id": execution_id,
-                "at": at,
-                "kind": kind,
-                "payload": json.loads(payload),
-                "seq": seq,
-                "engine_version": engine_version,
-                "config_version": config_version,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            }
+        after = 0
+        while True:
+            with self._reading("export the audit trail") as conn:
+                rows = conn.execute(query, (*bounds, after) * 2 + (page,)).fetchall()
             for (
                 seq,
                 execution_id,
@@ -501,8 +500,21 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 config_version,
                 prev_hash,
                 digest,
-            ) in rows
-        ]
+            ) in rows:
+                yield {
+                    "execution_id": execution_id,
+                    "at": at,
+                    "kind": kind,
+                    "payload": json.loads(payload),
+                    "seq": seq,
+                    "engine_version": engine_version,
+                    "config_version": config_version,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                }
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     def chain_records(self, after_seq: int, limit: int) -> list[ChainRecord]:
         """Stored records with seq > after_seq, in seq order, exactly as the database holds them."""
