@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import Counter
 from collections.abc import Callable, Generator
 from contextlib import ExitStack
@@ -116,8 +117,11 @@ def run_scenario(
             out_dir.mkdir(parents=True, exist_ok=True)
         if db_url is None:
             folder = out_dir or Path(cleanup.enter_context(TemporaryDirectory(prefix="arbitrex-")))
-            for stale in folder.glob("audit.db*"):
-                stale.unlink()
+            for stale in folder.glob("audit.db*"):  # a previous run's store, its leases too
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
             db_url = f"sqlite:///{folder / 'audit.db'}"
         database = cleanup.enter_context(open_database(db_url, durability="batched"))
         summary = _play(scenario, seed, arrivals, database, base_dir, out_dir, on_progress)

@@ -188,6 +188,14 @@ def test_a_run_holds_no_finished_execution_or_decision_in_memory():
     assert alive[-1]["Execution"] <= STORE_CACHE + 50, alive
 
 
+def test_a_run_into_the_folder_of_an_earlier_one_replaces_its_outputs(tmp_path):
+    scenario = reduced(LIBRARY / "calm.toml").with_overrides({"orders.orders": 20})
+    first = run_scenario(scenario, LIBRARY, out_dir=tmp_path)
+    again = run_scenario(scenario, LIBRARY, out_dir=tmp_path)
+    assert again.results_hash == first.results_hash and again.orders == 20
+    assert len(pd.read_parquet(tmp_path / "executions.parquet")) == 20
+
+
 def test_a_run_refuses_a_store_that_already_holds_executions_and_adds_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     scenario = reduced(LIBRARY / "calm.toml").with_overrides({"orders.orders": 20})
