@@ -151,15 +151,15 @@ def _run_and_report(
     scenario: Scenario, base_dir: Path, seed: int | None, out_dir: Path | None, db_url: str | None
 ) -> None:
     real_start = time.perf_counter()
-    with Progress(
-        TextColumn(f"{scenario.name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-    ) as progress:
-        task = progress.add_task("orders", total=scenario.orders.orders)
-        try:
+    try:  # the error is printed once the progress bar has drawn its last line, not above it
+        with Progress(
+            TextColumn(f"{scenario.name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            task = progress.add_task("orders", total=scenario.orders.orders)
             summary = run_scenario(
                 scenario,
                 base_dir,
@@ -168,12 +168,12 @@ def _run_and_report(
                 db_url=db_url,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
-        except (ScenarioError, ValueError) as error:
-            err.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(2) from error
-        except StoreUnavailable as error:
-            err.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(1) from error
+    except (ScenarioError, ValueError) as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    except StoreUnavailable as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from error
     real_seconds = time.perf_counter() - real_start
     _print_summary(summary)
     if out_dir is not None:

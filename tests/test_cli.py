@@ -65,6 +65,17 @@ def test_a_demo_run_on_a_sqlite_file_verifies_and_a_tampered_record_is_named(tmp
     assert "record 42" in tampered.stdout and "TAMPERED" in tampered.stdout
 
 
+def test_a_demo_into_a_store_already_used_is_refused_with_a_clear_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    assert arbitrex("demo", "--orders", "20", "--db", url).returncode == 0
+    again = arbitrex("demo", "--orders", "20", "--db", url)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert " ".join(again.stderr.split()).endswith(
+        "a run reads its results back from its store, so give it an empty one (a new file "
+        "or schema)"
+    )
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_the_audit_trail_exports_to_each_format(tmp_path, fmt):
     url = f"sqlite:///{tmp_path / 'audit.db'}"
