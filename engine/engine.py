@@ -24,7 +24,7 @@ from engine.core.lifecycle import Execution, IllegalTransition
 from engine.core.ports import BrokerInterface
 from engine.live import Clock, LiveDriver
 from engine.metrics import ExecutionMetrics
-from engine.schemas import ExecutionConfirmation, RPMOutput
+from engine.schemas import NUL_REFUSED, ExecutionConfirmation, RPMOutput
 from engine.store.base import (
     DuplicateExecution,
     ExecutionDatabase,
@@ -138,6 +138,8 @@ class ExecutionEngine:
             if isinstance(rpm_output, RPMOutput)
             else RPMOutput.model_validate(rpm_output)
         )
+        if idempotency_key is not None and "\x00" in idempotency_key:
+            raise ValueError(f"idempotency_key: {NUL_REFUSED}")  # it is a database column
         key = idempotency_key if idempotency_key is not None else idempotency_key_for(rpm)
         request = build_request(rpm, key, self.config, now, self.instance_id)
         with self._unwritten_lock:

@@ -11,13 +11,50 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z]{6}$")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+NUL_REFUSED = "text may not contain NUL (\\u0000)"
+
+
+def nul_location(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """Where the first string (or key) holding a NUL character is in plain data, if any."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        here = (*loc, key)
+        found = here if isinstance(key, str) and "\x00" in key else nul_location(item, here)
+        if found is not None:
+            return found
+    return None
+
+
+def refuse_nul(value: Any) -> Any:
+    """The value, if no text in it holds a NUL character: PostgreSQL cannot store one in a
+    text column, so text that reaches one raw is refused at the door, on every backend."""
+    where = nul_location(value)
+    if where is not None:
+        raise ValueError(NUL_REFUSED + (f" (at {'.'.join(map(str, where))})" if where else ""))
+    return value
 
 
 class _Open(BaseModel):
@@ -58,7 +95,10 @@ class ApprovedTrade(_Open):
 class TradeDecision(_Open):
     status: DecisionStatus
     approved_trade: ApprovedTrade | None = None
-    decision_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    # Raw text of ours derives from it (the idempotency key, a database column): no NUL.
+    decision_id: (
+        Annotated[str, Field(min_length=1, max_length=128), AfterValidator(refuse_nul)] | None
+    ) = None
     reason: str | None = None
 
     @model_validator(mode="after")

@@ -338,6 +338,27 @@ def test_text_with_a_nul_character_is_refused_by_name_whatever_the_store(api):
     assert api.orders_at_the_broker() == {}
 
 
+def test_a_nul_character_in_a_field_the_engine_does_not_read_is_refused_by_name_too(api):
+    rpm = approved("fine")
+    rpm["note"] = {"tags": ["fine", "also\u0000bad"]}
+
+    answer = api.execute(rpm)
+
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["loc"] == ["body", "note", "tags", 1]
+    assert api.orders_at_the_broker() == {}
+
+
+def test_a_halt_whose_reason_holds_a_nul_character_is_refused_by_name_and_halts_nothing(api):
+    answer = api.client.post(
+        "/halt", json={"reason": "drill\u0000"}, headers=api.as_role(Role.ADMIN)
+    )
+
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["loc"] == ["body", "reason"]
+    assert api.client.get("/health").json()["trading_halted"] is False
+
+
 def test_an_idempotency_key_with_control_characters_is_refused_by_name(api):
     answer = api.client.post(
         "/execute",

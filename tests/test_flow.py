@@ -221,6 +221,17 @@ def test_the_same_idempotency_key_with_a_different_decision_is_refused(world):
     assert len(world.venue.orders) == 1
 
 
+def test_a_nul_character_where_it_would_reach_a_text_column_is_refused_at_the_door(world):
+    # The decision id becomes the idempotency key, a column PostgreSQL keeps as text, which
+    # cannot hold NUL: refused before any store sees it, on every backend alike.
+    with pytest.raises(ValidationError, match=r"decision\.decision_id\n.*NUL"):
+        world.driver.submit(decision(decision_id="d\x00-1"))
+    with pytest.raises(ValueError, match=r"idempotency_key: .*NUL"):
+        world.driver.submit(decision(), idempotency_key="key\x00")
+    assert world.venue.orders == {}
+    assert list(world.engine.database.execution_ids()) == []
+
+
 def test_a_malformed_decision_is_refused_with_an_error_naming_the_field(world):
     bad = decision(units=-5)
     with pytest.raises(ValidationError, match="position_units"):

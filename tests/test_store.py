@@ -23,14 +23,18 @@ import pytest
 import store_backends as sb
 
 import engine.store.sql
+from engine.core.config import EngineConfig
 from engine.core.events import (
+    ExecutionRequested,
     OrderFilled,
     SubmissionAttempted,
     ValidationCompleted,
     to_payload,
 )
+from engine.core.flow import build_request
+from engine.core.ids import idempotency_key_for
 from engine.core.lifecycle import IllegalTransition
-from engine.schemas import ExecutionStatus
+from engine.schemas import ExecutionStatus, RPMOutput
 from engine.store import (
     DuplicateExecution,
     ExecutionDatabase,
@@ -110,6 +114,19 @@ def test_a_seeded_run_reads_back_as_the_reference_store_records_it(target, refer
             (type(event), event.at, canonical_json(to_payload(event)))
             for event in reference.events(execution_id)
         ]
+
+
+def test_a_nul_character_in_text_kept_as_json_is_stored_escaped_and_reads_back(target):
+    # Only raw text columns cannot hold NUL on PostgreSQL: payloads are canonical JSON, in
+    # which it is the escape \u0000, so a decision's unread fields may carry one.
+    rpm = RPMOutput.model_validate(sb.decision("with-nul") | {"note": ["fine", "also\x00kept"]})
+    request = build_request(rpm, idempotency_key_for(rpm), EngineConfig(), DEFAULT_START, "t")
+    db = target.open()
+    db.append(ExecutionRequested(request.execution_id, DEFAULT_START, request))
+
+    stored = db.request(request.execution_id)
+    assert stored is not None and stored.decision["note"] == ["fine", "also\x00kept"]
+    assert verify_audit_chain(db).ok
 
 
 def test_history_and_open_executions_come_from_the_projection_with_the_base_semantics(target):

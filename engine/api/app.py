@@ -61,7 +61,14 @@ from engine.api.schemas import (
 )
 from engine.core.config import ENGINE_VERSION
 from engine.engine import ExecutionEngine
-from engine.schemas import ExecutionConfirmation, ExecutionLog, ExecutionStatus, RPMOutput
+from engine.schemas import (
+    NUL_REFUSED,
+    ExecutionConfirmation,
+    ExecutionLog,
+    ExecutionStatus,
+    RPMOutput,
+    nul_location,
+)
 from engine.store.base import ControlEvent, ControlKind, IdempotencyConflict, StoreUnavailable
 from engine.store.export import ExportFormat, export_audit_trail_to
 
@@ -281,11 +288,12 @@ async def execute(
     # JSON can carry NUL only as the escape \\u0000: the body is searched for it first, and
     # only a body that has one is walked for where it is.
     if b"\\u0000" in await request.body():
-        where = _nul_character(rpm.model_dump(mode="json"), ("body",))
+        where = nul_location(rpm.model_dump(mode="json"), ("body",))
         if where is not None:
-            # PostgreSQL cannot store it: refused here, on every backend alike, by name.
+            # The API refuses NUL anywhere in a decision, not only where it would reach a
+            # text column: one rule for callers, on every backend alike, by name.
             raise RequestValidationError(
-                [{"loc": where, "msg": "text may not contain NUL (\\u0000)", "type": "value_error"}]
+                [{"loc": where, "msg": NUL_REFUSED, "type": "value_error"}]
             )
     # A plain executor, not anyio's thread runner: the hand-off is half the CPU under load.
     # A client that hangs up does not stop an execution that has started; it completes
@@ -297,24 +305,6 @@ async def execute(
     # Serialized here, once: returned as a model, FastAPI would validate it against
     # response_model again first (which still documents it).
     return Response(confirmation.model_dump_json(), media_type="application/json")
-
-
-def _nul_character(value: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
-    """Where the first string (or key) holding a NUL character is, if any."""
-    if isinstance(value, str):
-        return loc if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        here = (*loc, key)
-        found = here if isinstance(key, str) and "\x00" in key else _nul_character(item, here)
-        if found is not None:
-            return found
-    return None
 
 
 @router.get(

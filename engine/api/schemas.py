@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from engine.metrics import Distribution
+from engine.schemas import refuse_nul
 
 
 class _Answer(BaseModel):
@@ -43,7 +44,9 @@ class Health(_Answer):
 
 
 class HaltRequest(_Answer):
-    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    reason: (
+        Annotated[str, Field(min_length=1, max_length=500), AfterValidator(refuse_nul)] | None
+    ) = None
 
 
 class ControlState(_Answer):
