@@ -8,7 +8,6 @@ million orders then needs the memory of a run of a thousand.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.lifecycle import Execution
+from sim.spilled import scratch_database
 
 ROWS_PER_GROUP = 8192
 
@@ -135,11 +135,9 @@ class SpilledSamples:
     that exact percentiles of a million fills take no memory per fill."""
 
     def __init__(self) -> None:
-        # "": a private temporary file; a scratch copy needs no journal and no fsync.
-        self._db = sqlite3.connect("")
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._db.execute("CREATE TABLE sample (series TEXT NOT NULL, value REAL NOT NULL)")
+        self._db = scratch_database(
+            "CREATE TABLE sample (series TEXT NOT NULL, value REAL NOT NULL)"
+        )
         self._pending: list[tuple[str, float]] = []
         self._indexed = False
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.core.ports import BrokerFill, BrokerOrderState, OrderReport
 from engine.schemas import Direction
+from sim.spilled import scratch_database
 
 
 @dataclass(slots=True)
@@ -145,15 +146,8 @@ class Ledger(Mapping[int, LedgerOrder]):
         self._spilled += len(leaving)
 
     def _open(self) -> sqlite3.Connection:
-        # "": a temporary file of this connection's own, paged through a small cache and
-        # deleted when the connection closes. A scratch copy needs no journal and no fsync.
-        # The venue may be served from several threads, always under one lock.
-        db = sqlite3.connect("", check_same_thread=False)
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("PRAGMA synchronous = OFF")
-        db.executescript(_SCHEMA)
-        self._db = db
-        return db
+        self._db = scratch_database(_SCHEMA)
+        return self._db
 
     # -- queries ------------------------------------------------------------------------
 

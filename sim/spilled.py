@@ -100,11 +100,18 @@ class SpilledRecords(Generic[V]):
         self._spilled += len(leaving)
 
     def _open(self) -> sqlite3.Connection:
-        # "": a temporary file of this connection's own, deleted when it closes; a scratch
-        # copy needs no journal and no fsync.
-        db = sqlite3.connect("", check_same_thread=False)
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("PRAGMA synchronous = OFF")
-        db.executescript(_SCHEMA)
-        self._db = db
-        return db
+        self._db = scratch_database(_SCHEMA)
+        return self._db
+
+
+def scratch_database(schema: str) -> sqlite3.Connection:
+    """A private SQLite file for data spilled out of memory, with `schema` created in it.
+
+    "": a temporary file of this connection's own, paged through a small cache and deleted
+    when the connection closes; a scratch copy needs no journal and no fsync. It may be used
+    from several threads, one at a time (the venue is served under one lock)."""
+    db = sqlite3.connect("", check_same_thread=False)
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    db.executescript(schema)
+    return db
