@@ -89,7 +89,7 @@ def execution_rows(executions: Iterable[Execution]) -> pd.DataFrame:
 
 
 class ParquetRows:
-    """Rows appended to a Parquet file one row group at a time; with no path, only counted."""
+    """Rows appended to a Parquet file one row group at a time; with no path, none kept."""
 
     def __init__(self, path: Path | None, schema: pa.Schema) -> None:
         self._path = path
