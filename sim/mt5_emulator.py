@@ -339,8 +339,7 @@ class MT5Emulator(MT5Constants):
         self._ipc_timeout = 60.0
         # What the terminal knows of each order: of those that may still change (working,
         # or not yet known) in memory, with the fills booked so far; of the rest, spilled.
-        self._open_tags: dict[int, _Tag] = {}
-        self._unsettled: dict[int, int] = {}  # ticket -> fills booked
+        self._open: dict[int, tuple[_Tag, int]] = {}  # ticket -> (tag, its fills booked)
         self._closed_tags: SpilledRecords[_Tag] = SpilledRecords()
         self._request_id = 0
         # The book (open positions and every deal), kept up to date as fills become visible
@@ -777,14 +776,14 @@ class MT5Emulator(MT5Constants):
         except BrokerRejected as refusal:
             return self._result(trade, refusal.code or codes.REJECT, t)
         ticket = int(report.order_id)
-        self._open_tags[ticket] = _Tag(
+        tag = _Tag(
             magic=trade.magic,
             comment=self._stored_comment(trade.comment),
             type_filling=trade.type_filling,
             price=trade.price,
             known_at=self._resync_time(t),
         )
-        self._unsettled[ticket] = 0
+        self._open[ticket] = (tag, 0)
         filled = report.filled_units
         if report.state is BrokerOrderState.WORKING:
             code = codes.PLACED
@@ -856,18 +855,17 @@ class MT5Emulator(MT5Constants):
         refreshing its lists does (a resting order due by t fills now), and take the fills
         that became visible into the book."""
         fresh = []
-        for ticket in sorted(self._unsettled):
-            tag = self._open_tags[ticket]
+        for ticket in sorted(self._open):
+            tag, booked = self._open[ticket]
             if tag.known_at > t:
                 continue
             order = self._settled(ticket, t)
-            booked = self._unsettled[ticket]
             fresh += [(int(f.fill_id), order, tag, f) for f in order.fills[booked:]]
             if order.state is BrokerOrderState.WORKING:
-                self._unsettled[ticket] = len(order.fills)
+                self._open[ticket] = (tag, len(order.fills))
             else:
-                del self._unsettled[ticket]
-                self._closed_tags.add(ticket, ticket, self._open_tags.pop(ticket))
+                del self._open[ticket]
+                self._closed_tags.add(ticket, tag)
         fresh.sort(key=lambda found: found[0])
         if fresh and fresh[0][0] < self._last_deal:
             # An order learnt of late (its replies were dropped) holds deals older than
@@ -896,14 +894,15 @@ class MT5Emulator(MT5Constants):
 
     def _known_by(self, t: float) -> list[tuple[LedgerOrder, _Tag]]:
         everything = heapq.merge(
-            ((ticket, tag) for ticket, tag in self._open_tags.items()),  # placed: in order
+            ((ticket, tag) for ticket, (tag, _) in self._open.items()),  # placed: in order
             self._closed_tags.items(),
             key=lambda pair: pair[0],
         )
         return [(self.venue.orders[ticket], tag) for ticket, tag in everything if tag.known_at <= t]
 
     def _tag(self, ticket: int) -> _Tag | None:
-        return self._open_tags.get(ticket) or self._closed_tags.get(ticket)
+        opened = self._open.get(ticket)
+        return opened[0] if opened is not None else self._closed_tags.get(ticket)
 
     def _known(self, ticket: int, t: float) -> tuple[LedgerOrder, _Tag] | None:
         """One order, if the terminal knows it by t (as it stands: catch up first)."""
@@ -949,7 +948,7 @@ class MT5Emulator(MT5Constants):
             comment=tag.comment,
             external_id="",
         )
-        self._deals.add(deal_ticket, order.ticket, deal)
+        self._deals.add(deal_ticket, deal, group=order.ticket)
         self._last_deal = max(self._last_deal, deal_ticket)
 
     def orders_get(
@@ -959,8 +958,8 @@ class MT5Emulator(MT5Constants):
             return None
         now = self.clock()
         self._catch_up(now)
-        # A working order the terminal knows is one that may still fill: unsettled.
-        working = (self._known(number, now) for number in sorted(self._unsettled))
+        # A working order the terminal knows is one that may still fill: still open here.
+        working = (self._known(number, now) for number in sorted(self._open))
         return self._ok(
             tuple(
                 self._trade_order(order, tag, {})

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 V = TypeVar("V")
 
 _SCHEMA = """
-CREATE TABLE record (key INTEGER PRIMARY KEY, grp INTEGER NOT NULL, value BLOB NOT NULL);
+CREATE TABLE record (key INTEGER PRIMARY KEY, grp INTEGER, value BLOB NOT NULL);
 CREATE INDEX record_by_group ON record (grp, key);
 """
 
@@ -26,15 +26,17 @@ CREATE INDEX record_by_group ON record (grp, key);
 class SpilledRecords(Generic[V]):
     def __init__(self, keep: int = 4096) -> None:
         self._keep = keep
-        self._memory: dict[int, tuple[int, V]] = {}  # key -> (group, record), as added
+        self._memory: dict[int, tuple[int | None, V]] = {}  # key -> (group, record), as added
         self._memory_groups: dict[int, list[int]] = {}
         self._db: sqlite3.Connection | None = None  # opened at the first spill
         self._spilled = 0
 
-    def add(self, key: int, group: int, record: V) -> None:
-        """A new record: its key is not in the records yet, and it will not change."""
+    def add(self, key: int, record: V, group: int | None = None) -> None:
+        """A new record: its key is not in the records yet, and it will not change. Without a
+        group it is found by key only."""
         self._memory[key] = (group, record)
-        self._memory_groups.setdefault(group, []).append(key)
+        if group is not None:
+            self._memory_groups.setdefault(group, []).append(key)
         if len(self._memory) >= 2 * self._keep:
             self._spill(self._keep)
 
@@ -87,6 +89,8 @@ class SpilledRecords(Generic[V]):
     def _spill(self, count: int) -> None:
         leaving = [(key, *self._memory.pop(key)) for key in list(self._memory)[:count]]
         for key, group, _ in leaving:
+            if group is None:
+                continue
             keys = self._memory_groups[group]
             keys.remove(key)
             if not keys:

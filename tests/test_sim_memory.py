@@ -139,7 +139,7 @@ def test_spilled_records_answer_as_a_dict_would_whichever_part_holds_them(keys, 
     model: dict[int, tuple[int, tuple[int, str]]] = {}
     for key in keys:  # added in any key order, as orders settle
         group = key % 7
-        records.add(key, group, (key, f"deal {key}"))
+        records.add(key, (key, f"deal {key}"), group=group)
         model[key] = (group, (key, f"deal {key}"))
 
     assert len(records) == len(model)
