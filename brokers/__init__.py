@@ -1,30 +1,10 @@
-"""Implementations of the engine's broker port.
+"""Live implementations of the engine's broker port: MetaTrader 5 and its return-code table.
 
-The brokers load on first use: the simulator shares MT5's code table with this package
-(`brokers.mt5_codes`), so importing the package must not import the simulator back, and
-importing `MT5Broker` never imports MetaTrader5 (the module is injected, see brokers.mt5).
+The simulator's own broker lives with the simulator (`sim.broker`). Importing `MT5Broker`
+never imports MetaTrader5: the module is injected (see brokers.mt5).
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
+from brokers.mt5 import MT5Broker
 from engine.core.ports import BrokerInterface
 
-if TYPE_CHECKING:
-    from brokers.mt5 import MT5Broker
-    from brokers.sim import SimulatedBroker
-
-__all__ = ["BrokerInterface", "MT5Broker", "SimulatedBroker"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SimulatedBroker":
-        from brokers.sim import SimulatedBroker
-
-        return SimulatedBroker
-    if name == "MT5Broker":
-        from brokers.mt5 import MT5Broker
-
-        return MT5Broker
-    raise AttributeError(f"module 'brokers' has no attribute {name!r}")
+__all__ = ["BrokerInterface", "MT5Broker"]

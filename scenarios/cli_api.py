@@ -18,10 +18,10 @@ from typing import Annotated, Any, NoReturn, cast
 import typer
 import uvicorn
 
-from brokers.sim import SimulatedBroker
 from engine.api import ApiSettings, KeyStore, KeyStoreError, Role, create_app
 from engine.engine import ExecutionEngine
 from engine.store import ExecutionDatabase, StoreUnavailable, open_database
+from sim.broker import SimulatedBroker
 from sim.latency import LatencyConfig
 from sim.network import NetworkConfig
 from sim.venue import Venue

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from brokers.sim import SimulatedBroker
 from engine.engine import ExecutionEngine
 from engine.store import open_database
 from scenarios.invariants import (
@@ -33,6 +32,7 @@ from scenarios.invariants import (
 )
 from scenarios.runner import arrivals_of
 from scenarios.spec import Scenario, ScenarioError, load_scenario
+from sim.broker import SimulatedBroker
 from sim.broker_process import AUTHKEY, SharedClock, VenueProxy
 from sim.network import Network
 from sim.sessions import FxWeek

@@ -10,12 +10,12 @@ from typing import Literal
 import simpy
 
 from brokers.mt5 import MT5Broker, MT5Config
-from brokers.sim import SimulatedBroker
 from engine.core.config import EngineConfig
 from engine.core.ports import BrokerInterface
 from engine.engine import ExecutionEngine
 from engine.store.base import ExecutionDatabase
 from sim.account import AccountConfig
+from sim.broker import SimulatedBroker
 from sim.driver import SimPyDriver
 from sim.market import MarketConfig, PriceSource, SyntheticMarket
 from sim.mt5_emulator import MT5Emulator

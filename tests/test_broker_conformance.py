@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from brokers.mt5 import MT5Broker, MT5Config
-from brokers.sim import SimulatedBroker
 from engine.core.config import EngineConfig
 from engine.core.instruments import TradeMode
 from engine.core.ports import (
@@ -29,6 +28,7 @@ from engine.core.ports import (
 from engine.engine import ExecutionEngine
 from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from sim.account import AccountConfig
+from sim.broker import SimulatedBroker
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
