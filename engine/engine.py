@@ -1,8 +1,9 @@
-"""The execution engine: one entry point, whichever driver carries out the work.
+"""The execution engine: one entry point, over whichever driver it is given.
 
 `ExecutionEngine` owns what every driver shares — config, broker, audit store, metrics,
-the kill switch — and opens and closes executions; a driver (the live one here, the SimPy
-one in `sim/`) carries out the core's effects in between.
+the kill switch — and opens, runs and closes executions: duplicate keys, takeovers and
+recovery are handled here, once. The driver (`engine.live.LiveDriver` on the wall clock,
+`sim.driver.SimPyDriver` in virtual time) only decides how the work waits.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from engine.clock import Clock
 from engine.core.config import EngineConfig
 from engine.core.events import ExecutionEvent
 from engine.core.flow import Flow, build_request, execution_flow, recovery_flow
 from engine.core.ids import idempotency_key_for
 from engine.core.lifecycle import Execution, IllegalTransition
 from engine.core.ports import BrokerInterface
-from engine.live import Clock, LiveDriver
+from engine.driving import Driver, Work, carry_out
+from engine.journal import Journal
+from engine.live import LiveDriver
 from engine.metrics import ExecutionMetrics
 from engine.schemas import NUL_REFUSED, ExecutionConfirmation, RPMOutput
 from engine.store.base import (
@@ -34,18 +38,21 @@ from engine.store.base import (
 )
 from engine.store.memory import InMemoryExecutionDatabase
 
+H = TypeVar("H")
 
-class ExecutionEngine:
+
+class ExecutionEngine(Generic[H]):
     def __init__(
         self,
         broker: BrokerInterface,
         database: ExecutionDatabase | None = None,
         config: EngineConfig | None = None,
-        clock: Clock = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        driver: Driver[H] | None = None,
         instance_id: str | None = None,
     ) -> None:
+        """`driver`: how the engine waits; by default the live driver on the wall clock."""
         self.broker = broker
+        self.driver: Driver[H] = driver if driver is not None else LiveDriver()  # type: ignore[assignment]
         self.database = database if database is not None else InMemoryExecutionDatabase()
         self.config = config if config is not None else EngineConfig()
         # Who this engine is, for as long as it lives: recovery leaves the executions of
@@ -60,7 +67,6 @@ class ExecutionEngine:
         # in order and retried before anything else is written — never dropped.
         self._unwritten: deque[tuple[ExecutionEvent, ...]] = deque()
         self._unwritten_lock = threading.Lock()
-        self._live = LiveDriver(broker, self.record, clock, sleep)
 
     def _leave(self, execution_id: str) -> None:
         self._in_flight[execution_id] -= 1
@@ -70,7 +76,7 @@ class ExecutionEngine:
     @property
     def clock(self) -> Clock:
         """The driver's clock this engine stamps its records with."""
-        return self._live.clock
+        return self.driver.clock
 
     # -- what every driver uses -------------------------------------------------------
 
@@ -195,35 +201,62 @@ class ExecutionEngine:
             )
         return execution
 
-    # -- the seed's API (live driver) ------------------------------------------------------
+    # -- running executions, on whichever driver -------------------------------------------
+
+    def submit(
+        self, rpm_output: RPMOutput | dict[str, Any], idempotency_key: str | None = None
+    ) -> H:
+        """Start one execution now: the driver's handle to it (live: the final Execution;
+        SimPy: a process whose value it is).
+
+        Malformed input raises here, at once, before anything is scheduled or recorded.
+        """
+        flow = self.open(rpm_output, idempotency_key, self.clock.now())
+        return self.driver.start(self._execution(flow, rpm_output))
 
     def execute(
         self, rpm_output: RPMOutput | dict[str, Any], idempotency_key: str | None = None
     ) -> ExecutionConfirmation:
-        flow = self.open(rpm_output, idempotency_key, self._live.clock())
-        try:
-            execution = self.close(self._live.run(flow))
-        except DuplicateExecution as duplicate:
-            execution = self.first_execution(duplicate, rpm_output)
-        except ExecutionTakenOver as taken:
-            execution = self._as_stored(taken.execution_id)
+        """The seed's API: execute one decision to its end and confirm it."""
+        execution = self.driver.result(self.submit(rpm_output, idempotency_key))
         return ExecutionConfirmation.from_log(execution.to_log())
+
+    def recover(self) -> list[H]:
+        """Settle every non-terminal execution no live engine is working on, recording it:
+        on start, and once lost replies can be asked about. The driver's handles to the
+        settled executions (live: settled one after another; SimPy: concurrently)."""
+        handles = [
+            self.driver.start(self._settlement(self.open_recovery(execution_id, self.clock.now())))
+            for execution_id in self.orphans()
+        ]
+        return [handle for handle in handles if handle is not None]
+
+    def _execution(self, flow: Flow, rpm_output: RPMOutput | dict[str, Any]) -> Work[Execution]:
+        try:
+            execution = yield from self._drive(flow, order_out=False)
+        except DuplicateExecution as duplicate:
+            return self.first_execution(duplicate, rpm_output)
+        except ExecutionTakenOver as taken:
+            return self._as_stored(taken.execution_id)
+        return self.close(execution)
+
+    def _settlement(self, flow: Flow) -> Work[Execution | None]:
+        try:
+            execution = yield from self._drive(flow, order_out=True)
+        except ExecutionTakenOver:
+            return None  # a live engine is settling it; its record is the truth
+        return self.close(execution)
+
+    def _drive(self, flow: Flow, order_out: bool) -> Work[Execution]:
+        """`order_out` when an order may already be out (recovery): from then on a store
+        error no longer stops the execution, the recorder keeps the record for later."""
+        journal = Journal(self.record, order_out)
+        return carry_out(flow, self.broker, journal, self.driver.clock, self.driver.carrier)
 
     def _as_stored(self, execution_id: str) -> Execution:
         execution = self.database.get_execution(execution_id)
         assert execution is not None
         return execution
-
-    def recover(self) -> list[Execution]:
-        """On start: reconcile every non-terminal execution with the broker, recording it."""
-        settled = []
-        for execution_id in self.orphans():
-            flow = self.open_recovery(execution_id, self._live.clock())
-            try:
-                settled.append(self.close(self._live.run(flow, order_out=True)))
-            except ExecutionTakenOver:
-                continue  # a live engine is settling it; its record is the truth
-        return settled
 
     def halt(self) -> None:
         self.halted = True
@@ -239,10 +272,11 @@ def create_execution_engine(
     broker: BrokerInterface,
     database: ExecutionDatabase | None = None,
     config: EngineConfig | None = None,
-    **driver_options: Any,
-) -> ExecutionEngine:
+    driver: Driver[Any] | None = None,
+    instance_id: str | None = None,
+) -> ExecutionEngine[Any]:
     """The seed's factory: `ee = create_execution_engine(broker, database)`."""
-    return ExecutionEngine(broker, database, config, **driver_options)
+    return ExecutionEngine(broker, database, config, driver, instance_id)
 
 
 def _process_instance_id() -> str:

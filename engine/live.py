@@ -1,55 +1,32 @@
-"""The live driver: wall-clock time, real sleeps, blocking broker calls.
+"""The live driver: blocking broker calls and real waits on its clock (the wall clock).
 
-It carries out the core's effects one after another for one execution; concurrency comes
-from running several executions on several threads (a broker adapter serialises its own
-calls where the broker needs it, as MT5 does).
+It runs one execution's work to its end on the calling thread; concurrency comes from
+running executions on several threads (a broker adapter serialises its own calls where
+the broker needs it, as MT5 does). Given a clock that moves only when slept on (a SimPy
+clock), it runs the same work instantly and deterministically: how tests drive the live
+broker adapters.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from typing import Any, TypeVar
 
-from engine.core.effects import Sleep, perform_call
-from engine.core.flow import Flow
-from engine.core.lifecycle import Execution
-from engine.core.ports import BrokerInterface
-from engine.journal import Journal, Recorder
+from engine.clock import Clock, WallClock
+from engine.driving import Carrier, Work, run_blocking
 
-Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 class LiveDriver:
-    def __init__(
-        self,
-        broker: BrokerInterface,
-        record: Recorder,
-        clock: Clock = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.broker = broker
-        self.record = record
-        self.clock = clock
-        self.sleep = sleep
+    """A blocking driver: `start` runs the work to its end and its handle is the value."""
 
-    def run(self, flow: Flow, order_out: bool = False) -> Execution:
-        """Drive one flow to its end; `order_out` when an order may already be out (recovery).
+    def __init__(self, clock: Clock | None = None, carrier: Carrier | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else WallClock()
+        # Live brokers cross their own network; a carrier is for a simulated wire.
+        self.carrier = carrier
 
-        A store error propagates while no order has left; after that, the recorder keeps
-        the record for later rather than lose it.
-        """
-        journal = Journal(self.record, order_out)
-        effect = next(flow)
-        while True:
-            reply = None
-            if journal.take(effect):
-                pass
-            elif isinstance(effect, Sleep):
-                self.sleep(effect.seconds)
-            else:
-                reply = perform_call(effect, self.broker)
-            try:
-                effect = flow.send((self.clock(), reply))
-            except StopIteration as stop:
-                journal.flush()
-                return stop.value
+    def start(self, work: Work[T]) -> T:
+        return run_blocking(work, self.clock.sleep)
+
+    def result(self, handle: Any) -> Any:
+        return handle

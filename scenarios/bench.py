@@ -77,7 +77,7 @@ def simulated_run(orders: int, db_url: str, seed: int = 1) -> float:
     def feed() -> Generator[Any, Any, None]:
         for arrival in order_flow(flow, seed):
             yield world.env.timeout(arrival.delay)
-            process = world.driver.submit(arrival.rpm)
+            process = world.engine.submit(arrival.rpm)
             process.callbacks.append(lambda _: done.__setitem__(0, done[0] + 1))
 
     started = time.perf_counter()
@@ -196,7 +196,7 @@ def live_overhead(executions: int, db_path: Path) -> dict[str, float]:
         cast(BrokerInterface, broker),
         cast(ExecutionDatabase, store),
         paper.config,
-        clock=paper.clock,
+        paper.driver,
     )
     flow = OrderFlowConfig(orders=executions, symbols=("EURUSD",))
     whole, own, in_store = [], [], []

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from engine.clock import WallClock
 from engine.engine import ExecutionEngine
+from engine.live import LiveDriver
 from engine.store import open_database
 from scenarios.invariants import (
     Evidence,
@@ -33,9 +35,10 @@ from scenarios.invariants import (
 from scenarios.runner import arrivals_of
 from scenarios.spec import Scenario, ScenarioError, load_scenario
 from sim.broker import SimulatedBroker
-from sim.broker_process import AUTHKEY, SharedClock, VenueProxy
+from sim.broker_process import AUTHKEY, VenueProxy
 from sim.network import Network
 from sim.sessions import FxWeek
+from sim.wire import Wire
 
 # Invariants that need only the store and the broker's ledger (no halts in crash mode).
 CRASH_INVARIANTS = (
@@ -64,11 +67,11 @@ def wall_clock_config(scenario: Scenario) -> Scenario:
 
 def run_worker(scenario_path: Path, db_url: str, port: int, origin: float, seed: int) -> int:
     scenario = wall_clock_config(load_scenario(scenario_path))
-    clock = SharedClock(scenario.t0, origin)
+    clock = WallClock(scenario.t0, origin)
     database = open_database(db_url)
-    network = Network(scenario.network_config(), seed)
-    broker = SimulatedBroker(VenueProxy(("127.0.0.1", port)), clock, network, time.sleep)  # type: ignore[arg-type]
-    engine = ExecutionEngine(broker, database, scenario.engine, clock=clock)
+    wire = Wire(Network(scenario.network_config(), seed), clock)
+    broker = SimulatedBroker(VenueProxy(("127.0.0.1", port)), wire)  # type: ignore[arg-type]
+    engine = ExecutionEngine(broker, database, scenario.engine, LiveDriver(clock))
     print(f"recovered {len(engine.recover())}", flush=True)
     for arrival in arrivals_of(scenario, seed, scenario_path.parent):
         engine.execute(arrival.rpm)

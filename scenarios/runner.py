@@ -162,7 +162,7 @@ def _play(
     # A desk settles what lost replies left open once the broker answers again; the
     # quote tape runs on long enough for the longest markout after the last fill.
     world.env.run(until=world.env.now + max(scenario.settle_after_seconds, MARKOUT_TAIL))
-    settled = world.driver.recover()
+    settled = world.engine.recover()
     if settled:  # the quote tape runs forever: run until recovery is done, not empty
         world.env.run(until=world.env.all_of(settled))
     tape.close()
@@ -215,7 +215,7 @@ def _feed(
     for arrival in arrivals:
         if arrival.delay:
             yield world.env.timeout(arrival.delay)
-        world.driver.submit(arrival.rpm).callbacks.append(one_more)
+        world.engine.submit(arrival.rpm).callbacks.append(one_more)
 
 
 def _kill_switch(world: SimulatedWorld, scenario: Scenario) -> list[tuple[float, float]]:

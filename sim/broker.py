@@ -1,77 +1,44 @@
 """The simulator's broker: the broker port over the simulated venue.
 
-Without a sleep function it answers remote calls at the venue instantly, at its clock's
-time: the SimPy driver then carries each remote call over the simulated network itself, in
-virtual time. With a network and a sleep function it crosses that network on its own with
-real waiting, which is how paper trading on the wall clock meets the very same latency and
-faults. Either way, local reads (quotes, symbol, account) fail while the network says the
-terminal is disconnected.
+Remote calls (place, status, find, cancel) cross its wire (`sim.wire`) to the venue and
+meet the venue at the instant they arrive; reads of the terminal's own state (quotes,
+symbol, account) need the terminal to be online. Who waits out the wire — this broker on
+its clock, or the SimPy driver around the call — is the wire's business, not this one's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from engine.core.instruments import SymbolSpec
 from engine.core.ports import (
     AccountState,
-    BrokerError,
     BrokerInterface,
     BrokerRejected,
     OrderReport,
     OrderRequest,
-    RequestNotSent,
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
-from sim.network import FaultKind, Network
 from sim.venue import Venue
+from sim.wire import Wire
+
+T = TypeVar("T")
 
 
 class SimulatedBroker(BrokerInterface):
-    def __init__(
-        self,
-        venue: Venue,
-        clock: Callable[[], float],
-        network: Network | None = None,
-        sleep: Callable[[float], None] | None = None,
-        request_timeout: float = 5.0,
-    ) -> None:
-        if sleep is not None and network is None:
-            raise ValueError("a sleep function carries a network's delays: give the network too")
+    def __init__(self, venue: Venue, wire: Wire, request_timeout: float = 5.0) -> None:
         self.venue = venue
-        self.clock = clock
-        self.network = network
-        self.sleep = sleep
+        self.wire = wire
         self.request_timeout = request_timeout
 
-    def _remote(self, call: Callable[[float], Any]) -> Any:
-        if self.sleep is None or self.network is None:
-            return call(self.clock())
-        schedule = self.network.plan(self.clock()).schedule(self.request_timeout)
-        # A zero-latency leg is no wait at all (time.sleep(0) still costs a system call).
-        if schedule.before:
-            self.sleep(schedule.before)
-        result: Any = None
-        answer: BrokerError | None = None
-        if schedule.reaches_broker:
-            try:
-                result = call(self.clock())
-            except BrokerError as error:
-                answer = error
-        if schedule.after:
-            self.sleep(schedule.after)
-        failure = schedule.error or answer
-        if failure is not None:
-            raise failure
-        return result
+    def _remote(self, call: Callable[[float], T]) -> T:
+        return self.wire.call(lambda: call(self.wire.clock.now()), self.request_timeout)
 
     def _local(self) -> float:
         """The time of a read from the terminal's own state, which needs a connection."""
-        now = self.clock()
-        if self.network is not None and self.network.fault_at(now) is FaultKind.DISCONNECT:
-            raise RequestNotSent("terminal disconnected from the broker")
-        return now
+        self.wire.ensure_connected()
+        return self.wire.clock.now()
 
     def symbol_spec(self, symbol: str) -> SymbolSpec | None:
         self._local()
@@ -105,4 +72,4 @@ class SimulatedBroker(BrokerInterface):
         return self._remote(lambda t: self.venue.cancel(order_id, t))
 
     def is_connected(self) -> bool:
-        return self.network is None or self.network.fault_at(self.clock()) is None
+        return self.wire.fault() is None

@@ -2,16 +2,15 @@
 against the same broker — as a real terminal outlives the strategy that talks to it.
 
 `serve(...)` runs a Venue behind a local `multiprocessing.connection` listener;
-`VenueProxy` forwards the venue's methods to it, so `SimulatedBroker(VenueProxy(...), clock)`
-is the broker port over the remote venue. Both sides read one shared clock: driver time is
-`start + (time.time() - origin)`, with `origin` agreed on the command line.
+`VenueProxy` forwards the venue's methods to it, so `SimulatedBroker(VenueProxy(...), wire)`
+is the broker port over the remote venue. Both sides read one shared clock,
+`engine.clock.WallClock(start, origin)`, with `origin` agreed on the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import threading
-import time
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,6 @@ _ALLOWED = {
     "cancel",
     "ledger_orders",
 }
-
-
-class SharedClock:
-    def __init__(self, start: float, origin: float) -> None:
-        self.start, self.origin = start, origin
-
-    def __call__(self) -> float:
-        return self.start + (time.time() - self.origin)
 
 
 def serve(address: tuple[str, int], venue: Venue) -> None:

@@ -1,92 +1,49 @@
 """The SimPy driver: runs any number of executions concurrently in virtual time.
 
-Each execution is a SimPy process that carries out the core's effects: a Sleep is a
-timeout, a remote broker call crosses the simulated network (latency, loss, outages) and
-meets the venue at the virtual instant it arrives. Nothing here decides anything about an
-order; the engine core does, exactly as it does live.
+Each execution the engine starts is a SimPy process: a wait becomes a timeout, and a
+remote broker call crosses the simulated wire around the whole call (latency, loss,
+outages), meeting the venue at the virtual instant it arrives. Nothing here decides
+anything about an order; the engine core does, exactly as it does live.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
 
-from engine.core.effects import BrokerCall, Sleep, perform_call
-from engine.core.flow import Flow
-from engine.core.lifecycle import Execution
-from engine.engine import ExecutionEngine
-from engine.journal import Journal
-from engine.schemas import RPMOutput
-from engine.store.base import DuplicateExecution, ExecutionTakenOver
-from sim.network import Network
+from engine.driving import Work
+from sim.clock import SimPyClock
+from sim.wire import Wire
 
 
 class SimPyDriver:
-    def __init__(self, env: simpy.Environment, engine: ExecutionEngine, network: Network) -> None:
-        self.env = env
-        self.engine = engine
-        self.network = network
+    def __init__(self, wire: Wire, request_timeout: float) -> None:
+        """`wire`: the network between engine and broker, on a SimPy clock; every remote
+        call crosses it with `request_timeout` as the client's patience."""
+        if not isinstance(wire.clock, SimPyClock):
+            raise TypeError("the SimPy driver runs on a SimPy clock")
+        self.clock = wire.clock
+        self.env = wire.clock.env
+        self._wire = wire
+        self._timeout = request_timeout
 
-    def submit(
-        self, rpm: RPMOutput | dict[str, Any], idempotency_key: str | None = None
-    ) -> simpy.Process:
-        """Start one execution now; the process's value is the final Execution.
+    def carrier(self, call: Callable[[], Any]) -> Generator[float, None, Any]:
+        return self._wire.crossing(call, self._timeout)
 
-        Malformed input raises here, at once, before anything is scheduled or recorded.
-        """
-        flow = self.engine.open(rpm, idempotency_key, self.env.now)
-        return self.env.process(self._execute(flow, rpm))
+    def start(self, work: Work[Any]) -> simpy.Process:
+        return self.env.process(self._timed(work))
 
-    def recover(self) -> list[simpy.Process]:
-        """Settle every non-terminal execution in the store, concurrently, from now."""
-        return [
-            self.env.process(self._settle(self.engine.open_recovery(execution_id, self.env.now)))
-            for execution_id in self.engine.orphans()
-        ]
+    def result(self, handle: simpy.Process) -> Any:
+        """Run the world until this process ends; its value."""
+        return self.env.run(until=handle)
 
-    def _settle(self, flow: Flow) -> Generator[Any, Any, Execution]:
-        execution = yield from self._drive(flow, order_out=True)
-        return self.engine.close(execution)
-
-    def _execute(
-        self, flow: Flow, rpm: RPMOutput | dict[str, Any]
-    ) -> Generator[Any, Any, Execution]:
-        engine = self.engine
+    def _timed(self, work: Work[Any]) -> Generator[simpy.Event, Any, Any]:
         try:
-            execution = yield from self._drive(flow)
-        except DuplicateExecution as duplicate:
-            return engine.first_execution(duplicate, rpm)
-        except ExecutionTakenOver as taken:
-            return engine.database.get_execution(taken.execution_id)
-        return engine.close(execution)
-
-    def _drive(self, flow: Flow, order_out: bool = False) -> Generator[Any, Any, Execution]:
-        env, broker = self.env, self.engine.broker
-        timeout = self.engine.config.request_timeout_seconds
-        journal = Journal(self.engine.record, order_out)
-        effect = next(flow)
-        while True:
-            reply: Any = None
-            if journal.take(effect):
-                pass
-            elif isinstance(effect, Sleep):
-                yield env.timeout(effect.seconds)
-            elif isinstance(effect, BrokerCall) and effect.remote:
-                schedule = self.network.plan(env.now).schedule(timeout)
-                if schedule.before:
-                    yield env.timeout(schedule.before)
-                if schedule.reaches_broker:
-                    reply = perform_call(effect, broker)
-                if schedule.after:
-                    yield env.timeout(schedule.after)
-                if schedule.error is not None:
-                    reply = schedule.error
-            else:
-                reply = perform_call(effect, broker)
-            try:
-                effect = flow.send((env.now, reply))
-            except StopIteration as stop:
-                journal.flush()
-                return stop.value
+            wait = next(work)
+            while True:
+                yield self.env.timeout(wait)
+                wait = work.send(None)
+        except StopIteration as done:
+            return done.value

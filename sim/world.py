@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -10,17 +9,23 @@ from typing import Literal
 import simpy
 
 from brokers.mt5 import MT5Broker, MT5Config
+from engine.clock import WallClock
 from engine.core.config import EngineConfig
 from engine.core.ports import BrokerInterface
 from engine.engine import ExecutionEngine
+from engine.live import LiveDriver
 from engine.store.base import ExecutionDatabase
 from sim.account import AccountConfig
 from sim.broker import SimulatedBroker
+from sim.clock import SimPyClock
 from sim.driver import SimPyDriver
 from sim.market import MarketConfig, PriceSource, SyntheticMarket
 from sim.mt5_emulator import MT5Emulator
 from sim.network import Network, NetworkConfig
 from sim.venue import Venue, VenueConfig
+from sim.wire import Wire
+
+BrokerKind = Literal["sim", "mt5-emulated"]
 
 # A Monday morning in London: the market is open and liquid.
 DEFAULT_START = datetime(2024, 1, 8, 7, 0, tzinfo=UTC).timestamp()
@@ -33,8 +38,9 @@ class SimulatedWorld:
     venue: Venue
     network: Network
     broker: BrokerInterface
-    engine: ExecutionEngine
+    engine: ExecutionEngine[simpy.Process]
     driver: SimPyDriver
+    broker_kind: BrokerKind = "sim"
 
     @classmethod
     def build(
@@ -47,75 +53,63 @@ class SimulatedWorld:
         database: ExecutionDatabase | None = None,
         start: float = DEFAULT_START,
         venue: VenueConfig | None = None,
-        broker_kind: Literal["sim", "mt5-emulated"] = "sim",
+        broker_kind: BrokerKind = "sim",
     ) -> SimulatedWorld:
         """A world whose every random model is seeded from `seed`; `market` may be a
         config for the synthetic market or a ready price source (e.g. a ReplayMarket).
 
         `broker_kind` "mt5-emulated" puts MT5Broker over the MT5 terminal emulator in
         front of the same venue: the engine then talks to the live adapter's code."""
-        env = simpy.Environment(initial_time=start)
+        clock = SimPyClock.starting_at(start)
         prices = _prices(market, seed, start)
         sim_venue = Venue(prices, account, venue, seed)
         sim_network = Network(network or NetworkConfig(), seed, prices.volatility)
-        broker: BrokerInterface
-        if broker_kind == "mt5-emulated":
-            # The SimPy driver carries the wire (latency, loss, outages) itself, so the
-            # terminal answers at once, at the virtual instant a request arrives.
-            terminal = MT5Emulator(sim_venue, clock=lambda: env.now)
-            broker = MT5Broker(terminal, MT5Config(), clock=lambda: env.now)
-            broker.start()
-        else:
-            broker = SimulatedBroker(sim_venue, clock=lambda: env.now, network=sim_network)
+        engine_config = config or EngineConfig()
+        # The SimPy driver carries every remote call across the wire itself, in virtual
+        # time: the broker behind it answers at the instant a request arrives.
+        wire = Wire(sim_network, clock, carried_by_driver=True)
+        driver = SimPyDriver(wire, engine_config.request_timeout_seconds)
+        broker = _broker(broker_kind, sim_venue, wire)
         engine = ExecutionEngine(
-            broker,
-            database,
-            config,
-            clock=lambda: env.now,
-            sleep=_no_sleep,
-            instance_id=f"sim-{seed}-0",
+            broker, database, engine_config, driver, instance_id=f"sim-{seed}-0"
         )
-        driver = SimPyDriver(env, engine, sim_network)
-        return cls(env, prices, sim_venue, sim_network, broker, engine, driver)
+        return cls(clock.env, prices, sim_venue, sim_network, broker, engine, driver, broker_kind)
 
     def restarted(self, config: EngineConfig | None = None) -> SimulatedWorld:
         """A new engine process on the same store, broker and market, from now: what a
         crash and restart look like (the old engine's processes are simply never run)."""
-        env = simpy.Environment(initial_time=self.env.now)
-        broker = SimulatedBroker(self.venue, clock=lambda: env.now, network=self.network)
+        clock = SimPyClock.starting_at(self.env.now)
+        engine_config = config or self.engine.config
+        wire = Wire(self.network, clock, carried_by_driver=True)
+        driver = SimPyDriver(wire, engine_config.request_timeout_seconds)
+        broker = _broker(self.broker_kind, self.venue, wire)
         database = self.engine.database
         database.release_lease(self.engine.instance_id)  # the old engine is dead
         engine = ExecutionEngine(
-            broker,
-            database,
-            config or self.engine.config,
-            clock=lambda: env.now,
-            sleep=_no_sleep,
-            instance_id=f"{self.engine.instance_id}+",
+            broker, database, engine_config, driver, instance_id=f"{self.engine.instance_id}+"
         )
-        driver = SimPyDriver(env, engine, self.network)
-        return SimulatedWorld(env, self.market, self.venue, self.network, broker, engine, driver)
+        return SimulatedWorld(
+            clock.env, self.market, self.venue, self.network, broker, engine, driver,
+            self.broker_kind,
+        )
+
+
+def _broker(kind: BrokerKind, venue: Venue, wire: Wire) -> BrokerInterface:
+    """The simulator's broker, or MT5Broker over the MT5 terminal emulator, on the venue."""
+    if kind == "mt5-emulated":
+        # The driver carries the wire; the terminal answers at the instant a request
+        # arrives, with no network of its own between it and the trade server.
+        terminal = MT5Emulator(venue, clock=wire.clock.now)
+        broker = MT5Broker(terminal, MT5Config(), clock=wire.clock.now)
+        broker.start()
+        return broker
+    return SimulatedBroker(venue, wire)
 
 
 def _prices(market: MarketConfig | PriceSource | None, seed: int, start: float) -> PriceSource:
     if market is None or isinstance(market, MarketConfig):
         return SyntheticMarket(market or MarketConfig(), seed, start)
     return market
-
-
-def _no_sleep(seconds: float) -> None:
-    raise RuntimeError("a simulated world runs its executions through the SimPy driver")
-
-
-class WallClock:
-    """Wall-clock seconds, anchored at a chosen instant: paper trading on simulated history."""
-
-    def __init__(self, start: float = DEFAULT_START) -> None:
-        self._start = start
-        self._origin = time.monotonic()
-
-    def __call__(self) -> float:
-        return self._start + (time.monotonic() - self._origin)
 
 
 def paper_engine(
@@ -128,18 +122,12 @@ def paper_engine(
     start: float = DEFAULT_START,
     venue: VenueConfig | None = None,
 ) -> tuple[ExecutionEngine, Venue]:
-    """The live driver against the simulated broker, in real time (paper trading)."""
+    """The live driver against the simulated broker, in real time (paper trading): the
+    broker crosses the simulated wire waiting on the wall clock."""
     clock = WallClock(start)
     prices = _prices(market, seed, start)
     sim_venue = Venue(prices, account, venue, seed)
     engine_config = config or EngineConfig()
-    broker = SimulatedBroker(
-        sim_venue,
-        clock=clock,
-        network=Network(network or NetworkConfig(), seed, prices.volatility),
-        sleep=time.sleep,
-        request_timeout=engine_config.request_timeout_seconds,
-    )
-    return ExecutionEngine(
-        broker, database, engine_config, clock=clock, sleep=time.sleep
-    ), sim_venue
+    wire = Wire(Network(network or NetworkConfig(), seed, prices.volatility), clock)
+    broker = SimulatedBroker(sim_venue, wire, engine_config.request_timeout_seconds)
+    return ExecutionEngine(broker, database, engine_config, LiveDriver(clock)), sim_venue

@@ -41,6 +41,6 @@ def decision(
 
 
 def run_one(world: SimulatedWorld, rpm: dict[str, Any], key: str | None = None) -> Execution:
-    process = world.driver.submit(rpm, key)
+    process = world.engine.submit(rpm, key)
     world.env.run()
     return process.value

@@ -165,7 +165,7 @@ def seeded_run(db: ExecutionDatabase, seed: int = 7, until: float | None = None)
     def arrivals() -> Iterator[Any]:
         for arrival in order_flow(FLOW, seed):
             yield world.env.timeout(arrival.delay)
-            world.driver.submit(arrival.rpm)
+            world.engine.submit(arrival.rpm)
 
     world.env.process(arrivals())
     world.env.run(until=None if until is None else DEFAULT_START + until)

@@ -79,7 +79,7 @@ def test_the_same_engine_code_gives_the_same_outcome_in_virtual_and_wall_clock_t
         "venue": spec.get("venue"),
     }
     world = SimulatedWorld.build(seed=4, **options)
-    process = world.driver.submit(spec["rpm"])
+    process = world.engine.submit(spec["rpm"])
     world.env.run()
     simulated = outcome(process.value, len(world.venue.orders))
 
@@ -93,7 +93,7 @@ def test_the_same_engine_code_gives_the_same_outcome_in_virtual_and_wall_clock_t
 def test_the_seeds_usage_works_as_written():
     engine, _ = paper_engine(seed=2, market=STILL, network=WIRE, config=FAST)
     broker, database = engine.broker, InMemoryExecutionDatabase()
-    ee = create_execution_engine(broker, database, FAST, clock=engine._live.clock)
+    ee = create_execution_engine(broker, database, FAST, engine.driver)
 
     confirmation = ee.execute(decision(units=200_000))
     log = ee.database.get_execution_log(confirmation.execution_id)

@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from engine.core.config import EngineConfig
 from engine.core.events import (
     CancelRequested,
-    OrderNotFound,
+    OrderProvenAbsent,
     ReconciliationAttempted,
     SubmissionAttempted,
-    SubmissionOutcomeUnknown,
+    SubmissionUnanswered,
 )
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
 from engine.store import IdempotencyConflict
@@ -138,8 +138,8 @@ def test_a_lost_reply_is_reconciled_and_the_order_adopted_not_resent():
     assert execution.status is S.FILLED and execution.attempts == 1
     assert len(world.venue.orders) == 1
     kinds = [type(e) for e in world.engine.database.events(execution.execution_id)]
-    assert SubmissionOutcomeUnknown in kinds and ReconciliationAttempted in kinds
-    assert OrderNotFound not in kinds
+    assert SubmissionUnanswered in kinds and ReconciliationAttempted in kinds
+    assert OrderProvenAbsent not in kinds
 
 
 def test_a_lost_request_is_proven_absent_by_reconciliation_before_it_is_resent():
@@ -148,9 +148,8 @@ def test_a_lost_request_is_proven_absent_by_reconciliation_before_it_is_resent()
     assert execution.status is S.FILLED and execution.attempts == 2
     assert len(world.venue.orders) == 1
     kinds = [type(e) for e in world.engine.database.events(execution.execution_id)]
-    assert (
-        kinds.index(OrderNotFound) < [i for i, k in enumerate(kinds) if k is SubmissionAttempted][1]
-    )
+    second_attempt = [i for i, k in enumerate(kinds) if k is SubmissionAttempted][1]
+    assert kinds.index(OrderProvenAbsent) < second_attempt
 
 
 def test_an_unreachable_broker_after_a_lost_reply_leaves_the_execution_unresolved_not_resent():
@@ -207,8 +206,8 @@ def test_a_partial_fill_is_accepted_and_logged_with_the_units_that_executed():
 
 
 def test_the_same_idempotency_key_twice_places_one_order_and_returns_the_first_execution(world):
-    first = world.driver.submit(decision(), "key-1")
-    second = world.driver.submit(decision(), "key-1")
+    first = world.engine.submit(decision(), "key-1")
+    second = world.engine.submit(decision(), "key-1")
     world.env.run()
     assert first.value.execution_id == second.value.execution_id
     assert len(world.venue.orders) == 1
@@ -225,9 +224,9 @@ def test_a_nul_character_where_it_would_reach_a_text_column_is_refused_at_the_do
     # The decision id becomes the idempotency key, a column PostgreSQL keeps as text, which
     # cannot hold NUL: refused before any store sees it, on every backend alike.
     with pytest.raises(ValidationError, match=r"decision\.decision_id\n.*NUL"):
-        world.driver.submit(decision(decision_id="d\x00-1"))
+        world.engine.submit(decision(decision_id="d\x00-1"))
     with pytest.raises(ValueError, match=r"idempotency_key: .*NUL"):
-        world.driver.submit(decision(), idempotency_key="key\x00")
+        world.engine.submit(decision(), idempotency_key="key\x00")
     assert world.venue.orders == {}
     assert list(world.engine.database.execution_ids()) == []
 
@@ -235,9 +234,9 @@ def test_a_nul_character_where_it_would_reach_a_text_column_is_refused_at_the_do
 def test_a_malformed_decision_is_refused_with_an_error_naming_the_field(world):
     bad = decision(units=-5)
     with pytest.raises(ValidationError, match="position_units"):
-        world.driver.submit(bad)
+        world.engine.submit(bad)
     with pytest.raises(ValidationError, match="symbol"):
-        world.driver.submit(decision(symbol="EUR/USD"))
+        world.engine.submit(decision(symbol="EUR/USD"))
     assert world.venue.orders == {}
     assert list(world.engine.database.execution_ids()) == []
 
@@ -245,7 +244,7 @@ def test_a_malformed_decision_is_refused_with_an_error_naming_the_field(world):
 def test_a_thousand_concurrent_executions_all_finish_in_virtual_time():
     world = SimulatedWorld.build(seed=5)
     processes = [
-        world.driver.submit(decision(decision_id=f"c{i}", direction=1 if i % 2 else -1))
+        world.engine.submit(decision(decision_id=f"c{i}", direction=1 if i % 2 else -1))
         for i in range(1_000)
     ]
     world.env.run()
@@ -259,7 +258,7 @@ def test_the_same_seed_gives_the_same_ledger_and_another_seed_another():
     def ledger(seed: int) -> list[tuple]:
         world = SimulatedWorld.build(seed=seed, network=NetworkConfig(reply_loss=0.05))
         for i in range(200):
-            world.driver.submit(decision(decision_id=f"s{i}", symbol=("EURUSD", "USDJPY")[i % 2]))
+            world.engine.submit(decision(decision_id=f"s{i}", symbol=("EURUSD", "USDJPY")[i % 2]))
         world.env.run()
         return list(world.venue.ledger_rows())
 
@@ -296,11 +295,15 @@ def test_a_refused_margin_question_is_rejected_with_the_brokers_reason_not_as_a_
         FetchAccount: world.venue.account_state(T0),
         FetchMargin: BrokerRejected(R.INSUFFICIENT_MARGIN, "margin calculation refused", 10019),
     }
-    effect, reply = next(flow), None
+    effect = next(flow)
     try:
         while True:
             reply = None if isinstance(effect, Record) else answers[type(effect)]
-            effect = flow.send((T0, reply))
+            if isinstance(reply, BrokerRejected):  # a failed call is thrown in, as drivers do
+                reply.at = T0
+                effect = flow.throw(reply)
+            else:
+                effect = flow.send((T0, reply))
     except StopIteration as stop:
         execution = stop.value
     assert execution.rejection_reason is R.INSUFFICIENT_MARGIN

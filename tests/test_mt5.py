@@ -32,7 +32,7 @@ from brokers.mt5 import (
     load_mt5_module,
 )
 from engine.core.config import EngineConfig
-from engine.core.events import OrderAcknowledged, SubmissionOutcomeUnknown
+from engine.core.events import OrderAcknowledged, SubmissionUnanswered
 from engine.core.ports import (
     BrokerOrderState,
     BrokerRejected,
@@ -732,7 +732,7 @@ def test_a_chaos_run_with_lost_replies_through_mt5_duplicates_nothing_and_loses_
     database = engine.database
 
     assert_every_order_accounted_for(venue, database)
-    assert len(events_of(database, SubmissionOutcomeUnknown)) >= 10
+    assert len(events_of(database, SubmissionUnanswered)) >= 10
     adopted = [e for e in events_of(database, OrderAcknowledged) if e.via_reconciliation]
     assert len(adopted) >= 5  # lost replies whose orders were found and adopted, not resent
     assert len(venue.orders) >= 100
@@ -774,4 +774,4 @@ def test_threads_on_the_wall_clock_with_lost_replies_duplicate_nothing_and_lose_
 
     assert len(confirmations) == 32
     assert_every_order_accounted_for(venue, engine.database)
-    assert events_of(engine.database, SubmissionOutcomeUnknown)
+    assert events_of(engine.database, SubmissionUnanswered)

@@ -25,7 +25,7 @@ def crash_at(seconds: float, **options) -> tuple[SimulatedWorld, str]:
     world = SimulatedWorld.build(
         seed=1, network=WIRE, database=InMemoryExecutionDatabase(), **options
     )
-    process = world.driver.submit(decision())
+    process = world.engine.submit(decision())
     world.env.run(until=T0 + seconds)
     assert not process.triggered, "the execution must still be in flight when the engine dies"
     [execution_id] = world.engine.database.execution_ids()
@@ -34,7 +34,7 @@ def crash_at(seconds: float, **options) -> tuple[SimulatedWorld, str]:
 
 def recover(world: SimulatedWorld):
     restarted = world.restarted()
-    processes = restarted.driver.recover()
+    processes = restarted.engine.recover()
     restarted.env.run()
     return restarted, [p.value for p in processes]
 
@@ -77,7 +77,7 @@ def test_an_execution_stopped_while_validating_is_closed_as_interrupted():
 def test_an_unresolved_execution_is_settled_once_the_broker_answers_again():
     blackout = FaultWindow(start=T0, end=T0 + 120, kind=FaultKind.DROP_REPLIES)
     world = SimulatedWorld.build(seed=1, network=NetworkConfig(faults=(blackout,)))
-    process = world.driver.submit(decision())
+    process = world.engine.submit(decision())
     world.env.run()
     assert process.value.status is S.UNRESOLVED
     world.env.run(until=T0 + 130)
@@ -88,7 +88,7 @@ def test_an_unresolved_execution_is_settled_once_the_broker_answers_again():
 
 def test_recovery_with_nothing_open_does_nothing():
     world = SimulatedWorld.build(seed=1)
-    world.driver.submit(decision())
+    world.engine.submit(decision())
     world.env.run()
     _, settled = recover(world)
     assert settled == []
@@ -116,10 +116,10 @@ def test_recovery_leaves_the_executions_of_a_live_engine_alone():
 
 def test_a_repeated_decision_leaves_nothing_marked_in_flight():
     world = SimulatedWorld.build(seed=1)
-    first = world.driver.submit(decision(), "same")
-    concurrent = world.driver.submit(decision(), "same")
+    first = world.engine.submit(decision(), "same")
+    concurrent = world.engine.submit(decision(), "same")
     world.env.run()
-    later = world.driver.submit(decision(), "same")  # a client retry after it finished
+    later = world.engine.submit(decision(), "same")  # a client retry after it finished
     world.env.run()
     ids = {p.value.execution_id for p in (first, concurrent, later)}
     assert len(ids) == 1
@@ -131,4 +131,4 @@ def test_a_slippage_bound_beyond_reason_is_refused_at_the_door():
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="max_slippage_pips"):
-        SimulatedWorld.build(seed=1).driver.submit(decision(max_slippage_pips=1e308))
+        SimulatedWorld.build(seed=1).engine.submit(decision(max_slippage_pips=1e308))

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
-from engine.core.events import SubmissionOutcomeUnknown
+from engine.core.events import SubmissionUnanswered
 from engine.core.ports import FillPolicy, OrderRequest
 from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from scenarios.orderflow import OrderFlowConfig, order_flow
@@ -114,7 +114,7 @@ def test_random_rejections_reach_the_engine_as_final_rejections_with_the_mt5_cod
         seed=3, venue=VenueConfig(rejections=RejectionConfig(random={10004: 0.2, 10021: 0.1}))
     )
     processes = [
-        world.driver.submit(decision(decision_id=f"r{i}", direction=(-1) ** i))
+        world.engine.submit(decision(decision_id=f"r{i}", direction=(-1) ** i))
         for i in range(2_000)
     ]
     world.env.run()
@@ -143,7 +143,7 @@ def test_ioc_orders_beyond_the_book_fill_partially_at_the_rate_the_sizes_imply()
     ladder = DepthLadder(top_units=100_000, levels=1)
     world = SimulatedWorld.build(seed=9, venue=VenueConfig(depth=ladder))
     flow = list(order_flow(OrderFlowConfig(orders=1_000, symbols=("EURUSD",)), seed=9))
-    processes = [world.driver.submit(a.rpm) for a in flow]
+    processes = [world.engine.submit(a.rpm) for a in flow]
     world.env.run()
     expected = sum(a.rpm.decision.approved_trade.position_units > 100_000 for a in flow)
     partial = [p.value for p in processes if p.value.status is S.PARTIALLY_FILLED]
@@ -239,7 +239,7 @@ def test_no_order_fills_while_the_market_is_closed():
     def feed():
         for arrival in arrivals:
             yield world.env.timeout(arrival.delay)
-            world.driver.submit(arrival.rpm)
+            world.engine.submit(arrival.rpm)
 
     world.env.process(feed())
     world.env.run()
@@ -312,14 +312,14 @@ def test_a_disconnected_terminal_cannot_even_read_a_quote_and_sends_nothing():
 
 def test_under_reply_loss_the_broker_executes_orders_the_engine_never_heard_of_and_none_twice():
     world = SimulatedWorld.build(seed=6, network=NetworkConfig(reply_loss=0.2))
-    processes = [world.driver.submit(decision(decision_id=f"x{i}")) for i in range(500)]
+    processes = [world.engine.submit(decision(decision_id=f"x{i}")) for i in range(500)]
     world.env.run()
     by_client = world.venue.orders_by_client_id()
     unheard = [
         p.value
         for p in processes
         if any(
-            isinstance(e, SubmissionOutcomeUnknown)
+            isinstance(e, SubmissionUnanswered)
             for e in world.engine.database.events(p.value.execution_id)
         )
         and p.value.request.client_order_id in by_client
@@ -346,7 +346,7 @@ def slippage_run(latency_ms: float, volatility_pips: float, seed: int = 8) -> np
     def feed():
         for arrival in order_flow(flow, seed):
             yield world.env.timeout(arrival.delay)
-            world.driver.submit(arrival.rpm)
+            world.engine.submit(arrival.rpm)
 
     world.env.process(feed())
     world.env.run()
@@ -388,7 +388,7 @@ def ledger_of(seed: int) -> bytes:
     def feed():
         for arrival in flow:
             yield world.env.timeout(arrival.delay)
-            world.driver.submit(arrival.rpm)
+            world.engine.submit(arrival.rpm)
 
     world.env.process(feed())
     world.env.run()

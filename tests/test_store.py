@@ -396,9 +396,9 @@ def test_an_execution_continued_through_another_connection_is_folded_from_the_da
 def test_submitting_the_same_decision_twice_returns_the_first_execution(target, durability):
     db = target.open(durability=durability)
     world = SimulatedWorld.build(SEED, database=db)
-    first = world.driver.submit(sb.decision("twice"))
+    first = world.engine.submit(sb.decision("twice"))
     world.env.run()
-    second = world.driver.submit(sb.decision("twice"))
+    second = world.engine.submit(sb.decision("twice"))
     world.env.run()
 
     assert second.value.execution_id == first.value.execution_id

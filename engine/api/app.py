@@ -640,7 +640,7 @@ def create_app(
     service = _Service(
         engine=engine,
         settings=settings,
-        clock=clock or engine.clock,
+        clock=clock or engine.clock.now,
         executions=_execution_pool(settings),
         probes=BrokerProbes(),
         requests=Timings(),

@@ -1,7 +1,7 @@
 """The requests the core hands to its driver; the driver carries them out and replies.
 
 The core never performs I/O itself: it yields one of these and is resumed with
-`(now, result)`, where `result` is the call's value or the BrokerError it raised. Broker
+`(now, result)`, or has the BrokerError the call raised thrown into it. Broker
 calls know which port method they stand for, so every driver performs them the same way;
 `remote` marks the ones that travel to the broker's trade server (and so meet latency and
 network faults) rather than read the terminal's local state.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from engine.core.events import ExecutionEvent
-from engine.core.ports import BrokerError, BrokerInterface, OrderRequest
+from engine.core.ports import BrokerInterface, OrderRequest
 from engine.schemas import Direction
 
 
@@ -34,6 +34,7 @@ class BrokerCall:
     remote: ClassVar[bool] = False
 
     def perform(self, broker: BrokerInterface) -> Any:
+        """Make the call; a failure raises its BrokerError."""
         raise NotImplementedError
 
 
@@ -108,10 +109,3 @@ class CancelOrder(BrokerCall):
 
 Effect = Sleep | Record | BrokerCall
 
-
-def perform_call(call: BrokerCall, broker: BrokerInterface) -> Any:
-    """Carry out a broker call for a driver: its value, or the BrokerError it raised."""
-    try:
-        return call.perform(broker)
-    except BrokerError as error:
-        return error

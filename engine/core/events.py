@@ -60,8 +60,9 @@ class SubmissionFailed(ExecutionEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class SubmissionOutcomeUnknown(ExecutionEvent):
-    """The request may have reached the broker and no reply came: reconcile first."""
+class SubmissionUnanswered(ExecutionEvent):
+    """The request may have reached the broker and no reply came (lost, timed out): its
+    outcome is unknown, so the broker is asked before anything is resent."""
 
     attempt: int
     detail: str
@@ -73,7 +74,7 @@ class ReconciliationAttempted(ExecutionEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class OrderNotFound(ExecutionEvent):
+class OrderProvenAbsent(ExecutionEvent):
     """Reconciliation proved the lost request never became an order: resending is safe."""
 
     detail: str
@@ -157,9 +158,9 @@ EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
         ValidationCompleted,
         SubmissionAttempted,
         SubmissionFailed,
-        SubmissionOutcomeUnknown,
+        SubmissionUnanswered,
         ReconciliationAttempted,
-        OrderNotFound,
+        OrderProvenAbsent,
         SubmissionAbandoned,
         ExecutionAbandoned,
         ReconciliationDeferred,
@@ -171,6 +172,12 @@ EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
         OrderExpired,
         SlippageMeasured,
     )
+}
+
+# Trails written before these events were named in the past tense keep their old kinds.
+_LEGACY_KINDS: dict[str, type[ExecutionEvent]] = {
+    "SubmissionOutcomeUnknown": SubmissionUnanswered,
+    "OrderNotFound": OrderProvenAbsent,
 }
 
 _ENUM_FIELDS: dict[str, type[Enum]] = {
@@ -207,7 +214,7 @@ def to_payload(event: ExecutionEvent) -> dict[str, Any]:
 def from_payload(
     kind: str, execution_id: str, at: float, payload: dict[str, Any]
 ) -> ExecutionEvent:
-    cls = EVENT_TYPES[kind]
+    cls = EVENT_TYPES.get(kind) or _LEGACY_KINDS[kind]
     values = dict(payload)
     if cls is ExecutionRequested:
         values["request"] = ExecutionRequest.model_validate(values["request"])

@@ -1,7 +1,8 @@
 """The 9-stage flow of one execution, as a generator of effects (sans-I/O).
 
 A driver creates the flow with `execution_flow(...)`, then repeatedly carries out the
-yielded effect and resumes the flow with `send((now, result))`. The flow never reads a
+yielded effect and resumes the flow with `send((now, result))` — or throws the BrokerError
+a broker call ended in into it, stamped with the time (`error.at`). The flow never reads a
 clock, sleeps, or touches a broker or database: all of that is the driver's job, which
 is why the same code runs in SimPy's virtual time and on the wall clock.
 """
@@ -9,10 +10,13 @@ is why the same code runs in SimPy's virtual time and on the wall clock.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from engine.core.config import ENGINE_VERSION, EngineConfig
 from engine.core.effects import (
+    BrokerCall,
     CancelOrder,
     Effect,
     FetchAccount,
@@ -34,7 +38,7 @@ from engine.core.events import (
     OrderClosed,
     OrderExpired,
     OrderFilled,
-    OrderNotFound,
+    OrderProvenAbsent,
     OrderRejected,
     ReconciliationAttempted,
     ReconciliationDeferred,
@@ -42,7 +46,7 @@ from engine.core.events import (
     SubmissionAbandoned,
     SubmissionAttempted,
     SubmissionFailed,
-    SubmissionOutcomeUnknown,
+    SubmissionUnanswered,
     ValidationCompleted,
     ValidationFailed,
 )
@@ -81,8 +85,20 @@ Flow = Generator[Effect, tuple[float, Any], Execution]
 
 R = ExecutionRejectionReason
 S = ExecutionStatus
-_NOT_FOUND = object()
-_UNRESOLVED = object()
+
+
+class Reconciled(Enum):
+    FOUND = "found"  # the broker has the order: adopt it
+    ABSENT = "absent"  # the broker proved it has no such order
+    UNRESOLVED = "unresolved"  # the broker could not be asked until the deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What asking the broker for an order by its client order id established."""
+
+    outcome: Reconciled
+    report: OrderReport | None = None  # the order, when FOUND
 
 
 def build_request(
@@ -124,6 +140,16 @@ class _Run:
         self.execution.apply(event)
         return Record(event)
 
+    def ask(self, call: BrokerCall) -> Generator[Effect, Any, Any]:
+        """Make a broker call: its answer, or its BrokerError raised here — the flow's
+        clock moving on to when the driver saw either."""
+        try:
+            self.now, answer = yield call
+        except BrokerError as error:
+            self.now = error.at
+            raise
+        return answer
+
 
 def execution_flow(
     rpm: RPMOutput,
@@ -144,14 +170,18 @@ def execution_flow(
         )
         return run.execution
 
-    ctx = yield from _market_context(run, request)
-    failure = ctx if isinstance(ctx, CheckFailure) else run_market_checks(ctx, config)
+    try:
+        ctx = yield from _market_context(run, request)
+    except BrokerError as error:
+        failure = _unreachable(error)
+    else:
+        failure = run_market_checks(ctx, config)
     if failure is not None:
         yield run.record(
             ValidationFailed(eid, run.now, failure.check, failure.reason, failure.detail)
         )
         return run.execution
-    assert isinstance(ctx, MarketContext) and ctx.snapshot is not None and ctx.spec is not None
+    assert ctx.snapshot is not None and ctx.spec is not None  # the checks passed
     assert ctx.lots is not None and request.direction is not None and request.symbol is not None
 
     deviation = (
@@ -210,38 +240,38 @@ def recovery_flow(execution: Execution, config: EngineConfig, started_at: float)
             request.intended_units,
         )
     else:
-        found = yield from reconcile(run, request.client_order_id, deadline)
-        if found is _UNRESOLVED:
+        reconciliation = yield from reconcile(run, request.client_order_id, deadline)
+        if reconciliation.outcome is Reconciled.UNRESOLVED:
             return execution
-        if not isinstance(found, OrderReport):
+        if reconciliation.report is None:
             yield run.record(
                 ExecutionAbandoned(
                     eid, run.now, R.INTERRUPTED, "stopped before the order reached the broker"
                 )
             )
             return execution
-        report = found
+        report = reconciliation.report
     yield from _monitor_until_done(run, report, deadline)
     if execution.arrival_bid is not None and execution.arrival_ask is not None:
         assert request.direction is not None and request.symbol is not None
         price = reference_price(request.direction, execution.arrival_bid, execution.arrival_ask)
-        run.now, spec = yield FetchSymbol(request.symbol)
-        if isinstance(spec, SymbolSpec):
+        try:
+            spec = yield from run.ask(FetchSymbol(request.symbol))
+        except BrokerError:
+            spec = None  # slippage waits for a broker that answers
+        if spec is not None:
             yield from _measure_slippage(run, request.direction, price, spec.pip)
     return execution
 
 
-def _market_context(run: _Run, request: ExecutionRequest) -> Generator[Effect, Any, Any]:
-    """Fetch what the market checks judge; a broker that cannot be asked fails validation."""
+def _market_context(
+    run: _Run, request: ExecutionRequest
+) -> Generator[Effect, Any, MarketContext]:
+    """Fetch what the market checks judge; a broker call that fails raises its error."""
     assert request.symbol is not None and request.direction is not None
     symbol, direction, units = request.symbol, request.direction, request.intended_units
-    run.now, spec = yield FetchSymbol(symbol)
-    if isinstance(spec, BrokerError):
-        return _unreachable(spec)
-    run.now, snapshot = yield FetchQuote(symbol)
-    if isinstance(snapshot, BrokerError):
-        return _unreachable(snapshot)
-    assert snapshot is None or isinstance(snapshot, MarketSnapshot)
+    spec: SymbolSpec | None = yield from run.ask(FetchSymbol(symbol))
+    snapshot: MarketSnapshot | None = yield from run.ask(FetchQuote(symbol))
 
     lots: float | None = None
     volume_problem: str | None = None
@@ -254,13 +284,9 @@ def _market_context(run: _Run, request: ExecutionRequest) -> Generator[Effect, A
     account: AccountState | None = None
     margin: float | None = None
     if lots is not None and snapshot is not None:
-        run.now, account = yield FetchAccount()
-        if isinstance(account, BrokerError):
-            return _unreachable(account)
+        account = yield from run.ask(FetchAccount())
         price = reference_price(direction, snapshot.bid, snapshot.ask)
-        run.now, margin = yield FetchMargin(symbol, direction, lots, price)
-        if isinstance(margin, BrokerError):
-            return _unreachable(margin)
+        margin = yield from run.ask(FetchMargin(symbol, direction, lots, price))
     return MarketContext(
         symbol, direction, units, run.now, spec, snapshot, lots, volume_problem, account, margin
     )
@@ -284,30 +310,34 @@ def _submit_with_retry(
     while True:
         attempt += 1
         run.now, _ = yield run.record(SubmissionAttempted(eid, run.now, attempt))
-        run.now, result = yield PlaceOrder(order)
-        if isinstance(result, OrderReport):
-            yield run.record(OrderAcknowledged(eid, run.now, result.order_id))
-            return result
-        if isinstance(result, BrokerRejected):
-            yield run.record(OrderRejected(eid, run.now, result.reason, result.detail, result.code))
+        try:
+            report: OrderReport = yield from run.ask(PlaceOrder(order))
+        except BrokerRejected as rejected:
+            yield run.record(
+                OrderRejected(eid, run.now, rejected.reason, rejected.detail, rejected.code)
+            )
             return None
-        assert isinstance(result, BrokerError)
-        if isinstance(result, RequestNotSent):
-            yield run.record(SubmissionFailed(eid, run.now, attempt, str(result)))
-        else:
-            yield run.record(SubmissionOutcomeUnknown(eid, run.now, attempt, str(result)))
-            found = yield from reconcile(run, order.client_order_id, deadline)
-            if isinstance(found, OrderReport):
-                return found
-            if found is _UNRESOLVED:
+        except RequestNotSent as failure:
+            yield run.record(SubmissionFailed(eid, run.now, attempt, str(failure)))
+            last_error: BrokerError = failure
+        except BrokerError as unanswered:  # outcome unknown: reconcile before anything else
+            yield run.record(SubmissionUnanswered(eid, run.now, attempt, str(unanswered)))
+            reconciliation = yield from reconcile(run, order.client_order_id, deadline)
+            if reconciliation.outcome is Reconciled.FOUND:
+                return reconciliation.report
+            if reconciliation.outcome is Reconciled.UNRESOLVED:
                 return None
+            last_error = unanswered
+        else:
+            yield run.record(OrderAcknowledged(eid, run.now, report.order_id))
+            return report
         if attempt >= config.max_submission_attempts:
             yield run.record(
                 SubmissionAbandoned(
                     eid,
                     run.now,
                     R.NETWORK_ERROR,
-                    f"no attempt of {attempt} reached the broker; last error: {result}",
+                    f"no attempt of {attempt} reached the broker; last error: {last_error}",
                 )
             )
             return None
@@ -316,7 +346,7 @@ def _submit_with_retry(
 
 def reconcile(
     run: _Run, client_order_id: str, deadline: float
-) -> Generator[Effect, Any, OrderReport | object]:
+) -> Generator[Effect, Any, Reconciliation]:
     """Ask the broker for our order by its tag until it answers or the deadline passes."""
     eid, backoff = run.execution.execution_id, run.config.retry_backoff_seconds
     lookup = 0
@@ -325,25 +355,25 @@ def reconcile(
         run.now, _ = yield run.record(
             ReconciliationAttempted(eid, run.now, f"lookup {lookup} of {client_order_id}")
         )
-        run.now, found = yield FindOrder(client_order_id)
-        if isinstance(found, OrderReport):
-            yield run.record(
-                OrderAcknowledged(eid, run.now, found.order_id, via_reconciliation=True)
-            )
-            return found
+        try:
+            found: OrderReport | None = yield from run.ask(FindOrder(client_order_id))
+        except BrokerError as unreachable:
+            if run.now + backoff > deadline:
+                yield run.record(
+                    ReconciliationDeferred(
+                        eid, run.now, f"broker unreachable until the deadline: {unreachable}"
+                    )
+                )
+                return Reconciliation(Reconciled.UNRESOLVED)
+            run.now, _ = yield Sleep(backoff)
+            continue
         if found is None:
             yield run.record(
-                OrderNotFound(eid, run.now, f"broker has no order tagged {client_order_id}")
+                OrderProvenAbsent(eid, run.now, f"broker has no order tagged {client_order_id}")
             )
-            return _NOT_FOUND
-        if run.now + backoff > deadline:
-            yield run.record(
-                ReconciliationDeferred(
-                    eid, run.now, f"broker unreachable until the deadline: {found}"
-                )
-            )
-            return _UNRESOLVED
-        run.now, _ = yield Sleep(backoff)
+            return Reconciliation(Reconciled.ABSENT)
+        yield run.record(OrderAcknowledged(eid, run.now, found.order_id, via_reconciliation=True))
+        return Reconciliation(Reconciled.FOUND, found)
 
 
 def _monitor_until_done(
@@ -357,10 +387,11 @@ def _monitor_until_done(
             yield from _expire(run, report.order_id)
             return
         run.now, _ = yield Sleep(min(config.poll_interval_seconds, max(deadline - run.now, 0.0)))
-        run.now, result = yield QueryOrder(report.order_id)
-        if isinstance(result, OrderReport):
-            report = result
-            yield from _apply_fills(run, report)
+        try:
+            report = yield from run.ask(QueryOrder(report.order_id))
+        except BrokerError:
+            continue  # asked again at the next poll
+        yield from _apply_fills(run, report)
     if not execution.is_terminal or report.state is not BrokerOrderState.WORKING:
         yield run.record(OrderClosed(eid, run.now, report.state))
 
@@ -371,12 +402,16 @@ def _expire(run: _Run, order_id: str) -> Generator[Effect, Any, None]:
     yield run.record(
         CancelRequested(eid, run.now, f"not filled within {config.order_timeout_seconds:g}s")
     )
-    result: object = None
+    result: OrderReport | BrokerError | None = None
     for _ in range(config.max_submission_attempts):
-        run.now, result = yield CancelOrder(order_id)
-        if not isinstance(result, OrderReport):
+        try:
+            result = yield from run.ask(CancelOrder(order_id))
+        except BrokerError:
             # A refused cancel often means the order completed meanwhile: look before retrying.
-            run.now, result = yield QueryOrder(order_id)
+            try:
+                result = yield from run.ask(QueryOrder(order_id))
+            except BrokerError as error:
+                result = error
         if isinstance(result, OrderReport) and result.state is not BrokerOrderState.WORKING:
             yield from _apply_fills(run, result)
             if execution.is_terminal:  # it filled while we were cancelling

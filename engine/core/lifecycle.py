@@ -20,7 +20,7 @@ from engine.core.events import (
     OrderClosed,
     OrderExpired,
     OrderFilled,
-    OrderNotFound,
+    OrderProvenAbsent,
     OrderRejected,
     ReconciliationAttempted,
     ReconciliationDeferred,
@@ -28,7 +28,7 @@ from engine.core.events import (
     SubmissionAbandoned,
     SubmissionAttempted,
     SubmissionFailed,
-    SubmissionOutcomeUnknown,
+    SubmissionUnanswered,
     ValidationCompleted,
     ValidationFailed,
 )
@@ -72,7 +72,7 @@ TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] =
     (S.PENDING, ValidationCompleted): S.SUBMITTING,
     (S.SUBMITTING, SubmissionAttempted): S.SUBMITTING,
     (S.SUBMITTING, SubmissionFailed): S.SUBMITTING,  # request never left: may resend
-    (S.SUBMITTING, SubmissionOutcomeUnknown): S.UNRESOLVED,  # reconcile before anything else
+    (S.SUBMITTING, SubmissionUnanswered): S.UNRESOLVED,  # reconcile before anything else
     (S.SUBMITTING, SubmissionAbandoned): S.FAILED,
     (S.PENDING, ExecutionAbandoned): S.FAILED,  # recovery: stopped while validating
     (S.SUBMITTING, ExecutionAbandoned): S.FAILED,  # recovery: the broker has no such order
@@ -80,7 +80,7 @@ TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] =
     (S.SUBMITTING, OrderRejected): S.REJECTED,
     (S.SUBMITTING, ReconciliationAttempted): S.UNRESOLVED,  # recovery after a crash
     (S.UNRESOLVED, ReconciliationAttempted): S.UNRESOLVED,
-    (S.UNRESOLVED, OrderNotFound): S.SUBMITTING,
+    (S.UNRESOLVED, OrderProvenAbsent): S.SUBMITTING,
     (S.UNRESOLVED, OrderAcknowledged): S.SUBMITTED,
     (S.UNRESOLVED, ReconciliationDeferred): S.UNRESOLVED,
     (S.SUBMITTED, OrderFilled): _after_fill,

@@ -70,7 +70,13 @@ class OrderReport:
 
 
 class BrokerError(Exception):
-    """Base of every failure a broker call can end in."""
+    """Base of every failure a broker call can end in.
+
+    A driver throws it into the flow that made the call, stamped with `at`: the driver's
+    time when the failure was seen (the flow's clock moves on to it).
+    """
+
+    at: float = 0.0
 
 
 class BrokerRejected(BrokerError):

@@ -1,0 +1,85 @@
+"""The one crossing of the wire between the engine's side and the broker's trade server.
+
+`Network` (sim/network.py) plans a delivery: latency per leg and its fate. `Wire.crossing`
+carries one remote call across it as a generator that yields the waits: send, the broker
+acts at the instant the request arrives (or never), the reply travels back (or is lost),
+and the client ends with the broker's answer or the error it experienced. Whoever owns the
+clock runs the waits:
+- the SimPy driver yields each as a SimPy timeout, around the whole broker call, so
+  thousands of executions cross the wire concurrently in virtual time;
+- a broker or the MT5 emulator called by a blocking driver runs them with its clock's
+  `sleep` (`Wire.call`): paper trading on the wall clock, tests on a SimPy clock.
+
+This is the only place that decides whether a call meets the network or is answered at
+once: a wire with no network answers at once, and a wire the SimPy driver carries
+(`carried_by_driver`) lets the broker's own calls through, since the driver already
+crossed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TypeVar
+
+from engine.clock import Clock
+from engine.core.ports import BrokerError, RequestNotSent
+from engine.driving import run_blocking
+from sim.network import FaultKind, Network
+
+T = TypeVar("T")
+
+Crossing = Generator[float, None, T]
+
+
+class Wire:
+    def __init__(
+        self, network: Network | None, clock: Clock, *, carried_by_driver: bool = False
+    ) -> None:
+        self.network = network
+        self.clock = clock
+        self.carried_by_driver = carried_by_driver
+
+    def fault(self) -> FaultKind | None:
+        """The fault on the wire now, if any."""
+        return self.network.fault_at(self.clock.now()) if self.network is not None else None
+
+    def ensure_connected(self) -> None:
+        """A read of the terminal's own state needs it to be online: nothing is sent."""
+        if self.fault() is FaultKind.DISCONNECT:
+            raise RequestNotSent("terminal disconnected from the broker")
+
+    def crossing(self, call: Callable[[], T], timeout: float) -> Crossing[T]:
+        """Carry `call` to the broker and its answer back, yielding each wait in seconds.
+
+        Ends with the broker's answer, or raises what the client experiences instead: the
+        broker's own BrokerError, or the network's (refused: RequestNotSent, nothing sent;
+        lost either way or slower than `timeout`: OutcomeUnknown, the call may have run).
+        """
+        if self.network is None:
+            return call()
+        schedule = self.network.plan(self.clock.now()).schedule(timeout)
+        # A zero-length leg is no wait at all (time.sleep(0) still costs a system call,
+        # and a SimPy timeout would reorder events).
+        if schedule.before:
+            yield schedule.before
+        result: T | None = None
+        answer: BrokerError | None = None
+        if schedule.reaches_broker:
+            try:
+                result = call()
+            except BrokerError as error:
+                answer = error
+        if schedule.after:
+            yield schedule.after
+        failure = schedule.error or answer
+        if failure is not None:
+            raise failure
+        return result  # type: ignore[return-value]  # reached the broker, which answered
+
+    def call(self, call: Callable[[], T], timeout: float) -> T:
+        """Cross the wire blocking on this wire's clock (or not at all, if the SimPy driver
+        carries the crossing around this call)."""
+        if self.carried_by_driver:
+            return call()
+        return run_blocking(self.crossing(call, timeout), self.clock.sleep)
+
