@@ -27,13 +27,10 @@ from __future__ import annotations
 import fnmatch
 import heapq
 import re
-from collections import namedtuple
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Any
 
 from brokers import mt5_codes as codes
 from engine.core.instruments import SymbolSpec, VolumeError, lots_to_units, units_to_lots
@@ -47,247 +44,27 @@ from engine.core.ports import (
 from engine.schemas import Direction
 from sim.account import MarginMode
 from sim.market import SymbolConfig
+from sim.mt5.config import TerminalConfig
+from sim.mt5.constants import FILLING_BIT, K, MT5Constants, filling_mode
+from sim.mt5.records import (
+    REQUEST_FIELDS,
+    ZERO,
+    AccountInfo,
+    OrderCheckResult,
+    OrderSendResult,
+    SymbolInfo,
+    TerminalInfo,
+    Tick,
+    TradeDeal,
+    TradeOrder,
+    TradePosition,
+    TradeRequest,
+)
 from sim.network import Fate, FaultKind, Network
 from sim.spilled import SpilledRecords
 from sim.venue import LedgerOrder, Venue
 
-Tick = namedtuple("Tick", "time bid ask last volume time_msc flags volume_real")
-AccountInfo = namedtuple(
-    "AccountInfo",
-    "login trade_mode leverage limit_orders margin_so_mode trade_allowed trade_expert "
-    "margin_mode currency_digits fifo_close balance credit profit equity margin margin_free "
-    "margin_level margin_so_call margin_so_so margin_initial margin_maintenance assets "
-    "liabilities commission_blocked name server currency company",
-)
-TerminalInfo = namedtuple(
-    "TerminalInfo",
-    "community_account community_connection connected dlls_allowed trade_allowed "
-    "tradeapi_disabled email_enabled ftp_enabled notifications_enabled mqid build maxbars "
-    "codepage ping_last community_balance retransmission company name language path "
-    "data_path commondata_path",
-)
-SymbolInfo = namedtuple(
-    "SymbolInfo",
-    "name description path visible select digits point spread spread_float "
-    "trade_contract_size trade_tick_size trade_tick_value volume_min volume_max volume_step "
-    "volume_limit filling_mode expiration_mode order_mode trade_mode trade_exemode "
-    "trade_stops_level trade_freeze_level currency_base currency_profit currency_margin "
-    "bid ask time session_deals",
-)
-TradeRequest = namedtuple(
-    "TradeRequest",
-    "action magic order symbol volume price stoplimit sl tp deviation type type_filling "
-    "type_time expiration comment position position_by",
-)
-OrderSendResult = namedtuple(
-    "OrderSendResult",
-    "retcode deal order volume price bid ask comment request_id retcode_external request",
-)
-OrderCheckResult = namedtuple(
-    "OrderCheckResult",
-    "retcode balance equity profit margin margin_free margin_level comment request",
-)
-TradeOrder = namedtuple(
-    "TradeOrder",
-    "ticket time_setup time_setup_msc time_done time_done_msc time_expiration type "
-    "type_time type_filling state magic position_id position_by_id reason volume_initial "
-    "volume_current price_open sl tp price_current price_stoplimit symbol comment external_id",
-)
-TradeDeal = namedtuple(
-    "TradeDeal",
-    "ticket order time time_msc type entry magic position_id reason volume price commission "
-    "swap profit fee symbol comment external_id",
-)
-TradePosition = namedtuple(
-    "TradePosition",
-    "ticket time time_msc time_update time_update_msc type magic identifier reason volume "
-    "price_open sl tp price_current swap profit symbol comment external_id",
-)
-
-# A request dict's fields and their types; a field left out is zero, as in MqlTradeRequest.
-_REQUEST_FIELDS: dict[str, type] = {
-    "action": int,
-    "magic": int,
-    "order": int,
-    "symbol": str,
-    "volume": float,
-    "price": float,
-    "stoplimit": float,
-    "sl": float,
-    "tp": float,
-    "deviation": int,
-    "type": int,
-    "type_filling": int,
-    "type_time": int,
-    "expiration": int,
-    "comment": str,
-    "position": int,
-    "position_by": int,
-}
-_ZERO: dict[type, Any] = {int: 0, float: 0.0, str: ""}
 _COMMENT = re.compile(r"[A-Za-z0-9]*")
-
-
-class MT5Constants:
-    """The module's constants, with MT5's values (mt5-reference.md, "Constants")."""
-
-    TRADE_RETCODE_REQUOTE = codes.REQUOTE
-    TRADE_RETCODE_REJECT = codes.REJECT
-    TRADE_RETCODE_CANCEL = codes.CANCEL
-    TRADE_RETCODE_PLACED = codes.PLACED
-    TRADE_RETCODE_DONE = codes.DONE
-    TRADE_RETCODE_DONE_PARTIAL = codes.DONE_PARTIAL
-    TRADE_RETCODE_ERROR = codes.ERROR
-    TRADE_RETCODE_TIMEOUT = codes.TIMEOUT
-    TRADE_RETCODE_INVALID = codes.INVALID
-    TRADE_RETCODE_INVALID_VOLUME = codes.INVALID_VOLUME
-    TRADE_RETCODE_INVALID_PRICE = codes.INVALID_PRICE
-    TRADE_RETCODE_INVALID_STOPS = codes.INVALID_STOPS
-    TRADE_RETCODE_TRADE_DISABLED = codes.TRADE_DISABLED
-    TRADE_RETCODE_MARKET_CLOSED = codes.MARKET_CLOSED
-    TRADE_RETCODE_NO_MONEY = codes.NO_MONEY
-    TRADE_RETCODE_PRICE_CHANGED = codes.PRICE_CHANGED
-    TRADE_RETCODE_PRICE_OFF = codes.PRICE_OFF
-    TRADE_RETCODE_INVALID_EXPIRATION = codes.INVALID_EXPIRATION
-    TRADE_RETCODE_ORDER_CHANGED = codes.ORDER_CHANGED
-    TRADE_RETCODE_TOO_MANY_REQUESTS = codes.TOO_MANY_REQUESTS
-    TRADE_RETCODE_NO_CHANGES = codes.NO_CHANGES
-    TRADE_RETCODE_SERVER_DISABLES_AT = codes.SERVER_DISABLES_AT
-    TRADE_RETCODE_CLIENT_DISABLES_AT = codes.CLIENT_DISABLES_AT
-    TRADE_RETCODE_LOCKED = codes.LOCKED
-    TRADE_RETCODE_FROZEN = codes.FROZEN
-    TRADE_RETCODE_INVALID_FILL = codes.INVALID_FILL
-    TRADE_RETCODE_CONNECTION = codes.CONNECTION
-    TRADE_RETCODE_ONLY_REAL = codes.ONLY_REAL
-    TRADE_RETCODE_LIMIT_ORDERS = codes.LIMIT_ORDERS
-    TRADE_RETCODE_LIMIT_VOLUME = codes.LIMIT_VOLUME
-    TRADE_RETCODE_INVALID_ORDER = codes.INVALID_ORDER
-    TRADE_RETCODE_POSITION_CLOSED = codes.POSITION_CLOSED
-    TRADE_RETCODE_INVALID_CLOSE_VOLUME = codes.INVALID_CLOSE_VOLUME
-    TRADE_RETCODE_CLOSE_ORDER_EXIST = codes.CLOSE_ORDER_EXIST
-    TRADE_RETCODE_LIMIT_POSITIONS = codes.LIMIT_POSITIONS
-    TRADE_RETCODE_REJECT_CANCEL = codes.REJECT_CANCEL
-    TRADE_RETCODE_LONG_ONLY = codes.LONG_ONLY
-    TRADE_RETCODE_SHORT_ONLY = codes.SHORT_ONLY
-    TRADE_RETCODE_CLOSE_ONLY = codes.CLOSE_ONLY
-    TRADE_RETCODE_FIFO_CLOSE = codes.FIFO_CLOSE
-    TRADE_RETCODE_HEDGE_PROHIBITED = codes.HEDGE_PROHIBITED
-
-    RES_S_OK = codes.RES_S_OK
-    RES_E_FAIL = codes.RES_E_FAIL
-    RES_E_INVALID_PARAMS = codes.RES_E_INVALID_PARAMS
-    RES_E_NO_MEMORY = codes.RES_E_NO_MEMORY
-    RES_E_NOT_FOUND = codes.RES_E_NOT_FOUND
-    RES_E_INVALID_VERSION = codes.RES_E_INVALID_VERSION
-    RES_E_AUTH_FAILED = codes.RES_E_AUTH_FAILED
-    RES_E_UNSUPPORTED = codes.RES_E_UNSUPPORTED
-    RES_E_AUTO_TRADING_DISABLED = codes.RES_E_AUTO_TRADING_DISABLED
-    RES_E_INTERNAL_FAIL = codes.RES_E_INTERNAL_FAIL
-    RES_E_INTERNAL_FAIL_SEND = codes.RES_E_INTERNAL_FAIL_SEND
-    RES_E_INTERNAL_FAIL_RECEIVE = codes.RES_E_INTERNAL_FAIL_RECEIVE
-    RES_E_INTERNAL_FAIL_INIT = codes.RES_E_INTERNAL_FAIL_INIT
-    RES_E_INTERNAL_FAIL_CONNECT = codes.RES_E_INTERNAL_FAIL_CONNECT
-    RES_E_INTERNAL_FAIL_TIMEOUT = codes.RES_E_INTERNAL_FAIL_TIMEOUT
-
-    ORDER_TYPE_BUY = 0
-    ORDER_TYPE_SELL = 1
-    ORDER_TYPE_BUY_LIMIT = 2
-    ORDER_TYPE_SELL_LIMIT = 3
-    ORDER_TYPE_BUY_STOP = 4
-    ORDER_TYPE_SELL_STOP = 5
-    ORDER_TYPE_BUY_STOP_LIMIT = 6
-    ORDER_TYPE_SELL_STOP_LIMIT = 7
-    ORDER_TYPE_CLOSE_BY = 8
-    TRADE_ACTION_DEAL = 1
-    TRADE_ACTION_PENDING = 5
-    TRADE_ACTION_SLTP = 6
-    TRADE_ACTION_MODIFY = 7
-    TRADE_ACTION_REMOVE = 8
-    TRADE_ACTION_CLOSE_BY = 10
-    ORDER_FILLING_FOK = 0
-    ORDER_FILLING_IOC = 1
-    ORDER_FILLING_RETURN = 2
-    ORDER_FILLING_BOC = 3
-    ORDER_TIME_GTC = 0
-    ORDER_TIME_DAY = 1
-    ORDER_TIME_SPECIFIED = 2
-    ORDER_TIME_SPECIFIED_DAY = 3
-    ORDER_STATE_STARTED = 0
-    ORDER_STATE_PLACED = 1
-    ORDER_STATE_CANCELED = 2
-    ORDER_STATE_PARTIAL = 3
-    ORDER_STATE_FILLED = 4
-    ORDER_STATE_REJECTED = 5
-    ORDER_STATE_EXPIRED = 6
-    ORDER_STATE_REQUEST_ADD = 7
-    ORDER_STATE_REQUEST_MODIFY = 8
-    ORDER_STATE_REQUEST_CANCEL = 9
-    ORDER_REASON_EXPERT = 3
-    SYMBOL_TRADE_MODE_DISABLED = 0
-    SYMBOL_TRADE_MODE_LONGONLY = 1
-    SYMBOL_TRADE_MODE_SHORTONLY = 2
-    SYMBOL_TRADE_MODE_CLOSEONLY = 3
-    SYMBOL_TRADE_MODE_FULL = 4
-    SYMBOL_TRADE_EXECUTION_REQUEST = 0
-    SYMBOL_TRADE_EXECUTION_INSTANT = 1
-    SYMBOL_TRADE_EXECUTION_MARKET = 2
-    SYMBOL_TRADE_EXECUTION_EXCHANGE = 3
-    ACCOUNT_TRADE_MODE_DEMO = 0
-    ACCOUNT_MARGIN_MODE_RETAIL_NETTING = 0
-    ACCOUNT_MARGIN_MODE_EXCHANGE = 1
-    ACCOUNT_MARGIN_MODE_RETAIL_HEDGING = 2
-    DEAL_TYPE_BUY = 0
-    DEAL_TYPE_SELL = 1
-    DEAL_ENTRY_IN = 0
-    DEAL_ENTRY_OUT = 1
-    DEAL_ENTRY_INOUT = 2
-    DEAL_ENTRY_OUT_BY = 3
-    DEAL_REASON_EXPERT = 3
-    POSITION_TYPE_BUY = 0
-    POSITION_TYPE_SELL = 1
-    POSITION_REASON_EXPERT = 3
-
-
-K = MT5Constants
-_FILLING_BIT = {K.ORDER_FILLING_FOK: 1, K.ORDER_FILLING_IOC: 2}  # into SymbolInfo.filling_mode
-_POLICY_BIT = {FillPolicy.FOK: 1, FillPolicy.IOC: 2}
-
-
-class TerminalConfig(BaseModel):
-    """The terminal and the account it is logged in to."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    login: Annotated[int, Field(gt=0)] = 5_100_001
-    password: SecretStr = SecretStr("emulator")
-    server: str = "Arbitrex-Sim"
-    company: str = "Arbitrex simulated broker"
-    build: Annotated[int, Field(gt=0)] = 4755
-    # The terminal's Algo Trading button; off, every trade request is answered 10027.
-    algo_trading: bool = True
-    # The comments the server takes (unconfirmed: reports say 31, 29, 27 characters).
-    comment_max_length: Annotated[int, Field(ge=0, le=64)] = 26
-    # How the server rewrites a comment it stores: cut to a length, then a suffix added.
-    stored_comment_length: Annotated[int | None, Field(ge=0)] = None
-    stored_comment_suffix: str = ""
-    # The trade server's clock minus UTC: every time the terminal shows is server time.
-    server_time_offset_seconds: int = 0
-
-
-class VirtualClock:
-    """Time that moves only when someone sleeps: the live driver, the MT5 broker and the
-    emulator in one thread, in virtual time — instant and deterministic."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("sleep length must be non-negative")
-        self.now += seconds
 
 
 @dataclass(slots=True)
@@ -560,7 +337,7 @@ class MT5Emulator(MT5Constants):
                 volume_max=config.volume_max,
                 volume_step=config.volume_step,
                 volume_limit=0.0,
-                filling_mode=_filling_mode(config),
+                filling_mode=filling_mode(config),
                 expiration_mode=15,  # GTC | DAY | SPECIFIED | SPECIFIED_DAY
                 order_mode=127,  # every order type, with SL, TP and close-by
                 trade_mode=int(config.trade_mode),
@@ -573,7 +350,7 @@ class MT5Emulator(MT5Constants):
                 currency_margin=symbol[:3],
                 bid=bid,
                 ask=ask,
-                time=self._server_seconds(quote.time) if quote else 0,
+                time=self.config.server_seconds(quote.time) if quote else 0,
                 session_deals=0,
             )
         )
@@ -596,12 +373,12 @@ class MT5Emulator(MT5Constants):
             return None
         return self._ok(
             Tick(
-                time=self._server_seconds(quote.time),
+                time=self.config.server_seconds(quote.time),
                 bid=quote.bid,
                 ask=quote.ask,
                 last=0.0,
                 volume=0,
-                time_msc=self._server_msc(quote.time),
+                time_msc=self.config.server_msc(quote.time),
                 flags=6,  # TICK_FLAG_BID | TICK_FLAG_ASK
                 volume_real=0.0,
             )
@@ -632,7 +409,7 @@ class MT5Emulator(MT5Constants):
             self._invalid("request")
             return None
         for name, value in request.items():
-            kind = _REQUEST_FIELDS.get(name)
+            kind = REQUEST_FIELDS.get(name)
             if kind is None or not _typed(value, kind) or (kind is int and value < 0):
                 self._invalid(name)
                 return None
@@ -643,7 +420,7 @@ class MT5Emulator(MT5Constants):
         if "action" not in request:
             self._invalid("action")
             return None
-        filled = {name: request.get(name, _ZERO[kind]) for name, kind in _REQUEST_FIELDS.items()}
+        filled = {name: request.get(name, ZERO[kind]) for name, kind in REQUEST_FIELDS.items()}
         return TradeRequest(**filled)
 
     def _client_check(self, request: Any) -> int | None:
@@ -655,7 +432,7 @@ class MT5Emulator(MT5Constants):
             return codes.INVALID
         if request.type not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
             return codes.INVALID_ORDER
-        if not _FILLING_BIT.get(request.type_filling, 0) & _filling_mode(config):
+        if not FILLING_BIT.get(request.type_filling, 0) & filling_mode(config):
             return codes.INVALID_FILL
         try:
             units_to_lots(lots_to_units(request.volume, config.spec()), config.spec())
@@ -931,8 +708,8 @@ class MT5Emulator(MT5Constants):
         deal = TradeDeal(
             ticket=deal_ticket,
             order=order.ticket,
-            time=self._server_seconds(fill.time),
-            time_msc=self._server_msc(fill.time),
+            time=self.config.server_seconds(fill.time),
+            time_msc=self.config.server_msc(fill.time),
             type=K.DEAL_TYPE_BUY if signed > 0 else K.DEAL_TYPE_SELL,
             entry=entry,
             magic=tag.magic,
@@ -1115,10 +892,10 @@ class MT5Emulator(MT5Constants):
         average = sum(f.units * f.price for f in order.fills) / filled if filled else tag.price
         return TradeOrder(
             ticket=order.ticket,
-            time_setup=self._server_seconds(order.time),
-            time_setup_msc=self._server_msc(order.time),
-            time_done=self._server_seconds(done) if done is not None else 0,
-            time_done_msc=self._server_msc(done) if done is not None else 0,
+            time_setup=self.config.server_seconds(order.time),
+            time_setup_msc=self.config.server_msc(order.time),
+            time_done=self.config.server_seconds(done) if done is not None else 0,
+            time_done_msc=self.config.server_msc(done) if done is not None else 0,
             time_expiration=0,
             type=K.ORDER_TYPE_BUY if order.direction is Direction.BUY else K.ORDER_TYPE_SELL,
             type_time=K.ORDER_TIME_GTC,
@@ -1155,10 +932,10 @@ class MT5Emulator(MT5Constants):
             profit = 0.0
         return TradePosition(
             ticket=position.identifier,
-            time=self._server_seconds(position.time),
-            time_msc=self._server_msc(position.time),
-            time_update=self._server_seconds(position.updated),
-            time_update_msc=self._server_msc(position.updated),
+            time=self.config.server_seconds(position.time),
+            time_msc=self.config.server_msc(position.time),
+            time_update=self.config.server_seconds(position.updated),
+            time_update_msc=self.config.server_msc(position.updated),
             type=K.POSITION_TYPE_BUY if long else K.POSITION_TYPE_SELL,
             magic=position.magic,
             identifier=position.identifier,
@@ -1174,12 +951,6 @@ class MT5Emulator(MT5Constants):
             comment=position.comment,
             external_id="",
         )
-
-    def _server_seconds(self, t: float) -> int:
-        return int(t + self.config.server_time_offset_seconds)
-
-    def _server_msc(self, t: float) -> int:
-        return round((t + self.config.server_time_offset_seconds) * 1000)
 
 
 def _apply_fill(position: _Position, signed: int, price: float, t: float, ticket: int) -> int:
@@ -1198,11 +969,6 @@ def _apply_fill(position: _Position, signed: int, price: float, t: float, ticket
     position.cost = position.cost * remaining / held
     position.units = remaining
     return K.DEAL_ENTRY_OUT
-
-
-def _filling_mode(config: SymbolConfig) -> int:
-    """SymbolInfo.filling_mode: the bitmask of the filling policies the symbol allows."""
-    return sum(_POLICY_BIT[policy] for policy in set(config.fill_policies))
 
 
 def _typed(value: Any, kind: type) -> bool:
