@@ -60,6 +60,7 @@ from sim.mt5.records import (
     TradePosition,
     TradeRequest,
 )
+from sim.mt5.session import Session, typed
 from sim.network import Fate, FaultKind, Network
 from sim.spilled import SpilledRecords
 from sim.venue import LedgerOrder, Venue
@@ -111,9 +112,7 @@ class MT5Emulator(MT5Constants):
         self.config = config or TerminalConfig()
         self.algo_trading = self.config.algo_trading  # the button: tests may flip it
         self._sleep = sleep
-        self._error: tuple[int, str] = (codes.RES_S_OK, "Success")
-        self._initialized = False
-        self._ipc_timeout = 60.0
+        self._session = Session(clock, network)
         # What the terminal knows of each order: of those that may still change (working,
         # or not yet known) in memory, with the fills booked so far; of the rest, spilled.
         self._open: dict[int, tuple[_Tag, int]] = {}  # ticket -> (tag, its fills booked)
@@ -126,30 +125,8 @@ class MT5Emulator(MT5Constants):
         self._deals: SpilledRecords[TradeDeal] = SpilledRecords()  # by deal, grouped by order
         self._last_deal = 0
 
-    # -- the call protocol ---------------------------------------------------------------
-
-    def _ok(self, value: Any) -> Any:
-        self._error = (codes.RES_S_OK, "Success")
-        return value
-
-    def _fail(self, code: int, description: str) -> None:
-        self._error = (code, description)
-
-    def _fault(self, t: float) -> FaultKind | None:
-        return self.network.fault_at(t) if self.network is not None else None
-
-    def _ipc_down(self) -> bool:
-        """No IPC with the terminal: not initialized, or the terminal is offline."""
-        if not self._initialized or self._fault(self.clock()) is FaultKind.DISCONNECT:
-            self._fail(codes.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
-            return True
-        return False
-
-    def _invalid(self, name: str) -> None:
-        self._fail(codes.RES_E_INVALID_PARAMS, f'Invalid "{name}" argument')
-
     def last_error(self) -> tuple[int, str]:
-        return self._error
+        return self._session.error
 
     # -- session ---------------------------------------------------------------------------
 
@@ -163,23 +140,23 @@ class MT5Emulator(MT5Constants):
         timeout: int = 60_000,
         portable: bool = False,
     ) -> bool:
-        if self._fault(self.clock()) is FaultKind.DISCONNECT:
-            self._fail(codes.RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed")
+        if self._session.fault(self.clock()) is FaultKind.DISCONNECT:
+            self._session.fail(codes.RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed")
             return False
-        if not _typed(timeout, int) or timeout <= 0:
-            self._invalid("timeout")
+        if not typed(timeout, int) or timeout <= 0:
+            self._session.invalid("timeout")
             return False
-        if path is not None and not _typed(path, str):
-            self._invalid("path")
+        if path is not None and not typed(path, str):
+            self._session.invalid("path")
             return False
-        if not _typed(portable, bool):
-            self._invalid("portable")
+        if not typed(portable, bool):
+            self._session.invalid("portable")
             return False
         if login is not None and not self._authorised(login, password, server):
             return False
-        self._initialized = True
-        self._ipc_timeout = timeout / 1000.0
-        return self._ok(True)
+        self._session.initialized = True
+        self._session.ipc_timeout = timeout / 1000.0
+        return self._session.ok(True)
 
     def login(
         self,
@@ -188,18 +165,18 @@ class MT5Emulator(MT5Constants):
         server: str | None = None,
         timeout: int = 60_000,
     ) -> bool:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return False
-        if not _typed(timeout, int) or timeout <= 0:
-            self._invalid("timeout")
+        if not typed(timeout, int) or timeout <= 0:
+            self._session.invalid("timeout")
             return False
         if not self._authorised(login, password, server):
             return False
-        return self._ok(True)
+        return self._session.ok(True)
 
     def _authorised(self, login: Any, password: Any, server: Any) -> bool:
-        if not _typed(login, int):
-            self._invalid("login")
+        if not typed(login, int):
+            self._session.invalid("login")
             return False
         config = self.config
         matches = (
@@ -208,23 +185,23 @@ class MT5Emulator(MT5Constants):
             and server in (None, config.server)
         )
         if not matches:
-            self._fail(codes.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+            self._session.fail(codes.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
         return matches
 
     def shutdown(self) -> None:
-        self._initialized = False
-        self._ok(None)
+        self._session.initialized = False
+        self._session.ok(None)
 
     def version(self) -> tuple[int, int, str] | None:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
-        return self._ok((500, self.config.build, "12 Dec 2024"))
+        return self._session.ok((500, self.config.build, "12 Dec 2024"))
 
     def terminal_info(self) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
-        fault = self._fault(self.clock())
-        return self._ok(
+        fault = self._session.fault(self.clock())
+        return self._session.ok(
             TerminalInfo(
                 community_account=False,
                 community_connection=False,
@@ -252,12 +229,12 @@ class MT5Emulator(MT5Constants):
         )
 
     def account_info(self) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
         state = self.venue.account_state(self.clock())
         account = self.venue.account.config
         hedging = account.margin_mode is MarginMode.HEDGING
-        return self._ok(
+        return self._session.ok(
             AccountInfo(
                 login=self.config.login,
                 trade_mode=K.ACCOUNT_TRADE_MODE_DEMO,
@@ -296,21 +273,21 @@ class MT5Emulator(MT5Constants):
 
     def _symbol(self, symbol: Any) -> SymbolConfig | None:
         """The symbol's configuration, or None with last_error set."""
-        if not _typed(symbol, str):
-            self._invalid("symbol")
+        if not typed(symbol, str):
+            self._session.invalid("symbol")
             return None
         config = self.venue.market.symbol_config(symbol)
         if config is None:
-            self._fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
+            self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
         return config
 
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
-        if self._ipc_down() or self._symbol(symbol) is None:
+        if self._session.ipc_down() or self._symbol(symbol) is None:
             return False
-        return self._ok(True)
+        return self._session.ok(True)
 
     def symbol_info(self, symbol: str) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
         config = self._symbol(symbol)
         if config is None:
@@ -319,7 +296,7 @@ class MT5Emulator(MT5Constants):
         quote = self.venue.quote(symbol, now)
         bid, ask = (quote.bid, quote.ask) if quote else (0.0, 0.0)
         point = config.point
-        return self._ok(
+        return self._session.ok(
             SymbolInfo(
                 name=symbol,
                 description=f"{symbol[:3]} vs {symbol[3:]}",
@@ -365,13 +342,13 @@ class MT5Emulator(MT5Constants):
             return 0.0
 
     def symbol_info_tick(self, symbol: str) -> Any:
-        if self._ipc_down() or self._symbol(symbol) is None:
+        if self._session.ipc_down() or self._symbol(symbol) is None:
             return None
         quote = self.venue.quote(symbol, self.clock())
         if quote is None:
-            self._fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
+            self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
             return None
-        return self._ok(
+        return self._session.ok(
             Tick(
                 time=self.config.server_seconds(quote.time),
                 bid=quote.bid,
@@ -385,20 +362,20 @@ class MT5Emulator(MT5Constants):
         )
 
     def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
-        if not _typed(action, int) or action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
-            self._invalid("action")
+        if not typed(action, int) or action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
+            self._session.invalid("action")
             return None
         for name, value in (("volume", volume), ("price", price)):
-            if not _typed(value, float):
-                self._invalid(name)
+            if not typed(value, float):
+                self._session.invalid(name)
                 return None
         config = self._symbol(symbol)
         if config is None:
             return None
         units = round(volume * config.contract_size)
-        return self._ok(self.venue.margin_required(symbol, units, self.clock()))
+        return self._session.ok(self.venue.margin_required(symbol, units, self.clock()))
 
     # -- trade requests ------------------------------------------------------------------------
 
@@ -406,19 +383,19 @@ class MT5Emulator(MT5Constants):
         """The request with every field filled in, or None with (-2, ...) for anything a
         terminal refuses to pass on."""
         if not isinstance(request, dict):
-            self._invalid("request")
+            self._session.invalid("request")
             return None
         for name, value in request.items():
             kind = REQUEST_FIELDS.get(name)
-            if kind is None or not _typed(value, kind) or (kind is int and value < 0):
-                self._invalid(name)
+            if kind is None or not typed(value, kind) or (kind is int and value < 0):
+                self._session.invalid(name)
                 return None
         comment = request.get("comment", "")
         if not _COMMENT.fullmatch(comment) or len(comment) > self.config.comment_max_length:
-            self._invalid("comment")
+            self._session.invalid("comment")
             return None
         if "action" not in request:
-            self._invalid("action")
+            self._session.invalid("action")
             return None
         filled = {name: request.get(name, ZERO[kind]) for name, kind in REQUEST_FIELDS.items()}
         return TradeRequest(**filled)
@@ -443,7 +420,7 @@ class MT5Emulator(MT5Constants):
         return None
 
     def order_check(self, request: dict[str, Any]) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
         trade = self._request(request)
         if trade is None:
@@ -461,7 +438,7 @@ class MT5Emulator(MT5Constants):
             code = self._server_check(spec, margin, state.free_margin, now)
         free = state.free_margin - margin
         used = state.margin_used + margin
-        return self._ok(
+        return self._session.ok(
             OrderCheckResult(
                 retcode=code or 0,
                 balance=state.balance,
@@ -486,7 +463,7 @@ class MT5Emulator(MT5Constants):
         return None
 
     def order_send(self, request: dict[str, Any]) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
         trade = self._request(request)
         if trade is None:
@@ -495,11 +472,11 @@ class MT5Emulator(MT5Constants):
         if trade.action == K.TRADE_ACTION_DEAL:
             code = self._client_check(trade)
             if code is not None:
-                return self._ok(self._result(trade, code))
+                return self._session.ok(self._result(trade, code))
             return self._transmit(trade, self._deal)
         if trade.action == K.TRADE_ACTION_REMOVE:
             if not self.algo_trading:
-                return self._ok(self._result(trade, codes.CLIENT_DISABLES_AT))
+                return self._session.ok(self._result(trade, codes.CLIENT_DISABLES_AT))
             return self._transmit(trade, self._remove)
         if trade.action in (
             K.TRADE_ACTION_PENDING,
@@ -508,23 +485,23 @@ class MT5Emulator(MT5Constants):
             K.TRADE_ACTION_CLOSE_BY,
         ):
             raise NotImplementedError("the emulator models market orders and removals only")
-        return self._ok(self._result(trade, codes.INVALID))
+        return self._session.ok(self._result(trade, codes.INVALID))
 
     def _transmit(self, trade: Any, execute: Callable[[Any, float], Any]) -> Any:
         """Carry a request to the trade server over the network and wait for its answer."""
         if self.network is None:
-            return self._ok(execute(trade, self.clock()))
+            return self._session.ok(execute(trade, self.clock()))
         delivery = self.network.plan(self.clock())
         if delivery.fate is Fate.REFUSED:  # the server is down: nothing leaves the terminal
-            return self._ok(self._result(trade, codes.CONNECTION))
-        schedule = delivery.schedule(self._ipc_timeout)
+            return self._session.ok(self._result(trade, codes.CONNECTION))
+        schedule = delivery.schedule(self._session.ipc_timeout)
         self._wait(schedule.before)
         result = execute(trade, self.clock()) if schedule.reaches_broker else None
         self._wait(schedule.after)
         if schedule.error is not None:
-            self._fail(codes.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
+            self._session.fail(codes.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
             return None
-        return self._ok(result)
+        return self._session.ok(result)
 
     def _wait(self, seconds: float) -> None:
         if self._sleep is not None and seconds > 0:
@@ -731,13 +708,13 @@ class MT5Emulator(MT5Constants):
     def orders_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> Any:
-        if self._ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
+        if self._session.ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
             return None
         now = self.clock()
         self._catch_up(now)
         # A working order the terminal knows is one that may still fill: still open here.
         working = (self._known(number, now) for number in sorted(self._open))
-        return self._ok(
+        return self._session.ok(
             tuple(
                 self._trade_order(order, tag, {})
                 for order, tag in filter(None, working)
@@ -754,7 +731,7 @@ class MT5Emulator(MT5Constants):
         ticket: int | None = None,
         position: int | None = None,
     ) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
         window = self._history_form(date_from, date_to, group, ticket, position)
         if window is None:
@@ -781,7 +758,7 @@ class MT5Emulator(MT5Constants):
                 )
             if chosen:
                 records.append(record)
-        return self._ok(tuple(records))
+        return self._session.ok(tuple(records))
 
     def history_deals_get(
         self,
@@ -791,7 +768,7 @@ class MT5Emulator(MT5Constants):
         ticket: int | None = None,
         position: int | None = None,
     ) -> Any:
-        if self._ipc_down():
+        if self._session.ipc_down():
             return None
         window = self._history_form(date_from, date_to, group, ticket, position)
         if window is None:
@@ -813,16 +790,16 @@ class MT5Emulator(MT5Constants):
                 )
             if chosen:
                 records.append(deal)
-        return self._ok(tuple(records))
+        return self._session.ok(tuple(records))
 
     def positions_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> Any:
-        if self._ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
+        if self._session.ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
             return None
         now = self.clock()
         self._catch_up(now)
-        return self._ok(
+        return self._session.ok(
             tuple(
                 self._trade_position(p, now)
                 for p in list(self._positions.values())
@@ -834,11 +811,11 @@ class MT5Emulator(MT5Constants):
         """At most one of symbol=, group=, ticket=, each of its type."""
         chosen = {name: value for name, value in given.items() if value is not None}
         for name, value in chosen.items():
-            if not _typed(value, int if name == "ticket" else str):
-                self._invalid(name)
+            if not typed(value, int if name == "ticket" else str):
+                self._session.invalid(name)
                 return False
         if len(chosen) > 1:
-            self._fail(codes.RES_E_INVALID_PARAMS, "Invalid arguments")
+            self._session.fail(codes.RES_E_INVALID_PARAMS, "Invalid arguments")
             return False
         return True
 
@@ -850,18 +827,18 @@ class MT5Emulator(MT5Constants):
         if ticket is not None or position is not None:
             single = ticket if ticket is not None else position
             if date_from is not None or date_to is not None or group is not None:
-                self._fail(codes.RES_E_INVALID_PARAMS, "Invalid arguments")
+                self._session.fail(codes.RES_E_INVALID_PARAMS, "Invalid arguments")
                 return None
-            if (ticket is not None and position is not None) or not _typed(single, int):
-                self._invalid("ticket" if ticket is not None else "position")
+            if (ticket is not None and position is not None) or not typed(single, int):
+                self._session.invalid("ticket" if ticket is not None else "position")
                 return None
             return (0, 0)
         start, end = _seconds(date_from), _seconds(date_to)
         if start is None or end is None:
-            self._invalid("date_from" if start is None else "date_to")
+            self._session.invalid("date_from" if start is None else "date_to")
             return None
-        if group is not None and not _typed(group, str):
-            self._invalid("group")
+        if group is not None and not typed(group, str):
+            self._session.invalid("group")
             return None
         return (start, end)
 
@@ -971,21 +948,12 @@ def _apply_fill(position: _Position, signed: int, price: float, t: float, ticket
     return K.DEAL_ENTRY_OUT
 
 
-def _typed(value: Any, kind: type) -> bool:
-    """Strict types, as the module's argument parsing: a bool is no number, an int no float."""
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, float)
-    return isinstance(value, kind)
-
-
 def _seconds(value: Any) -> int | None:
     """A history bound: a datetime (naive ones taken as UTC) or POSIX seconds."""
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return int(aware.timestamp())
-    if _typed(value, int):
+    if typed(value, int):
         return value
     return None
 
