@@ -25,17 +25,14 @@ sleep (none: a request takes no time).
 from __future__ import annotations
 
 import fnmatch
-import heapq
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from brokers import mt5_codes as codes
 from engine.core.instruments import SymbolSpec, VolumeError, lots_to_units, units_to_lots
 from engine.core.ports import (
-    BrokerFill,
     BrokerOrderState,
     BrokerRejected,
     FillPolicy,
@@ -44,6 +41,7 @@ from engine.core.ports import (
 from engine.schemas import Direction
 from sim.account import MarginMode
 from sim.market import SymbolConfig
+from sim.mt5.book import Book, Position, Tag
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import FILLING_BIT, K, MT5Constants, filling_mode
 from sim.mt5.records import (
@@ -68,30 +66,6 @@ from sim.venue import LedgerOrder, Venue
 _COMMENT = re.compile(r"[A-Za-z0-9]*")
 
 
-@dataclass(slots=True)
-class _Tag:
-    """What the terminal knows of an order beyond the venue's ledger."""
-
-    magic: int
-    comment: str  # as the server stored it
-    type_filling: int
-    price: float  # as requested
-    known_at: float  # when the terminal learns of it: later if the replies were dropped
-    done_at: float | None = None  # when it was removed
-
-
-@dataclass(slots=True)
-class _Position:
-    identifier: int  # the ticket of the order that opened it
-    symbol: str
-    units: int  # signed
-    cost: float  # signed units x open price
-    time: float
-    updated: float
-    magic: int
-    comment: str
-
-
 class MT5Emulator(MT5Constants):
     def __init__(
         self,
@@ -113,17 +87,8 @@ class MT5Emulator(MT5Constants):
         self.algo_trading = self.config.algo_trading  # the button: tests may flip it
         self._sleep = sleep
         self._session = Session(clock, network)
-        # What the terminal knows of each order: of those that may still change (working,
-        # or not yet known) in memory, with the fills booked so far; of the rest, spilled.
-        self._open: dict[int, tuple[_Tag, int]] = {}  # ticket -> (tag, its fills booked)
-        self._closed_tags: SpilledRecords[_Tag] = SpilledRecords()
+        self._book = Book(venue, self.config)
         self._request_id = 0
-        # The book (open positions and every deal), kept up to date as fills become visible
-        # rather than replayed from every order on every call: a run's history calls then
-        # cost what the new fills cost, not what the whole history does.
-        self._positions: dict[Any, _Position] = {}
-        self._deals: SpilledRecords[TradeDeal] = SpilledRecords()  # by deal, grouped by order
-        self._last_deal = 0
 
     def last_error(self) -> tuple[int, str]:
         return self._session.error
@@ -530,14 +495,14 @@ class MT5Emulator(MT5Constants):
         except BrokerRejected as refusal:
             return self._result(trade, refusal.code or codes.REJECT, t)
         ticket = int(report.order_id)
-        tag = _Tag(
+        tag = Tag(
             magic=trade.magic,
             comment=self._stored_comment(trade.comment),
             type_filling=trade.type_filling,
             price=trade.price,
             known_at=self._resync_time(t),
         )
-        self._open[ticket] = (tag, 0)
+        self._book.add(ticket, tag)
         filled = report.filled_units
         if report.state is BrokerOrderState.WORKING:
             code = codes.PLACED
@@ -555,8 +520,8 @@ class MT5Emulator(MT5Constants):
         )
 
     def _remove(self, trade: Any, t: float) -> Any:
-        tag = self._tag(trade.order)
-        if tag is None or self._settled(trade.order, t).state is not BrokerOrderState.WORKING:
+        tag = self._book.tag(trade.order)
+        if tag is None or self._book.settled(trade.order, t).state is not BrokerOrderState.WORKING:
             return self._result(trade, codes.INVALID_ORDER, t)
         self.venue.cancel(str(trade.order), t)
         tag.done_at = t
@@ -599,121 +564,15 @@ class MT5Emulator(MT5Constants):
 
     # -- what the terminal shows: orders, deals, positions --------------------------------------
 
-    def _settled(self, ticket: int, t: float) -> LedgerOrder:
-        """The ledger order after any fill due by t (a resting order fills when looked at)."""
-        self.venue.status(str(ticket), t)
-        return self.venue.orders[ticket]
-
-    def _catch_up(self, t: float) -> None:
-        """Look at every order the terminal knows by t that may still change, as a terminal
-        refreshing its lists does (a resting order due by t fills now), and take the fills
-        that became visible into the book."""
-        fresh = []
-        for ticket in sorted(self._open):
-            tag, booked = self._open[ticket]
-            if tag.known_at > t:
-                continue
-            order = self._settled(ticket, t)
-            fresh += [(int(f.fill_id), order, tag, f) for f in order.fills[booked:]]
-            if order.state is BrokerOrderState.WORKING:
-                self._open[ticket] = (tag, len(order.fills))
-            else:
-                del self._open[ticket]
-                self._closed_tags.add(ticket, tag)
-        fresh.sort(key=lambda found: found[0])
-        if fresh and fresh[0][0] < self._last_deal:
-            # An order learnt of late (its replies were dropped) holds deals older than
-            # some already booked: netting depends on the order of deals, so replay all.
-            self._positions = {}
-            self._deals.clear()
-            fresh = self._visible_fills(t)
-        for deal_ticket, order, tag, fill in fresh:
-            self._book_deal(deal_ticket, order, tag, fill)
-
-    def _visible_fills(self, t: float) -> list[tuple[int, LedgerOrder, _Tag, BrokerFill]]:
-        """Every fill of every order known by t, in deal ticket order."""
-        return sorted(
-            (
-                (int(fill.fill_id), order, tag, fill)
-                for order, tag in self._known_by(t)
-                for fill in order.fills
-            ),
-            key=lambda found: found[0],
-        )
-
-    def _visible(self, t: float) -> list[tuple[LedgerOrder, _Tag]]:
-        """Every order the terminal knows by t, each as it stands at t."""
-        self._catch_up(t)
-        return self._known_by(t)
-
-    def _known_by(self, t: float) -> list[tuple[LedgerOrder, _Tag]]:
-        everything = heapq.merge(
-            ((ticket, tag) for ticket, (tag, _) in self._open.items()),  # placed: in order
-            self._closed_tags.items(),
-            key=lambda pair: pair[0],
-        )
-        return [(self.venue.orders[ticket], tag) for ticket, tag in everything if tag.known_at <= t]
-
-    def _tag(self, ticket: int) -> _Tag | None:
-        opened = self._open.get(ticket)
-        return opened[0] if opened is not None else self._closed_tags.get(ticket)
-
-    def _known(self, ticket: int, t: float) -> tuple[LedgerOrder, _Tag] | None:
-        """One order, if the terminal knows it by t (as it stands: catch up first)."""
-        tag = self._tag(ticket)
-        if tag is None or tag.known_at > t:
-            return None
-        return self.venue.orders[ticket], tag
-
-    def _book_deal(self, deal_ticket: int, order: LedgerOrder, tag: _Tag, fill: BrokerFill) -> None:
-        """One fill into the book: netting keeps one position per symbol, hedging one per
-        opening order."""
-        spec = self.venue.spec(order.symbol)
-        assert spec is not None
-        hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
-        signed = int(order.direction) * fill.units
-        key = order.ticket if hedging else order.symbol
-        position = self._positions.get(key)
-        if position is None:
-            position = _Position(
-                order.ticket, order.symbol, 0, 0.0, fill.time, fill.time, tag.magic, tag.comment
-            )
-            self._positions[key] = position
-        entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
-        if position.units == 0:
-            del self._positions[key]
-        deal = TradeDeal(
-            ticket=deal_ticket,
-            order=order.ticket,
-            time=self.config.server_seconds(fill.time),
-            time_msc=self.config.server_msc(fill.time),
-            type=K.DEAL_TYPE_BUY if signed > 0 else K.DEAL_TYPE_SELL,
-            entry=entry,
-            magic=tag.magic,
-            position_id=position.identifier,
-            reason=K.DEAL_REASON_EXPERT,
-            volume=fill.units / spec.contract_size,
-            price=fill.price,
-            commission=0.0,
-            swap=0.0,
-            profit=0.0,
-            fee=0.0,
-            symbol=order.symbol,
-            comment=tag.comment,
-            external_id="",
-        )
-        self._deals.add(deal_ticket, deal, group=order.ticket)
-        self._last_deal = max(self._last_deal, deal_ticket)
-
     def orders_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> Any:
         if self._session.ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
             return None
         now = self.clock()
-        self._catch_up(now)
+        self._book.catch_up(now)
         # A working order the terminal knows is one that may still fill: still open here.
-        working = (self._known(number, now) for number in sorted(self._open))
+        working = (self._book.known(number, now) for number in sorted(self._book.open))
         return self._session.ok(
             tuple(
                 self._trade_order(order, tag, {})
@@ -738,16 +597,16 @@ class MT5Emulator(MT5Constants):
             return None
         now = self.clock()
         if ticket is not None:
-            self._catch_up(now)
-            one = self._known(ticket, now)
+            self._book.catch_up(now)
+            one = self._book.known(ticket, now)
             candidates = [one] if one is not None else []
         else:
-            candidates = self._visible(now)
+            candidates = self._book.visible(now)
         records = []
         for order, tag in candidates:
             if order.state is BrokerOrderState.WORKING:
                 continue
-            record = self._trade_order(order, tag, self._deals)
+            record = self._trade_order(order, tag, self._book.deals)
             if ticket is not None:
                 chosen = True
             elif position is not None:
@@ -773,11 +632,11 @@ class MT5Emulator(MT5Constants):
         window = self._history_form(date_from, date_to, group, ticket, position)
         if window is None:
             return None
-        self._catch_up(self.clock())
+        self._book.catch_up(self.clock())
         if ticket is not None:  # `ticket=` names the ORDER, as in MT5
-            deals: Iterable[Any] = self._deals.of_group(ticket)
+            deals: Iterable[Any] = self._book.deals.of_group(ticket)
         else:
-            deals = (deal for _, deal in self._deals.items())
+            deals = (deal for _, deal in self._book.deals.items())
         records = []
         for deal in deals:
             if ticket is not None:
@@ -798,11 +657,11 @@ class MT5Emulator(MT5Constants):
         if self._session.ipc_down() or not self._filters(symbol=symbol, group=group, ticket=ticket):
             return None
         now = self.clock()
-        self._catch_up(now)
+        self._book.catch_up(now)
         return self._session.ok(
             tuple(
                 self._trade_position(p, now)
-                for p in list(self._positions.values())
+                for p in list(self._book.positions.values())
                 if _selected(p.symbol, p.identifier, symbol, group, ticket)
             )
         )
@@ -843,7 +702,7 @@ class MT5Emulator(MT5Constants):
         return (start, end)
 
     def _trade_order(
-        self, order: LedgerOrder, tag: _Tag, deals: SpilledRecords[TradeDeal] | dict[int, Any]
+        self, order: LedgerOrder, tag: Tag, deals: SpilledRecords[TradeDeal] | dict[int, Any]
     ) -> Any:
         spec = self.venue.spec(order.symbol)
         assert spec is not None
@@ -894,7 +753,7 @@ class MT5Emulator(MT5Constants):
             external_id="",
         )
 
-    def _trade_position(self, position: _Position, t: float) -> Any:
+    def _trade_position(self, position: Position, t: float) -> Any:
         spec = self.venue.spec(position.symbol)
         quote = self.venue.quote(position.symbol, t)
         assert spec is not None and quote is not None  # it was opened at a quote
@@ -928,24 +787,6 @@ class MT5Emulator(MT5Constants):
             comment=position.comment,
             external_id="",
         )
-
-
-def _apply_fill(position: _Position, signed: int, price: float, t: float, ticket: int) -> int:
-    """Book a fill into a position; its DEAL_ENTRY: in, out, or in-out on a reversal."""
-    held = position.units
-    position.updated = t
-    if held == 0 or (held > 0) == (signed > 0):
-        position.units += signed
-        position.cost += signed * price
-        return K.DEAL_ENTRY_IN
-    remaining = held + signed
-    if remaining != 0 and (remaining > 0) != (held > 0):  # reversed: a new position opens
-        position.identifier, position.time = ticket, t
-        position.units, position.cost = remaining, remaining * price
-        return K.DEAL_ENTRY_INOUT
-    position.cost = position.cost * remaining / held
-    position.units = remaining
-    return K.DEAL_ENTRY_OUT
 
 
 def _seconds(value: Any) -> int | None:
