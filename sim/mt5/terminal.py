@@ -1,25 +1,8 @@
-"""An MT5 terminal emulator: the MetaTrader5 module's functions and constants over the venue.
+"""`MT5Emulator`: the MetaTrader5 module's functions over a terminal logged in to the venue.
 
-`MT5Emulator(venue, clock, network)` behaves as the module does against a terminal logged in
-to the simulated broker: the same functions, constants and named-tuple records, None
-answers explained by `last_error()`, and trade server return codes from the venue. It is
-what the live broker (`brokers.mt5.MT5Broker`) is tested against, so it is strict: it
-refuses whatever a terminal would refuse (a request dict with an unknown field or a wrong
-type, a comment a broker would not store, a filling type the symbol's bitmask does not
-allow, AutoTrading off), and where the real terminal's behaviour is unconfirmed it takes the
-stricter reading and makes it configurable.
-
-How the simulated network's faults look through the module:
-- a lost request or reply, or a trade server slower than the IPC timeout: `order_send`
-  returns None with (-10005, 'IPC timeout'); after a lost reply the order IS in the ledger;
-- REFUSE (trade server down): retcode 10031, nothing executed, `terminal_info().connected`
-  False; HANG and DROP_REPLIES windows also leave the terminal disconnected, and an order
-  executed while replies were dropped reaches the terminal's lists only when the window
-  ends — so during a partition the terminal's history cannot prove an order absent;
-- DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection').
-Market orders and the removal of a resting one are modelled; pending orders are not.
-The emulator reads time only from its injected clock and waits only through its injected
-sleep (none: a request takes no time).
+The session (initialize, login, shutdown, version, last_error), terminal and account info
+and the symbols are answered here; the trade functions and the terminal's lists are
+`Trading`'s and `Lists`', which share the emulator's `Session` and `Book`.
 """
 
 from __future__ import annotations
@@ -42,6 +25,9 @@ from sim.venue import Venue
 
 
 class MT5Emulator(MT5Constants):
+    """The MetaTrader5 module as a program sees it, over the simulated venue; its constants
+    are the class's (mt5-reference.md)."""
+
     def __init__(
         self,
         venue: Venue,
