@@ -2,7 +2,7 @@
 
 The module is whatever offers MetaTrader5's functions and constants: `import MetaTrader5`
 on Windows, the `mt5linux` bridge to a terminal under Wine, or the emulator in
-`sim.mt5_emulator`. It is imported lazily (`load_mt5_module`), never at import time.
+`sim.mt5`. It is imported lazily (`load_mt5_module`), never at import time.
 
 What the terminal demands of a careful client (mt5-reference.md):
 - one call at a time: every call goes through one lock, and a refusal's `last_error()` is

@@ -20,7 +20,7 @@ from sim.broker import SimulatedBroker
 from sim.clock import SimPyClock
 from sim.driver import SimPyDriver
 from sim.market import MarketConfig, PriceSource, SyntheticMarket
-from sim.mt5_emulator import MT5Emulator
+from sim.mt5 import MT5Emulator
 from sim.network import Network, NetworkConfig
 from sim.venue import Venue, VenueConfig
 from sim.wire import Wire

@@ -32,7 +32,7 @@ from sim.broker import SimulatedBroker
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
-from sim.mt5_emulator import MT5Emulator, VirtualClock
+from sim.mt5 import MT5Emulator, VirtualClock
 from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
 from sim.venue import Venue, VenueConfig
 from sim.world import DEFAULT_START

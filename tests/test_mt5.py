@@ -46,7 +46,7 @@ from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from engine.store.base import ExecutionDatabase
 from sim.latency import LatencyConfig
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
-from sim.mt5_emulator import MT5Emulator, OrderSendResult, TerminalConfig, VirtualClock
+from sim.mt5 import MT5Emulator, OrderSendResult, TerminalConfig, VirtualClock
 from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
 from sim.venue import Venue
 from sim.world import DEFAULT_START, WallClock

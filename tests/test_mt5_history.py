@@ -14,7 +14,7 @@ from sim.account import AccountConfig, MarginMode
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
-from sim.mt5_emulator import MT5Emulator, VirtualClock
+from sim.mt5 import MT5Emulator, VirtualClock
 from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
 from sim.spilled import SpilledRecords
 from sim.venue import Venue, VenueConfig
@@ -49,7 +49,8 @@ def terminal(
     wire = Network(NetworkConfig(latency=LatencyConfig.constant(0.0), faults=faults), 3)
     emulator = MT5Emulator(venue, clock, wire, sleep=clock.sleep)
     # A history of a few orders in memory, the rest spilled: both parts are read.
-    emulator._closed_tags, emulator._deals = SpilledRecords(keep=2), SpilledRecords(keep=2)
+    book = emulator._book
+    book.closed_tags, book.deals = SpilledRecords(keep=2), SpilledRecords(keep=2)
     assert emulator.initialize(timeout=1_000)
     return emulator, clock
 
@@ -85,12 +86,12 @@ def assert_reads_as_a_full_replay(emulator: MT5Emulator) -> None:
         (emulator.history_orders_get(ticket=t), emulator.history_deals_get(ticket=t))
         for t in emulator.venue.orders
     ]
-    kept = (list(emulator._positions.values()), list(emulator._deals.items()))
-    emulator._positions = {}
-    emulator._deals.clear()
-    for found in emulator._visible_fills(now):
-        emulator._book_deal(*found)
-    assert kept == (list(emulator._positions.values()), list(emulator._deals.items()))
+    kept = (list(emulator._book.positions.values()), list(emulator._book.deals.items()))
+    emulator._book.positions = {}
+    emulator._book.deals.clear()
+    for found in emulator._book.visible_fills(now):
+        emulator._book.book_deal(*found)
+    assert kept == (list(emulator._book.positions.values()), list(emulator._book.deals.items()))
     assert shown == (
         emulator.positions_get(),
         emulator.history_deals_get(*EVER),

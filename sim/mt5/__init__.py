@@ -1,0 +1,66 @@
+"""An MT5 terminal emulator: the MetaTrader5 module's functions and constants over the venue.
+
+`MT5Emulator(venue, clock, network)` behaves as the module does against a terminal logged in
+to the simulated broker: the same functions, constants and named-tuple records, None
+answers explained by `last_error()`, and trade server return codes from the venue. It is
+what the live broker (`brokers.mt5.MT5Broker`) is tested against, so it is strict: it
+refuses whatever a terminal would refuse (a request dict with an unknown field or a wrong
+type, a comment a broker would not store, a filling type the symbol's bitmask does not
+allow, AutoTrading off), and where the real terminal's behaviour is unconfirmed it takes the
+stricter reading and makes it configurable.
+
+How the simulated network's faults look through the module:
+- a lost request or reply, or a trade server slower than the IPC timeout: `order_send`
+  returns None with (-10005, 'IPC timeout'); after a lost reply the order IS in the ledger;
+- REFUSE (trade server down): retcode 10031, nothing executed, `terminal_info().connected`
+  False; HANG and DROP_REPLIES windows also leave the terminal disconnected, and an order
+  executed while replies were dropped reaches the terminal's lists only when the window
+  ends — so during a partition the terminal's history cannot prove an order absent;
+- DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection').
+Market orders and the removal of a resting one are modelled; pending orders are not.
+The emulator reads time only from its injected clock and waits only through its injected
+sleep (none: a request takes no time).
+
+One module per concern:
+- `terminal`: `MT5Emulator` — session, terminal and account info, symbols; the rest delegated;
+- `session`: the call protocol (IPC state, the last error, strict argument types);
+- `trading`: order_check and order_send, the trade server's side, the one network crossing;
+- `book`: what the terminal knows of orders (tags), its positions and deals, kept current;
+- `lists`: orders_get, positions_get, history_orders_get, history_deals_get, from the book;
+- `records`, `constants`, `config`, `clock`: the named tuples and request fields, the
+  module's constants, `TerminalConfig`, `VirtualClock`.
+"""
+
+from sim.mt5.clock import VirtualClock
+from sim.mt5.config import TerminalConfig
+from sim.mt5.constants import MT5Constants
+from sim.mt5.records import (
+    AccountInfo,
+    OrderCheckResult,
+    OrderSendResult,
+    SymbolInfo,
+    TerminalInfo,
+    Tick,
+    TradeDeal,
+    TradeOrder,
+    TradePosition,
+    TradeRequest,
+)
+from sim.mt5.terminal import MT5Emulator
+
+__all__ = [
+    "AccountInfo",
+    "MT5Constants",
+    "MT5Emulator",
+    "OrderCheckResult",
+    "OrderSendResult",
+    "SymbolInfo",
+    "TerminalConfig",
+    "TerminalInfo",
+    "Tick",
+    "TradeDeal",
+    "TradeOrder",
+    "TradePosition",
+    "TradeRequest",
+    "VirtualClock",
+]

@@ -1,0 +1,192 @@
+"""What the terminal knows of orders, deals and positions beyond the venue's ledger.
+
+The terminal tags every order it sent (magic, stored comment, when it learns of it) and
+keeps a book of open positions and of every deal, brought up to date as fills become
+visible (`catch_up`) rather than replayed from every order on every call: a run's history
+calls then cost what the new fills cost, not what the whole history does. Tags of orders
+that can no longer change, and deals, are spilled out of memory (`SpilledRecords`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+from engine.core.ports import BrokerFill, BrokerOrderState
+from sim.account import MarginMode
+from sim.mt5.config import TerminalConfig
+from sim.mt5.constants import K
+from sim.mt5.records import TradeDeal
+from sim.spilled import SpilledRecords
+from sim.venue import LedgerOrder, Venue
+
+
+@dataclass(slots=True)
+class Tag:
+    """What the terminal knows of an order beyond the venue's ledger."""
+
+    magic: int
+    comment: str  # as the server stored it
+    type_filling: int
+    price: float  # as requested
+    known_at: float  # when the terminal learns of it: later if the replies were dropped
+    done_at: float | None = None  # when it was removed
+
+
+@dataclass(slots=True)
+class Position:
+    """An open position, as the terminal books it from the deals it has seen."""
+
+    identifier: int  # the ticket of the order that opened it
+    symbol: str
+    units: int  # signed
+    cost: float  # signed units x open price
+    time: float
+    updated: float
+    magic: int
+    comment: str
+
+
+class Book:
+    """The terminal's tags and its book, kept as fills become visible."""
+
+    def __init__(self, venue: Venue, config: TerminalConfig) -> None:
+        self.venue = venue
+        self.config = config
+        # What the terminal knows of each order: of those that may still change (working,
+        # or not yet known) in memory, with the fills booked so far; of the rest, spilled.
+        self.open: dict[int, tuple[Tag, int]] = {}  # ticket -> (tag, its fills booked)
+        self.closed_tags: SpilledRecords[Tag] = SpilledRecords()
+        # The book: open positions and every deal.
+        self.positions: dict[Any, Position] = {}
+        self.deals: SpilledRecords[TradeDeal] = SpilledRecords()  # by deal, grouped by order
+        self._last_deal = 0
+
+    def add(self, ticket: int, tag: Tag) -> None:
+        """An order the server has just taken: open, no fills booked yet."""
+        self.open[ticket] = (tag, 0)
+
+    def settled(self, ticket: int, t: float) -> LedgerOrder:
+        """The ledger order after any fill due by t (a resting order fills when looked at)."""
+        self.venue.status(str(ticket), t)
+        return self.venue.orders[ticket]
+
+    def catch_up(self, t: float) -> None:
+        """Look at every order the terminal knows by t that may still change, as a terminal
+        refreshing its lists does (a resting order due by t fills now), and take the fills
+        that became visible into the book."""
+        fresh = []
+        for ticket in sorted(self.open):
+            tag, booked = self.open[ticket]
+            if tag.known_at > t:
+                continue
+            order = self.settled(ticket, t)
+            fresh += [(int(f.fill_id), order, tag, f) for f in order.fills[booked:]]
+            if order.state is BrokerOrderState.WORKING:
+                self.open[ticket] = (tag, len(order.fills))
+            else:
+                del self.open[ticket]
+                self.closed_tags.add(ticket, tag)
+        fresh.sort(key=lambda found: found[0])
+        if fresh and fresh[0][0] < self._last_deal:
+            # An order learnt of late (its replies were dropped) holds deals older than
+            # some already booked: netting depends on the order of deals, so replay all.
+            self.positions = {}
+            self.deals.clear()
+            fresh = self.visible_fills(t)
+        for deal_ticket, order, tag, fill in fresh:
+            self.book_deal(deal_ticket, order, tag, fill)
+
+    def visible_fills(self, t: float) -> list[tuple[int, LedgerOrder, Tag, BrokerFill]]:
+        """Every fill of every order known by t, in deal ticket order."""
+        return sorted(
+            (
+                (int(fill.fill_id), order, tag, fill)
+                for order, tag in self._known_by(t)
+                for fill in order.fills
+            ),
+            key=lambda found: found[0],
+        )
+
+    def visible(self, t: float) -> list[tuple[LedgerOrder, Tag]]:
+        """Every order the terminal knows by t, each as it stands at t."""
+        self.catch_up(t)
+        return self._known_by(t)
+
+    def _known_by(self, t: float) -> list[tuple[LedgerOrder, Tag]]:
+        everything = heapq.merge(
+            ((ticket, tag) for ticket, (tag, _) in self.open.items()),  # placed: in order
+            self.closed_tags.items(),
+            key=lambda pair: pair[0],
+        )
+        return [(self.venue.orders[ticket], tag) for ticket, tag in everything if tag.known_at <= t]
+
+    def tag(self, ticket: int) -> Tag | None:
+        opened = self.open.get(ticket)
+        return opened[0] if opened is not None else self.closed_tags.get(ticket)
+
+    def known(self, ticket: int, t: float) -> tuple[LedgerOrder, Tag] | None:
+        """One order, if the terminal knows it by t (as it stands: catch up first)."""
+        tag = self.tag(ticket)
+        if tag is None or tag.known_at > t:
+            return None
+        return self.venue.orders[ticket], tag
+
+    def book_deal(self, deal_ticket: int, order: LedgerOrder, tag: Tag, fill: BrokerFill) -> None:
+        """One fill into the book: netting keeps one position per symbol, hedging one per
+        opening order."""
+        spec = self.venue.spec(order.symbol)
+        assert spec is not None
+        hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
+        signed = int(order.direction) * fill.units
+        key = order.ticket if hedging else order.symbol
+        position = self.positions.get(key)
+        if position is None:
+            position = Position(
+                order.ticket, order.symbol, 0, 0.0, fill.time, fill.time, tag.magic, tag.comment
+            )
+            self.positions[key] = position
+        entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
+        if position.units == 0:
+            del self.positions[key]
+        deal = TradeDeal(
+            ticket=deal_ticket,
+            order=order.ticket,
+            time=self.config.server_seconds(fill.time),
+            time_msc=self.config.server_msc(fill.time),
+            type=K.DEAL_TYPE_BUY if signed > 0 else K.DEAL_TYPE_SELL,
+            entry=entry,
+            magic=tag.magic,
+            position_id=position.identifier,
+            reason=K.DEAL_REASON_EXPERT,
+            volume=fill.units / spec.contract_size,
+            price=fill.price,
+            commission=0.0,
+            swap=0.0,
+            profit=0.0,
+            fee=0.0,
+            symbol=order.symbol,
+            comment=tag.comment,
+            external_id="",
+        )
+        self.deals.add(deal_ticket, deal, group=order.ticket)
+        self._last_deal = max(self._last_deal, deal_ticket)
+
+
+def _apply_fill(position: Position, signed: int, price: float, t: float, ticket: int) -> int:
+    """Book a fill into a position; its DEAL_ENTRY: in, out, or in-out on a reversal."""
+    held = position.units
+    position.updated = t
+    if held == 0 or (held > 0) == (signed > 0):
+        position.units += signed
+        position.cost += signed * price
+        return K.DEAL_ENTRY_IN
+    remaining = held + signed
+    if remaining != 0 and (remaining > 0) != (held > 0):  # reversed: a new position opens
+        position.identifier, position.time = ticket, t
+        position.units, position.cost = remaining, remaining * price
+        return K.DEAL_ENTRY_INOUT
+    position.cost = position.cost * remaining / held
+    position.units = remaining
+    return K.DEAL_ENTRY_OUT

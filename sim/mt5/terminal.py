@@ -1,0 +1,354 @@
+"""`MT5Emulator`: the MetaTrader5 module's functions over a terminal logged in to the venue.
+
+The session (initialize, login, shutdown, version, last_error), terminal and account info
+and the symbols are answered here; the trade functions and the terminal's lists are
+`Trading`'s and `Lists`', which share the emulator's `Session` and `Book`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from brokers import mt5_codes as codes
+from sim.account import MarginMode
+from sim.market import SymbolConfig
+from sim.mt5.book import Book
+from sim.mt5.config import TerminalConfig
+from sim.mt5.constants import K, MT5Constants, filling_mode
+from sim.mt5.lists import Lists
+from sim.mt5.records import AccountInfo, SymbolInfo, TerminalInfo, Tick
+from sim.mt5.session import Session, typed
+from sim.mt5.trading import Trading
+from sim.network import FaultKind, Network
+from sim.venue import Venue
+
+
+class MT5Emulator(MT5Constants):
+    """The MetaTrader5 module as a program sees it, over the simulated venue; its constants
+    are the class's (mt5-reference.md)."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        clock: Callable[[], float],
+        network: Network | None = None,
+        config: TerminalConfig | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        """`clock`: the driver's time (POSIX seconds, UTC). `network`: latency and faults
+        between terminal and trade server. `sleep`: waits out the network's delays; None
+        answers at once."""
+        if sleep is not None and network is None:
+            raise ValueError("a sleep function carries a network's delays: give the network too")
+        self.venue = venue
+        self.clock = clock
+        self.network = network
+        self.config = config or TerminalConfig()
+        self._session = Session(clock, network)
+        self._book = Book(venue, self.config)
+        self._lists = Lists(venue, clock, self.config, self._session, self._book)
+        self._trading = Trading(
+            venue, clock, network, self.config, self._session, self._book, sleep
+        )
+
+    @property
+    def algo_trading(self) -> bool:
+        """The terminal's Algo Trading button, as the config set it: tests may flip it."""
+        return self._trading.algo_trading
+
+    @algo_trading.setter
+    def algo_trading(self, on: bool) -> None:
+        self._trading.algo_trading = on
+
+    def last_error(self) -> tuple[int, str]:
+        return self._session.error
+
+    # -- session ---------------------------------------------------------------------------
+
+    def initialize(
+        self,
+        path: str | None = None,
+        *,
+        login: int | None = None,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int = 60_000,
+        portable: bool = False,
+    ) -> bool:
+        if self._session.fault(self.clock()) is FaultKind.DISCONNECT:
+            self._session.fail(codes.RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed")
+            return False
+        if not typed(timeout, int) or timeout <= 0:
+            self._session.invalid("timeout")
+            return False
+        if path is not None and not typed(path, str):
+            self._session.invalid("path")
+            return False
+        if not typed(portable, bool):
+            self._session.invalid("portable")
+            return False
+        if login is not None and not self._authorised(login, password, server):
+            return False
+        self._session.initialized = True
+        self._session.ipc_timeout = timeout / 1000.0
+        return self._session.ok(True)
+
+    def login(
+        self,
+        login: int,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int = 60_000,
+    ) -> bool:
+        if self._session.ipc_down():
+            return False
+        if not typed(timeout, int) or timeout <= 0:
+            self._session.invalid("timeout")
+            return False
+        if not self._authorised(login, password, server):
+            return False
+        return self._session.ok(True)
+
+    def _authorised(self, login: Any, password: Any, server: Any) -> bool:
+        if not typed(login, int):
+            self._session.invalid("login")
+            return False
+        config = self.config
+        matches = (
+            login == config.login
+            and password == config.password.get_secret_value()
+            and server in (None, config.server)
+        )
+        if not matches:
+            self._session.fail(codes.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+        return matches
+
+    def shutdown(self) -> None:
+        self._session.initialized = False
+        self._session.ok(None)
+
+    def version(self) -> tuple[int, int, str] | None:
+        if self._session.ipc_down():
+            return None
+        return self._session.ok((500, self.config.build, "12 Dec 2024"))
+
+    def terminal_info(self) -> Any:
+        if self._session.ipc_down():
+            return None
+        fault = self._session.fault(self.clock())
+        return self._session.ok(
+            TerminalInfo(
+                community_account=False,
+                community_connection=False,
+                connected=fault is None,
+                dlls_allowed=False,
+                trade_allowed=self.algo_trading,
+                tradeapi_disabled=False,
+                email_enabled=False,
+                ftp_enabled=False,
+                notifications_enabled=False,
+                mqid=False,
+                build=self.config.build,
+                maxbars=100_000,
+                codepage=0,
+                ping_last=0,
+                community_balance=0.0,
+                retransmission=0.0,
+                company=self.config.company,
+                name="MetaTrader 5 (emulated)",
+                language="English",
+                path="",
+                data_path="",
+                commondata_path="",
+            )
+        )
+
+    def account_info(self) -> Any:
+        if self._session.ipc_down():
+            return None
+        state = self.venue.account_state(self.clock())
+        account = self.venue.account.config
+        hedging = account.margin_mode is MarginMode.HEDGING
+        return self._session.ok(
+            AccountInfo(
+                login=self.config.login,
+                trade_mode=K.ACCOUNT_TRADE_MODE_DEMO,
+                leverage=state.leverage,
+                limit_orders=200,
+                margin_so_mode=0,
+                trade_allowed=True,
+                trade_expert=True,
+                margin_mode=K.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
+                if hedging
+                else K.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+                currency_digits=2,
+                fifo_close=False,
+                balance=state.balance,
+                credit=0.0,
+                profit=state.equity - state.balance,
+                equity=state.equity,
+                margin=state.margin_used,
+                margin_free=state.free_margin,
+                margin_level=state.equity / state.margin_used * 100 if state.margin_used else 0.0,
+                margin_so_call=50.0,
+                margin_so_so=30.0,
+                margin_initial=0.0,
+                margin_maintenance=0.0,
+                assets=0.0,
+                liabilities=0.0,
+                commission_blocked=0.0,
+                name="Arbitrex emulator",
+                server=self.config.server,
+                currency=state.currency,
+                company=self.config.company,
+            )
+        )
+
+    # -- symbols ---------------------------------------------------------------------------
+
+    def _symbol(self, symbol: Any) -> SymbolConfig | None:
+        """The symbol's configuration, or None with last_error set."""
+        if not typed(symbol, str):
+            self._session.invalid("symbol")
+            return None
+        config = self.venue.market.symbol_config(symbol)
+        if config is None:
+            self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
+        return config
+
+    def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+        if self._session.ipc_down() or self._symbol(symbol) is None:
+            return False
+        return self._session.ok(True)
+
+    def symbol_info(self, symbol: str) -> Any:
+        if self._session.ipc_down():
+            return None
+        config = self._symbol(symbol)
+        if config is None:
+            return None
+        now = self.clock()
+        quote = self.venue.quote(symbol, now)
+        bid, ask = (quote.bid, quote.ask) if quote else (0.0, 0.0)
+        point = config.point
+        return self._session.ok(
+            SymbolInfo(
+                name=symbol,
+                description=f"{symbol[:3]} vs {symbol[3:]}",
+                path=f"Forex\\{symbol}",
+                visible=True,
+                select=True,
+                digits=config.digits,
+                point=point,
+                spread=round((ask - bid) / point) if quote else 0,
+                spread_float=True,
+                trade_contract_size=float(config.contract_size),
+                trade_tick_size=point,
+                trade_tick_value=self._tick_value(config, now),
+                volume_min=config.volume_min,
+                volume_max=config.volume_max,
+                volume_step=config.volume_step,
+                volume_limit=0.0,
+                filling_mode=filling_mode(config),
+                expiration_mode=15,  # GTC | DAY | SPECIFIED | SPECIFIED_DAY
+                order_mode=127,  # every order type, with SL, TP and close-by
+                trade_mode=int(config.trade_mode),
+                # Instant execution: the requested price and deviation bind, hence requotes.
+                trade_exemode=K.SYMBOL_TRADE_EXECUTION_INSTANT,
+                trade_stops_level=0,
+                trade_freeze_level=0,
+                currency_base=symbol[:3],
+                currency_profit=symbol[3:],
+                currency_margin=symbol[:3],
+                bid=bid,
+                ask=ask,
+                time=self.config.server_seconds(quote.time) if quote else 0,
+                session_deals=0,
+            )
+        )
+
+    def _tick_value(self, config: SymbolConfig, t: float) -> float:
+        """One point on one lot, in the account currency."""
+        try:
+            return self.venue.account.to_account_currency(
+                config.point * config.contract_size, config.symbol[3:], t
+            )
+        except KeyError:  # no symbol to convert through: as a terminal without the rate
+            return 0.0
+
+    def symbol_info_tick(self, symbol: str) -> Any:
+        if self._session.ipc_down() or self._symbol(symbol) is None:
+            return None
+        quote = self.venue.quote(symbol, self.clock())
+        if quote is None:
+            self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
+            return None
+        return self._session.ok(
+            Tick(
+                time=self.config.server_seconds(quote.time),
+                bid=quote.bid,
+                ask=quote.ask,
+                last=0.0,
+                volume=0,
+                time_msc=self.config.server_msc(quote.time),
+                flags=6,  # TICK_FLAG_BID | TICK_FLAG_ASK
+                volume_real=0.0,
+            )
+        )
+
+    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> Any:
+        if self._session.ipc_down():
+            return None
+        if not typed(action, int) or action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
+            self._session.invalid("action")
+            return None
+        for name, value in (("volume", volume), ("price", price)):
+            if not typed(value, float):
+                self._session.invalid(name)
+                return None
+        config = self._symbol(symbol)
+        if config is None:
+            return None
+        units = round(volume * config.contract_size)
+        return self._session.ok(self.venue.margin_required(symbol, units, self.clock()))
+
+    # -- trade requests ------------------------------------------------------------------------
+
+    def order_check(self, request: dict[str, Any]) -> Any:
+        return self._trading.order_check(request)
+
+    def order_send(self, request: dict[str, Any]) -> Any:
+        return self._trading.order_send(request)
+
+    # -- the terminal's lists: orders, positions, history ---------------------------------------
+
+    def orders_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> Any:
+        return self._lists.orders_get(symbol, group, ticket)
+
+    def history_orders_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> Any:
+        return self._lists.history_orders_get(date_from, date_to, group, ticket, position)
+
+    def history_deals_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> Any:
+        return self._lists.history_deals_get(date_from, date_to, group, ticket, position)
+
+    def positions_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> Any:
+        return self._lists.positions_get(symbol, group, ticket)
