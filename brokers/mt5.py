@@ -24,9 +24,8 @@ import logging
 import os
 import re
 import threading
-import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from brokers import mt5_codes as codes
 from brokers.mt5_codes import Outcome
+from engine.clock import Clock, WallClock
 from engine.core.instruments import (
     SymbolSpec,
     TradeMode,
@@ -233,14 +233,14 @@ class MT5Broker(BrokerInterface):
         mt5: Any,
         config: MT5Config | None = None,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         """`mt5`: the module, or any object with its functions and constants. `clock`:
         POSIX seconds, for history windows. `lock`: shared by every call into `mt5`."""
         self.config = config or MT5Config()
         self._mt5 = mt5
-        self._clock = clock
+        self._clock: Clock = clock if clock is not None else WallClock()
         self._lock = lock if lock is not None else threading.Lock()
         with self._lock:
             self._k = _Constants.read(mt5)
@@ -663,7 +663,7 @@ class MT5Broker(BrokerInterface):
         return server_seconds - self.config.server_time_offset_seconds
 
     def _history_window(self) -> tuple[datetime, datetime]:
-        now = self._clock() + self.config.server_time_offset_seconds
+        now = self._clock.now() + self.config.server_time_offset_seconds
         return (
             datetime.fromtimestamp(now - self.config.history_lookback_seconds, UTC),
             datetime.fromtimestamp(now + self.config.history_padding_seconds, UTC),

@@ -40,7 +40,10 @@ class SimulatedWorld:
     broker: BrokerInterface
     engine: ExecutionEngine[simpy.Process]
     driver: SimPyDriver
-    broker_kind: BrokerKind = "sim"
+    # The emulated MT5 terminal the broker talks to ("mt5-emulated"). The driver carries
+    # the wire, so the terminal answers at the instant a request arrives, with no network
+    # of its own between it and the trade server.
+    terminal: MT5Emulator | None = None
 
     @classmethod
     def build(
@@ -69,20 +72,26 @@ class SimulatedWorld:
         # time: the broker behind it answers at the instant a request arrives.
         wire = Wire(sim_network, clock, carried_by_driver=True)
         driver = SimPyDriver(wire, engine_config.request_timeout_seconds)
-        broker = _broker(broker_kind, sim_venue, wire)
+        terminal = None
+        if broker_kind == "mt5-emulated":
+            terminal = MT5Emulator(sim_venue, Wire(None, clock))
+        broker = _broker(sim_venue, wire, terminal)
         engine = ExecutionEngine(
             broker, database, engine_config, driver, instance_id=f"sim-{seed}-0"
         )
-        return cls(clock.env, prices, sim_venue, sim_network, broker, engine, driver, broker_kind)
+        return cls(clock.env, prices, sim_venue, sim_network, broker, engine, driver, terminal)
 
     def restarted(self, config: EngineConfig | None = None) -> SimulatedWorld:
         """A new engine process on the same store, broker and market, from now: what a
-        crash and restart look like (the old engine's processes are simply never run)."""
-        clock = SimPyClock.starting_at(self.env.now)
+        crash and restart look like. The world's time goes on in a new SimPy environment,
+        so the old engine's processes are simply never run again; an MT5 terminal outlives
+        the engine, as a real one does, and the new engine connects to it afresh."""
+        clock = self.driver.clock
+        clock.env = simpy.Environment(initial_time=self.env.now)
         engine_config = config or self.engine.config
         wire = Wire(self.network, clock, carried_by_driver=True)
         driver = SimPyDriver(wire, engine_config.request_timeout_seconds)
-        broker = _broker(self.broker_kind, self.venue, wire)
+        broker = _broker(self.venue, wire, self.terminal)
         database = self.engine.database
         database.release_lease(self.engine.instance_id)  # the old engine is dead
         engine = ExecutionEngine(
@@ -90,17 +99,14 @@ class SimulatedWorld:
         )
         return SimulatedWorld(
             clock.env, self.market, self.venue, self.network, broker, engine, driver,
-            self.broker_kind,
+            self.terminal,
         )
 
 
-def _broker(kind: BrokerKind, venue: Venue, wire: Wire) -> BrokerInterface:
-    """The simulator's broker, or MT5Broker over the MT5 terminal emulator, on the venue."""
-    if kind == "mt5-emulated":
-        # The driver carries the wire; the terminal answers at the instant a request
-        # arrives, with no network of its own between it and the trade server.
-        terminal = MT5Emulator(venue, clock=wire.clock.now)
-        broker = MT5Broker(terminal, MT5Config(), clock=wire.clock.now)
+def _broker(venue: Venue, wire: Wire, terminal: MT5Emulator | None) -> BrokerInterface:
+    """The simulator's broker on the venue, or MT5Broker over the emulated terminal."""
+    if terminal is not None:
+        broker = MT5Broker(terminal, MT5Config(), clock=wire.clock)
         broker.start()
         return broker
     return SimulatedBroker(venue, wire)

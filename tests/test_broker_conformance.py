@@ -1,7 +1,7 @@
 """One contract, two brokers: the simulator's own and MT5Broker over the MT5 emulator.
 
 Each case builds the same venue (market, account, depth, faults) behind either broker and
-asserts what the engine relies on. Both run in virtual time: a VirtualClock that moves only
+asserts what the engine relies on. Both run in virtual time: a SimPy clock that moves only
 when the network's delays are slept, so faults and timeouts are exact and instant.
 """
 
@@ -26,15 +26,18 @@ from engine.core.ports import (
     OutcomeUnknown,
 )
 from engine.engine import ExecutionEngine
+from engine.live import LiveDriver
 from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from sim.account import AccountConfig
 from sim.broker import SimulatedBroker
+from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
-from sim.mt5 import MT5Emulator, VirtualClock
+from sim.mt5 import MT5Emulator
 from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
 from sim.venue import Venue, VenueConfig
+from sim.wire import Wire
 from sim.world import DEFAULT_START
 from tests.builders import decision
 
@@ -64,7 +67,7 @@ def window(kind: FaultKind, seconds: float = 1.0) -> NetworkConfig:
 @dataclass
 class Setup:
     kind: str
-    clock: VirtualClock
+    clock: SimPyClock
     venue: Venue
     broker: BrokerInterface
 
@@ -80,17 +83,17 @@ def build(
     seed: int = 1,
 ) -> Setup:
     """The same venue and wire behind the simulator's broker or MT5Broker + emulator."""
-    clock = VirtualClock(start)
+    clock = SimPyClock.starting_at(start)
     prices = SyntheticMarket(market, seed, start)
     sim_venue = Venue(prices, account, venue, seed)
-    wire = Network(network, seed, prices.volatility)
+    wire = Wire(Network(network, seed, prices.volatility), clock)
     broker: BrokerInterface
     if kind == "simulator":
         broker = SimulatedBroker(
-            sim_venue, clock, network=wire, sleep=clock.sleep, request_timeout=TIMEOUT
+            sim_venue, wire, request_timeout=TIMEOUT
         )
     else:
-        terminal = MT5Emulator(sim_venue, clock, wire, sleep=clock.sleep)
+        terminal = MT5Emulator(sim_venue, wire)
         mt5 = MT5Broker(terminal, MT5Config(timeout_ms=int(TIMEOUT * 1000)), clock=clock)
         mt5.start()
         broker = mt5
@@ -113,7 +116,7 @@ def order(
     tag: str = TAG,
 ) -> OrderRequest:
     """An order as the engine builds it: at the quoted side of the broker's own quote."""
-    quote = setup.venue.quote(symbol, setup.clock())
+    quote = setup.venue.quote(symbol, setup.clock.now())
     spec = setup.venue.spec(symbol)
     assert quote is not None and spec is not None
     price = quote.ask if direction is Direction.BUY else quote.bid
@@ -253,7 +256,7 @@ def test_a_lost_request_never_reaches_the_broker_and_find_order_says_so(kind):
     setup = build(kind, network=window(FaultKind.HANG, seconds=1.0))
     with pytest.raises(OutcomeUnknown):
         setup.broker.place_order(order(setup))
-    assert setup.clock() == pytest.approx(T0 + TIMEOUT)  # it waited out its timeout
+    assert setup.clock.now() == pytest.approx(T0 + TIMEOUT)  # it waited out its timeout
     assert setup.broker.find_order(TAG) is None
     assert setup.venue.orders == {}
 
@@ -312,7 +315,7 @@ def test_symbol_spec_and_quote_are_the_venues(kind):
     assert setup.broker.symbol_spec("EURUSD") == setup.venue.spec("EURUSD")
     assert setup.broker.symbol_spec("XAUUSD") is None
     snapshot = setup.broker.market_snapshot("USDJPY")
-    quote = setup.venue.quote("USDJPY", setup.clock())
+    quote = setup.venue.quote("USDJPY", setup.clock.now())
     assert snapshot is not None and quote is not None
     assert (snapshot.bid, snapshot.ask, snapshot.time) == (quote.bid, quote.ask, quote.time)
     assert setup.broker.is_connected()
@@ -324,7 +327,7 @@ def test_on_a_weekend_the_quote_is_stale_and_the_symbol_still_tradable(kind):
     spec = setup.broker.symbol_spec("EURUSD")
     assert snapshot is not None and spec is not None
     # The engine judges the market closed from the quote's age: MT5 has no session call.
-    assert setup.clock() - snapshot.time > EngineConfig().max_quote_age_seconds
+    assert setup.clock.now() - snapshot.time > EngineConfig().max_quote_age_seconds
     assert spec.trade_mode is TradeMode.FULL
 
 
@@ -341,7 +344,7 @@ def test_margin_required_and_the_account_agree_with_the_venue(kind):
     after = setup.broker.account()
     assert after.margin_used == pytest.approx(needed)
     assert after.free_margin == pytest.approx(after.equity - after.margin_used)
-    assert after == setup.venue.account_state(setup.clock())
+    assert after == setup.venue.account_state(setup.clock.now())
 
 
 # -- through the engine ------------------------------------------------------------------------
@@ -349,7 +352,7 @@ def test_margin_required_and_the_account_agree_with_the_venue(kind):
 
 def engine_on(setup: Setup) -> ExecutionEngine:
     return ExecutionEngine(
-        setup.broker, clock=setup.clock, sleep=setup.clock.sleep, instance_id=setup.kind
+        setup.broker, driver=LiveDriver(setup.clock), instance_id=setup.kind
     )
 
 

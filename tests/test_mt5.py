@@ -31,6 +31,7 @@ from brokers.mt5 import (
     TerminalStartError,
     load_mt5_module,
 )
+from engine.clock import WallClock
 from engine.core.config import EngineConfig
 from engine.core.events import OrderAcknowledged, SubmissionUnanswered
 from engine.core.ports import (
@@ -42,14 +43,17 @@ from engine.core.ports import (
     RequestNotSent,
 )
 from engine.engine import ExecutionEngine
+from engine.live import LiveDriver
 from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from engine.store.base import ExecutionDatabase
+from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
-from sim.mt5 import MT5Emulator, OrderSendResult, TerminalConfig, VirtualClock
+from sim.mt5 import MT5Emulator, OrderSendResult, TerminalConfig
 from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
 from sim.venue import Venue
-from sim.world import DEFAULT_START, WallClock
+from sim.wire import Wire
+from sim.world import DEFAULT_START
 from tests.builders import decision
 
 R = ExecutionRejectionReason
@@ -84,19 +88,17 @@ def terminal(
     network: NetworkConfig | None = None,
     market: MarketConfig = STILL,
     start: float = T0,
-) -> tuple[MT5Emulator, VirtualClock]:
-    clock = VirtualClock(start)
+) -> tuple[MT5Emulator, SimPyClock]:
+    clock = SimPyClock.starting_at(start)
     prices = SyntheticMarket(market, 1, start)
     venue = Venue(prices, seed=1)
-    wire = Network(network, 1, prices.volatility) if network is not None else None
-    emulator = MT5Emulator(
-        venue, clock, wire, config, sleep=clock.sleep if wire is not None else None
-    )
+    faults = Network(network, 1, prices.volatility) if network is not None else None
+    emulator = MT5Emulator(venue, Wire(faults, clock), config)
     return emulator, clock
 
 
 def broker_on(
-    emulator: Any, clock: VirtualClock, config: MT5Config | None = None, **options: Any
+    emulator: Any, clock: SimPyClock, config: MT5Config | None = None, **options: Any
 ) -> MT5Broker:
     broker = MT5Broker(emulator, config, clock=clock, **options)
     broker.start()
@@ -495,7 +497,7 @@ def test_server_time_is_made_utc_with_the_configured_offset():
 # -- credentials --------------------------------------------------------------------------------
 
 
-def secret_terminal() -> tuple[MT5Emulator, VirtualClock]:
+def secret_terminal() -> tuple[MT5Emulator, SimPyClock]:
     return terminal(TerminalConfig(login=LOGIN, password=SecretStr(SECRET), server=SERVER))
 
 
@@ -692,7 +694,7 @@ def events_of(database: ExecutionDatabase, kind: type) -> list[Any]:
 def virtual_chaos(seed: int) -> tuple[Venue, ExecutionEngine]:
     """120 decisions through the engine, MT5Broker and the emulator, in virtual time, with
     random losses and windows of dropped replies, hangs and a refusing server."""
-    clock = VirtualClock(T0)
+    clock = SimPyClock.starting_at(T0)
     prices = SyntheticMarket(MarketConfig(regimes=None), seed, T0)
     venue = Venue(prices, seed=seed)
     faults = (
@@ -708,13 +710,12 @@ def virtual_chaos(seed: int) -> tuple[Venue, ExecutionEngine]:
         seed,
         prices.volatility,
     )
-    emulator = MT5Emulator(venue, clock, wire, sleep=clock.sleep)
+    emulator = MT5Emulator(venue, Wire(wire, clock))
     broker = broker_on(emulator, clock, MT5Config(timeout_ms=1_000))
     engine = ExecutionEngine(
         broker,
         config=EngineConfig(order_timeout_seconds=10.0),
-        clock=clock,
-        sleep=clock.sleep,
+        driver=LiveDriver(clock),
         instance_id=f"chaos-{seed}",
     )
     for i in range(120):
@@ -751,7 +752,7 @@ def test_threads_on_the_wall_clock_with_lost_replies_duplicate_nothing_and_lose_
         5,
         prices.volatility,
     )
-    emulator = MT5Emulator(venue, clock, wire, sleep=time.sleep)
+    emulator = MT5Emulator(venue, Wire(wire, clock))
     broker = MT5Broker(emulator, MT5Config(timeout_ms=30), clock=clock)
     broker.start()
     engine = ExecutionEngine(
@@ -762,8 +763,7 @@ def test_threads_on_the_wall_clock_with_lost_replies_duplicate_nothing_and_lose_
             retry_backoff_seconds=0.02,
             request_timeout_seconds=0.1,
         ),
-        clock=clock,
-        sleep=time.sleep,
+        driver=LiveDriver(clock),
         instance_id="wall-chaos",
     )
     decisions = [decision(decision_id=f"w{i}", direction=(-1) ** i) for i in range(32)]

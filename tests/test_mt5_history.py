@@ -11,13 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.account import AccountConfig, MarginMode
+from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
-from sim.mt5 import MT5Emulator, VirtualClock
+from sim.mt5 import MT5Emulator
 from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
 from sim.spilled import SpilledRecords
 from sim.venue import Venue, VenueConfig
+from sim.wire import Wire
 from sim.world import DEFAULT_START
 
 T0 = DEFAULT_START
@@ -32,8 +34,8 @@ EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 def terminal(
     fill_delay: float, hedging: bool, partition: tuple[float, float] | None = None
-) -> tuple[MT5Emulator, VirtualClock]:
-    clock = VirtualClock(T0)
+) -> tuple[MT5Emulator, SimPyClock]:
+    clock = SimPyClock.starting_at(T0)
     prices = SyntheticMarket(MARKET, 3, T0)
     account = AccountConfig(margin_mode=MarginMode.HEDGING if hedging else MarginMode.NETTING)
     # A thin book: large orders fill partially, so deals come in every size.
@@ -47,7 +49,7 @@ def terminal(
         else ()
     )
     wire = Network(NetworkConfig(latency=LatencyConfig.constant(0.0), faults=faults), 3)
-    emulator = MT5Emulator(venue, clock, wire, sleep=clock.sleep)
+    emulator = MT5Emulator(venue, Wire(wire, clock))
     # A history of a few orders in memory, the rest spilled: both parts are read.
     book = emulator._book
     book.closed_tags, book.deals = SpilledRecords(keep=2), SpilledRecords(keep=2)
@@ -111,7 +113,7 @@ def test_an_order_learnt_of_late_with_older_deals_is_booked_in_deal_order():
     send(emulator, "EURUSD", buy=False, lots=0.5)  # in the partition: known at its end
     late = max(emulator.venue.orders)
     clock.sleep(20.0)
-    emulator.venue.status(str(late), clock())  # the server fills it: the older deal
+    emulator.venue.status(str(late), clock.now())  # the server fills it: the older deal
     assert emulator.positions_get()[0].volume == 1.0  # the first order's fill, booked now
     assert len(emulator.history_deals_get(*EVER)) == 1
 
@@ -166,7 +168,7 @@ def test_the_kept_book_reads_as_a_full_replay_whatever_happens(
         elif step[0] == "wait":
             clock.sleep(step[1])
         elif step[0] == "server fills" and chosen:
-            emulator.venue.status(str(chosen), clock())
+            emulator.venue.status(str(chosen), clock.now())
         elif step[0] == "cancel" and chosen:
             emulator.order_send({"action": emulator.TRADE_ACTION_REMOVE, "order": chosen})
         elif step[0] == "look" and chosen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from brokers.mt5 import MT5Broker
 from engine.core.effects import Record
 from engine.core.events import ReconciliationAttempted
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
@@ -47,6 +48,16 @@ def test_an_order_executed_while_the_engine_was_down_is_adopted_not_resent():
     assert len(world.venue.orders) == 1
     kinds = [type(e) for e in restarted.engine.database.events(execution_id)]
     assert ReconciliationAttempted in kinds  # the reconciliation itself is on the record
+
+
+def test_a_restart_of_an_mt5_world_reconnects_mt5broker_to_the_terminal_and_adopts_the_order():
+    world, execution_id = crash_at(0.015, broker_kind="mt5-emulated")
+    restarted, [execution] = recover(world)
+    assert isinstance(restarted.broker, MT5Broker) and restarted.broker is not world.broker
+    assert restarted.terminal is world.terminal  # the terminal outlived the engine
+    assert execution.status is S.FILLED and len(world.venue.orders) == 1
+    kinds = [type(e) for e in restarted.engine.database.events(execution_id)]
+    assert ReconciliationAttempted in kinds
 
 
 def test_an_order_that_never_reached_the_broker_is_abandoned_not_sent_late():

@@ -1,6 +1,6 @@
 """An MT5 terminal emulator: the MetaTrader5 module's functions and constants over the venue.
 
-`MT5Emulator(venue, clock, network)` behaves as the module does against a terminal logged in
+`MT5Emulator(venue, wire)` behaves as the module does against a terminal logged in
 to the simulated broker: the same functions, constants and named-tuple records, None
 answers explained by `last_error()`, and trade server return codes from the venue. It is
 what the live broker (`brokers.mt5.MT5Broker`) is tested against, so it is strict: it
@@ -18,20 +18,20 @@ How the simulated network's faults look through the module:
   ends — so during a partition the terminal's history cannot prove an order absent;
 - DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection').
 Market orders and the removal of a resting one are modelled; pending orders are not.
-The emulator reads time only from its injected clock and waits only through its injected
-sleep (none: a request takes no time).
+The emulator reads time only from its wire's clock and crosses to the trade server only
+through the wire (`sim.wire`: one crossing for every driver and this terminal; a wire with
+no network answers at once).
 
 One module per concern:
 - `terminal`: `MT5Emulator` — session, terminal and account info, symbols; the rest delegated;
 - `session`: the call protocol (IPC state, the last error, strict argument types);
-- `trading`: order_check and order_send, the trade server's side, the one network crossing;
+- `trading`: order_check and order_send, the trade server's side, its crossing of the wire;
 - `book`: what the terminal knows of orders (tags), its positions and deals, kept current;
 - `lists`: orders_get, positions_get, history_orders_get, history_deals_get, from the book;
-- `records`, `constants`, `config`, `clock`: the named tuples and request fields, the
-  module's constants, `TerminalConfig`, `VirtualClock`.
+- `records`, `constants`, `config`: the named tuples and request fields, the module's
+  constants, `TerminalConfig`.
 """
 
-from sim.mt5.clock import VirtualClock
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import MT5Constants
 from sim.mt5.records import (
@@ -62,5 +62,4 @@ __all__ = [
     "TradeOrder",
     "TradePosition",
     "TradeRequest",
-    "VirtualClock",
 ]

@@ -3,20 +3,19 @@ terminal, a refusal explained by `last_error()`, and arguments of strict types."
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from brokers import mt5_codes as codes
-from sim.network import FaultKind, Network
+from sim.network import FaultKind
+from sim.wire import Wire
 
 
 class Session:
     """A program's IPC session with the terminal: whether it is up, its timeout, and the last
     call's error, which every call sets (to success, or to why it answered None)."""
 
-    def __init__(self, clock: Callable[[], float], network: Network | None) -> None:
-        self.clock = clock
-        self.network = network
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
         self.error: tuple[int, str] = (codes.RES_S_OK, "Success")
         self.initialized = False
         self.ipc_timeout = 60.0
@@ -28,12 +27,9 @@ class Session:
     def fail(self, code: int, description: str) -> None:
         self.error = (code, description)
 
-    def fault(self, t: float) -> FaultKind | None:
-        return self.network.fault_at(t) if self.network is not None else None
-
     def ipc_down(self) -> bool:
         """No IPC with the terminal: not initialized, or the terminal is offline."""
-        if not self.initialized or self.fault(self.clock()) is FaultKind.DISCONNECT:
+        if not self.initialized or self.wire.fault() is FaultKind.DISCONNECT:
             self.fail(codes.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
             return True
         return False

@@ -7,7 +7,6 @@ and the symbols are answered here; the trade functions and the terminal's lists 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from brokers import mt5_codes as codes
@@ -20,8 +19,9 @@ from sim.mt5.lists import Lists
 from sim.mt5.records import AccountInfo, SymbolInfo, TerminalInfo, Tick
 from sim.mt5.session import Session, typed
 from sim.mt5.trading import Trading
-from sim.network import FaultKind, Network
+from sim.network import FaultKind
 from sim.venue import Venue
+from sim.wire import Wire
 
 
 class MT5Emulator(MT5Constants):
@@ -31,26 +31,19 @@ class MT5Emulator(MT5Constants):
     def __init__(
         self,
         venue: Venue,
-        clock: Callable[[], float],
-        network: Network | None = None,
+        wire: Wire,
         config: TerminalConfig | None = None,
-        sleep: Callable[[float], None] | None = None,
     ) -> None:
-        """`clock`: the driver's time (POSIX seconds, UTC). `network`: latency and faults
-        between terminal and trade server. `sleep`: waits out the network's delays; None
-        answers at once."""
-        if sleep is not None and network is None:
-            raise ValueError("a sleep function carries a network's delays: give the network too")
+        """`wire`: between the terminal and the trade server — its clock is the terminal's
+        time (POSIX seconds, UTC), its network the latency and faults a request meets."""
         self.venue = venue
-        self.clock = clock
-        self.network = network
+        self.wire = wire
+        self.clock = wire.clock.now
         self.config = config or TerminalConfig()
-        self._session = Session(clock, network)
+        self._session = Session(wire)
         self._book = Book(venue, self.config)
-        self._lists = Lists(venue, clock, self.config, self._session, self._book)
-        self._trading = Trading(
-            venue, clock, network, self.config, self._session, self._book, sleep
-        )
+        self._lists = Lists(venue, self.clock, self.config, self._session, self._book)
+        self._trading = Trading(venue, wire, self.config, self._session, self._book)
 
     @property
     def algo_trading(self) -> bool:
@@ -76,7 +69,7 @@ class MT5Emulator(MT5Constants):
         timeout: int = 60_000,
         portable: bool = False,
     ) -> bool:
-        if self._session.fault(self.clock()) is FaultKind.DISCONNECT:
+        if self.wire.fault() is FaultKind.DISCONNECT:
             self._session.fail(codes.RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed")
             return False
         if not typed(timeout, int) or timeout <= 0:
@@ -136,7 +129,7 @@ class MT5Emulator(MT5Constants):
     def terminal_info(self) -> Any:
         if self._session.ipc_down():
             return None
-        fault = self._session.fault(self.clock())
+        fault = self.wire.fault()
         return self._session.ok(
             TerminalInfo(
                 community_account=False,

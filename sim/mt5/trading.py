@@ -12,15 +12,23 @@ from typing import Any
 
 from brokers import mt5_codes as codes
 from engine.core.instruments import SymbolSpec, VolumeError, lots_to_units, units_to_lots
-from engine.core.ports import BrokerOrderState, BrokerRejected, FillPolicy, OrderRequest
+from engine.core.ports import (
+    BrokerOrderState,
+    BrokerRejected,
+    FillPolicy,
+    OrderRequest,
+    OutcomeUnknown,
+    RequestNotSent,
+)
 from engine.schemas import Direction
 from sim.mt5.book import Book, Tag
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import FILLING_BIT, K, filling_mode
 from sim.mt5.records import REQUEST_FIELDS, ZERO, OrderCheckResult, OrderSendResult, TradeRequest
 from sim.mt5.session import Session, typed
-from sim.network import Fate, FaultKind, Network
+from sim.network import FaultKind
 from sim.venue import Venue
+from sim.wire import Wire
 
 _COMMENT = re.compile(r"[A-Za-z0-9]*")
 
@@ -31,21 +39,18 @@ class Trading:
     def __init__(
         self,
         venue: Venue,
-        clock: Callable[[], float],
-        network: Network | None,
+        wire: Wire,
         config: TerminalConfig,
         session: Session,
         book: Book,
-        sleep: Callable[[float], None] | None,
     ) -> None:
         self.venue = venue
-        self.clock = clock
-        self.network = network
+        self.clock = wire.clock.now
+        self.wire = wire
         self.config = config
         self.algo_trading = config.algo_trading  # the button (MT5Emulator.algo_trading)
         self._session = session
         self._book = book
-        self._sleep = sleep
         self._request_id = 0
 
     # -- trade requests: what the terminal refuses, order_check, order_send --------------------
@@ -244,8 +249,8 @@ class Trading:
     def _resync_time(self, t: float) -> float:
         """When the terminal learns of an order the server executed at t: at once, unless the
         server's answers are being dropped — then when the partition ends."""
-        if self.network is not None:
-            for window in self.network.config.faults:
+        if self.wire.network is not None:
+            for window in self.wire.network.config.faults:
                 if window.kind is FaultKind.DROP_REPLIES and window.start <= t < window.end:
                     return window.end
         return t
@@ -253,22 +258,12 @@ class Trading:
     # -- the wire: the one place a request crosses the network ----------------------------------
 
     def _transmit(self, trade: Any, execute: Callable[[Any, float], Any]) -> Any:
-        """Carry a request to the trade server over the network and wait for its answer."""
-
-        def wait(seconds: float) -> None:
-            if self._sleep is not None and seconds > 0:
-                self._sleep(seconds)
-
-        if self.network is None:
-            return self._session.ok(execute(trade, self.clock()))
-        delivery = self.network.plan(self.clock())
-        if delivery.fate is Fate.REFUSED:  # the server is down: nothing leaves the terminal
+        """Carry a request to the trade server over the wire and wait for its answer."""
+        try:
+            result = self.wire.call(lambda: execute(trade, self.clock()), self._session.ipc_timeout)
+        except RequestNotSent:  # the server is down: nothing leaves the terminal
             return self._session.ok(self._result(trade, codes.CONNECTION))
-        schedule = delivery.schedule(self._session.ipc_timeout)
-        wait(schedule.before)
-        result = execute(trade, self.clock()) if schedule.reaches_broker else None
-        wait(schedule.after)
-        if schedule.error is not None:
+        except OutcomeUnknown:
             self._session.fail(codes.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
             return None
         return self._session.ok(result)
