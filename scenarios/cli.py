@@ -299,7 +299,7 @@ def report(
                 f"{run_dir} holds no executions.parquet: make it with arbitrex run --out",
                 param_hint="RUN_DIRS",
             )
-    from scenarios.report import build_report  # matplotlib loads only for reports
+    from scenarios.analysis.report import build_report  # matplotlib loads only for reports
 
     build_report(run_dirs, out)
     console.print(f"report written to {out}")
