@@ -235,7 +235,7 @@ def api_requests(
     import asyncio
 
     from engine.api import ApiSettings, KeyStore, Role, create_app
-    from scenarios.cli_api import paper_trading_engine
+    from scenarios.assembly import paper_trading_engine
 
     with tempfile.TemporaryDirectory() as folder:
         keys = KeyStore(Path(folder) / "keys.db")

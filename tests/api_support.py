@@ -26,7 +26,7 @@ import uvicorn
 from engine.api import ApiSettings, KeyStore, Role, create_app
 from engine.engine import ExecutionEngine
 from engine.store import open_database
-from scenarios.cli_api import paper_trading_engine
+from scenarios.assembly import paper_trading_engine
 from sim.venue import Venue
 
 ROOT = Path(__file__).resolve().parents[1]
