@@ -2,7 +2,8 @@
 
 `serve --broker sim` is paper trading: the live driver against the simulated market in
 wall-clock time. `serve --broker mt5` trades live through the MT5 terminal. Either way the
-engine settles what a previous process left open before the first request is served.
+engine (built by `scenarios.assembly`) settles what a previous process left open before the
+first request is served.
 """
 
 from __future__ import annotations
@@ -233,7 +234,3 @@ def keys_revoke(
     finally:
         store.close()
     typer.echo(f"revoked key {record.name!r} ({record.role.value})")
-
-
-if __name__ == "__main__":
-    api_app()
