@@ -2,10 +2,10 @@
 figures that do not wander with the machine's load, for before/after comparisons of work
 on the hot paths.
 
-Runs `scenarios.bench.simulated_run` (store off, SQLite file) and `scenarios.bench.
-api_requests` (POST /execute into the ASGI app in process, with the engine stubbed and with
-the paper engine) under `valgrind --tool=callgrind` at two sizes, and reports the
-difference per execution or request, so interpreter start-up and imports cancel out.
+Runs `workloads.simulated_run` (store off, SQLite file) and `workloads.api_requests` (POST
+/execute into the ASGI app in process, with the engine stubbed and with the paper engine)
+under `valgrind --tool=callgrind` at two sizes, and reports the difference per execution or
+request, so interpreter start-up and imports cancel out.
 Python runs some 50x slower under callgrind: the default sizes take two to three minutes.
 Counts still vary by about 1 % from run to run (object addresses, the garbage collector's
 timing): a smaller difference between two checkouts is noise.
@@ -33,16 +33,16 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 # What one run does, by name: {n} is its size, {folder} a scratch folder.
 RUNS = {
-    "store_off": "bench.simulated_run({n}, 'memory://')",
-    "store_sqlite_file": "bench.simulated_run({n}, 'sqlite:///{folder}/sim-{n}.db')",
-    "api_engine_stubbed": "bench.api_requests({n}, engine_stubbed=True)",
-    "api_paper_engine": "bench.api_requests({n}, engine_stubbed=False)",
+    "store_off": "workloads.simulated_run({n}, 'memory://')",
+    "store_sqlite_file": "workloads.simulated_run({n}, 'sqlite:///{folder}/sim-{n}.db')",
+    "api_engine_stubbed": "workloads.api_requests({n}, engine_stubbed=True)",
+    "api_paper_engine": "workloads.api_requests({n}, engine_stubbed=False)",
 }
 
 
 def instructions(run: str, n: int, folder: Path) -> int:
     """Instructions of one whole process that runs `run` at size `n`."""
-    code = "from scenarios import bench; " + RUNS[run].format(n=n, folder=folder)
+    code = "from benchmarks import workloads; " + RUNS[run].format(n=n, folder=folder)
     callgrind = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
     result = subprocess.run(
         [*callgrind, sys.executable, "-c", code],

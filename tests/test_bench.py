@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 
-def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
+def test_the_suite_measures_every_figure_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
     result = subprocess.run(
-        [shutil.which("arbitrex"), "bench", "--orders", "200", "--repeat", "1", "--out", str(out)],
+        [sys.executable, str(script), "--orders", "200", "--repeat", "1", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -34,7 +35,7 @@ def test_the_bench_command_measures_every_figure_and_writes_json(tmp_path):
 
 
 def test_a_fresh_process_reports_its_own_peak_memory_not_its_large_parents():
-    from scenarios.bench import in_fresh_process
+    from benchmarks.suite import in_fresh_process
 
     ballast = bytearray(300 * 1024 * 1024)  # touched: resident in this process
     ballast[::4096] = b"x" * len(ballast[::4096])

@@ -3,7 +3,6 @@ API sub-commands registered from their own modules."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -271,34 +270,3 @@ def report(
 
     build_report(run_dirs, out)
     console.print(f"report written to {out}")
-
-
-@app.command()
-def bench(
-    quick: Annotated[bool, typer.Option(help="10k orders only: minutes, not an hour")] = False,
-    repeat: Annotated[int, typer.Option(min=1, max=9, help="Runs per figure")] = 3,
-    orders: Annotated[
-        int | None, typer.Option(min=100, help="One size only, instead of the suite's")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="JSON results")] = Path(
-        "benchmarks/results/latest.json"
-    ),
-) -> None:
-    """Measure the engine against its performance targets (median, min and max)."""
-    from scenarios.bench import run_suite, table_rows
-
-    results = run_suite(
-        quick, repeat, lambda step: err.print(f"[dim]{step}[/dim]"), [orders] if orders else None
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    table = Table(title="performance: median \\[min..max] x runs")
-    for column in ("measure", "value", "target"):
-        table.add_column(column)
-    for row in table_rows(results):
-        table.add_row(*row)
-    console.print(table)
-    console.print("where the time goes (per simulated execution):")
-    for entry in results["profile"]["top"][:10]:
-        console.print(f"  {entry['own_us_per_execution']:8.1f} us own  {entry['function']}")
-    console.print(f"results written to {out}")
