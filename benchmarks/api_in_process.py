@@ -19,7 +19,7 @@ from pathlib import Path
 # commit measures its own code.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scenarios.bench import api_requests
+from benchmarks.workloads import api_requests
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The REST API under N concurrent clients: executions/s and latency, next to bare FastAPI.
 
 Starts two servers on 127.0.0.1, each in a process of its own: `arbitrex serve` on the
-paper-trading simulator (`python -m scenarios.cli_api serve`), and a bare FastAPI endpoint
+paper-trading simulator (`python -m scenarios.cli serve`), and a bare FastAPI endpoint
 that does nothing but parse the same JSON and answer. Then N clients, each on its own
 keep-alive connection, send R executions each, all at once; every request is timed. The
 result is one JSON document on stdout. Run from the repository root:
@@ -248,7 +248,7 @@ def main() -> None:
     keys.close()
     engine_port, bare_port = _free_port(), _free_port()
     serve = [
-        sys.executable, "-m", "scenarios.cli_api", "serve", "--broker", "sim",
+        sys.executable, "-m", "scenarios.cli", "serve", "--broker", "sim",
         "--db", args.db, "--keys", str(home / "keys.db"), "--port", str(engine_port),
         "--latency-ms", str(args.latency_ms), "--max-concurrent", str(args.max_concurrent),
         "--rate-limit", "1000000000", "--burst", "1000000000",

@@ -1,7 +1,7 @@
 """Crash chaos: the engine process is killed with SIGKILL mid-run, at seeded random moments,
 and restarted on the same audit store and the same broker; the invariants must still hold.
 
-The broker lives in its own process (`sim.broker_process`), as a real terminal outlives
+The broker lives in its own process (`scenarios.paper_venue`), as a real terminal outlives
 the strategy that talks to it. Each engine run first recovers what the last one left open,
 then executes the scenario's decisions in order, on the wall clock; decisions already
 recorded come back from the store by their idempotency key, so a restart never sends a
@@ -106,7 +106,7 @@ def crash_run(
     db_url = f"sqlite:///{out_dir / 'audit.db'}"
     port = free_port()
     broker = subprocess.Popen(
-        [sys.executable, "-m", "sim.broker_process", "--port", str(port), "--seed", str(seed),
+        [sys.executable, "-m", "scenarios.paper_venue", "--port", str(port), "--seed", str(seed),
          "--scenario", str(scenario_path.resolve())]
     )  # fmt: skip
     try:

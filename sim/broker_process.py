@@ -4,18 +4,16 @@ against the same broker — as a real terminal outlives the strategy that talks 
 `serve(...)` runs a Venue behind a local `multiprocessing.connection` listener;
 `VenueProxy` forwards the venue's methods to it, so `SimulatedBroker(VenueProxy(...), wire)`
 is the broker port over the remote venue. Both sides read one shared clock,
-`engine.clock.WallClock(start, origin)`, with `origin` agreed on the command line.
+`engine.clock.WallClock(start, origin)`, with `origin` agreed on the command line. The
+caller builds the venue to serve.
 """
 
 from __future__ import annotations
 
-import argparse
 import threading
 from multiprocessing.connection import Client, Connection, Listener
-from pathlib import Path
 from typing import Any
 
-from sim.market import MarketConfig, SyntheticMarket
 from sim.venue import Venue
 
 AUTHKEY = b"arbitrex-sim-broker"
@@ -78,28 +76,3 @@ class VenueProxy:
         if method not in _ALLOWED:
             raise AttributeError(method)
         return lambda *args: self._call(method, *args)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run a simulated broker venue in its own process")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--scenario", type=Path, help="a scenario file: its market, venue, account")
-    parser.add_argument("--start", type=float, help="without a scenario: the market's start")
-    options = parser.parse_args()
-    if options.scenario is not None:
-        from scenarios.spec import load_scenario  # the broker side reads the same file
-
-        scenario = load_scenario(options.scenario)
-        market = SyntheticMarket(scenario.market_config(), options.seed, scenario.t0)
-        venue = Venue(market, scenario.account, scenario.venue_config(), options.seed)
-    else:
-        start = options.start if options.start is not None else 0.0
-        venue = Venue(
-            SyntheticMarket(MarketConfig(regimes=None), options.seed, start), seed=options.seed
-        )
-    serve(("127.0.0.1", options.port), venue)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Serving the REST API in tests: always a real uvicorn server listening on 127.0.0.1.
 
 `paper_api` runs the server in a thread of the test process, so a test can read the
-simulated venue's ledger; `serve_process` runs `python -m scenarios.cli_api serve` as a
+simulated venue's ledger; `serve_process` runs `python -m scenarios.cli serve` as a
 user would, in its own process.
 """
 
@@ -26,7 +26,7 @@ import uvicorn
 from engine.api import ApiSettings, KeyStore, Role, create_app
 from engine.engine import ExecutionEngine
 from engine.store import open_database
-from scenarios.cli_api import paper_trading_engine
+from scenarios.assembly import paper_trading_engine
 from sim.venue import Venue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def free_port() -> int:
 
 def cli_api(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scenarios.cli_api", *args],
+        [sys.executable, "-m", "scenarios.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -156,12 +156,12 @@ class ServerProcess:
 
 @contextmanager
 def serve_process(log: Path, *args: str) -> Iterator[ServerProcess]:
-    """`python -m scenarios.cli_api serve ... --port P`, until /health answers; stopped as
+    """`python -m scenarios.cli serve ... --port P`, until /health answers; stopped as
     Ctrl-C stops it. Output goes to `log` (a pipe could fill up and stall the server)."""
     port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "scenarios.cli_api", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "scenarios.cli", "serve", "--port", str(port), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from engine.api import KeyStore, Role, create_app
 from engine.metrics import Distribution, MetricsSummary
 from engine.store import open_database, verify_audit_chain
-from scenarios.cli_api import paper_trading_engine
+from scenarios.assembly import paper_trading_engine
 from tests.api_support import (
     UNLIMITED,
     PaperApi,

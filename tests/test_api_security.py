@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from engine.api import ApiSettings, KeyStore, KeyStoreError, Role
 from engine.api.keys import CHANGES_CHECKED_EVERY
 from engine.api.ratelimit import TokenBucketLimiter
-from scenarios.cli_api import api_app
+from scenarios.cli.api import api_app
 from tests.api_support import UNLIMITED, PaperApi, approved, bearer, cli_api, paper_api
 
 READERS = {Role.AUDITOR, Role.ADMIN}

@@ -47,8 +47,8 @@ def test_two_engine_processes_sharing_postgresql_place_each_decision_exactly_onc
     path = scenario_file(tmp_path, orders).resolve()
     port = free_port()
     broker = subprocess.Popen(
-        [sys.executable, "-m", "sim.broker_process", "--port", str(port), "--scenario", str(path),
-         "--seed", "3"]
+        [sys.executable, "-m", "scenarios.paper_venue", "--port", str(port),
+         "--scenario", str(path), "--seed", "3"]
     )  # fmt: skip
     try:
         wait_for_broker(port, broker)

@@ -543,7 +543,7 @@ def test_a_failed_group_commit_fails_every_append_of_its_group_and_records_none(
 
 
 def test_executions_running_at_once_share_their_durable_commits(tmp_path):
-    from scenarios.cli_api import paper_trading_engine
+    from scenarios.assembly import paper_trading_engine
 
     db, disk = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.01)
     engine, _ = paper_trading_engine(7, db, latency_ms=1.0)

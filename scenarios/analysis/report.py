@@ -16,7 +16,7 @@ import pandas as pd
 # and shown inline by Jupyter when displayed.
 from matplotlib.figure import Figure
 
-from scenarios.analysis import (
+from scenarios.analysis.quality import (
     MARKOUT_HORIZONS,
     breakdown,
     enrich,

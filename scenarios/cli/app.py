@@ -1,27 +1,21 @@
-"""`arbitrex`: the kit's one command line."""
+"""The `arbitrex` application: scenario runs (demo, run, sweep), reports, and the audit and
+API sub-commands registered from their own modules."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.store import (
-    ExecutionDatabase,
-    StoreUnavailable,
-    export_audit_trail_to,
-    open_database,
-    verify_audit_chain,
-)
-from scenarios.cli_api import api_app
+from engine.store import StoreUnavailable
+from scenarios.cli.api import api_app
+from scenarios.cli.audit import audit_app
+from scenarios.cli.common import console, err, open_store
 from scenarios.crash import crash_run
 from scenarios.demo import demo_scenario
 from scenarios.invariants import Violation
@@ -33,11 +27,8 @@ from scenarios.sweep import sweep as run_sweep
 app = typer.Typer(
     help="Arbitrex execution kit: simulate, run and audit FX executions.", no_args_is_help=True
 )
-audit = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
-app.add_typer(audit, name="audit")
+app.add_typer(audit_app, name="audit")
 app.add_typer(api_app)  # serve, keys
-console = Console()
-err = Console(stderr=True, soft_wrap=True)  # error messages stay whole, never wrapped
 
 
 @app.callback()
@@ -63,7 +54,7 @@ def demo(
 ) -> None:
     """Execute N approved trades against the simulated market and summarise the run."""
     if db is not None:
-        _validate_url(db)
+        open_store(db).close()  # a bad URL is refused before the run starts
     _run_and_report(demo_scenario(orders, seed), Path.cwd(), seed, None, db)
 
 
@@ -263,30 +254,6 @@ def _print_violations(violations: list[Violation], checked: tuple[str, ...]) -> 
     console.print(table)
 
 
-def _validate_url(url: str) -> None:
-    _open(url).close()
-
-
-def _open(url: str, durability: Literal["sync", "batched"] = "sync") -> ExecutionDatabase:
-    try:
-        return open_database(url, durability=durability)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--db") from error
-    except StoreUnavailable as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from error
-
-
-def _moment(text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint=name) from error
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @app.command()
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (arbitrex run --out)")],
@@ -299,90 +266,7 @@ def report(
                 f"{run_dir} holds no executions.parquet: make it with arbitrex run --out",
                 param_hint="RUN_DIRS",
             )
-    from scenarios.report import build_report  # matplotlib loads only for reports
+    from scenarios.analysis.report import build_report  # matplotlib loads only for reports
 
     build_report(run_dirs, out)
     console.print(f"report written to {out}")
-
-
-@app.command()
-def bench(
-    quick: Annotated[bool, typer.Option(help="10k orders only: minutes, not an hour")] = False,
-    repeat: Annotated[int, typer.Option(min=1, max=9, help="Runs per figure")] = 3,
-    orders: Annotated[
-        int | None, typer.Option(min=100, help="One size only, instead of the suite's")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="JSON results")] = Path(
-        "benchmarks/results/latest.json"
-    ),
-) -> None:
-    """Measure the engine against its performance targets (median, min and max)."""
-    from scenarios.bench import run_suite, table_rows
-
-    results = run_suite(
-        quick, repeat, lambda step: err.print(f"[dim]{step}[/dim]"), [orders] if orders else None
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    table = Table(title="performance: median \\[min..max] x runs")
-    for column in ("measure", "value", "target"):
-        table.add_column(column)
-    for row in table_rows(results):
-        table.add_row(*row)
-    console.print(table)
-    console.print("where the time goes (per simulated execution):")
-    for entry in results["profile"]["top"][:10]:
-        console.print(f"  {entry['own_us_per_execution']:8.1f} us own  {entry['function']}")
-    console.print(f"results written to {out}")
-
-
-@audit.command("verify")
-def audit_verify(
-    db: Annotated[str, typer.Option(help="Audit store URL")],
-) -> None:
-    """Walk the hash chain: name the first bad record, or say how many verified."""
-    with _open(db) as database:
-        try:
-            result = verify_audit_chain(database)
-        except TypeError as error:
-            raise typer.BadParameter(str(error), param_hint="--db") from error
-    if result.ok:
-        console.print(f"OK: {result.records_verified} records verified; head {result.head_hash}")
-        return
-    where = (
-        f"execution {result.first_bad_execution_id}" if result.first_bad_execution_id else "missing"
-    )
-    console.print(
-        f"[red]TAMPERED[/red]: record {result.first_bad_seq} ({where}): {result.problem}; "
-        f"{result.records_verified} records before it verified"
-    )
-    raise typer.Exit(1)
-
-
-@audit.command("export")
-def audit_export(
-    db: Annotated[str, typer.Option(help="Audit store URL")],
-    out_path: Annotated[Path, typer.Option("--out", help="File to write")],
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from --out)")
-    ] = None,
-    start: Annotated[str | None, typer.Option(help="ISO 8601; default: the beginning")] = None,
-    end: Annotated[str | None, typer.Option(help="ISO 8601; default: no end")] = None,
-) -> None:
-    """Export the audit records stamped in [start, end) for compliance review."""
-    chosen = fmt or out_path.suffix.lstrip(".")
-    if chosen not in ("csv", "jsonl", "parquet"):
-        raise typer.BadParameter(f"{chosen!r}: use csv, jsonl or parquet", param_hint="--format")
-    lo = _moment(start, "--start") or datetime(1970, 1, 1, tzinfo=UTC)
-    hi = _moment(end, "--end") or datetime(9999, 1, 1, tzinfo=UTC)
-    with _open(db) as database:
-        written = export_audit_trail_to(database, out_path, chosen, lo, hi)  # type: ignore[arg-type]
-    console.print(f"{written} records written to {out_path}")
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

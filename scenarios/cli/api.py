@@ -2,18 +2,17 @@
 
 `serve --broker sim` is paper trading: the live driver against the simulated market in
 wall-clock time. `serve --broker mt5` trades live through the MT5 terminal. Either way the
-engine settles what a previous process left open before the first request is served.
+engine (built by `scenarios.assembly`) settles what a previous process left open before the
+first request is served.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
-import threading
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
@@ -21,11 +20,12 @@ import uvicorn
 from engine.api import ApiSettings, KeyStore, KeyStoreError, Role, create_app
 from engine.engine import ExecutionEngine
 from engine.store import ExecutionDatabase, StoreUnavailable, open_database
-from sim.broker import SimulatedBroker
-from sim.latency import LatencyConfig
-from sim.network import NetworkConfig
-from sim.venue import Venue
-from sim.world import paper_engine
+from scenarios.assembly import (
+    BrokerNotAvailable,
+    BrokerUnreachable,
+    live_mt5_engine,
+    paper_trading_engine,
+)
 
 api_app = typer.Typer(
     help="The REST API service: serve it, and manage its API keys.", no_args_is_help=True
@@ -52,88 +52,6 @@ class BrokerKind(StrEnum):
 def fail(code: int, message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
-
-
-class _SerialVenue:
-    """The simulated venue behind one lock. Paper trading calls it from many request
-    threads, and neither its ledger counters nor the market's lazily advanced price walk
-    are safe to share; the network's latency is slept outside the lock, as on a real wire."""
-
-    def __init__(self, venue: Venue) -> None:
-        self._venue = venue
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._venue, name)
-        if not callable(attribute):
-            return attribute
-
-        @functools.wraps(attribute)
-        def serially(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attribute(*args, **kwargs)
-
-        # Kept: __getattr__ only runs for names not found, so each method is wrapped once
-        # rather than on every call of every request.
-        setattr(self, name, serially)
-        return serially
-
-
-def paper_trading_engine(
-    seed: int, database: ExecutionDatabase, latency_ms: float | None = None
-) -> tuple[ExecutionEngine, Venue]:
-    """The simulator in wall-clock time, safe to execute on from many threads at once.
-
-    `latency_ms`: a constant one-way latency; None keeps the simulator's latency model.
-    Returns the engine and the venue, whose ledger says what really reached the broker.
-    """
-    network = (
-        NetworkConfig(latency=LatencyConfig.constant(latency_ms))
-        if latency_ms is not None
-        else None
-    )
-    engine, venue = paper_engine(seed, network=network, database=database)
-    broker = engine.broker
-    assert isinstance(broker, SimulatedBroker)
-    broker.venue = cast(Venue, _SerialVenue(venue))
-    return engine, venue
-
-
-def _mt5_engine(
-    database: ExecutionDatabase, credentials_file: Path | None, bridge: str | None
-) -> tuple[ExecutionEngine, Callable[[], None]]:
-    """The live engine on the MT5 terminal, and how to close the terminal. Every failure is
-    one clear line; credentials never appear in it."""
-    try:
-        from brokers.mt5 import MT5Broker, MT5Credentials, MT5Unavailable, TerminalStartError
-    except ImportError as missing:
-        fail(2, f"the MT5 broker is not available in this installation ({missing})")
-    try:
-        credentials = (
-            MT5Credentials.from_file(credentials_file)
-            if credentials_file is not None
-            else MT5Credentials.from_env()
-        )
-    except (OSError, ValueError) as bad:  # pydantic hides the input in its errors here
-        fail(2, f"MT5 credentials: {bad}")
-    host, port = "localhost", 18812
-    if bridge is not None:
-        host, _, port_text = bridge.rpartition(":")
-        if not host or not port_text.isdigit():
-            fail(2, f"--mt5-bridge {bridge!r}: use HOST:PORT")
-        port = int(port_text)
-    password = credentials.password.get_secret_value()
-    try:
-        broker = MT5Broker.connect(
-            credentials, kind="bridge" if bridge else "native", host=host, port=port
-        )
-    except MT5Unavailable as missing:
-        fail(2, str(missing).replace(password, "***"))
-    except TerminalStartError as refused:
-        fail(1, str(refused).replace(password, "***"))
-    except Exception as other:  # a bridge may echo the call, credentials and all
-        fail(1, f"cannot reach the MT5 terminal: {type(other).__name__}")
-    return ExecutionEngine(broker, database), broker.close
 
 
 @api_app.command()
@@ -188,7 +106,7 @@ def serve(
         if broker is BrokerKind.SIM:
             engine, _ = paper_trading_engine(seed, database, latency_ms)
         else:
-            engine, close_broker = _mt5_engine(database, mt5_credentials, mt5_bridge)
+            engine, close_broker = _live_mt5(database, mt5_credentials, mt5_bridge)
         settled = engine.recover()
         if settled:
             typer.echo(f"recovery settled {len(settled)} open executions", err=True)
@@ -225,6 +143,25 @@ def serve(
         close_broker()
         key_store.close()
         database.close()
+
+
+def _live_mt5(
+    database: ExecutionDatabase, credentials_file: Path | None, bridge: str | None
+) -> tuple[ExecutionEngine, Callable[[], None]]:
+    """The live engine on MT5, or a one-line error: 2 when the broker is not available or
+    not configured, 1 when it cannot be reached."""
+    address = None
+    if bridge is not None:
+        host, _, port = bridge.rpartition(":")
+        if not host or not port.isdigit():
+            fail(2, f"--mt5-bridge {bridge!r}: use HOST:PORT")
+        address = (host, int(port))
+    try:
+        return live_mt5_engine(database, credentials_file, address)
+    except BrokerNotAvailable as missing:
+        fail(2, str(missing))
+    except BrokerUnreachable as refused:
+        fail(1, str(refused))
 
 
 def _nothing_to_close() -> None:
@@ -297,7 +234,3 @@ def keys_revoke(
     finally:
         store.close()
     typer.echo(f"revoked key {record.name!r} ({record.role.value})")
-
-
-if __name__ == "__main__":
-    api_app()

@@ -1,0 +1,117 @@
+"""Engines that trade in wall-clock time, put together in one place: paper trading on the
+simulated market, and live trading on the MT5 terminal.
+
+`arbitrex serve` builds its engine here, as do the benchmarks and the API tests; the command
+line only parses arguments and prints. Failures to reach a live broker are exceptions with
+a one-line message free of credentials; the caller decides what they mean (an exit code).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from engine.engine import ExecutionEngine
+from engine.store import ExecutionDatabase
+from sim.broker import SimulatedBroker
+from sim.latency import LatencyConfig
+from sim.network import NetworkConfig
+from sim.venue import Venue
+from sim.world import paper_engine
+
+
+class _SerialVenue:
+    """The simulated venue behind one lock. Paper trading calls it from many request
+    threads, and neither its ledger counters nor the market's lazily advanced price walk
+    are safe to share; the network's latency is slept outside the lock, as on a real wire."""
+
+    def __init__(self, venue: Venue) -> None:
+        self._venue = venue
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._venue, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def serially(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        # Kept: __getattr__ only runs for names not found, so each method is wrapped once
+        # rather than on every call of every request.
+        setattr(self, name, serially)
+        return serially
+
+
+def paper_trading_engine(
+    seed: int, database: ExecutionDatabase, latency_ms: float | None = None
+) -> tuple[ExecutionEngine, Venue]:
+    """The simulator in wall-clock time, safe to execute on from many threads at once.
+
+    `latency_ms`: a constant one-way latency; None keeps the simulator's latency model.
+    Returns the engine and the venue, whose ledger says what really reached the broker.
+    """
+    network = (
+        NetworkConfig(latency=LatencyConfig.constant(latency_ms))
+        if latency_ms is not None
+        else None
+    )
+    engine, venue = paper_engine(seed, network=network, database=database)
+    broker = engine.broker
+    assert isinstance(broker, SimulatedBroker)
+    broker.venue = cast(Venue, _SerialVenue(venue))
+    return engine, venue
+
+
+class BrokerNotAvailable(Exception):
+    """The live broker is not installed here, or not configured (credentials)."""
+
+
+class BrokerUnreachable(Exception):
+    """The live broker is configured but cannot be connected to."""
+
+
+def live_mt5_engine(
+    database: ExecutionDatabase,
+    credentials_file: Path | None = None,
+    bridge: tuple[str, int] | None = None,
+) -> tuple[ExecutionEngine, Callable[[], None]]:
+    """The live engine on the MT5 terminal, and how to close the terminal.
+
+    Credentials come from `credentials_file` (TOML: login, password, server), else from the
+    MT5_* environment variables. `bridge` is the (host, port) of the mt5linux bridge; None
+    loads the native MetaTrader5 module. Raises BrokerNotAvailable or BrokerUnreachable.
+    """
+    try:
+        from brokers.mt5 import MT5Broker, MT5Credentials, MT5Unavailable, TerminalStartError
+    except ImportError as missing:
+        raise BrokerNotAvailable(
+            f"the MT5 broker is not available in this installation ({missing})"
+        ) from None
+    try:
+        credentials = (
+            MT5Credentials.from_file(credentials_file)
+            if credentials_file is not None
+            else MT5Credentials.from_env()
+        )
+    except (OSError, ValueError) as bad:  # pydantic hides the input in its errors here
+        raise BrokerNotAvailable(f"MT5 credentials: {bad}") from None
+    host, port = bridge or ("localhost", 18812)
+    password = credentials.password.get_secret_value()
+    # Raised `from None`: the broker's own exception, chained, may hold the password.
+    try:
+        broker = MT5Broker.connect(
+            credentials, kind="bridge" if bridge else "native", host=host, port=port
+        )
+    except MT5Unavailable as missing:
+        raise BrokerNotAvailable(str(missing).replace(password, "***")) from None
+    except TerminalStartError as refused:
+        raise BrokerUnreachable(str(refused).replace(password, "***")) from None
+    except Exception as other:  # a bridge may echo the call, credentials and all
+        raise BrokerUnreachable(f"cannot reach the MT5 terminal: {type(other).__name__}") from None
+    return ExecutionEngine(broker, database), broker.close

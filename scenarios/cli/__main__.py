@@ -1,0 +1,5 @@
+"""`python -m scenarios.cli ...`: the `arbitrex` command without its installed script."""
+
+from scenarios.cli import main
+
+main()

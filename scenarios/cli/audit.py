@@ -1,0 +1,68 @@
+"""`arbitrex audit`: prove the audit trail untouched, and export it for compliance review."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.store import export_audit_trail_to, verify_audit_chain
+from scenarios.cli.common import console, open_store
+
+audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    db: Annotated[str, typer.Option(help="Audit store URL")],
+) -> None:
+    """Walk the hash chain: name the first bad record, or say how many verified."""
+    with open_store(db) as database:
+        try:
+            result = verify_audit_chain(database)
+        except TypeError as error:
+            raise typer.BadParameter(str(error), param_hint="--db") from error
+    if result.ok:
+        console.print(f"OK: {result.records_verified} records verified; head {result.head_hash}")
+        return
+    where = (
+        f"execution {result.first_bad_execution_id}" if result.first_bad_execution_id else "missing"
+    )
+    console.print(
+        f"[red]TAMPERED[/red]: record {result.first_bad_seq} ({where}): {result.problem}; "
+        f"{result.records_verified} records before it verified"
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    db: Annotated[str, typer.Option(help="Audit store URL")],
+    out_path: Annotated[Path, typer.Option("--out", help="File to write")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from --out)")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="ISO 8601; default: the beginning")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO 8601; default: no end")] = None,
+) -> None:
+    """Export the audit records stamped in [start, end) for compliance review."""
+    chosen = fmt or out_path.suffix.lstrip(".")
+    if chosen not in ("csv", "jsonl", "parquet"):
+        raise typer.BadParameter(f"{chosen!r}: use csv, jsonl or parquet", param_hint="--format")
+    lo = _moment(start, "--start") or datetime(1970, 1, 1, tzinfo=UTC)
+    hi = _moment(end, "--end") or datetime(9999, 1, 1, tzinfo=UTC)
+    with open_store(db) as database:
+        written = export_audit_trail_to(database, out_path, chosen, lo, hi)  # type: ignore[arg-type]
+    console.print(f"{written} records written to {out_path}")
+
+
+def _moment(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint=name) from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
