@@ -240,14 +240,18 @@ def test_many_executions_wait_on_the_broker_at_the_same_time(tmp_path):
     settings = UNLIMITED.model_copy(update={"max_concurrent_executions": together})
     with paper_api(tmp_path, settings=settings) as paper:
         everyone_at_the_broker = threading.Barrier(together, timeout=30)
-        broker = paper.engine.broker
-        real_sleep = broker.sleep  # type: ignore[attr-defined]
+        wire = paper.engine.broker.wire  # type: ignore[attr-defined]
+        real = wire.clock
 
-        def wait_for_the_others(seconds: float) -> None:
-            everyone_at_the_broker.wait()
-            real_sleep(seconds)
+        class WaitingForTheOthers:  # the wire's waits: each order waits for all the others
+            def now(self) -> float:
+                return real.now()
 
-        broker.sleep = wait_for_the_others  # type: ignore[attr-defined]
+            def sleep(self, seconds: float) -> None:
+                everyone_at_the_broker.wait()
+                real.sleep(seconds)
+
+        wire.clock = WaitingForTheOthers()
 
         async def all_at_once() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=paper.url, timeout=60) as client:
