@@ -71,8 +71,8 @@ class ExecutionMetrics:
             self._by_status[status.value] += 1
             if execution.request is not None and execution.request.symbol is not None:
                 self._by_symbol[execution.request.symbol] += 1
-            if execution.rejection_reason is not None:
-                self._by_reason[execution.rejection_reason.value] += 1
+            if execution.outcome_reason is not None:
+                self._by_reason[execution.outcome_reason.value] += 1
             if execution.slippage_pips is not None:
                 self._slippage.append(execution.slippage_pips)
             if (fill_time := execution.fill_time_seconds) is not None:

@@ -7,8 +7,8 @@ one validates strictly and names the field at fault when it refuses input.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -19,6 +19,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+# The core's vocabulary, which the boundary models carry (and re-export, for callers).
+from engine.core.vocabulary import Direction as Direction
+from engine.core.vocabulary import ExecutionRejectionReason as ExecutionRejectionReason
+from engine.core.vocabulary import ExecutionStatus as ExecutionStatus
+from engine.core.vocabulary import SlippageQuality as SlippageQuality
+from engine.core.vocabulary import utc as utc
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z]{6}$")
 
@@ -61,11 +68,6 @@ class _Open(BaseModel):
     """Upstream models may carry more than we read; we keep it but never rely on it."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class Direction(IntEnum):
-    BUY = 1
-    SELL = -1
 
 
 class DecisionStatus(StrEnum):
@@ -121,63 +123,6 @@ class RPMOutput(_Open):
     timestamp: datetime | None = None
 
 
-class ExecutionStatus(StrEnum):
-    PENDING = "PENDING"  # recorded, being validated
-    SUBMITTING = "SUBMITTING"  # validated; intent recorded; order on its way
-    UNRESOLVED = "UNRESOLVED"  # sent, reply lost: must be reconciled before anything else
-    SUBMITTED = "SUBMITTED"  # acknowledged by the broker, working (maybe partly filled)
-    FILLED = "FILLED"
-    PARTIALLY_FILLED = "PARTIALLY_FILLED"  # order done at the broker with fewer units
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"  # not filled within the timeout; the remainder was cancelled
-    CANCELLED = "CANCELLED"
-    FAILED = "FAILED"  # nothing reached the broker after every attempt
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset(
-    {
-        ExecutionStatus.FILLED,
-        ExecutionStatus.PARTIALLY_FILLED,
-        ExecutionStatus.REJECTED,
-        ExecutionStatus.EXPIRED,
-        ExecutionStatus.CANCELLED,
-        ExecutionStatus.FAILED,
-    }
-)
-
-
-class ExecutionRejectionReason(StrEnum):
-    DECISION_NOT_APPROVED = "DECISION_NOT_APPROVED"
-    TRADING_HALTED = "TRADING_HALTED"
-    MARKET_CLOSED = "MARKET_CLOSED"
-    SYMBOL_NOT_TRADABLE = "SYMBOL_NOT_TRADABLE"
-    NO_MARKET_DATA = "NO_MARKET_DATA"
-    SPREAD_TOO_WIDE = "SPREAD_TOO_WIDE"
-    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
-    INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
-    INVALID_VOLUME = "INVALID_VOLUME"
-    BROKER_REJECTED = "BROKER_REJECTED"
-    REQUOTE = "REQUOTE"
-    NETWORK_ERROR = "NETWORK_ERROR"
-    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
-    ORDER_TIMEOUT = "ORDER_TIMEOUT"
-    CANCELLED_BY_BROKER = "CANCELLED_BY_BROKER"
-    INTERRUPTED = "INTERRUPTED"  # the engine stopped before the order left; none was found
-    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
-
-
-class SlippageQuality(StrEnum):
-    IMPROVED = "IMPROVED"  # filled better than quoted
-    EXCELLENT = "EXCELLENT"
-    GOOD = "GOOD"
-    ACCEPTABLE = "ACCEPTABLE"
-    POOR = "POOR"
-
-
 class MarketSnapshot(_Strict):
     """The broker's quote for one symbol at one instant (driver clock, POSIX seconds)."""
 
@@ -231,8 +176,10 @@ class ExecutionLog(_Strict):
     intended_lots: float | None
     executed_units: int
     status: ExecutionStatus
-    rejection_reason: ExecutionRejectionReason | None
-    rejection_detail: str | None
+    # Why the execution ended as it did, when that was not a full fill: a refusal, and also
+    # a timeout, an interruption or an unknown outcome, which are no rejections.
+    outcome_reason: ExecutionRejectionReason | None
+    outcome_detail: str | None
     broker_code: int | None
     arrival_bid: float | None
     arrival_ask: float | None
@@ -267,6 +214,7 @@ class ExecutionConfirmation(_Strict):
     fill_price: float | None
     slippage_pips: float | None
     timestamp: datetime
+    # The seed's names for the log's outcome_reason and outcome_detail.
     rejection_reason: ExecutionRejectionReason | None = None
     rejection_detail: str | None = None
 
@@ -283,11 +231,6 @@ class ExecutionConfirmation(_Strict):
             fill_price=log.average_fill_price,
             slippage_pips=log.slippage_pips,
             timestamp=log.completed_at or log.created_at,
-            rejection_reason=log.rejection_reason,
-            rejection_detail=log.rejection_detail,
+            rejection_reason=log.outcome_reason,
+            rejection_detail=log.outcome_detail,
         )
-
-
-def utc(seconds: float) -> datetime:
-    """Driver time (POSIX seconds) as an aware UTC datetime: a conversion, not a clock read."""
-    return datetime.fromtimestamp(seconds, tz=UTC)

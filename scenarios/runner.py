@@ -252,15 +252,15 @@ class _Tally:
         self.orders += 1
         if e.status is not None:
             self.statuses[e.status.value] += 1
-        if e.rejection_reason is not None:
-            self.reasons[e.rejection_reason.value] += 1
+        if e.outcome_reason is not None:
+            self.reasons[e.outcome_reason.value] += 1
         if e.slippage_pips is not None:
             self.samples.add("slippage_pips", e.slippage_pips)
         if (fill_time := e.fill_time_seconds) is not None:
             self.samples.add("fill_time_seconds", fill_time)
         self.digest.update(
             f"{e.execution_id}|{e.status}|{e.executed_units}|{e.average_fill_price!r}|"
-            f"{e.slippage_pips!r}|{e.rejection_reason}|{e.attempts}\n".encode()
+            f"{e.slippage_pips!r}|{e.outcome_reason}|{e.attempts}\n".encode()
         )
         self.finished = max(self.finished, e.completed_at or e.created_at or self.finished)
 

@@ -19,7 +19,7 @@ def execution(**fields) -> dict:
         "intended_units": 100_000,
         "executed_units": 100_000,
         "status": "FILLED",
-        "rejection_reason": None,
+        "outcome_reason": None,
         "arrival_bid": 1.1000,
         "arrival_ask": 1.1002,
         "average_fill_price": 1.1003,
@@ -124,7 +124,7 @@ def test_rates_and_breakdowns_count_what_a_desk_counts():
             execution_id="b",
             symbol="EURUSD",
             status="REJECTED",
-            rejection_reason="REQUOTE",
+            outcome_reason="REQUOTE",
             executed_units=0,
             average_fill_price=None,
             last_fill_at=None,
@@ -133,7 +133,7 @@ def test_rates_and_breakdowns_count_what_a_desk_counts():
         execution(execution_id="c", symbol="GBPUSD", status="PARTIALLY_FILLED",
                   executed_units=50_000, arrival_bid=1.27, arrival_ask=1.2702,
                   average_fill_price=1.2701),
-        execution(execution_id="d", status="REJECTED", rejection_reason="DECISION_NOT_APPROVED",
+        execution(execution_id="d", status="REJECTED", outcome_reason="DECISION_NOT_APPROVED",
                   executed_units=0, average_fill_price=None),
     ]  # fmt: skip
     enriched = enrich(pd.DataFrame(rows))

@@ -424,7 +424,7 @@ def test_history_filters_by_symbol_status_and_time_and_pages_oldest_first(api):
     created = [log["created_at"] for log in everything]
     assert created == sorted(created)
     assert {log["symbol"] for log in eurusd} == {"EURUSD"} and len(eurusd) == 3
-    assert [log["rejection_reason"] for log in rejected] == ["DECISION_NOT_APPROVED"]
+    assert [log["outcome_reason"] for log in rejected] == ["DECISION_NOT_APPROVED"]
     assert first_page["executions"] == everything[:2] and first_page["next_offset"] == 2
     assert second_page["executions"] == everything[2:4]
     assert since == everything[2:] and before == everything[:2]

@@ -62,7 +62,7 @@ def outcome(execution, broker_orders: int) -> tuple:
         execution.executed_units,
         execution.average_fill_price,
         execution.slippage_pips,
-        execution.rejection_reason,
+        execution.outcome_reason,
         execution.attempts,
         broker_orders,
     )

@@ -61,49 +61,49 @@ def test_an_approved_trade_fills_at_the_quote_on_arrival_with_measured_slippage(
 def test_a_decision_that_is_not_approved_is_refused_and_never_reaches_the_broker(world):
     execution = run_one(world, decision(status="HOLD"))
     assert execution.status is S.REJECTED
-    assert execution.rejection_reason is R.DECISION_NOT_APPROVED
+    assert execution.outcome_reason is R.DECISION_NOT_APPROVED
     assert world.venue.orders == {}
 
 
 def test_a_decision_without_a_trade_is_recorded_and_refused(world):
     rpm = {"decision": {"status": "REJECTED", "reason": "VaR limit"}}
     execution = run_one(world, rpm)
-    assert execution.rejection_reason is R.DECISION_NOT_APPROVED
-    assert "VaR limit" in (execution.rejection_detail or "")
+    assert execution.outcome_reason is R.DECISION_NOT_APPROVED
+    assert "VaR limit" in (execution.outcome_detail or "")
     assert world.venue.orders == {}
 
 
 def test_trading_halted_is_checked_first_and_nothing_is_sent(world):
     execution = run_one(world, decision(halted=True, units=1_234))  # odd size too: halt wins
-    assert execution.rejection_reason is R.TRADING_HALTED
+    assert execution.outcome_reason is R.TRADING_HALTED
     assert world.venue.orders == {}
 
 
 def test_units_that_are_not_whole_lots_steps_are_rejected_not_rounded(world):
     execution = run_one(world, decision(units=100_500))
-    assert execution.status is S.REJECTED and execution.rejection_reason is R.INVALID_VOLUME
-    assert "volume step" in (execution.rejection_detail or "")
+    assert execution.status is S.REJECTED and execution.outcome_reason is R.INVALID_VOLUME
+    assert "volume step" in (execution.outcome_detail or "")
     assert world.venue.orders == {}
 
 
 def test_orders_on_the_weekend_are_refused_as_market_closed():
     saturday = SimulatedWorld.build(seed=1, start=T0 + 5 * 86_400)
     execution = run_one(saturday, decision())
-    assert execution.rejection_reason is R.MARKET_CLOSED
+    assert execution.outcome_reason is R.MARKET_CLOSED
     assert saturday.venue.orders == {}
 
 
 def test_an_order_beyond_the_free_margin_is_refused_before_it_is_sent():
     small = SimulatedWorld.build(seed=1, account=AccountConfig(balance=1_000.0, leverage=30))
     execution = run_one(small, decision(units=100_000))
-    assert execution.rejection_reason is R.INSUFFICIENT_MARGIN
+    assert execution.outcome_reason is R.INSUFFICIENT_MARGIN
     assert small.venue.orders == {}
 
 
 def test_a_refused_connection_is_retried_three_times_one_second_apart_then_fails():
     world = faulty(FaultKind.REFUSE, 60.0)
     execution = run_one(world, decision())
-    assert execution.status is S.FAILED and execution.rejection_reason is R.NETWORK_ERROR
+    assert execution.status is S.FAILED and execution.outcome_reason is R.NETWORK_ERROR
     assert execution.attempts == 3
     times = attempts_at(world, execution.execution_id)
     assert [round(b - a, 6) for a, b in pairwise(times)] == [1.0, 1.0]
@@ -126,7 +126,7 @@ def test_a_broker_rejection_is_final_and_never_retried():
     slow = NetworkConfig(latency=LatencyConfig.constant(400.0))
     world = SimulatedWorld.build(seed=1, market=fast, network=slow)
     execution = run_one(world, decision(units=100_000, max_slippage_pips=0.1))
-    assert execution.status is S.REJECTED and execution.rejection_reason is R.REQUOTE
+    assert execution.status is S.REJECTED and execution.outcome_reason is R.REQUOTE
     assert execution.broker_code == 10004
     assert execution.attempts == 1
     assert world.venue.orders == {}
@@ -156,7 +156,7 @@ def test_an_unreachable_broker_after_a_lost_reply_leaves_the_execution_unresolve
     world = faulty(FaultKind.DROP_REPLIES, 600.0)
     execution = run_one(world, decision())
     assert execution.status is S.UNRESOLVED
-    assert execution.rejection_reason is R.OUTCOME_UNKNOWN
+    assert execution.outcome_reason is R.OUTCOME_UNKNOWN
     assert len(world.venue.orders) == 1  # it did execute; the engine must not send another
     assert world.engine.database.non_terminal() == [execution.execution_id]
 
@@ -168,7 +168,7 @@ def test_an_order_unfilled_after_sixty_seconds_expires_and_is_cancelled_in_virtu
         network=NetworkConfig(latency=LatencyConfig.constant(10.0)),
     )
     execution = run_one(world, decision())
-    assert execution.status is S.EXPIRED and execution.rejection_reason is R.ORDER_TIMEOUT
+    assert execution.status is S.EXPIRED and execution.outcome_reason is R.ORDER_TIMEOUT
     assert execution.executed_units == 0
     [cancel] = [
         e
@@ -274,7 +274,7 @@ def test_config_numbers_come_from_one_object_and_its_version_is_recorded(world):
 
 def test_a_symbol_the_broker_does_not_list_is_refused_as_not_tradable(world):
     execution = run_one(world, decision(symbol="EURCHF"))
-    assert execution.rejection_reason is R.SYMBOL_NOT_TRADABLE
+    assert execution.outcome_reason is R.SYMBOL_NOT_TRADABLE
     assert world.venue.orders == {}
 
 
@@ -306,5 +306,5 @@ def test_a_refused_margin_question_is_rejected_with_the_brokers_reason_not_as_a_
                 effect = flow.send((T0, reply))
     except StopIteration as stop:
         execution = stop.value
-    assert execution.rejection_reason is R.INSUFFICIENT_MARGIN
-    assert "margin calculation refused" in execution.rejection_detail
+    assert execution.outcome_reason is R.INSUFFICIENT_MARGIN
+    assert "margin calculation refused" in execution.outcome_detail

@@ -63,7 +63,7 @@ def test_a_restart_of_an_mt5_world_reconnects_mt5broker_to_the_terminal_and_adop
 def test_an_order_that_never_reached_the_broker_is_abandoned_not_sent_late():
     world, _ = crash_at(0.005)  # the request dies with the engine
     _, [execution] = recover(world)
-    assert execution.status is S.FAILED and execution.rejection_reason is R.INTERRUPTED
+    assert execution.status is S.FAILED and execution.outcome_reason is R.INTERRUPTED
     assert world.venue.orders == {}
 
 
@@ -81,7 +81,7 @@ def test_an_execution_stopped_while_validating_is_closed_as_interrupted():
     assert isinstance(first, Record)
     world.engine.database.append(first.event)
     _, [execution] = recover(world)
-    assert execution.status is S.FAILED and execution.rejection_reason is R.INTERRUPTED
+    assert execution.status is S.FAILED and execution.outcome_reason is R.INTERRUPTED
     assert world.venue.orders == {}
 
 

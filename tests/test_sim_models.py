@@ -121,7 +121,7 @@ def test_random_rejections_reach_the_engine_as_final_rejections_with_the_mt5_cod
     executions = [p.value for p in processes]
     requoted = [e for e in executions if e.broker_code in (10004, 10021)]
     assert len(requoted) / len(executions) == pytest.approx(0.3, abs=0.03)
-    assert all(e.rejection_reason is R.REQUOTE and e.attempts == 1 for e in requoted)
+    assert all(e.outcome_reason is R.REQUOTE and e.attempts == 1 for e in requoted)
     assert sum(world.venue.refusals.values()) == len(requoted)
 
 
@@ -262,7 +262,7 @@ def test_a_holiday_closes_the_market_for_its_trading_day():
         seed=1, market=MarketConfig(week=week), start=at("2024-01-01T12:00")
     )
     execution = run_one(world, decision())
-    assert execution.rejection_reason is R.MARKET_CLOSED
+    assert execution.outcome_reason is R.MARKET_CLOSED
     assert world.venue.orders == {}
 
 
@@ -293,7 +293,7 @@ def test_positions_built_from_fills_squeeze_the_margin_until_the_engine_refuses(
     results = [run_one(world, decision(decision_id=f"m{i}", units=100_000)) for i in range(12)]
     statuses = [e.status for e in results]
     assert statuses[0] is S.FILLED
-    assert results[-1].rejection_reason is R.INSUFFICIENT_MARGIN
+    assert results[-1].outcome_reason is R.INSUFFICIENT_MARGIN
     first_refusal = statuses.index(S.REJECTED)
     assert all(s is S.FILLED for s in statuses[:first_refusal])
 
@@ -305,8 +305,8 @@ def test_a_disconnected_terminal_cannot_even_read_a_quote_and_sends_nothing():
     window = FaultWindow(start=MONDAY, end=MONDAY + 60, kind=FaultKind.DISCONNECT)
     world = SimulatedWorld.build(seed=1, network=NetworkConfig(faults=(window,)))
     execution = run_one(world, decision())
-    assert execution.rejection_reason is R.NETWORK_ERROR
-    assert "disconnected" in execution.rejection_detail
+    assert execution.outcome_reason is R.NETWORK_ERROR
+    assert "disconnected" in execution.outcome_detail
     assert world.venue.orders == {}
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from engine.core.events import ExecutionEvent
 from engine.core.ports import BrokerInterface, OrderRequest
-from engine.schemas import Direction
+from engine.core.vocabulary import Direction
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ from enum import Enum
 from typing import Any
 
 from engine.core.ports import BrokerOrderState
-from engine.schemas import ExecutionRejectionReason, ExecutionRequest, SlippageQuality
+from engine.core.vocabulary import ExecutionRejectionReason, SlippageQuality
+from engine.schemas import ExecutionRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,15 +71,8 @@ from engine.core.validation import (
     run_market_checks,
     trading_halted,
 )
-from engine.schemas import (
-    Direction,
-    ExecutionRejectionReason,
-    ExecutionRequest,
-    ExecutionStatus,
-    MarketSnapshot,
-    RPMOutput,
-    utc,
-)
+from engine.core.vocabulary import Direction, ExecutionRejectionReason, ExecutionStatus, utc
+from engine.schemas import ExecutionRequest, MarketSnapshot, RPMOutput
 
 Flow = Generator[Effect, tuple[float, Any], Execution]
 

@@ -32,15 +32,8 @@ from engine.core.events import (
     ValidationCompleted,
     ValidationFailed,
 )
-from engine.schemas import (
-    ExecutionLog,
-    ExecutionRejectionReason,
-    ExecutionRequest,
-    ExecutionStatus,
-    FillRecord,
-    SlippageQuality,
-    utc,
-)
+from engine.core.vocabulary import ExecutionRejectionReason, ExecutionStatus, SlippageQuality, utc
+from engine.schemas import ExecutionLog, ExecutionRequest, FillRecord
 
 S = ExecutionStatus
 
@@ -108,8 +101,8 @@ class Execution:
     fills: list[FillRecord] = field(default_factory=list)
     fill_ids: set[str] = field(default_factory=set)
     attempts: int = 0
-    rejection_reason: ExecutionRejectionReason | None = None
-    rejection_detail: str | None = None
+    outcome_reason: ExecutionRejectionReason | None = None
+    outcome_detail: str | None = None
     broker_code: int | None = None
     arrival_bid: float | None = None
     arrival_ask: float | None = None
@@ -169,7 +162,7 @@ class Execution:
                 self.request = request
                 self.created_at = event.at
             case ValidationFailed(reason=reason, detail=detail):
-                self.rejection_reason, self.rejection_detail = reason, detail
+                self.outcome_reason, self.outcome_detail = reason, detail
             case ValidationCompleted():
                 self.lots = event.lots
                 self.arrival_bid, self.arrival_ask = event.arrival_bid, event.arrival_ask
@@ -182,14 +175,14 @@ class Execution:
                 SubmissionAbandoned(reason=reason, detail=detail)
                 | ExecutionAbandoned(reason=reason, detail=detail)
             ):
-                self.rejection_reason, self.rejection_detail = reason, detail
+                self.outcome_reason, self.outcome_detail = reason, detail
             case ReconciliationDeferred(detail=detail):
-                self.rejection_reason = ExecutionRejectionReason.OUTCOME_UNKNOWN
-                self.rejection_detail = detail
+                self.outcome_reason = ExecutionRejectionReason.OUTCOME_UNKNOWN
+                self.outcome_detail = detail
             case OrderAcknowledged(order_id=order_id):
                 self.broker_order_id = order_id
             case OrderRejected(reason=reason, detail=detail, broker_code=code):
-                self.rejection_reason, self.rejection_detail = reason, detail
+                self.outcome_reason, self.outcome_detail = reason, detail
                 self.broker_code = code
             case OrderFilled(fill_id=fill_id, units=units, price=price):
                 if self.executed_units + units > self.intended_units:
@@ -206,13 +199,13 @@ class Execution:
                     FillRecord(fill_id=fill_id, units=units, price=price, time=utc(event.fill_time))
                 )
             case OrderClosed() if self.executed_units == 0:
-                self.rejection_reason = ExecutionRejectionReason.CANCELLED_BY_BROKER
-                self.rejection_detail = (
+                self.outcome_reason = ExecutionRejectionReason.CANCELLED_BY_BROKER
+                self.outcome_detail = (
                     f"broker closed the order unfilled ({event.broker_state.value})"
                 )
             case OrderExpired(detail=detail):
-                self.rejection_reason = ExecutionRejectionReason.ORDER_TIMEOUT
-                self.rejection_detail = detail
+                self.outcome_reason = ExecutionRejectionReason.ORDER_TIMEOUT
+                self.outcome_detail = detail
             case SlippageMeasured(slippage_pips=pips, quality=quality):
                 self.slippage_pips, self.slippage_quality = pips, quality
             case _:
@@ -232,8 +225,8 @@ class Execution:
             intended_lots=self.lots,
             executed_units=self.executed_units,
             status=self.status,
-            rejection_reason=self.rejection_reason,
-            rejection_detail=self.rejection_detail,
+            outcome_reason=self.outcome_reason,
+            outcome_detail=self.outcome_detail,
             broker_code=self.broker_code,
             arrival_bid=self.arrival_bid,
             arrival_ask=self.arrival_ask,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.core.instruments import SymbolSpec
-from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
+from engine.core.vocabulary import Direction, ExecutionRejectionReason
+from engine.schemas import MarketSnapshot
 
 
 class FillPolicy(StrEnum):

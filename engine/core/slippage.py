@@ -6,7 +6,7 @@ import math
 
 from engine.core.config import SlippageBands
 from engine.core.instruments import SymbolSpec
-from engine.schemas import Direction, SlippageQuality
+from engine.core.vocabulary import Direction, SlippageQuality
 
 
 def slippage_pips(

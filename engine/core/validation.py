@@ -14,13 +14,8 @@ from dataclasses import dataclass
 from engine.core.config import EngineConfig
 from engine.core.instruments import SymbolSpec, TradeMode
 from engine.core.ports import AccountState
-from engine.schemas import (
-    DecisionStatus,
-    Direction,
-    ExecutionRejectionReason,
-    MarketSnapshot,
-    RPMOutput,
-)
+from engine.core.vocabulary import Direction, ExecutionRejectionReason
+from engine.schemas import DecisionStatus, MarketSnapshot, RPMOutput
 
 R = ExecutionRejectionReason
 

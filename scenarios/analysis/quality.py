@@ -159,7 +159,7 @@ def _mid_at(
 
 def quality_summary(enriched: pd.DataFrame) -> dict[str, float | int | None]:
     """The desk's headline numbers for one set of executions."""
-    approved = enriched[enriched["rejection_reason"] != "DECISION_NOT_APPROVED"]
+    approved = enriched[enriched["outcome_reason"] != "DECISION_NOT_APPROVED"]
     filled = approved[approved["status"].isin(FILLED) & (approved["executed_units"] > 0)]
     n = len(approved)
     slip = filled["slippage_vs_side_pips"].dropna()
@@ -172,7 +172,7 @@ def quality_summary(enriched: pd.DataFrame) -> dict[str, float | int | None]:
         "executions": n,
         "fill_rate": len(filled) / n if n else None,
         "reject_rate": float((approved["status"] == "REJECTED").mean()) if n else None,
-        "requote_rate": float((approved["rejection_reason"] == "REQUOTE").mean()) if n else None,
+        "requote_rate": float((approved["outcome_reason"] == "REQUOTE").mean()) if n else None,
         "partial_fill_rate": float((approved["status"] == "PARTIALLY_FILLED").mean())
         if n
         else None,
