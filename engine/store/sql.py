@@ -21,14 +21,13 @@ A crash loses the events since the last commit, which is why live trading uses "
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from engine.core.events import (
     ExecutionEvent,
@@ -39,6 +38,7 @@ from engine.core.events import (
 )
 from engine.core.lifecycle import Execution
 from engine.schemas import ExecutionLog, ExecutionStatus, utc
+from engine.store.backend import Backend, Durability, check_durability
 from engine.store.base import (
     ControlEvent,
     ControlKind,
@@ -48,15 +48,7 @@ from engine.store.base import (
     one_execution,
 )
 from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record_hash
-from engine.store.memory import InMemoryExecutionDatabase
 from engine.store.migrations import apply_migrations
-
-Durability = Literal["sync", "batched"]
-DEFAULT_TIMEOUT_SECONDS = 10.0
-SUPPORTED_URLS = (
-    "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, "
-    "postgresql://user@host:port/dbname[?schema=name]"
-)
 
 _RECORD_COLUMNS = (
     "seq, execution_id, at, kind, payload, engine_version, config_version, prev_hash, hash"
@@ -83,30 +75,6 @@ _LOST_GROUPS_KEPT = 1024
 _GROUP_WAIT_SECONDS = 0.02
 
 
-class Backend(Protocol):
-    """What differs between the databases; everything else is shared SQL."""
-
-    dialect: str
-    label: str  # names the backend in every error, e.g. "SQLite database runs/a.db"
-    driver_errors: tuple[type[Exception], ...]
-
-    def connect(self) -> Any: ...
-
-    def begin_exclusive(self, conn: Any, lock: str) -> None: ...
-
-    def create_namespace(self, conn: Any) -> None: ...
-
-    def table_exists(self, conn: Any, table: str) -> bool: ...
-
-    def is_broken(self, conn: Any) -> bool: ...
-
-    def sql(self, query: str) -> str: ...
-
-    def hold_lease(self, instance_id: str) -> Any: ...
-
-    def lease_alive(self, instance_id: str) -> bool | None: ...
-
-
 class SQLExecutionDatabase(ExecutionDatabase):
     """The audit store on one connection to a SQLite or PostgreSQL database (thread-safe)."""
 
@@ -118,7 +86,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         batch_size: int = 1000,
         state_cache_size: int = 4096,
     ) -> None:
-        _check_durability(durability, batch_size)
+        check_durability(durability, batch_size)
         self.durability = durability
         self._backend = backend
         self._batch_size = batch_size if durability == "batched" else 1
@@ -601,63 +569,6 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 with suppress(*backend.driver_errors):
                     conn.execute("ROLLBACK")
         return lost
-
-
-def open_database(
-    url: str,
-    *,
-    durability: Durability = "sync",
-    batch_size: int = 1000,
-    schema: str | None = None,
-) -> ExecutionDatabase:
-    """Open (and migrate) the store a URL names; see SUPPORTED_URLS for the forms.
-
-    `schema` places a PostgreSQL store in its own schema (also `?schema=` in the URL);
-    `?timeout=` bounds the wait for the write lock, in seconds, on either database.
-    """
-    _check_durability(durability, batch_size)
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        raise ValueError(f"malformed database URL {url!r}: expected one of {SUPPORTED_URLS}")
-    if schema is not None and scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"a schema applies to PostgreSQL only, not to {scheme}:// stores")
-    backend: Backend
-    if scheme == "memory":
-        if rest:
-            raise ValueError(f"malformed database URL {url!r}: memory:// takes nothing more")
-        return InMemoryExecutionDatabase()
-    if scheme == "sqlite":
-        from engine.store.sqlite import SQLiteBackend
-
-        backend = SQLiteBackend.from_url(url)
-    elif scheme in ("postgresql", "postgres"):
-        from engine.store.postgres import PostgresBackend
-
-        backend = PostgresBackend.from_url(url, schema)
-    else:
-        raise ValueError(
-            f"unsupported database URL scheme {scheme!r}: expected one of {SUPPORTED_URLS}"
-        )
-    return SQLExecutionDatabase(backend, durability=durability, batch_size=batch_size)
-
-
-def parse_timeout(value: str, url: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(
-            f"URL {url!r}: timeout must be a positive number of seconds, not {value!r}"
-        )
-    return seconds
-
-
-def _check_durability(durability: str, batch_size: int) -> None:
-    if durability not in ("sync", "batched"):
-        raise ValueError(f"durability must be 'sync' or 'batched', not {durability!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
 
 
 def _status(execution: Execution) -> str:
