@@ -343,12 +343,12 @@ async def history(
     lo, hi = _window(start, end)
     page = await run_in_threadpool(
         service.engine.database.history,
-        symbol.upper() if symbol else None,
-        status,
-        lo,
-        hi,
-        limit,
-        offset,
+        symbol=symbol.upper() if symbol else None,
+        status=status,
+        start=lo,
+        end=hi,
+        limit=limit,
+        offset=offset,
     )
     return HistoryPage(
         executions=page,

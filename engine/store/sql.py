@@ -44,7 +44,10 @@ from engine.store.base import (
     ControlKind,
     DuplicateExecution,
     ExecutionDatabase,
+    HistoryQuery,
     StoreUnavailable,
+    aware,
+    called_with_fields_of,
     one_execution,
 )
 from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record_hash
@@ -399,35 +402,26 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 )
             after = ids[-1]
 
-    def history(
-        self,
-        symbol: str | None = None,
-        status: ExecutionStatus | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[ExecutionLog]:
+    @called_with_fields_of(HistoryQuery)
+    def history(self, query: HistoryQuery) -> list[ExecutionLog]:
         """Executions created in [start, end), oldest first, filtered and paginated."""
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
         filters: list[tuple[str, Any]] = []
-        if symbol is not None:
-            filters.append(("symbol = ?", symbol))
-        if status is not None:
-            filters.append(("status = ?", status.value))
-        if start is not None:
-            filters.append(("created_at >= ?", _micros(_aware(start, "start"))))
-        if end is not None:
-            filters.append(("created_at < ?", _micros(_aware(end, "end"))))
+        if query.symbol is not None:
+            filters.append(("symbol = ?", query.symbol))
+        if query.status is not None:
+            filters.append(("status = ?", query.status.value))
+        if query.start is not None:
+            filters.append(("created_at >= ?", _micros(query.start)))
+        if query.end is not None:
+            filters.append(("created_at < ?", _micros(query.end)))
         where = " AND ".join(clause for clause, _ in filters) or "1 = 1"
-        query = self._backend.sql(
+        select = self._backend.sql(
             f"SELECT execution_id FROM executions WHERE {where} "
             "ORDER BY created_at, execution_id LIMIT ? OFFSET ?"
         )
-        params = (*(value for _, value in filters), limit, offset)
+        params = (*(value for _, value in filters), query.limit, query.offset)
         with self._reading("query execution history") as conn:
-            ids = [row[0] for row in conn.execute(query, params).fetchall()]
+            ids = [row[0] for row in conn.execute(select, params).fetchall()]
             return [Execution.replay(i, self._read_events(conn, i)).to_log() for i in ids]
 
     def non_terminal(self) -> list[str]:
@@ -453,7 +447,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         query = self._backend.sql(
             _CHAIN.format(where="at >= ? AND at < ? AND seq > ?") + " LIMIT ?"
         )
-        bounds = (_aware(start, "start").timestamp(), _aware(end, "end").timestamp())
+        bounds = (aware(start, "start").timestamp(), aware(end, "end").timestamp())
         after = 0
         while True:
             with self._reading("export the audit trail") as conn:
@@ -574,14 +568,6 @@ class SQLExecutionDatabase(ExecutionDatabase):
 def _status(execution: Execution) -> str:
     assert execution.status is not None
     return execution.status.value
-
-
-def _aware(moment: datetime, name: str) -> datetime:
-    # A naive datetime would be read in the host's local zone: a silent, machine-dependent
-    # shift of the window. Refuse it.
-    if moment.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware (e.g. UTC), got naive {moment!r}")
-    return moment
 
 
 def _micros(moment: datetime) -> int:
