@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.api.schemas import BrokerUptime, MetricsReport
 from engine.engine import ExecutionEngine
@@ -58,6 +59,36 @@ class Timings:
         with self._lock:
             copies = {name: list(samples) for name, samples in self._samples.items()}
         return {name: Distribution.of(samples) for name, samples in sorted(copies.items())}
+
+
+class RequestObserver:
+    """ASGI middleware: times every request by route template and counts responses by
+    status code."""
+
+    def __init__(self, app: ASGIApp, timings: Timings, responses: Counter[str]) -> None:
+        self.app = app
+        self.timings = timings
+        self.responses = responses
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "(unmatched)"
+            self.timings.observe(f"{scope['method']} {route}", time.perf_counter() - started)
+            self.responses[str(status)] += 1
 
 
 class BrokerProbes:
