@@ -101,8 +101,8 @@ def called_with_fields_of(
         def called(self: Store, /, *args: Fields.args, **kwargs: Fields.kwargs) -> Answer:
             return method(self, query(*args, **kwargs))
 
+        called.__module__, called.__doc__ = method.__module__, method.__doc__
         called.__name__, called.__qualname__ = method.__name__, method.__qualname__
-        called.__doc__ = method.__doc__
         # What help() and inspect show: the query's fields, after self.
         fields = signature(query).parameters.values()
         called.__signature__ = signature(method).replace(  # type: ignore[attr-defined]
