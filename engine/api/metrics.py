@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import update_abstractmethods
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.api.schemas import BrokerUptime, MetricsReport
-from engine.core.events import ExecutionEvent
-from engine.core.lifecycle import Execution
 from engine.engine import ExecutionEngine
-from engine.metrics import Distribution, MetricsSummary
-from engine.schemas import ExecutionLog, ExecutionRejectionReason, ExecutionStatus
-from engine.store.base import ControlEvent, ExecutionDatabase
+from engine.metrics import Distribution
+from engine.schemas import ExecutionRejectionReason
+from engine.store.base import ExecutionDatabase
 
 _NETWORK_REASONS = (
     ExecutionRejectionReason.NETWORK_ERROR.value,
@@ -62,6 +61,36 @@ class Timings:
         return {name: Distribution.of(samples) for name, samples in sorted(copies.items())}
 
 
+class RequestObserver:
+    """ASGI middleware: times every request by route template and counts responses by
+    status code."""
+
+    def __init__(self, app: ASGIApp, timings: Timings, responses: Counter[str]) -> None:
+        self.app = app
+        self.timings = timings
+        self.responses = responses
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "(unmatched)"
+            self.timings.observe(f"{scope['method']} {route}", time.perf_counter() - started)
+            self.responses[str(status)] += 1
+
+
 class BrokerProbes:
     """How often the broker was found connected: by health calls and the periodic probe."""
 
@@ -83,6 +112,44 @@ class BrokerProbes:
         )
 
 
+# How TimedDatabase treats each public method of the store interface; every other one is
+# forwarded to the wrapped store and timed under its own name.
+# One operation, "append", whether of one event or of a batch.
+_OPERATION_NAMES = {"append_batch": "append"}
+# Bookkeeping around the store rather than its operations: forwarded, not timed.
+_UNTIMED = frozenset({"hold_lease", "release_lease", "lease_alive", "close"})
+# Built by ExecutionDatabase itself from the timed methods, so each call is timed once, as
+# the operations it makes: `request` as "events", `iter_audit_trail` as "export_audit_trail".
+_COMPOSED = frozenset({"append", "request", "executions", "iter_audit_trail"})
+
+
+def _forward_every_operation(cls: type[TimedDatabase]) -> type[TimedDatabase]:
+    """Give `cls` a forwarding method for each public method of ExecutionDatabase."""
+    for name, member in vars(ExecutionDatabase).items():
+        if name.startswith("_") or not callable(member) or name in _COMPOSED:
+            continue
+        operation = None if name in _UNTIMED else _OPERATION_NAMES.get(name, name)
+        setattr(cls, name, _forwarding(name, operation, member))
+    update_abstractmethods(cls)
+    return cls
+
+
+def _forwarding(name: str, operation: str | None, member: Any) -> Callable[..., Any]:
+    """The method `name` of the wrapped store; timed as `operation` unless that is None."""
+
+    def forward(self: TimedDatabase, /, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self.inner, name)
+        if operation is None:
+            return method(*args, **kwargs)
+        with self._timings.timing(operation):
+            return method(*args, **kwargs)
+
+    forward.__name__, forward.__qualname__ = name, f"TimedDatabase.{name}"
+    forward.__doc__ = member.__doc__
+    return forward
+
+
+@_forward_every_operation
 class TimedDatabase(ExecutionDatabase):
     """The engine's audit store, with every call timed; otherwise the very same store.
 
@@ -101,78 +168,6 @@ class TimedDatabase(ExecutionDatabase):
 
     def __repr__(self) -> str:
         return f"TimedDatabase({self.inner!r})"
-
-    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
-        with self._timings.timing("append"):
-            self.inner.append_batch(events)
-
-    def events(self, execution_id: str) -> Sequence[ExecutionEvent]:
-        with self._timings.timing("events"):
-            return self.inner.events(execution_id)
-
-    def execution_ids(self) -> Iterable[str]:
-        with self._timings.timing("execution_ids"):
-            return self.inner.execution_ids()
-
-    def append_control(self, event: ControlEvent) -> None:
-        with self._timings.timing("append_control"):
-            self.inner.append_control(event)
-
-    def control_events(self) -> Sequence[ControlEvent]:
-        with self._timings.timing("control_events"):
-            return self.inner.control_events()
-
-    def ping(self) -> None:
-        with self._timings.timing("ping"):
-            self.inner.ping()
-
-    def get_execution(self, execution_id: str) -> Execution | None:
-        with self._timings.timing("get_execution"):
-            return self.inner.get_execution(execution_id)
-
-    def get_execution_log(self, execution_id: str) -> ExecutionLog | None:
-        with self._timings.timing("get_execution_log"):
-            return self.inner.get_execution_log(execution_id)
-
-    def history(
-        self,
-        symbol: str | None = None,
-        status: ExecutionStatus | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[ExecutionLog]:
-        with self._timings.timing("history"):
-            return self.inner.history(symbol, status, start, end, limit, offset)
-
-    def non_terminal(self) -> list[str]:
-        with self._timings.timing("non_terminal"):
-            return self.inner.non_terminal()
-
-    def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        with self._timings.timing("export_audit_trail"):
-            return self.inner.export_audit_trail(start, end)
-
-    def metrics(self, start: datetime | None = None, end: datetime | None = None) -> MetricsSummary:
-        with self._timings.timing("metrics"):
-            return self.inner.metrics(start, end)
-
-    def hold_lease(self, instance_id: str) -> None:
-        self.inner.hold_lease(instance_id)
-
-    def release_lease(self, instance_id: str) -> None:
-        self.inner.release_lease(instance_id)
-
-    def lease_alive(self, instance_id: str) -> bool:
-        return self.inner.lease_alive(instance_id)
-
-    def flush(self) -> None:
-        with self._timings.timing("flush"):
-            self.inner.flush()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def metrics_report(

@@ -1,4 +1,5 @@
-"""What the REST API answers besides the engine's own models: errors, health, control, metrics.
+"""What the REST API answers besides the engine's own models: errors, health, control,
+history pages, metrics.
 
 Every error, whatever its status, has one shape (`Problem`), so a client reads them all the
 same way: a machine-readable `error`, a sentence for people, and for invalid input one entry
@@ -12,7 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from engine.metrics import Distribution
-from engine.schemas import refuse_nul
+from engine.schemas import ExecutionLog, refuse_nul
 
 
 class _Answer(BaseModel):
@@ -56,6 +57,13 @@ class ControlState(_Answer):
     recorded_at: float = Field(description="Driver clock (POSIX seconds) of the audit record")
     by: str = Field(description="Name of the API key that acted")
     reason: str | None = None
+
+
+class HistoryPage(_Answer):
+    executions: list[ExecutionLog]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="offset of the next page; null on the last")
 
 
 class BrokerUptime(_Answer):

@@ -10,7 +10,8 @@ from engine.store.base import (
 from engine.store.chain import VerificationResult, verify_audit_chain
 from engine.store.export import export_audit_trail_to
 from engine.store.memory import InMemoryExecutionDatabase
-from engine.store.sql import SQLExecutionDatabase, open_database
+from engine.store.sql import SQLExecutionDatabase
+from engine.store.urls import open_database
 
 __all__ = [
     "DuplicateExecution",

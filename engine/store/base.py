@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from inspect import Parameter, signature
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+from pydantic import AwareDatetime, ConfigDict, NonNegativeInt
+from pydantic.dataclasses import dataclass as validated_dataclass
 
 from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind, to_payload
 from engine.core.lifecycle import Execution
@@ -59,6 +63,62 @@ class ControlEvent:
     payload: dict[str, Any]  # who acted and why: never a secret
     engine_version: str
     config_version: str
+
+
+@validated_dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
+class HistoryQuery:
+    """Which executions `history` returns: those created in [start, end), oldest first,
+    filtered by symbol and status, `limit` of them after the first `offset`.
+
+    Strict: the store's callers are code, and a value of the wrong type (a naive datetime,
+    a status as text) is their bug, refused rather than guessed at.
+    """
+
+    symbol: str | None = None
+    status: ExecutionStatus | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    limit: NonNegativeInt = 100
+    offset: NonNegativeInt = 0
+
+
+Fields = ParamSpec("Fields")
+Query = TypeVar("Query")
+Store = TypeVar("Store")
+Answer = TypeVar("Answer")
+
+
+def called_with_fields_of(
+    query: Callable[Fields, Query],
+) -> Callable[[Callable[[Store, Query], Answer]], Callable[Concatenate[Store, Fields], Answer]]:
+    """Make a method written for one query object callable with the query's own arguments,
+    `history(symbol="EURUSD", limit=10)`: its signature is written once, as the query's
+    fields, whichever store implements it."""
+
+    def decorate(
+        method: Callable[[Store, Query], Answer],
+    ) -> Callable[Concatenate[Store, Fields], Answer]:
+        def called(self: Store, /, *args: Fields.args, **kwargs: Fields.kwargs) -> Answer:
+            return method(self, query(*args, **kwargs))
+
+        called.__module__, called.__doc__ = method.__module__, method.__doc__
+        called.__name__, called.__qualname__ = method.__name__, method.__qualname__
+        # What help() and inspect show: the query's fields, after self.
+        fields = signature(query).parameters.values()
+        called.__signature__ = signature(method).replace(  # type: ignore[attr-defined]
+            parameters=[Parameter("self", Parameter.POSITIONAL_ONLY), *fields]
+        )
+        return called
+
+    return decorate
+
+
+def aware(moment: datetime, name: str) -> datetime:
+    """`moment`, refused if naive: it would be read in the host's local zone, a silent,
+    machine-dependent shift of the window."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (e.g. UTC), got naive {moment!r}")
+    return moment
 
 
 def one_execution(events: Sequence[ExecutionEvent]) -> str:
@@ -149,32 +209,25 @@ class ExecutionDatabase(ABC):
         execution = self.get_execution(execution_id)
         return execution.to_log() if execution is not None else None
 
-    def history(
-        self,
-        symbol: str | None = None,
-        status: ExecutionStatus | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[ExecutionLog]:
+    @called_with_fields_of(HistoryQuery)
+    def history(self, query: HistoryQuery) -> list[ExecutionLog]:
         """Executions created in [start, end), oldest first, filtered and paginated."""
         matched: list[ExecutionLog] = []
         for execution_id in self.execution_ids():
             log = self.get_execution_log(execution_id)
             if log is None:
                 continue
-            if symbol is not None and log.symbol != symbol:
+            if query.symbol is not None and log.symbol != query.symbol:
                 continue
-            if status is not None and log.status is not status:
+            if query.status is not None and log.status is not query.status:
                 continue
-            if start is not None and log.created_at < start:
+            if query.start is not None and log.created_at < query.start:
                 continue
-            if end is not None and log.created_at >= end:
+            if query.end is not None and log.created_at >= query.end:
                 continue
             matched.append(log)
         matched.sort(key=lambda log: (log.created_at, log.execution_id))
-        return matched[offset : offset + limit]
+        return matched[query.offset : query.offset + query.limit]
 
     def non_terminal(self) -> list[str]:
         """Executions a crash or a lost reply left open: recovery must settle each one."""
@@ -188,10 +241,7 @@ class ExecutionDatabase(ABC):
         """Every event stamped in [start, end) by the driver's clock, in time order (stable
         within an execution), as flat JSON-ready rows; control events have no execution_id.
         Naive datetimes are refused."""
-        for name, moment in (("start", start), ("end", end)):
-            if moment.tzinfo is None:
-                raise ValueError(f"{name} must be timezone-aware (UTC), got {moment.isoformat()}")
-        lo, hi = start.timestamp(), end.timestamp()
+        lo, hi = aware(start, "start").timestamp(), aware(end, "end").timestamp()
         rows = []
         for execution_id in self.execution_ids():
             for event in self.events(execution_id):

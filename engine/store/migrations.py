@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from engine.store.backend import Backend
 from engine.store.base import StoreUnavailable
-
-if TYPE_CHECKING:
-    from engine.store.sql import Backend
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from engine.store.sql import DEFAULT_TIMEOUT_SECONDS, parse_timeout
+from engine.store.backend import DEFAULT_TIMEOUT_SECONDS, parse_timeout
 
 SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10

@@ -21,14 +21,13 @@ A crash loses the events since the last commit, which is why live trading uses "
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from engine.core.events import (
     ExecutionEvent,
@@ -39,24 +38,20 @@ from engine.core.events import (
 )
 from engine.core.lifecycle import Execution
 from engine.schemas import ExecutionLog, ExecutionStatus, utc
+from engine.store.backend import Backend, Durability, check_durability
 from engine.store.base import (
     ControlEvent,
     ControlKind,
     DuplicateExecution,
     ExecutionDatabase,
+    HistoryQuery,
     StoreUnavailable,
+    aware,
+    called_with_fields_of,
     one_execution,
 )
 from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record_hash
-from engine.store.memory import InMemoryExecutionDatabase
 from engine.store.migrations import apply_migrations
-
-Durability = Literal["sync", "batched"]
-DEFAULT_TIMEOUT_SECONDS = 10.0
-SUPPORTED_URLS = (
-    "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, "
-    "postgresql://user@host:port/dbname[?schema=name]"
-)
 
 _RECORD_COLUMNS = (
     "seq, execution_id, at, kind, payload, engine_version, config_version, prev_hash, hash"
@@ -83,30 +78,6 @@ _LOST_GROUPS_KEPT = 1024
 _GROUP_WAIT_SECONDS = 0.02
 
 
-class Backend(Protocol):
-    """What differs between the databases; everything else is shared SQL."""
-
-    dialect: str
-    label: str  # names the backend in every error, e.g. "SQLite database runs/a.db"
-    driver_errors: tuple[type[Exception], ...]
-
-    def connect(self) -> Any: ...
-
-    def begin_exclusive(self, conn: Any, lock: str) -> None: ...
-
-    def create_namespace(self, conn: Any) -> None: ...
-
-    def table_exists(self, conn: Any, table: str) -> bool: ...
-
-    def is_broken(self, conn: Any) -> bool: ...
-
-    def sql(self, query: str) -> str: ...
-
-    def hold_lease(self, instance_id: str) -> Any: ...
-
-    def lease_alive(self, instance_id: str) -> bool | None: ...
-
-
 class SQLExecutionDatabase(ExecutionDatabase):
     """The audit store on one connection to a SQLite or PostgreSQL database (thread-safe)."""
 
@@ -118,7 +89,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         batch_size: int = 1000,
         state_cache_size: int = 4096,
     ) -> None:
-        _check_durability(durability, batch_size)
+        check_durability(durability, batch_size)
         self.durability = durability
         self._backend = backend
         self._batch_size = batch_size if durability == "batched" else 1
@@ -431,35 +402,26 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 )
             after = ids[-1]
 
-    def history(
-        self,
-        symbol: str | None = None,
-        status: ExecutionStatus | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[ExecutionLog]:
+    @called_with_fields_of(HistoryQuery)
+    def history(self, query: HistoryQuery) -> list[ExecutionLog]:
         """Executions created in [start, end), oldest first, filtered and paginated."""
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
         filters: list[tuple[str, Any]] = []
-        if symbol is not None:
-            filters.append(("symbol = ?", symbol))
-        if status is not None:
-            filters.append(("status = ?", status.value))
-        if start is not None:
-            filters.append(("created_at >= ?", _micros(_aware(start, "start"))))
-        if end is not None:
-            filters.append(("created_at < ?", _micros(_aware(end, "end"))))
+        if query.symbol is not None:
+            filters.append(("symbol = ?", query.symbol))
+        if query.status is not None:
+            filters.append(("status = ?", query.status.value))
+        if query.start is not None:
+            filters.append(("created_at >= ?", _micros(query.start)))
+        if query.end is not None:
+            filters.append(("created_at < ?", _micros(query.end)))
         where = " AND ".join(clause for clause, _ in filters) or "1 = 1"
-        query = self._backend.sql(
+        select = self._backend.sql(
             f"SELECT execution_id FROM executions WHERE {where} "
             "ORDER BY created_at, execution_id LIMIT ? OFFSET ?"
         )
-        params = (*(value for _, value in filters), limit, offset)
+        params = (*(value for _, value in filters), query.limit, query.offset)
         with self._reading("query execution history") as conn:
-            ids = [row[0] for row in conn.execute(query, params).fetchall()]
+            ids = [row[0] for row in conn.execute(select, params).fetchall()]
             return [Execution.replay(i, self._read_events(conn, i)).to_log() for i in ids]
 
     def non_terminal(self) -> list[str]:
@@ -485,7 +447,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         query = self._backend.sql(
             _CHAIN.format(where="at >= ? AND at < ? AND seq > ?") + " LIMIT ?"
         )
-        bounds = (_aware(start, "start").timestamp(), _aware(end, "end").timestamp())
+        bounds = (aware(start, "start").timestamp(), aware(end, "end").timestamp())
         after = 0
         while True:
             with self._reading("export the audit trail") as conn:
@@ -603,74 +565,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
         return lost
 
 
-def open_database(
-    url: str,
-    *,
-    durability: Durability = "sync",
-    batch_size: int = 1000,
-    schema: str | None = None,
-) -> ExecutionDatabase:
-    """Open (and migrate) the store a URL names; see SUPPORTED_URLS for the forms.
-
-    `schema` places a PostgreSQL store in its own schema (also `?schema=` in the URL);
-    `?timeout=` bounds the wait for the write lock, in seconds, on either database.
-    """
-    _check_durability(durability, batch_size)
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        raise ValueError(f"malformed database URL {url!r}: expected one of {SUPPORTED_URLS}")
-    if schema is not None and scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"a schema applies to PostgreSQL only, not to {scheme}:// stores")
-    backend: Backend
-    if scheme == "memory":
-        if rest:
-            raise ValueError(f"malformed database URL {url!r}: memory:// takes nothing more")
-        return InMemoryExecutionDatabase()
-    if scheme == "sqlite":
-        from engine.store.sqlite import SQLiteBackend
-
-        backend = SQLiteBackend.from_url(url)
-    elif scheme in ("postgresql", "postgres"):
-        from engine.store.postgres import PostgresBackend
-
-        backend = PostgresBackend.from_url(url, schema)
-    else:
-        raise ValueError(
-            f"unsupported database URL scheme {scheme!r}: expected one of {SUPPORTED_URLS}"
-        )
-    return SQLExecutionDatabase(backend, durability=durability, batch_size=batch_size)
-
-
-def parse_timeout(value: str, url: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(
-            f"URL {url!r}: timeout must be a positive number of seconds, not {value!r}"
-        )
-    return seconds
-
-
-def _check_durability(durability: str, batch_size: int) -> None:
-    if durability not in ("sync", "batched"):
-        raise ValueError(f"durability must be 'sync' or 'batched', not {durability!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-
-
 def _status(execution: Execution) -> str:
     assert execution.status is not None
     return execution.status.value
-
-
-def _aware(moment: datetime, name: str) -> datetime:
-    # A naive datetime would be read in the host's local zone: a silent, machine-dependent
-    # shift of the window. Refuse it.
-    if moment.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware (e.g. UTC), got naive {moment!r}")
-    return moment
 
 
 def _micros(moment: datetime) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from engine.store.backend import DEFAULT_TIMEOUT_SECONDS, parse_timeout
 from engine.store.base import StoreUnavailable
-from engine.store.sql import DEFAULT_TIMEOUT_SECONDS, parse_timeout
 
 _WAL_ATTEMPTS = 20
 _USAGE = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:"

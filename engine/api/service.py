@@ -1,0 +1,90 @@
+"""The service behind every route: one engine, the API's settings, the threads executions
+run on, and what the service measures of itself (broker probes, request and store timings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.api.keys import ApiKey
+from engine.api.metrics import BrokerProbes, Timings
+from engine.core.config import ENGINE_VERSION
+from engine.engine import ExecutionEngine
+from engine.store.base import ControlEvent, ControlKind, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_per_second: Annotated[float, Field(gt=0.0)] = 50.0  # per key, on average
+    burst: Annotated[int, Field(ge=1)] = 100  # per key, at once
+    max_body_bytes: Annotated[int, Field(ge=1)] = 64 * 1024
+    # Executions waiting on the broker at once; more wait for a thread, none is refused.
+    max_concurrent_executions: Annotated[int, Field(ge=1)] = 64
+    store_retry_after_seconds: Annotated[int, Field(ge=1)] = 5
+    # Seconds between background broker probes (broker uptime); 0: only /health probes.
+    broker_probe_seconds: Annotated[float, Field(ge=0.0)] = 5.0
+
+
+@dataclass
+class ApiService:
+    """What every route works with; one per application, in `app.state.service`."""
+
+    engine: ExecutionEngine
+    settings: ApiSettings
+    clock: Callable[[], float]
+    # Executions block on the broker (MT5 is synchronous): each runs on a thread of its
+    # own, at most max_concurrent_executions at once; the rest queue here, in order.
+    executions: ThreadPoolExecutor
+    probes: BrokerProbes
+    requests: Timings
+    responses: Counter[str]
+    store: Timings
+
+    def broker_connected(self) -> bool:
+        try:
+            connected = bool(self.engine.broker.is_connected())
+        except Exception:  # a broker that cannot even say is not connected
+            connected = False
+        self.probes.record(connected)
+        return connected
+
+    def store_reachable(self) -> bool:
+        try:
+            self.engine.database.ping()
+        except StoreUnavailable as down:
+            log.warning("audit store unreachable: %s", down)
+            return False
+        return True
+
+    def control_event(self, kind: ControlKind, key: ApiKey, reason: str | None) -> ControlEvent:
+        return ControlEvent(
+            kind=kind,
+            at=self.clock(),
+            payload={"by": key.name, "role": key.role.value, "reason": reason},
+            engine_version=ENGINE_VERSION,
+            config_version=self.engine.config.version,
+        )
+
+
+def execution_pool(settings: ApiSettings) -> ThreadPoolExecutor:
+    """The threads executions run on, blocking on the broker."""
+    return ThreadPoolExecutor(settings.max_concurrent_executions, thread_name_prefix="execution")
+
+
+async def probe_forever(service: ApiService) -> None:
+    """Check the broker's connection every broker_probe_seconds (broker uptime), until
+    cancelled."""
+    while True:
+        await anyio.to_thread.run_sync(service.broker_connected, abandon_on_cancel=True)
+        await anyio.sleep(service.settings.broker_probe_seconds)
