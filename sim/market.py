@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import bisect
 import math
-from datetime import datetime
 from itertools import pairwise
 from typing import Annotated, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from engine.core.instruments import SymbolSpec, TradeMode, pip_size
 from engine.core.ports import FillPolicy
@@ -109,18 +108,11 @@ class NewsEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    at: datetime
+    at: AwareDatetime  # naive: refused
     symbols: tuple[str, ...] = ()  # empty: every symbol
     jump_pips: Annotated[float, Field(ge=0.0)] = 10.0  # standard deviation of the jump
     volatility_multiplier: Annotated[float, Field(ge=1.0)] = 4.0
     window_seconds: Annotated[float, Field(gt=0.0)] = 300.0
-
-    @field_validator("at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("a news time must carry its time zone, e.g. 2024-01-12T13:30:00Z")
-        return value
 
     @property
     def start(self) -> float:
