@@ -122,3 +122,16 @@ def test_executing_the_same_decision_again_returns_the_first_confirmation_live()
     again = engine.execute(decision(decision_id="same"))
     assert again == first
     assert len(venue.orders) == 1
+
+
+def test_the_seeds_execute_confirms_the_same_over_the_simpy_driver_as_over_the_live_one():
+    world = SimulatedWorld.build(seed=2, market=STILL, network=WIRE, config=FAST)
+    simulated = world.engine.execute(decision(decision_id="one"))
+    engine, _ = paper_engine(seed=2, market=STILL, network=WIRE, config=FAST)
+    live = engine.execute(decision(decision_id="one"))
+    assert simulated.status is live.status is ExecutionStatus.FILLED
+    assert (simulated.executed_units, simulated.fill_price, simulated.slippage_pips) == (
+        live.executed_units,
+        live.fill_price,
+        live.slippage_pips,
+    )
