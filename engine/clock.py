@@ -7,7 +7,9 @@ simulator's clock over SimPy's virtual time is `sim.clock.SimPyClock`.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -34,3 +36,9 @@ class WallClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def call_later(self, seconds: float, call: Callable[[], object]) -> None:
+        """Run `call` on a thread of its own once `seconds` have passed."""
+        timer = threading.Timer(seconds, call)
+        timer.daemon = True
+        timer.start()

@@ -60,6 +60,8 @@ def wall_clock_config(scenario: Scenario) -> Scenario:
             "order_timeout_seconds": 2.0,
             "retry_backoff_seconds": 0.05,
             "request_timeout_seconds": 1.0,
+            # The scenario's venue never executes a request late: a second is proof enough.
+            "absence_proof_seconds": 1.0,
         }
     )
     return scenario.model_copy(update={"engine": faster})

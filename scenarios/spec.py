@@ -28,7 +28,7 @@ from sim.account import AccountConfig
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig
-from sim.network import FaultKind, FaultWindow, NetworkConfig
+from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
 from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, IntraBarPath
 from sim.rejections import RejectionConfig
 from sim.sessions import FxWeek
@@ -102,6 +102,7 @@ class FaultsSection(_Section):
     reply_loss: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     windows: tuple[FaultAt, ...] = ()
     rejections: RejectionConfig = RejectionConfig()
+    late_execution: LateExecution = LateExecution()
 
 
 class VenueSection(_Section):
@@ -186,6 +187,7 @@ class Scenario(_Section):
             request_loss=f.request_loss,
             reply_loss=f.reply_loss,
             faults=windows,
+            late_execution=f.late_execution,
         )
 
     def venue_config(self) -> VenueConfig:

@@ -8,6 +8,8 @@ deterministically. Code inside a SimPy process (the SimPy driver) yields timeout
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import simpy
 
 
@@ -22,6 +24,9 @@ class SimPyClock:
 
     def now(self) -> float:
         return self.env.now  # as SimPy keeps it: the same numbers every driver stamps
+
+    def call_later(self, seconds: float, call: Callable[[], object]) -> None:
+        self.env.timeout(seconds).callbacks.append(lambda _: call())
 
     def sleep(self, seconds: float) -> None:
         if seconds < 0:

@@ -52,6 +52,30 @@ class FaultWindow(BaseModel):
         return self
 
 
+class LateExecution(BaseModel):
+    """A trade server that executes a request after its client gave up on it.
+
+    Real MT5 servers do: a request whose reply was lost to an IPC timeout (-10005), a 10012
+    TIMEOUT or a broken connection may still be executed after `order_send` has returned
+    (mt5-reference.md, "Behaviours of real servers" 2; MQL5 reference, OrderSend: a timed-out
+    request "does not mean the order was not executed"). With `probability`, a request whose
+    reply the client never gets is executed that many seconds after it arrived, drawn
+    uniformly from [min_seconds, max_seconds], instead of at once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probability: Probability = 0.0
+    min_seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.5
+    max_seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 10.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LateExecution:
+        if self.max_seconds < self.min_seconds:
+            raise ValueError("max_seconds must not be below min_seconds")
+        return self
+
+
 class NetworkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,6 +83,7 @@ class NetworkConfig(BaseModel):
     request_loss: Probability = 0.0
     reply_loss: Probability = 0.0
     faults: tuple[FaultWindow, ...] = ()
+    late_execution: LateExecution = LateExecution()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +136,14 @@ class Network:
             if window.start <= t < window.end:
                 return window.kind
         return None
+
+    def late_by(self) -> float | None:
+        """How long after arriving an unanswered request is executed, if it is executed late."""
+        late = self.config.late_execution
+        if not late.probability or self._rng.random() >= late.probability:
+            return None
+        self.fates["executed_late"] += 1
+        return float(self._rng.uniform(late.min_seconds, late.max_seconds))
 
     def plan(self, t: float) -> Delivery:
         """The fate of a request sent at t; latency spikes with the market's volatility."""

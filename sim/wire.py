@@ -19,7 +19,7 @@ crossed it.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from engine.clock import Clock
 from engine.core.ports import BrokerError, RequestNotSent
@@ -31,9 +31,15 @@ T = TypeVar("T")
 Crossing = Generator[float, None, T]
 
 
+class SchedulingClock(Clock, Protocol):
+    def call_later(self, seconds: float, call: Callable[[], object]) -> None:
+        """Run `call` once `seconds` have passed on this clock, without blocking."""
+        ...
+
+
 class Wire:
     def __init__(
-        self, network: Network | None, clock: Clock, *, carried_by_driver: bool = False
+        self, network: Network | None, clock: SchedulingClock, *, carried_by_driver: bool = False
     ) -> None:
         self.network = network
         self.clock = clock
@@ -64,7 +70,11 @@ class Wire:
             yield schedule.before
         result: T | None = None
         answer: BrokerError | None = None
-        if schedule.reaches_broker:
+        late = self.network.late_by() if schedule.reaches_broker and schedule.error else None
+        if late is not None:
+            # The client will time out; the server executes the request later regardless.
+            self.clock.call_later(late, call)
+        elif schedule.reaches_broker:
             try:
                 result = call()
             except BrokerError as error:

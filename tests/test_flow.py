@@ -21,7 +21,7 @@ from sim.account import AccountConfig
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig
-from sim.network import FaultKind, FaultWindow, NetworkConfig
+from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
 from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
 from tests.builders import decision, run_one
@@ -308,3 +308,27 @@ def test_a_refused_margin_question_is_rejected_with_the_brokers_reason_not_as_a_
         execution = stop.value
     assert execution.outcome_reason is R.INSUFFICIENT_MARGIN
     assert "margin calculation refused" in execution.outcome_detail
+
+
+def test_a_not_found_right_after_a_timeout_is_no_proof_and_a_late_execution_is_adopted():
+    late = LateExecution(probability=1.0, min_seconds=20.0, max_seconds=20.0)
+    dropped = FaultWindow(start=T0, end=T0 + 1.0, kind=FaultKind.DROP_REPLIES)
+    world = SimulatedWorld.build(
+        seed=3, network=NetworkConfig(faults=(dropped,), late_execution=late)
+    )
+    execution = run_one(world, decision())
+    assert execution.status is S.FILLED and len(world.venue.orders) == 1  # never sent twice
+    details = [
+        e.detail
+        for e in world.engine.database.events(execution.execution_id)
+        if isinstance(e, ReconciliationAttempted)
+    ]
+    assert any("not found yet" in detail for detail in details)  # the evidence of waiting
+
+
+def test_a_not_found_is_proof_of_absence_once_the_servers_grace_has_passed():
+    world = faulty(FaultKind.HANG, 1.0)
+    execution = run_one(world, decision())
+    attempts = attempts_at(world, execution.execution_id)
+    assert execution.status is S.FILLED and len(world.venue.orders) == 1
+    assert attempts[1] - attempts[0] >= EngineConfig().absence_proof_seconds

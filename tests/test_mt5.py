@@ -50,7 +50,7 @@ from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
 from sim.mt5 import MT5Emulator, OrderSendResult, TerminalConfig
-from sim.network import FaultKind, FaultWindow, Network, NetworkConfig
+from sim.network import FaultKind, FaultWindow, LateExecution, Network, NetworkConfig
 from sim.venue import Venue
 from sim.wire import Wire
 from sim.world import DEFAULT_START
@@ -421,6 +421,20 @@ def test_a_lost_reply_is_an_ipc_timeout_and_the_order_is_found_at_once():
     assert found.filled_units == 100_000 and len(found.fills) == 1
 
 
+def test_a_timed_out_request_may_be_executed_by_the_server_after_the_call_returned():
+    late = LateExecution(probability=1.0, min_seconds=5.0, max_seconds=5.0)
+    emulator, clock = terminal(network=NetworkConfig(reply_loss=1.0, late_execution=late))
+    broker = broker_on(emulator, clock, MT5Config(timeout_ms=2_000))
+    with pytest.raises(OutcomeUnknown, match="IPC timeout"):
+        broker.place_order(order(emulator))
+    assert emulator.venue.orders == {}  # nothing yet: one "not found" now proves nothing
+    assert broker.find_order(TAG) is None
+    clock.sleep(5.0)  # the server executes it late
+    [ledger_order] = emulator.venue.orders.values()
+    found = broker.find_order(TAG)
+    assert found is not None and found.order_id == str(ledger_order.ticket)
+
+
 def test_during_a_partition_the_terminal_cannot_prove_an_order_absent():
     partition = FaultWindow(start=T0, end=T0 + 60, kind=FaultKind.DROP_REPLIES)
     emulator, clock = terminal(network=NetworkConfig(faults=(partition,)))
@@ -762,6 +776,7 @@ def test_threads_on_the_wall_clock_with_lost_replies_duplicate_nothing_and_lose_
             order_timeout_seconds=2.0,
             retry_backoff_seconds=0.02,
             request_timeout_seconds=0.1,
+            absence_proof_seconds=0.2,  # this terminal never executes a request late
         ),
         driver=LiveDriver(clock),
         instance_id="wall-chaos",

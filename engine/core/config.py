@@ -48,6 +48,10 @@ class EngineConfig(BaseModel):
     max_submission_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     retry_backoff_seconds: Annotated[float, Field(ge=0.0)] = 1.0
     request_timeout_seconds: PositiveSeconds = 5.0
+    # A trade server may execute a request after the client timed out (MT5: IPC timeout
+    # -10005, 10012, a broken connection). "Not found" proves an order absent only once
+    # this long has passed since the request was sent; before that the engine asks again.
+    absence_proof_seconds: Annotated[float, Field(ge=0.0)] = 30.0
     # Stage 5: monitoring
     poll_interval_seconds: PositiveSeconds = 0.5
     order_timeout_seconds: PositiveSeconds = 60.0

@@ -233,7 +233,10 @@ def recovery_flow(execution: Execution, config: EngineConfig, started_at: float)
             request.intended_units,
         )
     else:
-        reconciliation = yield from reconcile(run, request.client_order_id, deadline)
+        sent_at = execution.last_attempt_at if execution.last_attempt_at is not None else run.now
+        reconciliation = yield from reconcile(
+            run, request.client_order_id, sent_at + config.absence_proof_seconds, deadline
+        )
         if reconciliation.outcome is Reconciled.UNRESOLVED:
             return execution
         if reconciliation.report is None:
@@ -303,6 +306,7 @@ def _submit_with_retry(
     while True:
         attempt += 1
         run.now, _ = yield run.record(SubmissionAttempted(eid, run.now, attempt))
+        sent_at = run.now
         try:
             report: OrderReport = yield from run.ask(PlaceOrder(order))
         except BrokerRejected as rejected:
@@ -315,7 +319,9 @@ def _submit_with_retry(
             last_error: BrokerError = failure
         except BrokerError as unanswered:  # outcome unknown: reconcile before anything else
             yield run.record(SubmissionUnanswered(eid, run.now, attempt, str(unanswered)))
-            reconciliation = yield from reconcile(run, order.client_order_id, deadline)
+            reconciliation = yield from reconcile(
+                run, order.client_order_id, sent_at + config.absence_proof_seconds, deadline
+            )
             if reconciliation.outcome is Reconciled.FOUND:
                 return reconciliation.report
             if reconciliation.outcome is Reconciled.UNRESOLVED:
@@ -338,9 +344,12 @@ def _submit_with_retry(
 
 
 def reconcile(
-    run: _Run, client_order_id: str, deadline: float
+    run: _Run, client_order_id: str, proof_after: float, deadline: float
 ) -> Generator[Effect, Any, Reconciliation]:
-    """Ask the broker for our order by its tag until it answers or the deadline passes."""
+    """Ask the broker for our order by its tag until it answers or the deadline passes.
+
+    A "not found" before `proof_after` proves nothing — the server may still execute the
+    request — so the engine asks again; past the deadline the outcome stays unknown."""
     eid, backoff = run.execution.execution_id, run.config.retry_backoff_seconds
     lookup = 0
     while True:
@@ -351,22 +360,26 @@ def reconcile(
         try:
             found: OrderReport | None = yield from run.ask(FindOrder(client_order_id))
         except BrokerError as unreachable:
-            if run.now + backoff > deadline:
+            unresolved = f"broker unreachable until the deadline: {unreachable}"
+        else:
+            if found is not None:
                 yield run.record(
-                    ReconciliationDeferred(
-                        eid, run.now, f"broker unreachable until the deadline: {unreachable}"
-                    )
+                    OrderAcknowledged(eid, run.now, found.order_id, via_reconciliation=True)
                 )
-                return Reconciliation(Reconciled.UNRESOLVED)
-            run.now, _ = yield Sleep(backoff)
-            continue
-        if found is None:
+                return Reconciliation(Reconciled.FOUND, found)
+            if run.now >= proof_after:
+                yield run.record(
+                    OrderProvenAbsent(eid, run.now, f"broker has no order tagged {client_order_id}")
+                )
+                return Reconciliation(Reconciled.ABSENT)
+            unresolved = f"not found yet; the server may still execute it until {utc(proof_after)}"
             yield run.record(
-                OrderProvenAbsent(eid, run.now, f"broker has no order tagged {client_order_id}")
+                ReconciliationAttempted(eid, run.now, f"lookup {lookup}: {unresolved}")
             )
-            return Reconciliation(Reconciled.ABSENT)
-        yield run.record(OrderAcknowledged(eid, run.now, found.order_id, via_reconciliation=True))
-        return Reconciliation(Reconciled.FOUND, found)
+        if run.now + backoff > deadline:
+            yield run.record(ReconciliationDeferred(eid, run.now, unresolved))
+            return Reconciliation(Reconciled.UNRESOLVED)
+        run.now, _ = yield Sleep(backoff)
 
 
 def _monitor_until_done(

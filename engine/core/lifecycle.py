@@ -111,6 +111,7 @@ class Execution:
     slippage_quality: SlippageQuality | None = None
     created_at: float | None = None
     submitted_at: float | None = None
+    last_attempt_at: float | None = None
     last_fill_at: float | None = None
     completed_at: float | None = None
 
@@ -169,6 +170,7 @@ class Execution:
                 self.deviation_points = event.deviation_points
             case SubmissionAttempted(attempt=attempt):
                 self.attempts = attempt
+                self.last_attempt_at = event.at
                 if self.submitted_at is None:
                     self.submitted_at = event.at
             case (
