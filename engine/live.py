@@ -20,10 +20,11 @@ T = TypeVar("T")
 class LiveDriver:
     """A blocking driver: `start` runs the work to its end and its handle is the value."""
 
-    def __init__(self, clock: Clock | None = None, carrier: Carrier | None = None) -> None:
+    # Live brokers cross their own network: no remote call is carried by the driver.
+    carrier: Carrier | None = None
+
+    def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock if clock is not None else WallClock()
-        # Live brokers cross their own network; a carrier is for a simulated wire.
-        self.carrier = carrier
 
     def start(self, work: Work[T]) -> T:
         return run_blocking(work, self.clock.sleep)

@@ -44,6 +44,13 @@ class MT5Emulator(MT5Constants):
         self._book = Book(venue, self.config)
         self._lists = Lists(venue, self.clock, self.config, self._session, self._book)
         self._trading = Trading(venue, wire, self.config, self._session, self._book)
+        # The module's trade and list functions, answered by the collaborators as they are.
+        self.order_check = self._trading.order_check
+        self.order_send = self._trading.order_send
+        self.orders_get = self._lists.orders_get
+        self.history_orders_get = self._lists.history_orders_get
+        self.history_deals_get = self._lists.history_deals_get
+        self.positions_get = self._lists.positions_get
 
     @property
     def algo_trading(self) -> bool:
@@ -305,43 +312,3 @@ class MT5Emulator(MT5Constants):
             return None
         units = round(volume * config.contract_size)
         return self._session.ok(self.venue.margin_required(symbol, units, self.clock()))
-
-    # -- trade requests ------------------------------------------------------------------------
-
-    def order_check(self, request: dict[str, Any]) -> Any:
-        return self._trading.order_check(request)
-
-    def order_send(self, request: dict[str, Any]) -> Any:
-        return self._trading.order_send(request)
-
-    # -- the terminal's lists: orders, positions, history ---------------------------------------
-
-    def orders_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> Any:
-        return self._lists.orders_get(symbol, group, ticket)
-
-    def history_orders_get(
-        self,
-        date_from: Any = None,
-        date_to: Any = None,
-        group: str | None = None,
-        ticket: int | None = None,
-        position: int | None = None,
-    ) -> Any:
-        return self._lists.history_orders_get(date_from, date_to, group, ticket, position)
-
-    def history_deals_get(
-        self,
-        date_from: Any = None,
-        date_to: Any = None,
-        group: str | None = None,
-        ticket: int | None = None,
-        position: int | None = None,
-    ) -> Any:
-        return self._lists.history_deals_get(date_from, date_to, group, ticket, position)
-
-    def positions_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> Any:
-        return self._lists.positions_get(symbol, group, ticket)
