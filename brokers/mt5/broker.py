@@ -19,22 +19,22 @@ Credentials are passed through to the terminal and never kept, logged or put in 
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import re
 import threading
-import tomllib
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Any, Literal, NoReturn
 
 from brokers import mt5_codes as codes
+from brokers.mt5.calls import Constants, Secrets, TerminalError, plain, record_time
+from brokers.mt5.config import MT5Config
+from brokers.mt5.loading import (
+    MT5Credentials,
+    TerminalStartError,
+    load_mt5_module,
+)
 from brokers.mt5_codes import Outcome
 from engine.clock import Clock, WallClock
 from engine.core.instruments import (
@@ -70,163 +70,6 @@ SYMBOL_FILLING_IOC = 2
 _TAG = re.compile(r"[A-Za-z0-9]+")
 
 
-class MT5Unavailable(ImportError):
-    """The MetaTrader5 module (or the Linux bridge) is not installed here."""
-
-
-class TerminalStartError(RuntimeError):
-    """The terminal could not be opened or refused the login."""
-
-
-def load_mt5_module(
-    kind: Literal["native", "bridge"] = "native", host: str = "localhost", port: int = 18812
-) -> Any:
-    """The MetaTrader5 module on Windows, or the `mt5linux` bridge to a terminal under Wine."""
-    if kind == "native":
-        try:
-            return importlib.import_module("MetaTrader5")
-        except ImportError as missing:
-            raise MT5Unavailable(
-                "the MetaTrader5 package is not installed: pip install -e '.[mt5]' "
-                "(the extra 'mt5'; Windows only — on Linux use kind='bridge')"
-            ) from missing
-    if kind == "bridge":
-        try:
-            bridge = importlib.import_module("mt5linux")
-        except (ImportError, SyntaxError) as missing:  # mt5linux 1.1.1 needs Python >= 3.12
-            raise MT5Unavailable(
-                "the Linux bridge needs mt5linux (pip install mt5linux, Python >= 3.12) and "
-                "its server running under Wine beside a Windows Python with MetaTrader5"
-            ) from missing
-        return bridge.MetaTrader5(host=host, port=port)
-    raise ValueError(f"kind must be 'native' or 'bridge', not {kind!r}")
-
-
-class MT5Credentials(BaseModel):
-    """Whom the terminal logs in as. Never logged, never in a message; not in the repr but
-    for the masked password, and not echoed by a validation error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    login: Annotated[int, Field(gt=0, repr=False)]
-    password: SecretStr
-    server: Annotated[str, Field(min_length=1, repr=False)]
-    path: str | None = None  # terminal64.exe, when it is not the terminal found by default
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> MT5Credentials:
-        """From MT5_LOGIN, MT5_PASSWORD, MT5_SERVER and, optionally, MT5_PATH."""
-        env = os.environ if environ is None else environ
-        missing = [
-            name for name in ("MT5_LOGIN", "MT5_PASSWORD", "MT5_SERVER") if not env.get(name)
-        ]
-        if missing:
-            raise ValueError(f"MT5 credentials need the environment variables {', '.join(missing)}")
-        return cls(
-            login=env["MT5_LOGIN"],
-            password=env["MT5_PASSWORD"],
-            server=env["MT5_SERVER"],
-            path=env.get("MT5_PATH") or None,
-        )
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> MT5Credentials:
-        """From a TOML file with the keys login, password, server and, optionally, path."""
-        with Path(path).open("rb") as file:
-            return cls.model_validate(tomllib.load(file))
-
-
-class MT5Config(BaseModel):
-    """How this system's orders look at the broker and how the terminal is read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Fixed per trading system: with the tag in the comment, it identifies our orders.
-    magic: Annotated[int, Field(ge=0, lt=2**63)] = 240_601
-    # Comments longer than this, or with other than ASCII letters and digits, are refused
-    # before sending (limits differ by broker: reports say 31, 29, 27; 26 is safe).
-    comment_max_length: Annotated[int, Field(ge=1, le=31)] = 26
-    # Reconciliation matches a comment on this many leading characters of our id (and the
-    # magic number), as brokers rewrite a comment's tail. Our ids are "AX" + 20 hex digits:
-    # 16 characters still carry 56 bits of the id.
-    tag_match_chars: Annotated[int, Field(ge=12, le=31)] = 16
-    # MT5 has no "unbounded" deviation: an order without a slippage bound carries this many
-    # points (ignored by symbols in market execution, honoured by instant execution).
-    unbounded_deviation_points: Annotated[int, Field(ge=0)] = 1_000
-    # Reconciliation searches history this far back, and pads the window's end: the
-    # terminal's history is in trade-server time, whose offset is unconfirmed.
-    history_lookback_seconds: Annotated[float, Field(gt=0.0)] = 7 * 86_400.0
-    history_padding_seconds: Annotated[float, Field(ge=0.0)] = 86_400.0
-    # The trade server's clock minus UTC: MT5 stamps ticks and deals in server time.
-    server_time_offset_seconds: int = 0
-    # Milliseconds the terminal may take to open (initialize/login `timeout`).
-    timeout_ms: Annotated[int, Field(gt=0)] = 60_000
-
-
-@dataclass(frozen=True, slots=True)
-class _TerminalError:
-    """`last_error()` after a call the terminal refused."""
-
-    code: int
-    description: str
-
-    def __str__(self) -> str:
-        return f"{self.description} ({self.code})"
-
-
-@dataclass(frozen=True, slots=True)
-class _Constants:
-    """The module's constants, read once: through a bridge every read is a remote call."""
-
-    deal: int
-    remove: int
-    buy: int
-    sell: int
-    filling_fok: int
-    filling_ioc: int
-    time_gtc: int
-    done_states: frozenset[int]  # in history: no more fills will come
-    cancelled_states: frozenset[int]  # in history: ended before completing
-
-    @classmethod
-    def read(cls, mt5: Any) -> _Constants:
-        return cls(
-            deal=int(mt5.TRADE_ACTION_DEAL),
-            remove=int(mt5.TRADE_ACTION_REMOVE),
-            buy=int(mt5.ORDER_TYPE_BUY),
-            sell=int(mt5.ORDER_TYPE_SELL),
-            filling_fok=int(mt5.ORDER_FILLING_FOK),
-            filling_ioc=int(mt5.ORDER_FILLING_IOC),
-            time_gtc=int(mt5.ORDER_TIME_GTC),
-            done_states=frozenset({int(mt5.ORDER_STATE_FILLED), int(mt5.ORDER_STATE_PARTIAL)}),
-            cancelled_states=frozenset(
-                {
-                    int(mt5.ORDER_STATE_CANCELED),
-                    int(mt5.ORDER_STATE_EXPIRED),
-                    int(mt5.ORDER_STATE_REJECTED),
-                }
-            ),
-        )
-
-
-def _plain(value: Any) -> Any:
-    """A result as plain data: records become dicts of their fields, read by name."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    as_dict = getattr(value, "_asdict", None)
-    if as_dict is not None:
-        return dict(as_dict())
-    if isinstance(value, tuple | list):
-        return tuple(_plain(item) for item in value)
-    return value
-
-
-def _record_time(record: Mapping[str, Any]) -> float:
-    """Seconds of a record's time, to the millisecond when the record has it."""
-    msc = record.get("time_msc")
-    return msc / 1000.0 if msc else float(record["time"])
-
-
 class MT5Broker(BrokerInterface):
     def __init__(
         self,
@@ -243,7 +86,7 @@ class MT5Broker(BrokerInterface):
         self._clock: Clock = clock if clock is not None else WallClock()
         self._lock = lock if lock is not None else threading.Lock()
         with self._lock:
-            self._k = _Constants.read(mt5)
+            self._k = Constants.read(mt5)
         self._specs: dict[str, SymbolSpec] = {}
 
     def __repr__(self) -> str:
@@ -270,7 +113,7 @@ class MT5Broker(BrokerInterface):
     def start(self, credentials: MT5Credentials | None = None) -> None:
         """Open the terminal, then log in when credentials are given (else the terminal's
         current account is used)."""
-        secrets = _Secrets(credentials)
+        secrets = Secrets(credentials)
         try:
             path = (credentials.path,) if credentials and credentials.path else ()
             _, error = self._call("initialize", *path, timeout=self.config.timeout_ms)
@@ -303,7 +146,7 @@ class MT5Broker(BrokerInterface):
 
     # -- every call into the module --------------------------------------------------------
 
-    def _call(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, _TerminalError | None]:
+    def _call(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, TerminalError | None]:
         """One call under the lock: its plain result, or the terminal's error for a None
         (or False) answer, read before any other thread's call can overwrite it."""
         with self._lock:
@@ -311,14 +154,14 @@ class MT5Broker(BrokerInterface):
                 value = getattr(self._mt5, function)(*args, **kwargs)
                 if value is None or value is False:
                     code, description = self._mt5.last_error()
-                    return None, _TerminalError(int(code), str(description))
-                return _plain(value), None
+                    return None, TerminalError(int(code), str(description))
+                return plain(value), None
             except ConnectionRefusedError:
-                return None, _TerminalError(
+                return None, TerminalError(
                     codes.RES_E_INTERNAL_FAIL_CONNECT, "bridge refused the connection"
                 )
             except (OSError, EOFError) as broken:  # a bridge's transport failing mid-call
-                return None, _TerminalError(
+                return None, TerminalError(
                     codes.RES_E_INTERNAL_FAIL_RECEIVE, f"bridge failed: {type(broken).__name__}"
                 )
 
@@ -332,7 +175,7 @@ class MT5Broker(BrokerInterface):
         raise RequestNotSent(f"{function} failed: {error}")
 
     @staticmethod
-    def _raise_if_unreachable(error: _TerminalError, function: str) -> None:
+    def _raise_if_unreachable(error: TerminalError, function: str) -> None:
         if codes.is_ipc_failure(error.code):
             raise RequestNotSent(f"terminal could not be asked ({function}): {error}")
 
@@ -392,7 +235,7 @@ class MT5Broker(BrokerInterface):
             symbol=symbol,
             bid=float(quote["bid"]),
             ask=float(quote["ask"]),
-            time=self._utc(_record_time(quote)),
+            time=self._utc(record_time(quote)),
         )
 
     def account(self) -> AccountState:
@@ -512,7 +355,7 @@ class MT5Broker(BrokerInterface):
             str(ticket), order.client_order_id, BrokerOrderState.WORKING, order.units
         )
 
-    def _raise_refused_call(self, error: _TerminalError) -> NoReturn:
+    def _raise_refused_call(self, error: TerminalError) -> NoReturn:
         """order_send returned None: by last_error, unknown, never sent, or refused."""
         outcome = codes.refused_call_outcome(error.code)
         if outcome is Outcome.UNKNOWN:
@@ -621,7 +464,7 @@ class MT5Broker(BrokerInterface):
                     fill_id,
                     self._units(deal["volume"], spec),
                     float(deal["price"]),
-                    self._utc(_record_time(deal)),
+                    self._utc(record_time(deal)),
                 ),
             )
         return OrderReport(
@@ -668,24 +511,3 @@ class MT5Broker(BrokerInterface):
             datetime.fromtimestamp(now - self.config.history_lookback_seconds, UTC),
             datetime.fromtimestamp(now + self.config.history_padding_seconds, UTC),
         )
-
-
-class _Secrets:
-    """Strips credentials out of whatever the terminal says back."""
-
-    def __init__(self, credentials: MT5Credentials | None) -> None:
-        self._values = (
-            [
-                credentials.password.get_secret_value(),
-                str(credentials.login),
-                credentials.server,
-            ]
-            if credentials is not None
-            else []
-        )
-
-    def redact(self, error: _TerminalError) -> str:
-        text = str(error)
-        for value in self._values:
-            text = text.replace(value, "***")
-        return text

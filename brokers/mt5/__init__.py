@@ -1,0 +1,27 @@
+"""The live MetaTrader 5 broker, over an injected MetaTrader5-like module.
+
+- `broker`: `MT5Broker`, the broker port: orders, reconciliation, reading orders back;
+- `calls`: how every call into the module is read (plain records, errors, constants);
+- `config`: `MT5Config`, how this system's orders look and how the terminal is read;
+- `loading`: the module loaded lazily (MetaTrader5 or the Linux bridge) and the credentials.
+"""
+
+from brokers.mt5.broker import SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC, MT5Broker
+from brokers.mt5.config import MT5Config
+from brokers.mt5.loading import (
+    MT5Credentials,
+    MT5Unavailable,
+    TerminalStartError,
+    load_mt5_module,
+)
+
+__all__ = [
+    "SYMBOL_FILLING_FOK",
+    "SYMBOL_FILLING_IOC",
+    "MT5Broker",
+    "MT5Config",
+    "MT5Credentials",
+    "MT5Unavailable",
+    "TerminalStartError",
+    "load_mt5_module",
+]

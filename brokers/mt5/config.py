@@ -1,0 +1,34 @@
+"""How this system's orders look at the broker and how the terminal is read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MT5Config(BaseModel):
+    """How this system's orders look at the broker and how the terminal is read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fixed per trading system: with the tag in the comment, it identifies our orders.
+    magic: Annotated[int, Field(ge=0, lt=2**63)] = 240_601
+    # Comments longer than this, or with other than ASCII letters and digits, are refused
+    # before sending (limits differ by broker: reports say 31, 29, 27; 26 is safe).
+    comment_max_length: Annotated[int, Field(ge=1, le=31)] = 26
+    # Reconciliation matches a comment on this many leading characters of our id (and the
+    # magic number), as brokers rewrite a comment's tail. Our ids are "AX" + 20 hex digits:
+    # 16 characters still carry 56 bits of the id.
+    tag_match_chars: Annotated[int, Field(ge=12, le=31)] = 16
+    # MT5 has no "unbounded" deviation: an order without a slippage bound carries this many
+    # points (ignored by symbols in market execution, honoured by instant execution).
+    unbounded_deviation_points: Annotated[int, Field(ge=0)] = 1_000
+    # Reconciliation searches history this far back, and pads the window's end: the
+    # terminal's history is in trade-server time, whose offset is unconfirmed.
+    history_lookback_seconds: Annotated[float, Field(gt=0.0)] = 7 * 86_400.0
+    history_padding_seconds: Annotated[float, Field(ge=0.0)] = 86_400.0
+    # The trade server's clock minus UTC: MT5 stamps ticks and deals in server time.
+    server_time_offset_seconds: int = 0
+    # Milliseconds the terminal may take to open (initialize/login `timeout`).
+    timeout_ms: Annotated[int, Field(gt=0)] = 60_000
