@@ -112,7 +112,7 @@ class SQLiteBackend:
             Path(self.path + ".leases") / name,
             # A store is shared between threads, so a lease may be released on another
             # thread than the one that took it: a thread-local lock would ignore that release
-            # and leave the engine seen alive.
+            # and stay held until the garbage collector happened to finalize it.
             thread_local=False,
             # A file system without flock would otherwise get a marker file, which cannot tell
             # an engine that died on another host from a live one: refuse the lease instead.
