@@ -23,7 +23,7 @@ LEASE_PROCESS = """
 import sys
 if sys.argv[1] == "missing":
     sys.modules["fcntl"] = None
-from engine.store.sqlite import SQLiteBackend
+from engine.store import open_database
 store = open_database(sys.argv[2])
 for line in sys.stdin:
     command, instance_id = line.split()
