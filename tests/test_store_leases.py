@@ -1,5 +1,9 @@
 """Engine leases on a SQLite store, seen from other processes: alive while held, dead once
-released or once the holder is killed — with fcntl as on Linux, and without it as on Windows."""
+released or once the holder is killed — with fcntl as on Linux, and without it as on Windows.
+
+Without fcntl on Linux the store gets filelock's PID-file lock; Windows gets its LockFileEx
+lock, which only a Windows run exercises. What runs here either way: the store imports and
+keeps its lease semantics with no fcntl to import."""
 
 from __future__ import annotations
 
