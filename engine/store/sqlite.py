@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import sqlite3
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from filelock import BaseFileLock, FileLock, Timeout
 
 from engine.store.backend import DEFAULT_TIMEOUT_SECONDS, parse_timeout
 from engine.store.base import StoreUnavailable
@@ -99,34 +100,54 @@ class SQLiteBackend:
     def sql(self, query: str) -> str:
         return query
 
-    # -- engine leases: an flock on a file beside the database, released by the OS when
-    # the holding process dies, however it dies.
+    # -- engine leases: a lock on a file beside the database, taken through filelock: flock
+    # on POSIX and LockFileEx on Windows, which the OS releases when the holding process
+    # dies, however it dies. filelock imports fcntl only where it exists (not on Windows);
+    # without it, its lock is a file naming the holder's PID, seen dead once that PID is.
 
-    def _lease_file(self, instance_id: str) -> Path:
+    def _lease_lock(self, instance_id: str) -> BaseFileLock:
         assert self.path is not None
         name = hashlib.sha256(instance_id.encode()).hexdigest()[:32]
-        return Path(self.path + ".leases") / name
+        return FileLock(
+            Path(self.path + ".leases") / name,
+            # A store is shared between threads, so a lease may be released on another
+            # thread than the one that took it: a thread-local lock would ignore that release
+            # and stay held until the garbage collector happened to finalize it.
+            thread_local=False,
+            # A file system without flock would otherwise get a marker file, which cannot tell
+            # an engine that died on another host from a live one: refuse the lease instead.
+            fallback_to_soft=False,
+        )
 
-    def hold_lease(self, instance_id: str) -> IO[bytes] | None:
+    def hold_lease(self, instance_id: str) -> _HeldLease | None:
         if self.path is None:
             return None  # a private in-memory database: the process is the lease
-        path = self._lease_file(instance_id)
-        path.parent.mkdir(exist_ok=True)
-        handle = path.open("wb")
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return handle
+        lock = self._lease_lock(instance_id)
+        Path(lock.lock_file).parent.mkdir(exist_ok=True)
+        lock.acquire(blocking=False)  # Timeout, an OSError, when another engine holds it
+        return _HeldLease(lock)
 
     def lease_alive(self, instance_id: str) -> bool | None:
         """None when this backend cannot tell (in memory): the caller's registry knows."""
         if self.path is None:
             return None
-        path = self._lease_file(instance_id)
-        if not path.exists():
-            return False
-        with path.open("rb") as probe:
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(probe, fcntl.LOCK_UN)
-            return False
+        lock = self._lease_lock(instance_id)
+        if not Path(lock.lock_file).exists():
+            return False  # never held, or released on Windows (probing would create it)
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+
+class _HeldLease:
+    """A held engine lease. The store releases every lease by closing its handle, as it
+    closes a PostgreSQL lease's connection."""
+
+    def __init__(self, lock: BaseFileLock) -> None:
+        self._lock = lock
+
+    def close(self) -> None:
+        self._lock.release()
