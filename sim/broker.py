@@ -65,7 +65,9 @@ class SimulatedBroker(BrokerInterface):
     def order_status(self, order_id: str) -> OrderReport:
         return self._remote(lambda t: self.venue.status(order_id, t))
 
-    def find_order(self, client_order_id: str) -> OrderReport | None:
+    def find_order(
+        self, client_order_id: str, sent_at: float | None = None
+    ) -> OrderReport | None:  # the venue indexes its orders by client id: no window needed
         return self._remote(lambda t: self.venue.find(client_order_id, t))
 
     def cancel_order(self, order_id: str) -> OrderReport:

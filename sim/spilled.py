@@ -57,11 +57,12 @@ class SpilledRecords(Generic[V]):
             found += [(key, pickle.loads(value)) for key, value in rows]
         return [record for _, record in sorted(found, key=lambda pair: pair[0])]
 
-    def items(self, chunk: int = 4096) -> Iterator[tuple[int, V]]:
-        """Every (key, record), in key order, the spilled read a chunk at a time."""
+    def items(self, chunk: int = 4096, first_key: int = 0) -> Iterator[tuple[int, V]]:
+        """Every (key, record) from `first_key` on, in key order, the spilled read a chunk at
+        a time."""
 
         def spilled() -> Iterator[tuple[int, V]]:
-            after = -1
+            after = first_key - 1
             while self._db is not None:
                 rows = self._db.execute(
                     "SELECT key, value FROM record WHERE key > ? ORDER BY key LIMIT ?",
@@ -73,7 +74,8 @@ class SpilledRecords(Generic[V]):
                 after = rows[-1][0]
 
         held = sorted(
-            ((key, record) for key, (_, record) in self._memory.items()), key=lambda p: p[0]
+            ((key, record) for key, (_, record) in self._memory.items() if key >= first_key),
+            key=lambda p: p[0],
         )
         return heapq.merge(spilled(), held, key=lambda pair: pair[0])
 

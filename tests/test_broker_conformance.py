@@ -94,7 +94,9 @@ def build(
         )
     else:
         terminal = MT5Emulator(sim_venue, wire)
-        mt5 = MT5Broker(terminal, MT5Config(timeout_ms=int(TIMEOUT * 1000)), clock=clock)
+        # The emulated terminal's history never lags here: a "not found" answers at once.
+        config = MT5Config(timeout_ms=int(TIMEOUT * 1000), history_sync_seconds=0)
+        mt5 = MT5Broker(terminal, config, clock=clock)
         mt5.start()
         broker = mt5
     return Setup(kind, clock, sim_venue, broker)

@@ -100,7 +100,10 @@ def terminal(
 def broker_on(
     emulator: Any, clock: SimPyClock, config: MT5Config | None = None, **options: Any
 ) -> MT5Broker:
-    broker = MT5Broker(emulator, config, clock=clock, **options)
+    # These terminals' history never lags a connection: a "not found" is an answer at once
+    # (the lag and the broker's patience with it are tested on their own).
+    synced = (config or MT5Config()).model_copy(update={"history_sync_seconds": 0.0})
+    broker = MT5Broker(emulator, synced, clock=clock, **options)
     broker.start()
     return broker
 
@@ -424,7 +427,7 @@ def test_a_lost_reply_is_an_ipc_timeout_and_the_order_is_found_at_once():
 def test_a_timed_out_request_may_be_executed_by_the_server_after_the_call_returned():
     late = LateExecution(probability=1.0, min_seconds=5.0, max_seconds=5.0)
     emulator, clock = terminal(network=NetworkConfig(reply_loss=1.0, late_execution=late))
-    broker = broker_on(emulator, clock, MT5Config(timeout_ms=2_000))
+    broker = broker_on(emulator, clock, MT5Config(timeout_ms=2_000))  # its history in sync
     with pytest.raises(OutcomeUnknown, match="IPC timeout"):
         broker.place_order(order(emulator))
     assert emulator.venue.orders == {}  # nothing yet: one "not found" now proves nothing
@@ -767,7 +770,7 @@ def test_threads_on_the_wall_clock_with_lost_replies_duplicate_nothing_and_lose_
         prices.volatility,
     )
     emulator = MT5Emulator(venue, Wire(wire, clock))
-    broker = MT5Broker(emulator, MT5Config(timeout_ms=30), clock=clock)
+    broker = MT5Broker(emulator, MT5Config(timeout_ms=30, history_sync_seconds=0), clock=clock)
     broker.start()
     engine = ExecutionEngine(
         broker,
@@ -790,3 +793,43 @@ def test_threads_on_the_wall_clock_with_lost_replies_duplicate_nothing_and_lose_
     assert len(confirmations) == 32
     assert_every_order_accounted_for(venue, engine.database)
     assert events_of(engine.database, SubmissionUnanswered)
+
+
+# -- reconciliation that a real terminal can support --------------------------------------------
+
+
+def test_reconciliation_searches_the_history_from_the_send_not_a_week_back():
+    emulator, clock = terminal()
+    windows: list[tuple[Any, ...]] = []
+    history = emulator.history_orders_get
+    emulator.history_orders_get = lambda *window, **form: windows.append(window) or history(
+        *window, **form
+    )
+    broker = broker_on(emulator, clock)
+    broker.market_snapshot("EURUSD")
+    clock.sleep(1.0)
+    broker.market_snapshot("EURUSD")  # a tick that moved: the server's clock is learnt
+    clock.sleep(3_600.0)
+    assert broker.find_order(TAG, sent_at=T0 + 1_800.0) is None
+    [(start, _)] = [window for window in windows if window]
+    assert start == datetime.fromtimestamp(T0 + 1_800.0 - MT5Config().history_margin_seconds, UTC)
+
+
+def test_a_terminal_just_connected_cannot_prove_an_order_absent_until_its_history_synced():
+    emulator, clock = terminal()
+    broker = MT5Broker(emulator, MT5Config(history_sync_seconds=10.0), clock=clock)
+    broker.start()
+    with pytest.raises(RequestNotSent, match="still synchronising"):
+        broker.find_order(TAG)
+    clock.sleep(10.0)
+    assert broker.find_order(TAG) is None
+
+
+def test_the_servers_utc_offset_is_learnt_from_its_ticks_whatever_was_configured():
+    emulator, clock = terminal(TerminalConfig(server_time_offset_seconds=3 * 3_600))
+    broker = broker_on(emulator, clock, MT5Config(server_time_offset_seconds=2 * 3_600))
+    first = broker.market_snapshot("EURUSD")
+    assert first is not None and first.time == pytest.approx(T0 + 3_600, abs=1)  # configured
+    clock.sleep(2.0)
+    fresh = broker.market_snapshot("EURUSD")
+    assert fresh is not None and fresh.time == pytest.approx(clock.now(), abs=1)  # learnt

@@ -88,9 +88,20 @@ def assert_reads_as_a_full_replay(emulator: MT5Emulator) -> None:
         (emulator.history_orders_get(ticket=t), emulator.history_deals_get(ticket=t))
         for t in emulator.venue.orders
     ]
+    # A window from the middle of the history reads what the whole history filtered would.
+    every_deal, every_order = shown[1], shown[2]
+    times = sorted(d.time for d in every_deal) or [0]
+    middle = (datetime.fromtimestamp(times[len(times) // 2], UTC), EVER[1])
+    assert emulator.history_deals_get(*middle) == tuple(
+        d for d in every_deal if d.time >= times[len(times) // 2]
+    )
+    assert emulator.history_orders_get(*middle) == tuple(
+        o for o in every_order if o.time_setup >= times[len(times) // 2]
+    )
     kept = (list(emulator._book.positions.values()), list(emulator._book.deals.items()))
     emulator._book.positions = {}
     emulator._book.deals.clear()
+    emulator._book.deals_by_time.clear()
     for found in emulator._book.visible_fills(now):
         emulator._book.book_deal(*found)
     assert kept == (list(emulator._book.positions.values()), list(emulator._book.deals.items()))

@@ -35,6 +35,7 @@ from brokers.mt5.loading import (
     TerminalStartError,
     load_mt5_module,
 )
+from brokers.mt5.server_clock import ServerClock
 from brokers.mt5_codes import Outcome
 from engine.clock import Clock, WallClock
 from engine.core.instruments import (
@@ -88,6 +89,14 @@ class MT5Broker(BrokerInterface):
         with self._lock:
             self._k = Constants.read(mt5)
         self._specs: dict[str, SymbolSpec] = {}
+        # When this broker first saw the terminal connected, since it last saw it not:
+        # its history is complete only some time after (MT5Config.history_sync_seconds).
+        self._connected_at: float | None = None
+        self._server_clock = ServerClock(
+            self.config.server_time_offset_seconds,
+            self.config.server_offset_tolerance_seconds,
+            self.config.learn_server_offset,
+        )
 
     def __repr__(self) -> str:
         return f"MT5Broker(magic={self.config.magic})"
@@ -226,7 +235,9 @@ class MT5Broker(BrokerInterface):
         if error is not None:
             self._raise_if_unreachable(error, "symbol_info_tick")
         quote = tick if tick is not None and tick["bid"] > 0 and tick["ask"] > 0 else None
-        if quote is None:
+        if quote is not None:
+            self._server_clock.observe(symbol, record_time(quote), self._clock.now())
+        else:
             info = self._symbol_info(symbol)
             if info is None or info["bid"] <= 0 or info["ask"] <= 0:
                 return None
@@ -235,7 +246,7 @@ class MT5Broker(BrokerInterface):
             symbol=symbol,
             bid=float(quote["bid"]),
             ask=float(quote["ask"]),
-            time=self._utc(record_time(quote)),
+            time=self._server_clock.utc(record_time(quote)),
         )
 
     def account(self) -> AccountState:
@@ -401,29 +412,34 @@ class MT5Broker(BrokerInterface):
                 self._raise_for_retcode(retcode, result)
         return self.order_status(order_id)
 
-    def find_order(self, client_order_id: str) -> OrderReport | None:
+    def find_order(
+        self, client_order_id: str, sent_at: float | None = None
+    ) -> OrderReport | None:
         """Our order by its tag: in open orders, positions, and the history of orders and
-        deals. Only a terminal connected to its trade server can prove an order absent."""
+        deals since it was sent. Only a terminal connected to its trade server, with its
+        history synchronised since, can prove an order absent."""
         tag = client_order_id
         if not _TAG.fullmatch(tag) or len(tag) > self.config.comment_max_length:
             return None  # could never have been sent
-        info, error = self._call("terminal_info")
-        if error is not None or not info["connected"]:
-            why = error if error is not None else "not connected to the trade server"
-            raise RequestNotSent(f"the terminal cannot prove an order absent: {why}")
+        synced_since = self._connected_since()
         prefix = tag[: self.config.tag_match_chars]
         magic = self.config.magic
 
         def ours(record: Mapping[str, Any]) -> bool:
             return int(record["magic"]) == magic and str(record["comment"]).startswith(prefix)
 
-        window = self._history_window()
+        window = self._history_window(sent_at)
         tickets = {int(r["ticket"]) for r in self._query("orders_get") if ours(r)}
         # A position's identifier is the ticket of the order that opened it.
         tickets |= {int(r["identifier"]) for r in self._query("positions_get") if ours(r)}
         tickets |= {int(r["ticket"]) for r in self._query("history_orders_get", *window) if ours(r)}
         tickets |= {int(r["order"]) for r in self._query("history_deals_get", *window) if ours(r)}
         if not tickets:
+            if self._clock.now() - synced_since < self.config.history_sync_seconds:
+                raise RequestNotSent(
+                    "the terminal cannot prove an order absent yet: its history is still "
+                    "synchronising after the connection"
+                )
             return None
         if len(tickets) > 1:
             log.error(
@@ -464,7 +480,7 @@ class MT5Broker(BrokerInterface):
                     fill_id,
                     self._units(deal["volume"], spec),
                     float(deal["price"]),
-                    self._utc(record_time(deal)),
+                    self._server_clock.utc(record_time(deal)),
                 ),
             )
         return OrderReport(
@@ -502,12 +518,35 @@ class MT5Broker(BrokerInterface):
             raise BrokerRejected(R.BROKER_REJECTED, f"{order_id!r} is not an MT5 order ticket")
         return int(order_id)
 
-    def _utc(self, server_seconds: float) -> float:
-        return server_seconds - self.config.server_time_offset_seconds
-
-    def _history_window(self) -> tuple[datetime, datetime]:
-        now = self._clock.now() + self.config.server_time_offset_seconds
+    def _history_window(self, sent_at: float | None) -> tuple[datetime, datetime]:
+        """The history to search, in server time: from the send (less the margin for the
+        server's clock) to now, padded — so a search costs what the order's own time does,
+        not what the account's whole history does."""
+        server, config = self._server_clock, self.config
+        now = server.server(self._clock.now())
+        margin = (
+            config.history_margin_seconds
+            if server.learned
+            else config.unlearnt_offset_margin_seconds
+        )
+        start = (
+            server.server(sent_at) - margin
+            if sent_at is not None
+            else now - config.history_lookback_seconds
+        )
         return (
-            datetime.fromtimestamp(now - self.config.history_lookback_seconds, UTC),
+            datetime.fromtimestamp(start, UTC),
             datetime.fromtimestamp(now + self.config.history_padding_seconds, UTC),
         )
+
+    def _connected_since(self) -> float:
+        """Since when the terminal has been connected to its trade server, as far as this
+        broker has seen; not connected raises RequestNotSent (nothing can be proven)."""
+        info, error = self._call("terminal_info")
+        if error is not None or not info["connected"]:
+            self._connected_at = None
+            why = error if error is not None else "not connected to the trade server"
+            raise RequestNotSent(f"the terminal cannot prove an order absent: {why}")
+        if self._connected_at is None:
+            self._connected_at = self._clock.now()
+        return self._connected_at

@@ -24,11 +24,22 @@ class MT5Config(BaseModel):
     # MT5 has no "unbounded" deviation: an order without a slippage bound carries this many
     # points (ignored by symbols in market execution, honoured by instant execution).
     unbounded_deviation_points: Annotated[int, Field(ge=0)] = 1_000
-    # Reconciliation searches history this far back, and pads the window's end: the
-    # terminal's history is in trade-server time, whose offset is unconfirmed.
+    # Reconciliation searches history from when the order was first sent, less a margin for
+    # the trade server's clock: small once its offset is learnt from the ticks, wide while
+    # it rests on the configured offset (which daylight saving can put an hour off). The
+    # window's end is padded; an order whose send time is unknown is searched this far back.
+    history_margin_seconds: Annotated[float, Field(ge=0.0)] = 60.0
+    unlearnt_offset_margin_seconds: Annotated[float, Field(ge=0.0)] = 7_200.0
     history_lookback_seconds: Annotated[float, Field(gt=0.0)] = 7 * 86_400.0
     history_padding_seconds: Annotated[float, Field(ge=0.0)] = 86_400.0
-    # The trade server's clock minus UTC: MT5 stamps ticks and deals in server time.
+    # After a (re)connection the terminal requests the history it is missing from the
+    # server (mt5-reference.md, real-server behaviour 3): until this long has passed, a
+    # "not found" proves nothing.
+    history_sync_seconds: Annotated[float, Field(ge=0.0)] = 10.0
+    # The trade server's clock minus UTC: MT5 stamps ticks and deals in server time. Learnt
+    # from the ticks (brokers/mt5/server_clock.py) unless switched off; this is the start.
     server_time_offset_seconds: int = 0
+    learn_server_offset: bool = True
+    server_offset_tolerance_seconds: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
     # Milliseconds the terminal may take to open (initialize/login `timeout`).
     timeout_ms: Annotated[int, Field(gt=0)] = 60_000

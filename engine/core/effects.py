@@ -93,9 +93,10 @@ class QueryOrder(BrokerCall):
 class FindOrder(BrokerCall):
     remote: ClassVar[bool] = True
     client_order_id: str
+    sent_at: float | None = None  # when the order was first sent, if it was
 
     def perform(self, broker: BrokerInterface) -> Any:
-        return broker.find_order(self.client_order_id)
+        return broker.find_order(self.client_order_id, self.sent_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -358,7 +358,9 @@ def reconcile(
             ReconciliationAttempted(eid, run.now, f"lookup {lookup} of {client_order_id}")
         )
         try:
-            found: OrderReport | None = yield from run.ask(FindOrder(client_order_id))
+            found: OrderReport | None = yield from run.ask(
+                FindOrder(client_order_id, run.execution.submitted_at)
+            )
         except BrokerError as unreachable:
             unresolved = f"broker unreachable until the deadline: {unreachable}"
         else:

@@ -131,8 +131,11 @@ class BrokerInterface(ABC):
     def order_status(self, order_id: str) -> OrderReport: ...
 
     @abstractmethod
-    def find_order(self, client_order_id: str) -> OrderReport | None:
-        """Look an order up by our own id: the basis of reconciliation."""
+    def find_order(
+        self, client_order_id: str, sent_at: float | None = None
+    ) -> OrderReport | None:
+        """Look an order up by our own id: the basis of reconciliation. `sent_at` (driver
+        time) is when it was first sent: a broker need search no earlier history."""
 
     @abstractmethod
     def cancel_order(self, order_id: str) -> OrderReport: ...

@@ -10,6 +10,9 @@ that can no longer change, and deals, are spilled out of memory (`SpilledRecords
 from __future__ import annotations
 
 import heapq
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +51,29 @@ class Position:
     comment: str
 
 
+class TimeIndex:
+    """Where in a history (keys in increasing order) a time window begins, so a query reads
+    the window and not the whole history. Times may step back a little between keys (a
+    resting order's fill is stamped when it was due), so the index keeps the running
+    maximum: every key before the one it names is earlier than the time asked for."""
+
+    def __init__(self) -> None:
+        self._latest = array("d")  # the latest time among the keys so far, per key
+        self._keys = array("q")
+
+    def add(self, time: float, key: int) -> None:
+        self._latest.append(max(time, self._latest[-1]) if self._latest else time)
+        self._keys.append(key)
+
+    def first_key_from(self, time: float) -> int | None:
+        """The first key that may be at or after `time`; None if none can be."""
+        at = bisect_left(self._latest, time)
+        return self._keys[at] if at < len(self._keys) else None
+
+    def clear(self) -> None:
+        self._latest, self._keys = array("d"), array("q")
+
+
 class Book:
     """The terminal's tags and its book, kept as fills become visible."""
 
@@ -62,10 +88,14 @@ class Book:
         self.positions: dict[Any, Position] = {}
         self.deals: SpilledRecords[TradeDeal] = SpilledRecords()  # by deal, grouped by order
         self._last_deal = 0
+        # Server time of every order's setup and every deal: history windows start there.
+        self.orders_by_time = TimeIndex()
+        self.deals_by_time = TimeIndex()
 
     def add(self, ticket: int, tag: Tag) -> None:
         """An order the server has just taken: open, no fills booked yet."""
         self.open[ticket] = (tag, 0)
+        self.orders_by_time.add(self.config.server_seconds(self.venue.orders[ticket].time), ticket)
 
     def settled(self, ticket: int, t: float) -> LedgerOrder:
         """The ledger order after any fill due by t (a resting order fills when looked at)."""
@@ -94,6 +124,7 @@ class Book:
             # some already booked: netting depends on the order of deals, so replay all.
             self.positions = {}
             self.deals.clear()
+            self.deals_by_time.clear()
             fresh = self.visible_fills(t)
         for deal_ticket, order, tag, fill in fresh:
             self.book_deal(deal_ticket, order, tag, fill)
@@ -109,18 +140,30 @@ class Book:
             key=lambda found: found[0],
         )
 
-    def visible(self, t: float) -> list[tuple[LedgerOrder, Tag]]:
-        """Every order the terminal knows by t, each as it stands at t."""
+    def visible(self, t: float, since: float | None = None) -> list[tuple[LedgerOrder, Tag]]:
+        """Every order the terminal knows by t, each as it stands at t; with `since`, only
+        from the first order that may have been set up then (server time) on."""
         self.catch_up(t)
-        return self._known_by(t)
+        if since is None:
+            return self._known_by(t)
+        first = self.orders_by_time.first_key_from(since)
+        return [] if first is None else self._known_by(t, first)
 
-    def _known_by(self, t: float) -> list[tuple[LedgerOrder, Tag]]:
+    def _known_by(self, t: float, first_ticket: int = 0) -> list[tuple[LedgerOrder, Tag]]:
         everything = heapq.merge(
-            ((ticket, tag) for ticket, (tag, _) in self.open.items()),  # placed: in order
-            self.closed_tags.items(),
+            # placed: in ticket order
+            ((ticket, tag) for ticket, (tag, _) in self.open.items() if ticket >= first_ticket),
+            self.closed_tags.items(first_key=first_ticket),
             key=lambda pair: pair[0],
         )
         return [(self.venue.orders[ticket], tag) for ticket, tag in everything if tag.known_at <= t]
+
+    def deals_since(self, since: float) -> Iterator[TradeDeal]:
+        """Every deal from the first that may be at `since` (server time) on, in order."""
+        first = self.deals_by_time.first_key_from(since)
+        if first is None:
+            return iter(())
+        return (deal for _, deal in self.deals.items(first_key=first))
 
     def tag(self, ticket: int) -> Tag | None:
         opened = self.open.get(ticket)
@@ -171,6 +214,7 @@ class Book:
             external_id="",
         )
         self.deals.add(deal_ticket, deal, group=order.ticket)
+        self.deals_by_time.add(deal.time, deal_ticket)
         self._last_deal = max(self._last_deal, deal_ticket)
 
 

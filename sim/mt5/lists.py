@@ -74,22 +74,24 @@ class Lists:
             self._book.catch_up(now)
             one = self._book.known(ticket, now)
             candidates = [one] if one is not None else []
-        else:
+        elif position is not None:
             candidates = self._book.visible(now)
+        else:
+            candidates = self._book.visible(now, since=window[0])
         records = []
+        dated = ticket is None and position is None
         for order, tag in candidates:
             if order.state is BrokerOrderState.WORKING:
                 continue
+            # A window is judged on the order's setup time before the record is built: a
+            # query costs what its window holds.
+            if dated and not (
+                window[0] <= self.config.server_seconds(order.time) <= window[1]
+                and (group is None or _in_group(order.symbol, group))
+            ):
+                continue
             record = self._trade_order(order, tag, self._book.deals)
-            if ticket is not None:
-                chosen = True
-            elif position is not None:
-                chosen = record.position_id == position
-            else:
-                chosen = window[0] <= record.time_setup <= window[1] and (
-                    group is None or _in_group(order.symbol, group)
-                )
-            if chosen:
+            if position is None or record.position_id == position:
                 records.append(record)
         return self._session.ok(tuple(records))
 
@@ -109,8 +111,10 @@ class Lists:
         self._book.catch_up(self.clock())
         if ticket is not None:  # `ticket=` names the ORDER, as in MT5
             deals: Iterable[Any] = self._book.deals.of_group(ticket)
-        else:
+        elif position is not None:
             deals = (deal for _, deal in self._book.deals.items())
+        else:
+            deals = self._book.deals_since(window[0])
         records = []
         for deal in deals:
             if ticket is not None:
