@@ -21,9 +21,10 @@ from engine.core.ports import (
     RequestNotSent,
 )
 from engine.schemas import Direction
+from sim.market import SymbolConfig
 from sim.mt5.book import Book, Tag
 from sim.mt5.config import TerminalConfig
-from sim.mt5.constants import FILLING_BIT, K, filling_mode
+from sim.mt5.constants import Execution, K, execution
 from sim.mt5.records import REQUEST_FIELDS, ZERO, OrderCheckResult, OrderSendResult, TradeRequest
 from sim.mt5.session import Session, typed
 from sim.network import FaultKind
@@ -52,6 +53,19 @@ class Trading:
         self._session = session
         self._book = book
         self._request_id = 0
+        for symbol in config.execution_modes:
+            symbol_config = venue.market.symbol_config(symbol)
+            if symbol_config is None:
+                raise ValueError(f"execution mode for {symbol}, which the venue does not list")
+            if not self._execution(symbol_config).fillings:
+                # A real server's filling bitmask always agrees with its execution mode.
+                raise ValueError(
+                    f"{symbol}: the venue's fill policies {symbol_config.fill_policies} leave "
+                    f"{config.execution_modes[symbol]} execution no filling type"
+                )
+
+    def _execution(self, config: SymbolConfig) -> Execution:
+        return execution(config, self.config.execution_modes.get(config.symbol))
 
     # -- trade requests: what the terminal refuses, order_check, order_send --------------------
 
@@ -85,13 +99,14 @@ class Trading:
             return codes.INVALID
         if request.type not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
             return codes.INVALID_ORDER
-        if not FILLING_BIT.get(request.type_filling, 0) & filling_mode(config):
+        rule = self._execution(config)
+        if request.type_filling not in rule.fillings:
             return codes.INVALID_FILL
         try:
             units_to_lots(lots_to_units(request.volume, config.spec()), config.spec())
         except VolumeError:
             return codes.INVALID_VOLUME
-        if request.price <= 0.0:
+        if rule.price_binds and request.price <= 0.0:  # the server sets it otherwise
             return codes.INVALID_PRICE
         return None
 
@@ -171,6 +186,7 @@ class Trading:
         assert config is not None  # the client check found the symbol
         spec = config.spec()
         units = lots_to_units(trade.volume, spec)
+        price_binds = self._execution(config).price_binds
         order = OrderRequest(
             client_order_id=trade.comment,
             symbol=trade.symbol,
@@ -178,7 +194,9 @@ class Trading:
             units=units,
             lots=units_to_lots(units, spec),
             price=trade.price,
-            deviation_points=trade.deviation,
+            # No bound: the venue then fills at its price without a requote.
+            deviation_points=trade.deviation if price_binds else None,
+            # IOC, or Return (matched as IOC: see `execution`).
             fill_policy=FillPolicy.FOK
             if trade.type_filling == K.ORDER_FILLING_FOK
             else FillPolicy.IOC,

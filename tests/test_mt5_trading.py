@@ -1,0 +1,152 @@
+"""Trading through the emulated terminal as real servers trade: execution modes and the
+filling types each allows, and positions as MT5 keeps them (netting reversals, tickets
+that differ from identifiers, hedging closes by position). Each test drives the emulator
+alone, through the module's functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.core.ports import FillPolicy
+from sim.account import AccountConfig, MarginMode
+from sim.clock import SimPyClock
+from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
+from sim.mt5 import MT5Emulator, TerminalConfig
+from sim.mt5.config import ExecutionMode
+from sim.venue import Venue
+from sim.wire import Wire
+from sim.world import DEFAULT_START
+
+T0 = DEFAULT_START
+STILL = MarketConfig(
+    symbols=(
+        SymbolConfig(symbol="EURUSD", start_mid=1.085, volatility_pips=0.0),
+        SymbolConfig(
+            symbol="GBPUSD", start_mid=1.27, volatility_pips=0.0, fill_policies=(FillPolicy.FOK,)
+        ),
+        SymbolConfig(
+            symbol="USDJPY",
+            start_mid=145.0,
+            digits=3,
+            volatility_pips=0.0,
+            fill_policies=(FillPolicy.IOC,),
+        ),
+    )
+)
+
+
+def terminal(
+    modes: dict[str, ExecutionMode] | None = None, hedging: bool = False
+) -> tuple[MT5Emulator, SimPyClock]:
+    clock = SimPyClock.starting_at(T0)
+    prices = SyntheticMarket(STILL, 1, T0)
+    account = AccountConfig(margin_mode=MarginMode.HEDGING if hedging else MarginMode.NETTING)
+    venue = Venue(prices, account=account, seed=1)
+    emulator = MT5Emulator(venue, Wire(None, clock), TerminalConfig(execution_modes=modes or {}))
+    assert emulator.initialize()
+    return emulator, clock
+
+
+def deal(emulator: MT5Emulator, symbol: str = "EURUSD", buy: bool = True, **fields: Any) -> Any:
+    """A market order of 0.1 lot at the quoted side, as a request dict; `fields` replace."""
+    quote = emulator.symbol_info_tick(symbol)
+    body = {
+        "action": emulator.TRADE_ACTION_DEAL,
+        "symbol": symbol,
+        "volume": 0.1,
+        "type": emulator.ORDER_TYPE_BUY if buy else emulator.ORDER_TYPE_SELL,
+        "price": quote.ask if buy else quote.bid,
+        "deviation": 10,
+        "magic": 7,
+        "comment": "AX1",
+        "type_filling": emulator.ORDER_FILLING_FOK,
+    }
+    return {**body, **fields}
+
+
+def send(emulator: MT5Emulator, symbol: str = "EURUSD", buy: bool = True, **fields: Any) -> Any:
+    return emulator.order_send(deal(emulator, symbol, buy, **fields))
+
+
+# -- execution modes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "exemode"), [("request", 0), ("instant", 1)], ids=["request", "instant"]
+)
+def test_request_and_instant_execution_allow_fill_or_kill_only(mode, exemode):
+    emulator, _ = terminal({"EURUSD": mode})
+    info = emulator.symbol_info("EURUSD")
+    assert (info.trade_exemode, info.filling_mode) == (exemode, 1)  # FOK only
+    for filling in (emulator.ORDER_FILLING_IOC, emulator.ORDER_FILLING_RETURN):
+        refused = send(emulator, type_filling=filling)
+        assert refused.retcode == emulator.TRADE_RETCODE_INVALID_FILL
+    assert send(emulator).retcode == emulator.TRADE_RETCODE_DONE
+    assert len(emulator.venue.orders) == 1
+
+
+@pytest.mark.parametrize("mode", ["request", "instant"])
+def test_request_and_instant_execution_requote_a_price_beyond_the_deviation(mode):
+    emulator, _ = terminal({"EURUSD": mode})
+    ask = emulator.symbol_info_tick("EURUSD").ask
+    result = send(emulator, price=ask - 0.0002, deviation=10)  # 20 points away
+    assert result.retcode == emulator.TRADE_RETCODE_REQUOTE
+    assert emulator.venue.orders == {}
+    assert send(emulator, price=0.0).retcode == emulator.TRADE_RETCODE_INVALID_PRICE
+
+
+def test_market_execution_fills_at_the_servers_price_whatever_the_request_says():
+    emulator, _ = terminal({"EURUSD": "market"})
+    info = emulator.symbol_info("EURUSD")
+    assert (info.trade_exemode, info.filling_mode) == (emulator.SYMBOL_TRADE_EXECUTION_MARKET, 3)
+    far = send(emulator, price=info.ask - 0.0050, deviation=0)  # 500 points away: no requote
+    unpriced = send(emulator, price=0.0, deviation=0)  # no price at all
+    assert far.retcode == unpriced.retcode == emulator.TRADE_RETCODE_DONE
+    assert far.price == unpriced.price == info.ask
+    check = emulator.order_check(deal(emulator, price=0.0))
+    assert check.retcode == 0
+
+
+def test_market_execution_takes_fok_or_ioc_but_not_return():
+    emulator, _ = terminal({"EURUSD": "market"})
+    assert send(emulator, type_filling=emulator.ORDER_FILLING_IOC).retcode == 10009
+    assert send(emulator, type_filling=emulator.ORDER_FILLING_FOK).retcode == 10009
+    returned = send(emulator, type_filling=emulator.ORDER_FILLING_RETURN)
+    assert returned.retcode == emulator.TRADE_RETCODE_INVALID_FILL
+
+
+def test_exchange_execution_takes_return_too_with_no_bit_for_it():
+    emulator, _ = terminal({"EURUSD": "exchange"})
+    info = emulator.symbol_info("EURUSD")
+    assert (info.trade_exemode, info.filling_mode) == (emulator.SYMBOL_TRADE_EXECUTION_EXCHANGE, 3)
+    result = send(emulator, type_filling=emulator.ORDER_FILLING_RETURN, price=0.0)
+    assert result.retcode == emulator.TRADE_RETCODE_DONE and result.volume == 0.1
+
+
+def test_a_mode_allows_only_the_filling_types_the_venue_offers_for_the_symbol():
+    emulator, _ = terminal({"GBPUSD": "market", "USDJPY": "market"})
+    assert emulator.symbol_info("GBPUSD").filling_mode == 1  # the venue offers FOK only
+    assert emulator.symbol_info("USDJPY").filling_mode == 2  # IOC only
+    refused = send(emulator, "GBPUSD", type_filling=emulator.ORDER_FILLING_IOC)
+    assert refused.retcode == emulator.TRADE_RETCODE_INVALID_FILL
+
+
+@pytest.mark.parametrize(
+    ("modes", "complaint"),
+    [({"USDJPY": "instant"}, "no filling type"), ({"AUDUSD": "market"}, "does not list")],
+    ids=["instant on an IOC-only symbol", "a symbol the venue lacks"],
+)
+def test_a_mode_that_disagrees_with_the_venue_is_refused_when_the_terminal_starts(modes, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        terminal(modes)
+
+
+def test_a_symbol_not_named_keeps_requotes_and_the_venues_fill_policies():
+    emulator, _ = terminal({"GBPUSD": "market"})
+    info = emulator.symbol_info("EURUSD")
+    assert (info.trade_exemode, info.filling_mode) == (emulator.SYMBOL_TRADE_EXECUTION_INSTANT, 3)
+    assert send(emulator, type_filling=emulator.ORDER_FILLING_IOC).retcode == 10009
+    requoted = send(emulator, price=info.ask - 0.0002, deviation=10)
+    assert requoted.retcode == emulator.TRADE_RETCODE_REQUOTE
