@@ -167,11 +167,15 @@ class Venue:
             if not reduces:
                 raise _refuse(codes.CLOSE_ONLY, spec.symbol)
 
-    def _new_order(self, order: OrderRequest, t: float) -> LedgerOrder:
+    def new_ticket(self) -> int:
+        """The next ticket: an order's, or one the MT5 server gives a re-opened position."""
         ticket = self._next_ticket
         self._next_ticket += 1
+        return ticket
+
+    def _new_order(self, order: OrderRequest, t: float) -> LedgerOrder:
         ledger_order = LedgerOrder(
-            ticket,
+            self.new_ticket(),
             order.client_order_id,
             order.symbol,
             order.direction,

@@ -150,3 +150,56 @@ def test_a_symbol_not_named_keeps_requotes_and_the_venues_fill_policies():
     assert send(emulator, type_filling=emulator.ORDER_FILLING_IOC).retcode == 10009
     requoted = send(emulator, price=info.ask - 0.0002, deviation=10)
     assert requoted.retcode == emulator.TRADE_RETCODE_REQUOTE
+
+
+# -- positions: tickets and identifiers ---------------------------------------------------
+
+
+def rebuilt(emulator: MT5Emulator) -> tuple[Any, ...]:
+    """positions_get() after the book is rebuilt from every visible fill, as the terminal
+    rebuilds it when it learns late of an order with older deals."""
+    book = emulator._book
+    book.positions = {}
+    book.deals.clear()
+    for found in book.visible_fills(emulator.clock()):
+        book.book_deal(*found)
+    return emulator.positions_get()
+
+
+def test_a_netting_reversal_keeps_the_identifier_and_takes_the_reversing_orders_ticket():
+    emulator, _ = terminal()
+    opened = send(emulator, volume=0.1).order
+    reversing = send(emulator, buy=False, volume=0.3).order
+
+    [position] = emulator.positions_get()
+    assert (position.identifier, position.ticket) == (opened, reversing)
+    assert (position.type, position.volume) == (emulator.POSITION_TYPE_SELL, 0.2)
+    assert emulator.positions_get(ticket=reversing) == (position,)
+    assert emulator.positions_get(ticket=opened) == ()
+    deals = emulator.history_deals_get(position=opened)
+    assert [(d.order, d.entry, d.position_id) for d in deals] == [
+        (opened, emulator.DEAL_ENTRY_IN, opened),
+        (reversing, emulator.DEAL_ENTRY_INOUT, opened),
+    ]
+    assert emulator.history_orders_get(ticket=reversing)[0].position_id == opened
+    assert rebuilt(emulator) == (position,)
+
+
+def test_a_swap_reopen_gives_the_position_a_new_ticket_under_the_same_identifier():
+    emulator, clock = terminal()
+    opened = send(emulator).order
+    emulator._book.reopen_positions_for_swap(clock.now())
+
+    [position] = emulator.positions_get()
+    assert position.identifier == opened and position.ticket > opened
+    assert emulator.positions_get(ticket=position.ticket) == (position,)
+    added = send(emulator).order  # the same direction: the ticket stays
+    [grown] = emulator.positions_get()
+    assert (grown.ticket, grown.identifier, grown.volume) == (position.ticket, opened, 0.2)
+    assert emulator.history_deals_get(ticket=added)[0].position_id == opened
+    assert rebuilt(emulator) == (grown,)  # a replay of the deals keeps the re-open's ticket
+
+    reversing = send(emulator, buy=False, volume=0.5).order
+    [reversed_] = emulator.positions_get()
+    assert (reversed_.ticket, reversed_.identifier) == (reversing, opened)
+    assert rebuilt(emulator) == (reversed_,)

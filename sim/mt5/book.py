@@ -36,9 +36,17 @@ class Tag:
 
 @dataclass(slots=True)
 class Position:
-    """An open position, as the terminal books it from the deals it has seen."""
+    """An open position, as the terminal books it from the deals it has seen.
 
-    identifier: int  # the ticket of the order that opened it
+    MQL5 reference, Position Properties: POSITION_IDENTIFIER is the ticket of the order
+    that opened the position and "does not change throughout its life cycle"; a netting
+    reversal keeps it, but "POSITION_TICKET is replaced with the ticket of the order that
+    led to the reversal", and the ticket also changes "when charging swaps with position
+    re-opening". MqlTradeRequest.position names the ticket.
+    """
+
+    identifier: int
+    ticket: int
     symbol: str
     units: int  # signed
     cost: float  # signed units x open price
@@ -62,6 +70,9 @@ class Book:
         self.positions: dict[Any, Position] = {}
         self.deals: SpilledRecords[TradeDeal] = SpilledRecords()  # by deal, grouped by order
         self._last_deal = 0
+        # Swap re-opens: identifier -> (its new ticket, the last deal booked before it), so
+        # that a replay of the deals gives the position the ticket it has now.
+        self._reopened: dict[int, tuple[int, int]] = {}
 
     def add(self, ticket: int, tag: Tag) -> None:
         """An order the server has just taken: open, no fills booked yet."""
@@ -144,10 +155,21 @@ class Book:
         position = self.positions.get(key)
         if position is None:
             position = Position(
-                order.ticket, order.symbol, 0, 0.0, fill.time, fill.time, tag.magic, tag.comment
+                order.ticket,
+                order.ticket,
+                order.symbol,
+                0,
+                0.0,
+                fill.time,
+                fill.time,
+                tag.magic,
+                tag.comment,
             )
             self.positions[key] = position
         entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
+        reopened = self._reopened.get(position.identifier)
+        if reopened is not None and deal_ticket <= reopened[1]:
+            position.ticket = reopened[0]  # re-opened after this deal
         if position.units == 0:
             del self.positions[key]
         deal = TradeDeal(
@@ -173,6 +195,20 @@ class Book:
         self.deals.add(deal_ticket, deal, group=order.ticket)
         self._last_deal = max(self._last_deal, deal_ticket)
 
+    def position(self, ticket: int) -> Position | None:
+        """The open position whose POSITION_TICKET this is (a request's `position`)."""
+        return next((p for p in self.positions.values() if p.ticket == ticket), None)
+
+    def reopen_positions_for_swap(self, t: float) -> None:
+        """The server re-opens, at the rollover t, every position the terminal knows, to
+        charge swaps: each keeps its identifier and takes a new ticket from the server's
+        order tickets. Only the ticket is modelled: not the swap, nor the deals a real
+        server books for the re-open."""
+        self.catch_up(t)
+        for position in self.positions.values():
+            position.ticket = self.venue.new_ticket()
+            self._reopened[position.identifier] = (position.ticket, self._last_deal)
+
 
 def _apply_fill(position: Position, signed: int, price: float, t: float, ticket: int) -> int:
     """Book a fill into a position; its DEAL_ENTRY: in, out, or in-out on a reversal."""
@@ -183,8 +219,8 @@ def _apply_fill(position: Position, signed: int, price: float, t: float, ticket:
         position.cost += signed * price
         return K.DEAL_ENTRY_IN
     remaining = held + signed
-    if remaining != 0 and (remaining > 0) != (held > 0):  # reversed: a new position opens
-        position.identifier, position.time = ticket, t
+    if remaining != 0 and (remaining > 0) != (held > 0):  # reversed, under the same identifier
+        position.ticket, position.time = ticket, t
         position.units, position.cost = remaining, remaining * price
         return K.DEAL_ENTRY_INOUT
     position.cost = position.cost * remaining / held
