@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.core.ports import FillPolicy
 from sim.account import AccountConfig, MarginMode
@@ -15,7 +17,7 @@ from sim.clock import SimPyClock
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
 from sim.mt5 import MT5Emulator, TerminalConfig
 from sim.mt5.config import ExecutionMode
-from sim.venue import Venue
+from sim.venue import Venue, VenueConfig
 from sim.wire import Wire
 from sim.world import DEFAULT_START
 
@@ -38,12 +40,12 @@ STILL = MarketConfig(
 
 
 def terminal(
-    modes: dict[str, ExecutionMode] | None = None, hedging: bool = False
+    modes: dict[str, ExecutionMode] | None = None, hedging: bool = False, fill_delay: float = 0.0
 ) -> tuple[MT5Emulator, SimPyClock]:
     clock = SimPyClock.starting_at(T0)
     prices = SyntheticMarket(STILL, 1, T0)
     account = AccountConfig(margin_mode=MarginMode.HEDGING if hedging else MarginMode.NETTING)
-    venue = Venue(prices, account=account, seed=1)
+    venue = Venue(prices, account, VenueConfig(fill_delay_seconds=fill_delay), seed=1)
     emulator = MT5Emulator(venue, Wire(None, clock), TerminalConfig(execution_modes=modes or {}))
     assert emulator.initialize()
     return emulator, clock
@@ -203,3 +205,157 @@ def test_a_swap_reopen_gives_the_position_a_new_ticket_under_the_same_identifier
     [reversed_] = emulator.positions_get()
     assert (reversed_.ticket, reversed_.identifier) == (reversing, opened)
     assert rebuilt(emulator) == (reversed_,)
+
+
+# -- positions: closing one by naming it ----------------------------------------------------
+
+
+def test_on_a_hedging_account_an_opposite_order_opens_a_second_position():
+    emulator, _ = terminal(hedging=True)
+    bought = send(emulator).order
+    sold = send(emulator, buy=False).order
+
+    positions = emulator.positions_get()
+    assert [(p.ticket, p.identifier, p.type) for p in positions] == [
+        (bought, bought, emulator.POSITION_TYPE_BUY),
+        (sold, sold, emulator.POSITION_TYPE_SELL),
+    ]
+    assert emulator.history_deals_get(ticket=sold)[0].entry == emulator.DEAL_ENTRY_IN
+    both = emulator.venue.margin_required("EURUSD", 20_000, emulator.clock())
+    assert emulator.account_info().margin == pytest.approx(both)  # each leg needs margin
+
+
+def test_on_a_hedging_account_an_order_naming_a_position_closes_it_in_part_then_in_full():
+    emulator, _ = terminal(hedging=True)
+    quote = emulator.symbol_info_tick("EURUSD")
+    opened = send(emulator, volume=0.3).order
+    part = send(emulator, buy=False, volume=0.1, position=opened)
+    assert part.retcode == emulator.TRADE_RETCODE_DONE
+    [left] = emulator.positions_get()
+    assert (left.ticket, left.identifier, left.volume) == (opened, opened, 0.2)
+    assert rebuilt(emulator) == (left,)
+
+    rest = send(emulator, buy=False, volume=0.2, position=opened)
+    assert rest.retcode == emulator.TRADE_RETCODE_DONE
+    assert emulator.positions_get() == ()
+    deals = emulator.history_deals_get(position=opened)
+    assert [(d.entry, d.position_id, d.volume) for d in deals] == [
+        (emulator.DEAL_ENTRY_IN, opened, 0.3),
+        (emulator.DEAL_ENTRY_OUT, opened, 0.1),
+        (emulator.DEAL_ENTRY_OUT, opened, 0.2),
+    ]
+    orders = emulator.history_orders_get(position=opened)
+    assert [o.ticket for o in orders] == [opened, part.order, rest.order]
+    # The venue's account agrees: no margin held, the spread paid on 30,000 units.
+    account = emulator.account_info()
+    assert account.margin == 0.0
+    assert account.balance == pytest.approx(1_000_000 - 30_000 * (quote.ask - quote.bid))
+
+
+def test_on_a_netting_account_an_order_naming_the_position_reduces_it_but_never_reverses_it():
+    emulator, _ = terminal()
+    opened = send(emulator, volume=0.3).order
+    assert send(emulator, buy=False, volume=0.1, position=opened).retcode == 10009
+    [left] = emulator.positions_get()
+    assert (left.ticket, left.volume) == (opened, 0.2)
+    assert emulator.history_deals_get(position=opened)[-1].entry == emulator.DEAL_ENTRY_OUT
+
+    too_much = send(emulator, buy=False, volume=0.5, position=opened)
+    assert too_much.retcode == emulator.TRADE_RETCODE_INVALID_CLOSE_VOLUME
+    reversing = send(emulator, buy=False, volume=0.5).order  # not naming it: a reversal
+    assert send(emulator, volume=0.1, position=opened).retcode == 10036  # no longer its ticket
+    assert send(emulator, volume=0.1, position=reversing).retcode == 10009
+
+
+@pytest.mark.parametrize("hedging", [True, False], ids=["hedging", "netting"])
+def test_a_close_is_refused_with_the_code_mt5_gives_and_executes_nothing(hedging):
+    emulator, _ = terminal(hedging=hedging)
+    opened = send(emulator, volume=0.1).order
+    refusals = {
+        "unknown ticket": send(emulator, buy=False, position=opened + 100).retcode,
+        "another symbol": send(emulator, "GBPUSD", buy=False, position=opened).retcode,
+        "more than held": send(emulator, buy=False, volume=0.2, position=opened).retcode,
+        "the same side": send(emulator, position=opened).retcode,
+    }
+    assert refusals == {
+        "unknown ticket": emulator.TRADE_RETCODE_POSITION_CLOSED,
+        "another symbol": emulator.TRADE_RETCODE_POSITION_CLOSED,
+        "more than held": emulator.TRADE_RETCODE_INVALID_CLOSE_VOLUME,
+        "the same side": emulator.TRADE_RETCODE_INVALID,
+    }
+    assert list(emulator.venue.orders) == [opened]
+    assert send(emulator, buy=False, position=opened).retcode == 10009
+    assert send(emulator, buy=False, position=opened).retcode == 10036  # closed by now
+
+
+@pytest.mark.parametrize("hedging", [True, False], ids=["hedging", "netting"])
+def test_a_second_close_while_the_first_is_working_is_answered_10039(hedging):
+    emulator, clock = terminal(hedging=hedging, fill_delay=5.0)
+    opened = send(emulator).order
+    clock.sleep(5.0)
+    [position] = emulator.positions_get()  # the terminal looks: the order fills
+
+    first = send(emulator, buy=False, position=position.ticket)
+    assert first.retcode == emulator.TRADE_RETCODE_PLACED
+    second = send(emulator, buy=False, position=position.ticket)
+    assert second.retcode == emulator.TRADE_RETCODE_CLOSE_ORDER_EXIST
+    removed = emulator.order_send({"action": emulator.TRADE_ACTION_REMOVE, "order": first.order})
+    assert removed.retcode == emulator.TRADE_RETCODE_DONE
+    again = send(emulator, buy=False, position=opened)
+    clock.sleep(5.0)
+    assert again.retcode == emulator.TRADE_RETCODE_PLACED and emulator.positions_get() == ()
+
+
+def test_a_position_re_opened_for_swap_is_closed_by_its_new_ticket_under_its_identifier():
+    emulator, clock = terminal(hedging=True)
+    opened = send(emulator).order
+    emulator._book.reopen_positions_for_swap(clock.now())
+    [position] = emulator.positions_get()
+
+    assert send(emulator, buy=False, position=opened).retcode == 10036  # the old ticket
+    closed = send(emulator, buy=False, position=position.ticket)
+    assert closed.retcode == emulator.TRADE_RETCODE_DONE
+    assert emulator.history_deals_get(ticket=closed.order)[0].position_id == opened
+    assert emulator.positions_get() == ()
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("open"), st.booleans(), st.sampled_from([0.1, 0.2, 0.5])),
+        st.tuples(st.just("close"), st.integers(0, 5), st.sampled_from([0.1, 0.2, 0.5])),
+        st.tuples(st.just("wait"), st.sampled_from([1.0, 4.0])),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps, st.booleans(), st.sampled_from([0.0, 3.0]))
+def test_whatever_opens_and_closes_the_terminals_positions_agree_with_the_venues_account(
+    operations, hedging, fill_delay
+):
+    emulator, clock = terminal(hedging=hedging, fill_delay=fill_delay)
+    contract = 100_000
+    for operation in operations:
+        if operation[0] == "open":
+            send(emulator, buy=operation[1], volume=operation[2])
+        elif operation[0] == "close" and (positions := emulator.positions_get()):
+            position = positions[operation[1] % len(positions)]
+            send(
+                emulator,
+                buy=position.type == emulator.POSITION_TYPE_SELL,
+                volume=operation[2],
+                position=position.ticket,
+            )  # may be refused (too much volume, a close already working): nothing changes
+        elif operation[0] == "wait":
+            clock.sleep(operation[1])
+        shown = emulator.positions_get()
+        held = [
+            round(p.volume * contract) * (1 if p.type == emulator.POSITION_TYPE_BUY else -1)
+            for p in shown
+        ]
+        exposure = emulator.venue.account.exposures.get("EURUSD")
+        net, gross = (exposure.net, exposure.gross) if exposure else (0, 0)
+        assert (sum(held), sum(map(abs, held))) == (net, gross)
+        assert len(shown) <= 1 or hedging
+        assert rebuilt(emulator) == shown

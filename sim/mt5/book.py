@@ -32,6 +32,7 @@ class Tag:
     price: float  # as requested
     known_at: float  # when the terminal learns of it: later if the replies were dropped
     done_at: float | None = None  # when it was removed
+    closes: int = 0  # the identifier of the position it closes (MqlTradeRequest.position)
 
 
 @dataclass(slots=True)
@@ -146,14 +147,15 @@ class Book:
 
     def book_deal(self, deal_ticket: int, order: LedgerOrder, tag: Tag, fill: BrokerFill) -> None:
         """One fill into the book: netting keeps one position per symbol, hedging one per
-        opening order."""
+        opening order, which an order naming it closes."""
         spec = self.venue.spec(order.symbol)
         assert spec is not None
         hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
         signed = int(order.direction) * fill.units
-        key = order.ticket if hedging else order.symbol
+        key = (tag.closes or order.ticket) if hedging else order.symbol
         position = self.positions.get(key)
         if position is None:
+            assert not (hedging and tag.closes), "the venue closes only open positions"
             position = Position(
                 order.ticket,
                 order.ticket,

@@ -181,9 +181,19 @@ class Trading:
     # -- the trade server's side: a deal, a removal, the result ---------------------------------
 
     def _deal(self, trade: Any, t: float) -> Any:
-        """The trade server's side of a market order: the venue matches it or refuses it."""
+        """The trade server's side of a market order: the venue matches it or refuses it.
+
+        A request naming a `position` closes that position, in whole or in part, instead of
+        opening one (MQL5 book, "Closing a position: full and partial": required on a
+        hedging account, where an opposite order without it opens a second position;
+        allowed on a netting account)."""
         config = self.venue.market.symbol_config(trade.symbol)
         assert config is not None  # the client check found the symbol
+        closes = None
+        if trade.position:
+            closes = self._identifier(trade, t)
+            if closes is None:
+                return self._result(trade, codes.POSITION_CLOSED, t)
         spec = config.spec()
         units = lots_to_units(trade.volume, spec)
         price_binds = self._execution(config).price_binds
@@ -202,7 +212,7 @@ class Trading:
             else FillPolicy.IOC,
         )
         try:
-            report = self.venue.place(order, t)
+            report = self.venue.place(order, t, closes)
         except BrokerRejected as refusal:
             return self._result(trade, refusal.code or codes.REJECT, t)
         ticket = int(report.order_id)
@@ -212,6 +222,7 @@ class Trading:
             type_filling=trade.type_filling,
             price=trade.price,
             known_at=self._resync_time(t),
+            closes=closes or 0,
         )
         self._book.add(ticket, tag)
         filled = report.filled_units
@@ -229,6 +240,16 @@ class Trading:
             volume=filled / spec.contract_size,
             price=price,
         )
+
+    def _identifier(self, trade: Any, t: float) -> int | None:
+        """The identifier of the open position whose ticket the request names, on its
+        symbol: the server's own positions are the terminal's book brought up to t (one it
+        holds from an order whose replies were dropped is not found yet)."""
+        self._book.catch_up(t)
+        position = self._book.position(trade.position)
+        if position is None or position.symbol != trade.symbol:
+            return None
+        return position.identifier
 
     def _remove(self, trade: Any, t: float) -> Any:
         tag = self._book.tag(trade.order)
