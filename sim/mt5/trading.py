@@ -1,6 +1,10 @@
 """Trading through the terminal: `order_check` and `order_send`, what the terminal itself
 refuses, the trade server's side of a deal and of a removal, and the results it answers with.
 
+A deal follows its symbol's execution mode (`sim.mt5.constants.execution`) and may close a
+position it names (`position`); the venue keeps the account, and refuses a close with the
+codes MT5 gives.
+
 The request crosses the network in one place, `Trading._transmit`.
 """
 
