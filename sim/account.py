@@ -2,8 +2,9 @@
 
 Positions are built from fills. On a netting account a symbol has one position and a fill
 against it realises P&L; on a hedging account every fill opens its own position (opposite
-positions coexist, each needing margin). Margin is in the account currency, so the
-engine's margin check meets a real number and a run can squeeze its own margin.
+positions coexist, each needing margin) unless it closes one named position. Margin is in
+the account currency, so the engine's margin check meets a real number and a run can
+squeeze its own margin.
 """
 
 from __future__ import annotations
@@ -96,12 +97,24 @@ class Account:
         exposure = self.exposures.get(symbol)
         return exposure.net if exposure else 0
 
-    def book(self, symbol: str, signed_units: int, price: float, t: float) -> None:
+    def book(
+        self, symbol: str, signed_units: int, price: float, t: float, closes_at: float | None = None
+    ) -> None:
+        """A fill into the exposure. On a hedging account, `closes_at` is the open price of
+        the position the fill closes (in part): its units leave the exposure and their P&L
+        is realised, instead of opening an opposite position beside it."""
         exposure = self.exposures.setdefault(symbol, Exposure())
         if self.config.margin_mode is MarginMode.HEDGING:
-            exposure.gross += abs(signed_units)
             exposure.net += signed_units
-            exposure.cost += signed_units * price
+            if closes_at is None:
+                exposure.gross += abs(signed_units)
+                exposure.cost += signed_units * price
+            else:
+                exposure.gross -= abs(signed_units)
+                exposure.cost += signed_units * closes_at
+                self.balance += self.to_account_currency(
+                    -signed_units * (price - closes_at), symbol[3:], t
+                )
             return
         if exposure.net == 0 or (exposure.net > 0) == (signed_units > 0):
             exposure.net += signed_units

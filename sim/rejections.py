@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from brokers import mt5_codes
 from brokers.mt5_codes import (
     CLOSE_ONLY,
+    CLOSE_ORDER_EXIST,
     INVALID,
+    INVALID_CLOSE_VOLUME,
     INVALID_FILL,
     INVALID_ORDER,
     INVALID_PRICE,
@@ -24,6 +26,7 @@ from brokers.mt5_codes import (
     LONG_ONLY,
     MARKET_CLOSED,
     NO_MONEY,
+    POSITION_CLOSED,
     PRICE_CHANGED,
     PRICE_OFF,
     REJECT,
@@ -55,6 +58,9 @@ DESCRIPTION = {
         LONG_ONLY,
         SHORT_ONLY,
         CLOSE_ONLY,
+        POSITION_CLOSED,
+        INVALID_CLOSE_VOLUME,
+        CLOSE_ORDER_EXIST,
     )
 }
 

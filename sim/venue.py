@@ -26,7 +26,7 @@ from engine.core.ports import (
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 from sim import rejections as codes
-from sim.account import Account, AccountConfig
+from sim.account import Account, AccountConfig, MarginMode
 from sim.ledger import Ledger, LedgerOrder
 from sim.liquidity import DepthLadder
 from sim.market import PriceSource
@@ -67,6 +67,13 @@ class Venue:
         self.refusals: dict[int, int] = {}  # MT5 code -> count: what the broker refused
         self._next_ticket = 1
         self._next_deal = 1
+        # Positions closed by naming them. The working orders that will close one: ticket
+        # -> the position's identifier. On a hedging account, each position's units closed
+        # so far, by identifier (the ticket of the order whose one fill opened it), and the
+        # orders that closed one, which opened none.
+        self._closing: dict[int, int] = {}
+        self._closed_units: dict[int, int] = {}
+        self._closers: set[int] = set()
         # A market's symbols and their configs are fixed: build each symbol's spec once.
         self._specs: dict[str, SymbolSpec | None] = {}
 
@@ -94,16 +101,21 @@ class Venue:
 
     # -- trading ---------------------------------------------------------------------
 
-    def place(self, order: OrderRequest, t: float) -> OrderReport:
-        """Match a market order arriving at t, or refuse it with an MT5 code."""
+    def place(self, order: OrderRequest, t: float, closes: int | None = None) -> OrderReport:
+        """Match a market order arriving at t, or refuse it with an MT5 code.
+
+        `closes` is the identifier of a position the order closes, in whole or in part,
+        instead of adding to the account's exposure: on a hedging account it says which;
+        on a netting account, where a symbol has one position, that the order may only
+        reduce it (never reverse it)."""
         try:
-            return self._place(order, t)
+            return self._place(order, t, closes)
         except BrokerRejected as refusal:
             if refusal.code is not None:
                 self.refusals[refusal.code] = self.refusals.get(refusal.code, 0) + 1
             raise
 
-    def _place(self, order: OrderRequest, t: float) -> OrderReport:
+    def _place(self, order: OrderRequest, t: float, closes: int | None) -> OrderReport:
         extra = self.rejections.refusal(t)
         if extra is not None:
             raise _refuse(extra, "refused by the broker")
@@ -135,10 +147,13 @@ class Venue:
                     codes.REQUOTE,
                     f"price moved {moved:.0f} points, deviation {order.deviation_points}",
                 )
-        needed = self.margin_required(order.symbol, order.units, t)
-        free = self.account.state(t).free_margin
-        if needed > free:
-            raise _refuse(codes.NO_MONEY, f"margin {needed:.2f} exceeds free margin {free:.2f}")
+        if closes is not None:
+            self._check_close(order, closes)
+        else:  # a close frees margin: it needs none
+            needed = self.margin_required(order.symbol, order.units, t)
+            free = self.account.state(t).free_margin
+            if needed > free:
+                raise _refuse(codes.NO_MONEY, f"margin {needed:.2f} exceeds free margin {free:.2f}")
         depth = self.config.depth
         if (
             order.fill_policy is FillPolicy.FOK
@@ -149,6 +164,10 @@ class Venue:
                 codes.REJECT, f"{depth.total_units} units on the book, FOK needs {order.units}"
             )
         ledger_order = self._new_order(order, t)
+        if closes is not None:
+            self._closing[ledger_order.ticket] = closes
+            if self._hedging:
+                self._closers.add(ledger_order.ticket)
         if self.config.fill_delay_seconds == 0.0:
             self._match(ledger_order, spec, t)
         return ledger_order.report()
@@ -167,11 +186,46 @@ class Venue:
             if not reduces:
                 raise _refuse(codes.CLOSE_ONLY, spec.symbol)
 
-    def _new_order(self, order: OrderRequest, t: float) -> LedgerOrder:
+    @property
+    def _hedging(self) -> bool:
+        return self.account.config.margin_mode is MarginMode.HEDGING
+
+    def _check_close(self, order: OrderRequest, closes: int) -> None:
+        """Whether the order may close the position it names, as MT5 answers: 10036 for a
+        position that is not open, 10039 while another order is closing it, 10038 for more
+        volume than it holds (MQL5 reference, trade server return codes)."""
+        if self._hedging:
+            opening = self.orders.get(closes)
+            if (
+                opening is None
+                or closes in self._closers
+                or not opening.fills
+                or opening.symbol != order.symbol
+            ):
+                raise _refuse(codes.POSITION_CLOSED, f"no position {closes}")
+            left = opening.fills[0].units - self._closed_units.get(closes, 0)
+            held = int(opening.direction) * left
+        else:
+            held = self.account.net_units(order.symbol)
+        if held == 0:
+            raise _refuse(codes.POSITION_CLOSED, f"no {order.symbol} position")
+        if closes in self._closing.values():
+            raise _refuse(codes.CLOSE_ORDER_EXIST, f"position {closes}")
+        if (held > 0) == (order.direction is Direction.BUY):
+            # Unconfirmed which code a server gives: the stricter reading, a bad request.
+            raise _refuse(codes.INVALID, "a close must trade against the position")
+        if order.units > abs(held):
+            raise _refuse(codes.INVALID_CLOSE_VOLUME, f"{order.units} units, {abs(held)} held")
+
+    def new_ticket(self) -> int:
+        """The next ticket: an order's, or one the MT5 server gives a re-opened position."""
         ticket = self._next_ticket
         self._next_ticket += 1
+        return ticket
+
+    def _new_order(self, order: OrderRequest, t: float) -> LedgerOrder:
         ledger_order = LedgerOrder(
-            ticket,
+            self.new_ticket(),
             order.client_order_id,
             order.symbol,
             order.direction,
@@ -192,11 +246,17 @@ class Venue:
         units, price = ledger_order.units, touch
         if depth is not None:
             units, price = depth.walk(ledger_order.units, touch, 1 if buy else -1, spec.pip)
+        closes = self._closing.pop(ledger_order.ticket, None)
         if units:
             deal = self._next_deal
             self._next_deal += 1
             ledger_order.fills.append(BrokerFill(str(deal), units, price, t))
-            self.account.book(ledger_order.symbol, int(ledger_order.direction) * units, price, t)
+            opened_at = None
+            if closes is not None and self._hedging:
+                opened_at = self.orders[closes].fills[0].price
+                self._closed_units[closes] = self._closed_units.get(closes, 0) + units
+            signed = int(ledger_order.direction) * units
+            self.account.book(ledger_order.symbol, signed, price, t, opened_at)
         ledger_order.state = BrokerOrderState.DONE
         self.orders.closed(ledger_order)
 
@@ -220,6 +280,7 @@ class Venue:
         ledger_order = self._settle(self._order(order_id), t)
         if ledger_order.state is BrokerOrderState.WORKING:
             ledger_order.state = BrokerOrderState.CANCELLED
+            self._closing.pop(ledger_order.ticket, None)
             self.orders.closed(ledger_order)
         return ledger_order.report()
 

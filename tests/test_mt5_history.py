@@ -99,11 +99,7 @@ def assert_reads_as_a_full_replay(emulator: MT5Emulator) -> None:
         o for o in every_order if o.time_setup >= times[len(times) // 2]
     )
     kept = (list(emulator._book.positions.values()), list(emulator._book.deals.items()))
-    emulator._book.positions = {}
-    emulator._book.deals.clear()
-    emulator._book.deals_by_time.clear()
-    for found in emulator._book.visible_fills(now):
-        emulator._book.book_deal(*found)
+    emulator._book.rebook(now)
     assert kept == (list(emulator._book.positions.values()), list(emulator._book.deals.items()))
     assert shown == (
         emulator.positions_get(),

@@ -17,7 +17,12 @@ How the simulated network's faults look through the module:
   executed while replies were dropped reaches the terminal's lists only when the window
   ends — so during a partition the terminal's history cannot prove an order absent;
 - DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection').
-Market orders and the removal of a resting one are modelled; pending orders are not.
+Market orders (opening a position, or closing one the request names) and the removal of
+a resting one are modelled; pending orders, SL/TP and CLOSE_BY are not. Each symbol trades
+in its execution mode (`TerminalConfig.execution_modes`): Request and Instant execution
+honour the request's price and deviation or requote, Market and Exchange execution set the
+price; the filling types allowed follow the mode. Positions keep MT5's identifier apart
+from their ticket (a netting reversal or a swap re-open changes only the ticket).
 The emulator reads time only from its wire's clock and crosses to the trade server only
 through the wire (`sim.wire`: one crossing for every driver and this terminal; a wire with
 no network answers at once).
@@ -27,9 +32,10 @@ One module per concern:
 - `session`: the call protocol (IPC state, the last error, strict argument types);
 - `trading`: order_check and order_send, the trade server's side, its crossing of the wire;
 - `book`: what the terminal knows of orders (tags), its positions and deals, kept current;
+  the swap re-open of positions (`Book.reopen_positions_for_swap`);
 - `lists`: orders_get, positions_get, history_orders_get, history_deals_get, from the book;
 - `records`, `constants`, `config`: the named tuples and request fields, the module's
-  constants, `TerminalConfig`.
+  constants and each symbol's execution (mode, filling types, bitmask), `TerminalConfig`.
 """
 
 from sim.mt5.config import TerminalConfig

@@ -35,13 +35,22 @@ class Tag:
     price: float  # as requested
     known_at: float  # when the terminal learns of it: later if the replies were dropped
     done_at: float | None = None  # when it was removed
+    closes: int = 0  # the identifier of the position it closes (MqlTradeRequest.position)
 
 
 @dataclass(slots=True)
 class Position:
-    """An open position, as the terminal books it from the deals it has seen."""
+    """An open position, as the terminal books it from the deals it has seen.
 
-    identifier: int  # the ticket of the order that opened it
+    MQL5 reference, Position Properties: POSITION_IDENTIFIER is the ticket of the order
+    that opened the position and "does not change throughout its life cycle"; a netting
+    reversal keeps it, but "POSITION_TICKET is replaced with the ticket of the order that
+    led to the reversal", and the ticket also changes "when charging swaps with position
+    re-opening". MqlTradeRequest.position names the ticket.
+    """
+
+    identifier: int
+    ticket: int
     symbol: str
     units: int  # signed
     cost: float  # signed units x open price
@@ -91,6 +100,9 @@ class Book:
         # Server time of every order's setup and every deal: history windows start there.
         self.orders_by_time = TimeIndex()
         self.deals_by_time = TimeIndex()
+        # Swap re-opens: identifier -> (its new ticket, the last deal booked before it), so
+        # that a replay of the deals gives the position the ticket it has now.
+        self._reopened: dict[int, tuple[int, int]] = {}
 
     def add(self, ticket: int, tag: Tag) -> None:
         """An order the server has just taken: open, no fills booked yet."""
@@ -122,12 +134,19 @@ class Book:
         if fresh and fresh[0][0] < self._last_deal:
             # An order learnt of late (its replies were dropped) holds deals older than
             # some already booked: netting depends on the order of deals, so replay all.
-            self.positions = {}
-            self.deals.clear()
-            self.deals_by_time.clear()
-            fresh = self.visible_fills(t)
+            self.rebook(t)
+            return
         for deal_ticket, order, tag, fill in fresh:
             self.book_deal(deal_ticket, order, tag, fill)
+
+    def rebook(self, t: float) -> None:
+        """Forget the positions and deals, and book every fill visible by t again, in deal
+        order: what the book must equal at any time."""
+        self.positions = {}
+        self.deals.clear()
+        self.deals_by_time.clear()
+        for found in self.visible_fills(t):
+            self.book_deal(*found)
 
     def visible_fills(self, t: float) -> list[tuple[int, LedgerOrder, Tag, BrokerFill]]:
         """Every fill of every order known by t, in deal ticket order."""
@@ -178,19 +197,31 @@ class Book:
 
     def book_deal(self, deal_ticket: int, order: LedgerOrder, tag: Tag, fill: BrokerFill) -> None:
         """One fill into the book: netting keeps one position per symbol, hedging one per
-        opening order."""
+        opening order, which an order naming it closes."""
         spec = self.venue.spec(order.symbol)
         assert spec is not None
         hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
         signed = int(order.direction) * fill.units
-        key = order.ticket if hedging else order.symbol
+        key = (tag.closes or order.ticket) if hedging else order.symbol
         position = self.positions.get(key)
         if position is None:
+            assert not (hedging and tag.closes), "the venue closes only open positions"
             position = Position(
-                order.ticket, order.symbol, 0, 0.0, fill.time, fill.time, tag.magic, tag.comment
+                order.ticket,
+                order.ticket,
+                order.symbol,
+                0,
+                0.0,
+                fill.time,
+                fill.time,
+                tag.magic,
+                tag.comment,
             )
             self.positions[key] = position
         entry = _apply_fill(position, signed, fill.price, fill.time, order.ticket)
+        reopened = self._reopened.get(position.identifier)
+        if reopened is not None and deal_ticket <= reopened[1]:
+            position.ticket = reopened[0]  # re-opened after this deal
         if position.units == 0:
             del self.positions[key]
         deal = TradeDeal(
@@ -217,6 +248,20 @@ class Book:
         self.deals_by_time.add(deal.time, deal_ticket)
         self._last_deal = max(self._last_deal, deal_ticket)
 
+    def position(self, ticket: int) -> Position | None:
+        """The open position whose POSITION_TICKET this is (a request's `position`)."""
+        return next((p for p in self.positions.values() if p.ticket == ticket), None)
+
+    def reopen_positions_for_swap(self, t: float) -> None:
+        """The server re-opens, at the rollover t, every position the terminal knows, to
+        charge swaps: each keeps its identifier and takes a new ticket from the server's
+        order tickets. Only the ticket is modelled: not the swap, nor the deals a real
+        server books for the re-open."""
+        self.catch_up(t)
+        for position in self.positions.values():
+            position.ticket = self.venue.new_ticket()
+            self._reopened[position.identifier] = (position.ticket, self._last_deal)
+
 
 def _apply_fill(position: Position, signed: int, price: float, t: float, ticket: int) -> int:
     """Book a fill into a position; its DEAL_ENTRY: in, out, or in-out on a reversal."""
@@ -227,8 +272,8 @@ def _apply_fill(position: Position, signed: int, price: float, t: float, ticket:
         position.cost += signed * price
         return K.DEAL_ENTRY_IN
     remaining = held + signed
-    if remaining != 0 and (remaining > 0) != (held > 0):  # reversed: a new position opens
-        position.identifier, position.time = ticket, t
+    if remaining != 0 and (remaining > 0) != (held > 0):  # reversed, under the same identifier
+        position.ticket, position.time = ticket, t
         position.units, position.cost = remaining, remaining * price
         return K.DEAL_ENTRY_INOUT
     position.cost = position.cost * remaining / held

@@ -1,11 +1,14 @@
 """What an emulated terminal is set up with: its account, its server, and the rules of the
-server it is taken to be (comments, time zone)."""
+server it is taken to be (comments, time zone, execution modes)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+# SymbolInfo.trade_exemode, by name (SYMBOL_TRADE_EXECUTION_REQUEST ... _EXCHANGE).
+ExecutionMode = Literal["request", "instant", "market", "exchange"]
 
 
 class TerminalConfig(BaseModel):
@@ -27,6 +30,10 @@ class TerminalConfig(BaseModel):
     stored_comment_suffix: str = ""
     # The trade server's clock minus UTC: every time the terminal shows is server time.
     server_time_offset_seconds: int = 0
+    # Each named symbol's execution mode, and with it the filling types its market orders
+    # may carry (`sim.mt5.constants.execution`). A symbol not named keeps the emulator's
+    # first reading: instant execution's requotes with the venue's fill policies.
+    execution_modes: dict[str, ExecutionMode] = Field(default_factory=dict)
 
     def server_seconds(self, t: float) -> int:
         """A driver's time (POSIX seconds, UTC) as the terminal shows it: server seconds."""

@@ -1,11 +1,14 @@
-"""The MetaTrader5 module's constants, and the filling-mode bitmask a symbol's fill
-policies map to."""
+"""The MetaTrader5 module's constants, and a symbol's execution: its mode, the filling
+types it allows and the bitmask they map to."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from brokers import mt5_codes as codes
 from engine.core.ports import FillPolicy
 from sim.market import SymbolConfig
+from sim.mt5.config import ExecutionMode
 
 
 class MT5Constants:
@@ -130,9 +133,59 @@ class MT5Constants:
 
 K = MT5Constants  # the short name the emulator's modules use
 FILLING_BIT = {K.ORDER_FILLING_FOK: 1, K.ORDER_FILLING_IOC: 2}  # into SymbolInfo.filling_mode
-_POLICY_BIT = {FillPolicy.FOK: 1, FillPolicy.IOC: 2}
+_FILLING = {FillPolicy.FOK: K.ORDER_FILLING_FOK, FillPolicy.IOC: K.ORDER_FILLING_IOC}
+_EXEMODE = {
+    "request": K.SYMBOL_TRADE_EXECUTION_REQUEST,
+    "instant": K.SYMBOL_TRADE_EXECUTION_INSTANT,
+    "market": K.SYMBOL_TRADE_EXECUTION_MARKET,
+    "exchange": K.SYMBOL_TRADE_EXECUTION_EXCHANGE,
+}
+# The filling types a market order may carry in each mode. metatrader5.com help, "Fill
+# Policy" (its table of fill policies by type of execution): Instant and Request execution
+# take Fill or Kill only; Market execution FOK or IOC; "for market orders, the Return
+# policy is used only in the Exchange Execution mode". A server enables a subset: the
+# symbol's filling_mode bitmask shows it (Return has no bit).
+_POSSIBLE = {
+    "request": {K.ORDER_FILLING_FOK},
+    "instant": {K.ORDER_FILLING_FOK},
+    "market": {K.ORDER_FILLING_FOK, K.ORDER_FILLING_IOC},
+    "exchange": {K.ORDER_FILLING_FOK, K.ORDER_FILLING_IOC, K.ORDER_FILLING_RETURN},
+}
 
 
-def filling_mode(config: SymbolConfig) -> int:
-    """SymbolInfo.filling_mode: the bitmask of the filling policies the symbol allows."""
-    return sum(_POLICY_BIT[policy] for policy in set(config.fill_policies))
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """How the trade server executes a symbol's market orders."""
+
+    exemode: int  # SymbolInfo.trade_exemode
+    fillings: frozenset[int]  # the ORDER_FILLING_* values a market order may carry
+    # Request and Instant execution trade at the client's price within its deviation, or
+    # requote; Market and Exchange execution set the price themselves: the MQL5 book
+    # ("Closing a position: full and partial") says price and deviation have effect only
+    # for Request and Instant, and MqlTradeRequest's reference that a market order under
+    # Market Execution does not require a price.
+    price_binds: bool
+
+    @property
+    def filling_mode(self) -> int:
+        """SymbolInfo.filling_mode: the bitmask of the filling types allowed."""
+        return sum(FILLING_BIT.get(filling, 0) for filling in self.fillings)
+
+
+def execution(config: SymbolConfig, mode: ExecutionMode | None) -> Execution:
+    """A symbol's execution: its mode, and the filling types both the mode and the venue's
+    fill policies allow. With no mode, the emulator's first reading, kept because runs and
+    tests are built on it: instant execution's requotes with whatever the venue's policies
+    allow — a pairing real servers do not show (they allow Instant execution FOK only)."""
+    offered = {_FILLING[policy] for policy in config.fill_policies}
+    if mode is None:
+        return Execution(K.SYMBOL_TRADE_EXECUTION_INSTANT, frozenset(offered), price_binds=True)
+    if K.ORDER_FILLING_IOC in offered:
+        # The venue keeps no remainder working: it matches a Return order as IOC, so the
+        # rest of a partial fill is cancelled instead of waiting in the book.
+        offered.add(K.ORDER_FILLING_RETURN)
+    return Execution(
+        _EXEMODE[mode],
+        frozenset(_POSSIBLE[mode] & offered),
+        price_binds=mode in ("request", "instant"),
+    )

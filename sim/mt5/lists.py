@@ -140,7 +140,7 @@ class Lists:
             tuple(
                 self._trade_position(p, now)
                 for p in list(self._book.positions.values())
-                if _selected(p.symbol, p.identifier, symbol, group, ticket)
+                if _selected(p.symbol, p.ticket, symbol, group, ticket)
             )
         )
 
@@ -245,7 +245,7 @@ class Lists:
         except KeyError:  # no rate into the account currency: as a terminal without it
             profit = 0.0
         return TradePosition(
-            ticket=position.identifier,
+            ticket=position.ticket,
             time=self.config.server_seconds(position.time),
             time_msc=self.config.server_msc(position.time),
             time_update=self.config.server_seconds(position.updated),

@@ -14,7 +14,7 @@ from sim.account import MarginMode
 from sim.market import SymbolConfig
 from sim.mt5.book import Book
 from sim.mt5.config import TerminalConfig
-from sim.mt5.constants import K, MT5Constants, filling_mode
+from sim.mt5.constants import K, MT5Constants, execution
 from sim.mt5.lists import Lists
 from sim.mt5.records import AccountInfo, SymbolInfo, TerminalInfo, Tick
 from sim.mt5.session import Session, typed
@@ -232,6 +232,7 @@ class MT5Emulator(MT5Constants):
         quote = self.venue.quote(symbol, now)
         bid, ask = (quote.bid, quote.ask) if quote else (0.0, 0.0)
         point = config.point
+        rule = execution(config, self.config.execution_modes.get(symbol))
         return self._session.ok(
             SymbolInfo(
                 name=symbol,
@@ -250,12 +251,11 @@ class MT5Emulator(MT5Constants):
                 volume_max=config.volume_max,
                 volume_step=config.volume_step,
                 volume_limit=0.0,
-                filling_mode=filling_mode(config),
+                filling_mode=rule.filling_mode,
                 expiration_mode=15,  # GTC | DAY | SPECIFIED | SPECIFIED_DAY
                 order_mode=127,  # every order type, with SL, TP and close-by
                 trade_mode=int(config.trade_mode),
-                # Instant execution: the requested price and deviation bind, hence requotes.
-                trade_exemode=K.SYMBOL_TRADE_EXECUTION_INSTANT,
+                trade_exemode=rule.exemode,
                 trade_stops_level=0,
                 trade_freeze_level=0,
                 currency_base=symbol[:3],

@@ -1,6 +1,10 @@
 """Trading through the terminal: `order_check` and `order_send`, what the terminal itself
 refuses, the trade server's side of a deal and of a removal, and the results it answers with.
 
+A deal follows its symbol's execution mode (`sim.mt5.constants.execution`) and may close a
+position it names (`position`); the venue keeps the account, and refuses a close with the
+codes MT5 gives.
+
 The request crosses the network in one place, `Trading._transmit`.
 """
 
@@ -21,9 +25,10 @@ from engine.core.ports import (
     RequestNotSent,
 )
 from engine.schemas import Direction
+from sim.market import SymbolConfig
 from sim.mt5.book import Book, Tag
 from sim.mt5.config import TerminalConfig
-from sim.mt5.constants import FILLING_BIT, K, filling_mode
+from sim.mt5.constants import Execution, K, execution
 from sim.mt5.records import REQUEST_FIELDS, ZERO, OrderCheckResult, OrderSendResult, TradeRequest
 from sim.mt5.session import Session, typed
 from sim.network import FaultKind
@@ -52,6 +57,19 @@ class Trading:
         self._session = session
         self._book = book
         self._request_id = 0
+        for symbol in config.execution_modes:
+            symbol_config = venue.market.symbol_config(symbol)
+            if symbol_config is None:
+                raise ValueError(f"execution mode for {symbol}, which the venue does not list")
+            if not self._execution(symbol_config).fillings:
+                # A real server's filling bitmask always agrees with its execution mode.
+                raise ValueError(
+                    f"{symbol}: the venue's fill policies {symbol_config.fill_policies} leave "
+                    f"{config.execution_modes[symbol]} execution no filling type"
+                )
+
+    def _execution(self, config: SymbolConfig) -> Execution:
+        return execution(config, self.config.execution_modes.get(config.symbol))
 
     # -- trade requests: what the terminal refuses, order_check, order_send --------------------
 
@@ -85,13 +103,14 @@ class Trading:
             return codes.INVALID
         if request.type not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
             return codes.INVALID_ORDER
-        if not FILLING_BIT.get(request.type_filling, 0) & filling_mode(config):
+        rule = self._execution(config)
+        if request.type_filling not in rule.fillings:
             return codes.INVALID_FILL
         try:
             units_to_lots(lots_to_units(request.volume, config.spec()), config.spec())
         except VolumeError:
             return codes.INVALID_VOLUME
-        if request.price <= 0.0:
+        if rule.price_binds and request.price <= 0.0:  # the server sets it otherwise
             return codes.INVALID_PRICE
         return None
 
@@ -166,11 +185,22 @@ class Trading:
     # -- the trade server's side: a deal, a removal, the result ---------------------------------
 
     def _deal(self, trade: Any, t: float) -> Any:
-        """The trade server's side of a market order: the venue matches it or refuses it."""
+        """The trade server's side of a market order: the venue matches it or refuses it.
+
+        A request naming a `position` closes that position, in whole or in part, instead of
+        opening one (MQL5 book, "Closing a position: full and partial": required on a
+        hedging account, where an opposite order without it opens a second position;
+        allowed on a netting account)."""
         config = self.venue.market.symbol_config(trade.symbol)
         assert config is not None  # the client check found the symbol
+        closes = None
+        if trade.position:
+            closes = self._identifier(trade, t)
+            if closes is None:
+                return self._result(trade, codes.POSITION_CLOSED, t)
         spec = config.spec()
         units = lots_to_units(trade.volume, spec)
+        price_binds = self._execution(config).price_binds
         order = OrderRequest(
             client_order_id=trade.comment,
             symbol=trade.symbol,
@@ -178,13 +208,15 @@ class Trading:
             units=units,
             lots=units_to_lots(units, spec),
             price=trade.price,
-            deviation_points=trade.deviation,
+            # No bound: the venue then fills at its price without a requote.
+            deviation_points=trade.deviation if price_binds else None,
+            # IOC, or Return (matched as IOC: see `execution`).
             fill_policy=FillPolicy.FOK
             if trade.type_filling == K.ORDER_FILLING_FOK
             else FillPolicy.IOC,
         )
         try:
-            report = self.venue.place(order, t)
+            report = self.venue.place(order, t, closes)
         except BrokerRejected as refusal:
             return self._result(trade, refusal.code or codes.REJECT, t)
         ticket = int(report.order_id)
@@ -194,6 +226,7 @@ class Trading:
             type_filling=trade.type_filling,
             price=trade.price,
             known_at=self._resync_time(t),
+            closes=closes or 0,
         )
         self._book.add(ticket, tag)
         filled = report.filled_units
@@ -211,6 +244,16 @@ class Trading:
             volume=filled / spec.contract_size,
             price=price,
         )
+
+    def _identifier(self, trade: Any, t: float) -> int | None:
+        """The identifier of the open position whose ticket the request names, on its
+        symbol: the server's own positions are the terminal's book brought up to t (one it
+        holds from an order whose replies were dropped is not found yet)."""
+        self._book.catch_up(t)
+        position = self._book.position(trade.position)
+        if position is None or position.symbol != trade.symbol:
+            return None
+        return position.identifier
 
     def _remove(self, trade: Any, t: float) -> Any:
         tag = self._book.tag(trade.order)
