@@ -53,6 +53,7 @@ class MetricsSummary(BaseModel):
     rejections_by_reason: dict[str, int]
     slippage_pips: Distribution
     fill_time_seconds: Distribution
+    slippage_bound_breaches: int = 0
 
 
 class ExecutionMetrics:
@@ -63,6 +64,7 @@ class ExecutionMetrics:
         self._by_reason: Counter[str] = Counter()
         self._slippage: deque[float] = deque(maxlen=window)
         self._fill_time: deque[float] = deque(maxlen=window)
+        self._breaches = 0
 
     def observe(self, execution: Execution) -> None:
         status = execution.status
@@ -77,6 +79,7 @@ class ExecutionMetrics:
                 self._slippage.append(execution.slippage_pips)
             if (fill_time := execution.fill_time_seconds) is not None:
                 self._fill_time.append(fill_time)
+            self._breaches += execution.slippage_bound_breached
 
     def summary(self) -> MetricsSummary:
         with self._lock:
@@ -92,4 +95,5 @@ class ExecutionMetrics:
                 rejections_by_reason=dict(self._by_reason),
                 slippage_pips=Distribution.of(self._slippage),
                 fill_time_seconds=Distribution.of(self._fill_time),
+                slippage_bound_breaches=self._breaches,
             )

@@ -332,3 +332,53 @@ def test_a_not_found_is_proof_of_absence_once_the_servers_grace_has_passed():
     attempts = attempts_at(world, execution.execution_id)
     assert execution.status is S.FILLED and len(world.venue.orders) == 1
     assert attempts[1] - attempts[0] >= EngineConfig().absence_proof_seconds
+
+
+def test_a_fill_worse_than_the_decisions_bound_is_recorded_as_a_breach():
+    # Market execution does not enforce max_slippage_pips at the venue: the engine says so.
+    from engine.core.effects import (
+        FetchAccount,
+        FetchMargin,
+        FetchQuote,
+        FetchSymbol,
+        PlaceOrder,
+        Record,
+        Sleep,
+    )
+    from engine.core.events import SlippageBoundBreached
+    from engine.core.flow import build_request, execution_flow
+    from engine.core.ports import BrokerFill, BrokerOrderState, OrderReport
+    from engine.schemas import RPMOutput
+
+    world = SimulatedWorld.build(seed=1)
+    rpm = RPMOutput.model_validate(decision(max_slippage_pips=0.5))
+    config = EngineConfig()
+    request = build_request(rpm, "k", config, T0, "t")
+    quote = world.venue.quote("EURUSD", T0)
+    two_pips_worse = quote.ask + 0.0002
+    answers = {
+        FetchSymbol: world.venue.spec("EURUSD"),
+        FetchQuote: quote,
+        FetchAccount: world.venue.account_state(T0),
+        FetchMargin: 100.0,
+        PlaceOrder: OrderReport(
+            "1",
+            request.client_order_id,
+            BrokerOrderState.DONE,
+            100_000,
+            (BrokerFill("9", 100_000, two_pips_worse, T0),),
+        ),
+    }
+    flow = execution_flow(rpm, request, config, T0)
+    recorded, effect = [], next(flow)
+    try:
+        while True:
+            if isinstance(effect, Record):
+                recorded.append(effect.event)
+            reply = None if isinstance(effect, Record | Sleep) else answers[type(effect)]
+            effect = flow.send((T0, reply))
+    except StopIteration as stop:
+        execution = stop.value
+    [breach] = [e for e in recorded if isinstance(e, SlippageBoundBreached)]
+    assert breach.slippage_pips == pytest.approx(2.0) and breach.max_slippage_pips == 0.5
+    assert execution.status is S.FILLED and execution.slippage_bound_breached

@@ -355,3 +355,27 @@ def test_whatever_opens_and_closes_the_terminals_positions_agree_with_the_venues
         assert (sum(held), sum(map(abs, held))) == (net, gross)
         assert len(shown) <= 1 or hedging
         assert rebuilt(emulator) == shown
+
+
+@pytest.mark.parametrize("mode", ["market", "instant"])
+def test_mt5broker_lets_the_server_price_a_market_order_and_bounds_an_instant_one(mode):
+    from brokers.mt5 import MT5Broker, MT5Config
+    from engine.core.ports import OrderRequest
+    from engine.schemas import Direction
+
+    emulator, clock = terminal({"EURUSD": mode})
+    sent: list[dict[str, Any]] = []
+    send_order = emulator.order_send
+    emulator.order_send = lambda request: sent.append(request) or send_order(request)
+    broker = MT5Broker(emulator, MT5Config(history_sync_seconds=0), clock=clock)
+    broker.start()
+    quote = emulator.symbol_info_tick("EURUSD")
+    report = broker.place_order(
+        OrderRequest("AXEURUSD", "EURUSD", Direction.BUY, 100_000, 1.0, quote.ask, 5)
+    )
+    [request] = sent
+    assert report.filled_units == 100_000
+    if mode == "market":  # the server sets the price: no price, no deviation to honour
+        assert request["price"] == 0.0 and "deviation" not in request
+    else:
+        assert request["price"] == quote.ask and request["deviation"] == 5

@@ -324,20 +324,27 @@ class MT5Broker(BrokerInterface):
             raise BrokerRejected(R.INVALID_VOLUME, str(exc)) from exc
         if abs(lots - order.lots) > 1e-12:
             raise BrokerRejected(R.INVALID_VOLUME, f"{order.lots} lots != {order.units} units")
-        deviation = order.deviation_points
-        return {
+        request = {
             "action": self._k.deal,
             "symbol": order.symbol,
             "volume": lots,
             "type": self._k.buy if order.direction is Direction.BUY else self._k.sell,
-            "price": float(order.price),
-            "deviation": deviation
-            if deviation is not None
-            else self.config.unbounded_deviation_points,
             "magic": self.config.magic,
             "comment": tag,
             "type_time": self._k.time_gtc,
             "type_filling": self._filling(order, int(info["filling_mode"])),
+        }
+        if int(info["trade_exemode"]) in self._k.server_sets_price:
+            # Market and exchange execution: the server sets the price and `deviation` is no
+            # bound (a request may carry price 0; MqlTradeRequest). The engine measures the
+            # fill against the decision's bound afterwards (SlippageBoundBreached).
+            return request | {"price": 0.0}
+        deviation = order.deviation_points
+        return request | {
+            "price": float(order.price),
+            "deviation": deviation
+            if deviation is not None
+            else self.config.unbounded_deviation_points,
         }
 
     def _filling(self, order: OrderRequest, filling_mode: int) -> int:

@@ -33,6 +33,7 @@ class Constants:
     filling_fok: int
     filling_ioc: int
     time_gtc: int
+    server_sets_price: frozenset[int]  # SYMBOL_TRADE_EXECUTION modes: market, exchange
     done_states: frozenset[int]  # in history: no more fills will come
     cancelled_states: frozenset[int]  # in history: ended before completing
 
@@ -46,6 +47,9 @@ class Constants:
             filling_fok=int(mt5.ORDER_FILLING_FOK),
             filling_ioc=int(mt5.ORDER_FILLING_IOC),
             time_gtc=int(mt5.ORDER_TIME_GTC),
+            server_sets_price=frozenset(
+                {int(mt5.SYMBOL_TRADE_EXECUTION_MARKET), int(mt5.SYMBOL_TRADE_EXECUTION_EXCHANGE)}
+            ),
             done_states=frozenset({int(mt5.ORDER_STATE_FILLED), int(mt5.ORDER_STATE_PARTIAL)}),
             cancelled_states=frozenset(
                 {

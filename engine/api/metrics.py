@@ -190,6 +190,7 @@ def metrics_report(
         order_timeout_rate=timeouts / total if total else None,
         slippage_pips=summary.slippage_pips,
         fill_time_seconds=summary.fill_time_seconds,
+        slippage_bound_breaches=summary.slippage_bound_breaches,
         rejections_by_reason=dict(sorted(reasons.items())),
         executions_by_status=dict(sorted(summary.by_status.items())),
         executions_by_symbol=dict(sorted(summary.by_symbol.items())),
@@ -236,6 +237,11 @@ class _ReportCollector:
             )
         yield CounterMetricFamily(
             "arbitrex_broker_probes", "Broker connection checks", value=report.broker.probes
+        )
+        yield CounterMetricFamily(
+            "arbitrex_slippage_bound_breaches",
+            "Fills worse than the decision's max_slippage_pips",
+            value=report.slippage_bound_breaches,
         )
         yield CounterMetricFamily(
             "arbitrex_broker_probes_connected",

@@ -85,6 +85,10 @@ class MetricsReport(_Answer):
     order_timeout_rate: float | None = Field(description="ORDER_TIMEOUT (EXPIRED) / executions")
     slippage_pips: Distribution = Field(description="Signed, in pips, positive = adverse")
     fill_time_seconds: Distribution
+    slippage_bound_breaches: int = Field(
+        description="Fills worse than the decision's max_slippage_pips (market execution "
+        "does not enforce the bound at the venue)"
+    )
     rejections_by_reason: dict[str, int]
     executions_by_status: dict[str, int]
     executions_by_symbol: dict[str, int]

@@ -151,6 +151,16 @@ class SlippageMeasured(ExecutionEvent):
     quality: SlippageQuality
 
 
+@dataclass(frozen=True, slots=True)
+class SlippageBoundBreached(ExecutionEvent):
+    """The fill was worse than upstream's max_slippage_pips allowed. A venue in instant or
+    request execution enforces the bound (it requotes instead); one in market execution does
+    not (MT5: the server sets the price, `deviation` is no bound) — so it is recorded."""
+
+    slippage_pips: float
+    max_slippage_pips: float
+
+
 EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
     cls.__name__: cls
     for cls in (
@@ -172,6 +182,7 @@ EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
         CancelRequested,
         OrderExpired,
         SlippageMeasured,
+        SlippageBoundBreached,
     )
 }
 

@@ -42,6 +42,7 @@ from engine.core.events import (
     OrderRejected,
     ReconciliationAttempted,
     ReconciliationDeferred,
+    SlippageBoundBreached,
     SlippageMeasured,
     SubmissionAbandoned,
     SubmissionAttempted,
@@ -455,3 +456,6 @@ def _measure_slippage(
     yield run.record(
         SlippageMeasured(execution.execution_id, run.now, average, reference, pips, quality)
     )
+    bound = execution.request.max_slippage_pips if execution.request is not None else None
+    if bound is not None and pips > bound:
+        yield run.record(SlippageBoundBreached(execution.execution_id, run.now, pips, bound))

@@ -24,6 +24,7 @@ from engine.core.events import (
     OrderRejected,
     ReconciliationAttempted,
     ReconciliationDeferred,
+    SlippageBoundBreached,
     SlippageMeasured,
     SubmissionAbandoned,
     SubmissionAttempted,
@@ -84,6 +85,9 @@ TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] =
     (S.FILLED, SlippageMeasured): S.FILLED,
     (S.PARTIALLY_FILLED, SlippageMeasured): S.PARTIALLY_FILLED,
     (S.EXPIRED, SlippageMeasured): S.EXPIRED,
+    (S.FILLED, SlippageBoundBreached): S.FILLED,
+    (S.PARTIALLY_FILLED, SlippageBoundBreached): S.PARTIALLY_FILLED,
+    (S.EXPIRED, SlippageBoundBreached): S.EXPIRED,
 }
 
 
@@ -113,6 +117,7 @@ class Execution:
     submitted_at: float | None = None
     last_attempt_at: float | None = None
     last_fill_at: float | None = None
+    slippage_bound_breached: bool = False
     completed_at: float | None = None
 
     @property
@@ -210,6 +215,8 @@ class Execution:
                 self.outcome_detail = detail
             case SlippageMeasured(slippage_pips=pips, quality=quality):
                 self.slippage_pips, self.slippage_quality = pips, quality
+            case SlippageBoundBreached():
+                self.slippage_bound_breached = True
             case _:
                 pass
 
