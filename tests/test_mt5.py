@@ -833,3 +833,16 @@ def test_the_servers_utc_offset_is_learnt_from_its_ticks_whatever_was_configured
     clock.sleep(2.0)
     fresh = broker.market_snapshot("EURUSD")
     assert fresh is not None and fresh.time == pytest.approx(clock.now(), abs=1)  # learnt
+
+
+def test_what_order_check_refuses_is_final_and_never_reaches_the_trade_server():
+    saturday = datetime(2024, 1, 13, 12, 0, tzinfo=UTC).timestamp()
+    emulator, clock = terminal(start=saturday)
+    sent: list[Any] = []
+    send = emulator.order_send
+    emulator.order_send = lambda request: sent.append(request) or send(request)
+    broker = broker_on(emulator, clock)
+    with pytest.raises(BrokerRejected) as refused:
+        broker.place_order(order(emulator))
+    assert refused.value.code == 10018 and refused.value.reason is R.MARKET_CLOSED
+    assert sent == [] and emulator.venue.orders == {}

@@ -283,6 +283,7 @@ class MT5Broker(BrokerInterface):
 
     def place_order(self, order: OrderRequest) -> OrderReport:
         request = self._deal_request(order)
+        self._preflight(request)
         log.info(
             "order_send %s %s %s lots, tag %s",
             order.symbol,
@@ -302,6 +303,20 @@ class MT5Broker(BrokerInterface):
                 raise OutcomeUnknown(f"retcode {retcode} without an order ticket")
             return self._report_after_send(ticket, order)
         self._raise_for_retcode(retcode, result)
+
+    def _preflight(self, request: Mapping[str, Any]) -> None:
+        """order_check first: what the terminal already knows the server would refuse
+        (margin, volume, filling, market closed) is refused here, final, and never sent."""
+        check, error = self._call("order_check", dict(request))
+        if error is not None:
+            self._raise_if_unreachable(error, "order_check")
+            raise BrokerRejected(R.BROKER_REJECTED, f"order_check refused: {error}", error.code)
+        retcode = int(check["retcode"])
+        if retcode != 0:
+            comment = str(check.get("comment") or codes.describe(retcode))
+            raise BrokerRejected(
+                codes.reason_for(retcode), f"order_check: {comment}", retcode
+            )
 
     def _deal_request(self, order: OrderRequest) -> dict[str, Any]:
         """The order as a request dict, or a final rejection for what no broker could take."""
