@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn
 
 from brokers import mt5_codes as codes
-from brokers.mt5.calls import Constants, Secrets, TerminalError, plain, record_time
+from brokers.mt5.calls import TerminalError, record_time
 from brokers.mt5.config import MT5Config
 from brokers.mt5.loading import (
     MT5Credentials,
-    TerminalStartError,
     load_mt5_module,
 )
 from brokers.mt5.server_clock import ServerClock
+from brokers.mt5.terminal import Terminal, raise_if_unreachable
 from brokers.mt5_codes import Outcome
 from engine.clock import Clock, WallClock
 from engine.core.instruments import (
@@ -83,15 +82,9 @@ class MT5Broker(BrokerInterface):
         """`mt5`: the module, or any object with its functions and constants. `clock`:
         POSIX seconds, for history windows. `lock`: shared by every call into `mt5`."""
         self.config = config or MT5Config()
-        self._mt5 = mt5
         self._clock: Clock = clock if clock is not None else WallClock()
-        self._lock = lock if lock is not None else threading.Lock()
-        with self._lock:
-            self._k = Constants.read(mt5)
+        self._terminal = Terminal(mt5, self.config, self._clock, lock)
         self._specs: dict[str, SymbolSpec] = {}
-        # When this broker first saw the terminal connected, since it last saw it not:
-        # its history is complete only some time after (MT5Config.history_sync_seconds).
-        self._connected_at: float | None = None
         self._server_clock = ServerClock(
             self.config.server_time_offset_seconds,
             self.config.server_offset_tolerance_seconds,
@@ -122,83 +115,23 @@ class MT5Broker(BrokerInterface):
     def start(self, credentials: MT5Credentials | None = None) -> None:
         """Open the terminal, then log in when credentials are given (else the terminal's
         current account is used)."""
-        secrets = Secrets(credentials)
-        try:
-            path = (credentials.path,) if credentials and credentials.path else ()
-            _, error = self._call("initialize", *path, timeout=self.config.timeout_ms)
-            if error is not None:
-                raise TerminalStartError(f"cannot open the MT5 terminal: {secrets.redact(error)}")
-            if credentials is not None:
-                _, error = self._call(
-                    "login",
-                    credentials.login,
-                    password=credentials.password.get_secret_value(),
-                    server=credentials.server,
-                    timeout=self.config.timeout_ms,
-                )
-                if error is not None:
-                    raise TerminalStartError(
-                        f"the terminal refused the login: {secrets.redact(error)}"
-                    )
-        except TerminalStartError:
-            raise
-        except Exception as failure:  # a bridge may echo the call, credentials included
-            raise TerminalStartError(
-                f"opening the terminal raised {type(failure).__name__}"
-            ) from None
-        version, _ = self._call("version")
-        log.info("MT5 terminal open, version %s", version)
+        self._terminal.start(credentials)
 
     def close(self) -> None:
-        with self._lock:
-            self._mt5.shutdown()
-
-    # -- every call into the module --------------------------------------------------------
-
-    def _call(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, TerminalError | None]:
-        """One call under the lock: its plain result, or the terminal's error for a None
-        (or False) answer, read before any other thread's call can overwrite it."""
-        with self._lock:
-            try:
-                value = getattr(self._mt5, function)(*args, **kwargs)
-                if value is None or value is False:
-                    code, description = self._mt5.last_error()
-                    return None, TerminalError(int(code), str(description))
-                return plain(value), None
-            except ConnectionRefusedError:
-                return None, TerminalError(
-                    codes.RES_E_INTERNAL_FAIL_CONNECT, "bridge refused the connection"
-                )
-            except (OSError, EOFError) as broken:  # a bridge's transport failing mid-call
-                return None, TerminalError(
-                    codes.RES_E_INTERNAL_FAIL_RECEIVE, f"bridge failed: {type(broken).__name__}"
-                )
-
-    def _query(self, function: str, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], ...]:
-        """A tuple of records; a terminal that cannot be asked raises RequestNotSent."""
-        records, error = self._call(function, *args, **kwargs)
-        if error is None:
-            return records
-        if error.code == codes.RES_S_OK:  # some builds answer an empty history with None
-            return ()
-        raise RequestNotSent(f"{function} failed: {error}")
-
-    @staticmethod
-    def _raise_if_unreachable(error: TerminalError, function: str) -> None:
-        if codes.is_ipc_failure(error.code):
-            raise RequestNotSent(f"terminal could not be asked ({function}): {error}")
+        self._terminal.close()
 
     # -- market data and the account -------------------------------------------------------
 
     def _symbol_info(self, symbol: str) -> dict[str, Any] | None:
-        info, error = self._call("symbol_info", symbol)
+        name = self._terminal.broker_symbol(symbol)
+        info, error = self._terminal.call("symbol_info", name)
         if error is not None:
-            self._raise_if_unreachable(error, "symbol_info")
+            raise_if_unreachable(error, "symbol_info")
             return None
         if not info["visible"]:  # quotes come only for symbols in the Market Watch
-            _, error = self._call("symbol_select", symbol, True)
+            _, error = self._terminal.call("symbol_select", name, True)
             if error is not None:
-                self._raise_if_unreachable(error, "symbol_select")
+                raise_if_unreachable(error, "symbol_select")
         return info
 
     def _spec_from(self, symbol: str, info: Mapping[str, Any]) -> SymbolSpec:
@@ -231,9 +164,9 @@ class MT5Broker(BrokerInterface):
     def market_snapshot(self, symbol: str) -> MarketSnapshot | None:
         """The latest tick; its time (server time, made UTC) lets the engine judge whether
         the market is open, as MT5 has no session-time function."""
-        tick, error = self._call("symbol_info_tick", symbol)
+        tick, error = self._terminal.call("symbol_info_tick", self._terminal.broker_symbol(symbol))
         if error is not None:
-            self._raise_if_unreachable(error, "symbol_info_tick")
+            raise_if_unreachable(error, "symbol_info_tick")
         quote = tick if tick is not None and tick["bid"] > 0 and tick["ask"] > 0 else None
         if quote is not None:
             self._server_clock.observe(symbol, record_time(quote), self._clock.now())
@@ -250,7 +183,7 @@ class MT5Broker(BrokerInterface):
         )
 
     def account(self) -> AccountState:
-        info, error = self._call("account_info")
+        info, error = self._terminal.call("account_info")
         if error is not None:
             raise RequestNotSent(f"account_info failed: {error}")
         return AccountState(
@@ -265,23 +198,28 @@ class MT5Broker(BrokerInterface):
     def margin_required(
         self, symbol: str, direction: Direction, lots: float, price: float
     ) -> float:
-        order_type = self._k.buy if direction is Direction.BUY else self._k.sell
-        margin, error = self._call(
-            "order_calc_margin", order_type, symbol, float(lots), float(price)
+        order_type = self._side(direction)
+        margin, error = self._terminal.call(
+            "order_calc_margin",
+            order_type,
+            self._terminal.broker_symbol(symbol),
+            float(lots),
+            float(price),
         )
         if error is not None:
-            self._raise_if_unreachable(error, "order_calc_margin")
+            raise_if_unreachable(error, "order_calc_margin")
             raise BrokerRejected(R.BROKER_REJECTED, f"order_calc_margin refused: {error}")
         return float(margin)
 
     def is_connected(self) -> bool:
         """Connected to the trade server, with AutoTrading on (else every order is 10027)."""
-        info, error = self._call("terminal_info")
+        info, error = self._terminal.call("terminal_info")
         return error is None and bool(info["connected"]) and bool(info["trade_allowed"])
 
     # -- orders ------------------------------------------------------------------------------
 
     def place_order(self, order: OrderRequest) -> OrderReport:
+        self._terminal.ensure_may_trade()
         request = self._deal_request(order)
         self._preflight(request)
         log.info(
@@ -291,7 +229,7 @@ class MT5Broker(BrokerInterface):
             request["volume"],
             order.client_order_id,
         )
-        result, error = self._call("order_send", request)
+        result, error = self._terminal.call("order_send", request)
         if error is not None:
             self._raise_refused_call(error)
         retcode = int(result["retcode"])
@@ -304,12 +242,15 @@ class MT5Broker(BrokerInterface):
             return self._report_after_send(ticket, order)
         self._raise_for_retcode(retcode, result)
 
+    def _side(self, direction: Direction) -> int:
+        return self._terminal.k.buy if direction is Direction.BUY else self._terminal.k.sell
+
     def _preflight(self, request: Mapping[str, Any]) -> None:
         """order_check first: what the terminal already knows the server would refuse
         (margin, volume, filling, market closed) is refused here, final, and never sent."""
-        check, error = self._call("order_check", dict(request))
+        check, error = self._terminal.call("order_check", dict(request))
         if error is not None:
-            self._raise_if_unreachable(error, "order_check")
+            raise_if_unreachable(error, "order_check")
             raise BrokerRejected(R.BROKER_REJECTED, f"order_check refused: {error}", error.code)
         retcode = int(check["retcode"])
         if retcode != 0:
@@ -340,16 +281,16 @@ class MT5Broker(BrokerInterface):
         if abs(lots - order.lots) > 1e-12:
             raise BrokerRejected(R.INVALID_VOLUME, f"{order.lots} lots != {order.units} units")
         request = {
-            "action": self._k.deal,
-            "symbol": order.symbol,
+            "action": self._terminal.k.deal,
+            "symbol": self._terminal.broker_symbol(order.symbol),
             "volume": lots,
-            "type": self._k.buy if order.direction is Direction.BUY else self._k.sell,
+            "type": self._side(order.direction),
             "magic": self.config.magic,
             "comment": tag,
-            "type_time": self._k.time_gtc,
+            "type_time": self._terminal.k.time_gtc,
             "type_filling": self._filling(order, int(info["filling_mode"])),
         }
-        if int(info["trade_exemode"]) in self._k.server_sets_price:
+        if int(info["trade_exemode"]) in self._terminal.k.server_sets_price:
             # Market and exchange execution: the server sets the price and `deviation` is no
             # bound (a request may carry price 0; MqlTradeRequest). The engine measures the
             # fill against the decision's bound afterwards (SlippageBoundBreached).
@@ -365,10 +306,10 @@ class MT5Broker(BrokerInterface):
     def _filling(self, order: OrderRequest, filling_mode: int) -> int:
         """The request's ORDER_FILLING value, from the symbol's filling_mode bitmask."""
         if order.fill_policy is FillPolicy.IOC and filling_mode & SYMBOL_FILLING_IOC:
-            return self._k.filling_ioc
+            return self._terminal.k.filling_ioc
         # All or nothing never fills more than IOC would: it may stand in for IOC.
         if filling_mode & SYMBOL_FILLING_FOK:
-            return self._k.filling_fok
+            return self._terminal.k.filling_fok
         raise BrokerRejected(
             R.BROKER_REJECTED,
             f"{order.symbol} allows no {order.fill_policy.value} filling "
@@ -422,10 +363,10 @@ class MT5Broker(BrokerInterface):
     def cancel_order(self, order_id: str) -> OrderReport:
         """Remove a working order; one already done just reports how it ended."""
         ticket = self._ticket(order_id)
-        if self._query("orders_get", ticket=ticket):
-            result, error = self._call(
+        if self._terminal.query("orders_get", ticket=ticket):
+            result, error = self._terminal.call(
                 "order_send",
-                {"action": self._k.remove, "order": ticket, "magic": self.config.magic},
+                {"action": self._terminal.k.remove, "order": ticket, "magic": self.config.magic},
             )
             if error is not None:
                 self._raise_refused_call(error)
@@ -443,7 +384,7 @@ class MT5Broker(BrokerInterface):
         tag = client_order_id
         if not _TAG.fullmatch(tag) or len(tag) > self.config.comment_max_length:
             return None  # could never have been sent
-        synced_since = self._connected_since()
+        synced_since = self._terminal.connected_since()
         prefix = tag[: self.config.tag_match_chars]
         magic = self.config.magic
 
@@ -451,11 +392,12 @@ class MT5Broker(BrokerInterface):
             return int(record["magic"]) == magic and str(record["comment"]).startswith(prefix)
 
         window = self._history_window(sent_at)
-        tickets = {int(r["ticket"]) for r in self._query("orders_get") if ours(r)}
+        query = self._terminal.query
+        tickets = {int(r["ticket"]) for r in query("orders_get") if ours(r)}
         # A position's identifier is the ticket of the order that opened it.
-        tickets |= {int(r["identifier"]) for r in self._query("positions_get") if ours(r)}
-        tickets |= {int(r["ticket"]) for r in self._query("history_orders_get", *window) if ours(r)}
-        tickets |= {int(r["order"]) for r in self._query("history_deals_get", *window) if ours(r)}
+        tickets |= {int(r["identifier"]) for r in query("positions_get") if ours(r)}
+        tickets |= {int(r["ticket"]) for r in query("history_orders_get", *window) if ours(r)}
+        tickets |= {int(r["order"]) for r in query("history_deals_get", *window) if ours(r)}
         if not tickets:
             if self._clock.now() - synced_since < self.config.history_sync_seconds:
                 raise RequestNotSent(
@@ -480,19 +422,19 @@ class MT5Broker(BrokerInterface):
 
     def _lookup(self, ticket: int, client_order_id: str | None) -> OrderReport | None:
         """An order and its fills from the terminal, or None if it knows no such order."""
-        active = self._query("orders_get", ticket=ticket)
+        active = self._terminal.query("orders_get", ticket=ticket)
         state = BrokerOrderState.WORKING
         if active:
             record = active[0]
         else:
-            history = self._query("history_orders_get", ticket=ticket)
+            history = self._terminal.query("history_orders_get", ticket=ticket)
             if not history:
                 return None
             record = history[0]
             state = self._history_state(int(record["state"]))
-        spec = self._contract_spec(str(record["symbol"]))
+        spec = self._contract_spec(self._terminal.engine_symbol(str(record["symbol"])))
         fills: dict[str, BrokerFill] = {}  # one fill per deal ticket, however often seen
-        for deal in self._query("history_deals_get", ticket=ticket):
+        for deal in self._terminal.query("history_deals_get", ticket=ticket):
             if int(deal["order"]) != ticket:
                 continue
             fill_id = str(deal["ticket"])
@@ -514,9 +456,9 @@ class MT5Broker(BrokerInterface):
         )
 
     def _history_state(self, state: int) -> BrokerOrderState:
-        if state in self._k.done_states:
+        if state in self._terminal.k.done_states:
             return BrokerOrderState.DONE
-        if state in self._k.cancelled_states:
+        if state in self._terminal.k.cancelled_states:
             return BrokerOrderState.CANCELLED
         return BrokerOrderState.WORKING  # still being processed: look again later
 
@@ -560,15 +502,3 @@ class MT5Broker(BrokerInterface):
             datetime.fromtimestamp(start, UTC),
             datetime.fromtimestamp(now + self.config.history_padding_seconds, UTC),
         )
-
-    def _connected_since(self) -> float:
-        """Since when the terminal has been connected to its trade server, as far as this
-        broker has seen; not connected raises RequestNotSent (nothing can be proven)."""
-        info, error = self._call("terminal_info")
-        if error is not None or not info["connected"]:
-            self._connected_at = None
-            why = error if error is not None else "not connected to the trade server"
-            raise RequestNotSent(f"the terminal cannot prove an order absent: {why}")
-        if self._connected_at is None:
-            self._connected_at = self._clock.now()
-        return self._connected_at

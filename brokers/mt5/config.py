@@ -41,5 +41,12 @@ class MT5Config(BaseModel):
     server_time_offset_seconds: int = 0
     learn_server_offset: bool = True
     server_offset_tolerance_seconds: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
+    # The broker's names for our symbols, where they differ: {"EURUSD": "EURUSD.m"}. Checked
+    # against the broker's list when the terminal opens.
+    symbols: dict[str, str] = Field(default_factory=dict)
+    # A terminal found without IPC (restarted) is initialised again this many times, the
+    # waits growing by this much each time.
+    reconnect_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    reconnect_backoff_seconds: Annotated[float, Field(ge=0.0)] = 1.0
     # Milliseconds the terminal may take to open (initialize/login `timeout`).
     timeout_ms: Annotated[int, Field(gt=0)] = 60_000
