@@ -1,0 +1,114 @@
+"""The emulated terminal's own behaviours, each against the emulator alone: a server clock that
+moves with daylight saving, positional history dates, hidden symbols, trade permissions, a
+terminal restart, another account logged in under a running program, and a history that
+lags each (re)connection (mt5-reference.md, "Behaviours of real servers and terminals")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from sim.clock import SimPyClock
+from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
+from sim.mt5 import MT5Emulator, TerminalConfig
+from sim.network import Network, NetworkConfig
+from sim.venue import Venue
+from sim.wire import Wire
+from sim.world import DEFAULT_START
+
+T0 = DEFAULT_START  # a Monday in January: the server's winter time
+SUMMER = datetime(2024, 7, 10, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
+# US daylight saving started on 10 March 2024, the EU's on 31 March.
+BETWEEN_US_AND_EU_CHANGES = datetime(2024, 3, 20, 12, 0, tzinfo=UTC).timestamp()
+HOUR = 3_600
+NEW_YORK_CLOSE = {"server_time_zone": "America/New_York", "server_time_offset_seconds": 7 * HOUR}
+EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+MARKET = MarketConfig(
+    symbols=(
+        SymbolConfig(symbol="EURUSD", start_mid=1.085, volatility_pips=0.0),
+        SymbolConfig(symbol="USDJPY", start_mid=145.0, digits=3, volatility_pips=0.0),
+    )
+)
+
+
+def terminal(
+    network: NetworkConfig | None = None, start: float = T0, **config: Any
+) -> tuple[MT5Emulator, SimPyClock]:
+    """An emulator over a still market, initialized."""
+    clock = SimPyClock.starting_at(start)
+    prices = SyntheticMarket(MARKET, 1, start)
+    wire = Network(network, 1) if network is not None else None
+    emulator = MT5Emulator(Venue(prices, seed=1), Wire(wire, clock), TerminalConfig(**config))
+    assert emulator.initialize()
+    return emulator, clock
+
+
+def buy(emulator: MT5Emulator, symbol: str = "EURUSD", comment: str = "AX1") -> Any:
+    """A market buy of 0.1 lot through order_send."""
+    quote = emulator.venue.quote(symbol, emulator.clock())
+    assert quote is not None
+    return emulator.order_send(
+        {
+            "action": emulator.TRADE_ACTION_DEAL,
+            "symbol": symbol,
+            "volume": 0.1,
+            "type": emulator.ORDER_TYPE_BUY,
+            "price": quote.ask,
+            "deviation": 10,
+            "magic": 7,
+            "comment": comment,
+            "type_filling": emulator.ORDER_FILLING_IOC,
+        }
+    )
+
+
+# -- the server's clock -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("start", "hours"), [(T0, 2), (SUMMER, 3), (BETWEEN_US_AND_EU_CHANGES, 3)])
+def test_the_server_clock_is_utc_plus_2_in_winter_and_plus_3_in_summer_on_us_dates(start, hours):
+    emulator, clock = terminal(start=start, **NEW_YORK_CLOSE)
+    quote = emulator.venue.quote("EURUSD", clock.now())
+    tick = emulator.symbol_info_tick("EURUSD")
+    assert tick.time_msc - round(quote.time * 1000) == hours * HOUR * 1000
+    assert emulator.symbol_info("EURUSD").time == tick.time
+
+
+def test_a_server_on_eu_dates_is_an_hour_behind_one_on_us_dates_for_three_weeks_of_march():
+    emulator, clock = terminal(start=BETWEEN_US_AND_EU_CHANGES, server_time_zone="Europe/Helsinki")
+    quote = emulator.venue.quote("EURUSD", clock.now())
+    assert emulator.symbol_info_tick("EURUSD").time == int(quote.time) + 2 * HOUR
+
+
+def test_new_york_five_pm_is_the_servers_midnight_in_summer_and_in_winter():
+    summer, winter = datetime(2024, 7, 10, 21, tzinfo=UTC), datetime(2024, 1, 9, 22, tzinfo=UTC)
+    for five_pm_in_new_york in (summer, winter):
+        emulator, _ = terminal(start=five_pm_in_new_york.timestamp(), **NEW_YORK_CLOSE)
+        shown = datetime.fromtimestamp(emulator.symbol_info_tick("EURUSD").time, UTC)
+        assert (shown.hour, shown.minute) == (0, 0)
+
+
+def test_deals_and_history_windows_are_in_the_servers_summer_time():
+    emulator, _ = terminal(start=SUMMER, **NEW_YORK_CLOSE)
+    sent = buy(emulator)
+    [deal] = emulator.history_deals_get(ticket=sent.order)
+    assert deal.time == int(SUMMER) + 3 * HOUR
+    [order] = emulator.history_orders_get(ticket=sent.order)
+    assert order.time_setup == order.time_done == deal.time
+    # A window is server time written as UTC, both ends included (the MQL5 book, HistorySelect).
+    server_now = datetime(2024, 7, 10, 15, 0, tzinfo=UTC)
+    assert emulator.history_deals_get(server_now, server_now) == (deal,)
+    assert emulator.history_orders_get(server_now, server_now) == (order,)
+    utc_now = datetime(2024, 7, 10, 12, 0, tzinfo=UTC)
+    assert emulator.history_deals_get(utc_now, utc_now) == ()
+
+
+def test_a_fixed_offset_still_works_alone_and_an_unknown_zone_is_refused():
+    emulator, _ = terminal(server_time_offset_seconds=2 * HOUR, start=SUMMER)
+    assert emulator.symbol_info_tick("EURUSD").time == int(SUMMER) + 2 * HOUR
+    with pytest.raises(ValidationError, match="no IANA time zone"):
+        TerminalConfig(server_time_zone="Europe/Atlantis")
