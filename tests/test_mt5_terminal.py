@@ -112,3 +112,37 @@ def test_a_fixed_offset_still_works_alone_and_an_unknown_zone_is_refused():
     assert emulator.symbol_info_tick("EURUSD").time == int(SUMMER) + 2 * HOUR
     with pytest.raises(ValidationError, match="no IANA time zone"):
         TerminalConfig(server_time_zone="Europe/Atlantis")
+
+
+# -- history argument forms -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", ["history_orders_get", "history_deals_get"])
+def test_history_dates_given_as_keywords_are_invalid_parameters_as_in_the_c_extension(function):
+    emulator, _ = terminal()
+    buy(emulator)
+    history = getattr(emulator, function)
+    start, end = EVER
+    for call in (
+        lambda: history(date_from=start, date_to=end),
+        lambda: history(start, date_to=end),
+        lambda: history(start, end, symbol="EURUSD"),  # no such parameter: group= filters
+        lambda: history(start, end, "EURUSD"),  # group is a keyword
+    ):
+        assert call() is None
+        assert emulator.last_error() == (emulator.RES_E_INVALID_PARAMS, "Invalid parameters")
+    assert len(history(start, end, group="EUR*")) == 1
+    assert emulator.last_error() == (emulator.RES_S_OK, "Success")
+    assert history(start, end, group="USDJPY") == ()
+
+
+def test_a_history_window_includes_both_ends_to_the_second():
+    emulator, clock = terminal()
+    clock.sleep(10.0)
+    sent = buy(emulator)
+    at = int(T0) + 10  # server time is UTC here
+    [deal] = emulator.history_deals_get(at, at)
+    assert deal.order == sent.order
+    assert emulator.history_deals_get(at - 10, at - 1) == ()
+    assert emulator.history_deals_get(at + 1, at + 10) == ()
+    assert [o.ticket for o in emulator.history_orders_get(at, at)] == [sent.order]
