@@ -47,23 +47,25 @@ def terminal(
     return emulator, clock
 
 
-def buy(emulator: MT5Emulator, symbol: str = "EURUSD", comment: str = "AX1") -> Any:
-    """A market buy of 0.1 lot through order_send."""
+def buy_request(emulator: MT5Emulator, symbol: str = "EURUSD", comment: str = "AX1") -> Any:
+    """A market buy of 0.1 lot, as a request dict."""
     quote = emulator.venue.quote(symbol, emulator.clock())
     assert quote is not None
-    return emulator.order_send(
-        {
-            "action": emulator.TRADE_ACTION_DEAL,
-            "symbol": symbol,
-            "volume": 0.1,
-            "type": emulator.ORDER_TYPE_BUY,
-            "price": quote.ask,
-            "deviation": 10,
-            "magic": 7,
-            "comment": comment,
-            "type_filling": emulator.ORDER_FILLING_IOC,
-        }
-    )
+    return {
+        "action": emulator.TRADE_ACTION_DEAL,
+        "symbol": symbol,
+        "volume": 0.1,
+        "type": emulator.ORDER_TYPE_BUY,
+        "price": quote.ask,
+        "deviation": 10,
+        "magic": 7,
+        "comment": comment,
+        "type_filling": emulator.ORDER_FILLING_IOC,
+    }
+
+
+def buy(emulator: MT5Emulator, symbol: str = "EURUSD", comment: str = "AX1") -> Any:
+    return emulator.order_send(buy_request(emulator, symbol, comment))
 
 
 # -- the server's clock -------------------------------------------------------------------------
@@ -146,3 +148,41 @@ def test_a_history_window_includes_both_ends_to_the_second():
     assert emulator.history_deals_get(at - 10, at - 1) == ()
     assert emulator.history_deals_get(at + 1, at + 10) == ()
     assert [o.ticket for o in emulator.history_orders_get(at, at)] == [sent.order]
+
+
+# -- trade permissions ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("forbid", "code"),
+    [
+        (lambda e: setattr(e, "algo_trading", False), 10027),  # CLIENT_DISABLES_AT
+        (lambda e: setattr(e, "tradeapi_disabled", True), 10027),
+        (lambda e: setattr(e.account, "trade_allowed", False), 10017),  # TRADE_DISABLED
+        (lambda e: setattr(e.account, "trade_expert", False), 10026),  # SERVER_DISABLES_AT
+    ],
+    ids=["algo trading button", "python api disabled", "investor login", "no expert trading"],
+)
+def test_each_of_the_four_switches_forbids_trading_with_its_own_code(forbid, code):
+    emulator, _ = terminal()
+    forbid(emulator)
+    sent = buy(emulator)
+    assert sent.retcode == code and sent.order == 0
+    assert emulator.order_check(buy_request(emulator)).retcode == code
+    assert emulator.venue.orders == {}
+
+
+def test_the_switches_show_where_a_careful_client_looks_before_trading():
+    emulator, _ = terminal(tradeapi_disabled=True, trade_allowed=False, trade_expert=False)
+    terminal_info, account_info = emulator.terminal_info(), emulator.account_info()
+    assert terminal_info.trade_allowed is True and terminal_info.tradeapi_disabled is True
+    assert account_info.trade_allowed is False and account_info.trade_expert is False
+    emulator.algo_trading = False
+    assert emulator.terminal_info().trade_allowed is False
+
+
+def test_the_codes_for_a_forbidden_account_are_configurable_but_must_refuse():
+    emulator, _ = terminal(trade_allowed=False, trade_disabled_code=10044)  # CLOSE_ONLY
+    assert buy(emulator).retcode == 10044
+    with pytest.raises(ValidationError, match="not a TRADE_RETCODE that refuses"):
+        TerminalConfig(expert_disabled_code=10009)

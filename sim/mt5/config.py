@@ -9,6 +9,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
+from brokers import mt5_codes as codes
+
+
+def _refusal(code: int) -> int:
+    """A trade server return code that refuses a request (not one that executes it)."""
+    if code not in codes.DESCRIPTION or code in (codes.DONE, codes.DONE_PARTIAL, codes.PLACED):
+        raise ValueError(f"{code} is not a TRADE_RETCODE that refuses a request")
+    return code
+
 
 def _zone(name: str | None) -> str | None:
     if name is None:
@@ -22,6 +31,7 @@ def _zone(name: str | None) -> str | None:
 
 # SymbolInfo.trade_exemode, by name (SYMBOL_TRADE_EXECUTION_REQUEST ... _EXCHANGE).
 ExecutionMode = Literal["request", "instant", "market", "exchange"]
+Refusal = Annotated[int, AfterValidator(_refusal)]
 
 
 class TerminalConfig(BaseModel):
@@ -34,20 +44,40 @@ class TerminalConfig(BaseModel):
     server: str = "Arbitrex-Sim"
     company: str = "Arbitrex simulated broker"
     build: Annotated[int, Field(gt=0)] = 4755
+
+    # -- permissions (MQL5 reference, "Trade Permission"; mt5-reference.md, behaviour 7) -------
     # The terminal's Algo Trading button; off, every trade request is answered 10027.
     algo_trading: bool = True
+    # The terminal's option that disables trading through the Python API.
+    tradeapi_disabled: bool = False
+    # account_info().trade_allowed and .trade_expert: what the server allows the account.
+    trade_allowed: bool = True  # False for an investor (read-only) login
+    trade_expert: bool = True  # False: the server forbids algorithmic trading on it
+    # What a trade request is answered when one of them forbids it. The button's 10027 is
+    # what practitioners report (mt5linux issue #51). The Python API option's answer is
+    # undocumented: 10027, "autotrading disabled by client", names the same client-side
+    # switch. For the account: 10017 "trade disabled" (no code is documented for an investor
+    # login), and 10026 "autotrading disabled by server" for a server that forbids
+    # algorithmic trading on the account, as the code's own description says.
+    tradeapi_disabled_code: Refusal = codes.CLIENT_DISABLES_AT
+    trade_disabled_code: Refusal = codes.TRADE_DISABLED
+    expert_disabled_code: Refusal = codes.SERVER_DISABLES_AT
+
+    # -- comments ------------------------------------------------------------------------------
     # The comments the server takes (unconfirmed: reports say 31, 29, 27 characters).
     comment_max_length: Annotated[int, Field(ge=0, le=64)] = 26
     # How the server rewrites a comment it stores: cut to a length, then a suffix added.
     stored_comment_length: Annotated[int | None, Field(ge=0)] = None
     stored_comment_suffix: str = ""
-    # The trade server's clock. Every time the terminal shows is server time: the wall clock
-    # of `server_time_zone` (UTC when None) plus `server_time_offset_seconds`. Many retail
-    # servers run at UTC+2 in winter and UTC+3 in summer, switching on US dates so that
-    # 17:00 in New York (the FX day's close) is server midnight: "America/New_York" with an
-    # offset of 7 h (practitioners' reports: mt5-reference.md, behaviour 8; the brokerclock
-    # package's documentation on PyPI). "Europe/Helsinki" with no offset switches on EU
-    # dates instead: another clock for about three weeks in March and one around November.
+
+    # -- the trade server's clock --------------------------------------------------------------
+    # Every time the terminal shows is server time: the wall clock of `server_time_zone` (UTC
+    # when None) plus `server_time_offset_seconds`. Many retail servers run at UTC+2 in winter
+    # and UTC+3 in summer, switching on US dates so that 17:00 in New York (the FX day's
+    # close) is server midnight: "America/New_York" with an offset of 7 h (practitioners'
+    # reports: mt5-reference.md, behaviour 8; the brokerclock package's documentation on
+    # PyPI). "Europe/Helsinki" with no offset switches on EU dates instead: another clock for
+    # about three weeks in March and one around November.
     server_time_zone: Annotated[str | None, AfterValidator(_zone)] = None
     server_time_offset_seconds: int = 0
     # Each named symbol's execution mode, and with it the filling types its market orders

@@ -7,6 +7,7 @@ and the symbols are answered here; the trade functions and the terminal's lists 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from brokers import mt5_codes as codes
@@ -22,6 +23,17 @@ from sim.mt5.trading import Trading
 from sim.network import FaultKind
 from sim.venue import Venue
 from sim.wire import Wire
+
+
+@dataclass(slots=True)
+class Account:
+    """The account the terminal is logged in to, with what its server allows it: tests may
+    withdraw a right under a running terminal, as a broker can."""
+
+    login: int
+    server: str
+    trade_allowed: bool  # False for an investor (read-only) login
+    trade_expert: bool  # False: the server forbids algorithmic trading on the account
 
 
 class MT5Emulator(MT5Constants):
@@ -40,10 +52,19 @@ class MT5Emulator(MT5Constants):
         self.wire = wire
         self.clock = wire.clock.now
         self.config = config or TerminalConfig()
+        # The terminal's switches, as the config set them: tests may flip them.
+        self.algo_trading = self.config.algo_trading  # the Algo Trading button
+        self.tradeapi_disabled = self.config.tradeapi_disabled  # no trading from Python
+        self.account = Account(
+            self.config.login,
+            self.config.server,
+            self.config.trade_allowed,
+            self.config.trade_expert,
+        )
         self._session = Session(wire)
         self._book = Book(venue, self.config)
         self._lists = Lists(venue, self.clock, self.config, self._session, self._book)
-        self._trading = Trading(venue, wire, self.config, self._session, self._book)
+        self._trading = Trading(venue, wire, self.config, self._session, self._book, self.refusal)
         # The module's trade and list functions, answered by the collaborators as they are.
         self.order_check = self._trading.order_check
         self.order_send = self._trading.order_send
@@ -52,14 +73,20 @@ class MT5Emulator(MT5Constants):
         self.history_deals_get = self._lists.history_deals_get
         self.positions_get = self._lists.positions_get
 
-    @property
-    def algo_trading(self) -> bool:
-        """The terminal's Algo Trading button, as the config set it: tests may flip it."""
-        return self._trading.algo_trading
-
-    @algo_trading.setter
-    def algo_trading(self, on: bool) -> None:
-        self._trading.algo_trading = on
+    def refusal(self, request: Any) -> int | None:
+        """Why the terminal or the account forbids a trade request, if they do: every one of
+        the four switches must allow trading (MQL5 reference, "Trade Permission"). The
+        terminal checks the account's rights too: it shows them in account_info()."""
+        config = self.config
+        if not self.algo_trading:
+            return codes.CLIENT_DISABLES_AT
+        if self.tradeapi_disabled:
+            return config.tradeapi_disabled_code
+        if not self.account.trade_allowed:
+            return config.trade_disabled_code
+        if not self.account.trade_expert:
+            return config.expert_disabled_code
+        return None
 
     def last_error(self) -> tuple[int, str]:
         return self._session.error
@@ -144,7 +171,7 @@ class MT5Emulator(MT5Constants):
                 connected=fault is None,
                 dlls_allowed=False,
                 trade_allowed=self.algo_trading,
-                tradeapi_disabled=False,
+                tradeapi_disabled=self.tradeapi_disabled,
                 email_enabled=False,
                 ftp_enabled=False,
                 notifications_enabled=False,
@@ -172,13 +199,13 @@ class MT5Emulator(MT5Constants):
         hedging = account.margin_mode is MarginMode.HEDGING
         return self._session.ok(
             AccountInfo(
-                login=self.config.login,
+                login=self.account.login,
                 trade_mode=K.ACCOUNT_TRADE_MODE_DEMO,
                 leverage=state.leverage,
                 limit_orders=200,
                 margin_so_mode=0,
-                trade_allowed=True,
-                trade_expert=True,
+                trade_allowed=self.account.trade_allowed,
+                trade_expert=self.account.trade_expert,
                 margin_mode=K.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
                 if hedging
                 else K.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
@@ -199,7 +226,7 @@ class MT5Emulator(MT5Constants):
                 liabilities=0.0,
                 commission_blocked=0.0,
                 name="Arbitrex emulator",
-                server=self.config.server,
+                server=self.account.server,
                 currency=state.currency,
                 company=self.config.company,
             )
