@@ -186,3 +186,41 @@ def test_the_codes_for_a_forbidden_account_are_configurable_but_must_refuse():
     assert buy(emulator).retcode == 10044
     with pytest.raises(ValidationError, match="not a TRADE_RETCODE that refuses"):
         TerminalConfig(expert_disabled_code=10009)
+
+
+# -- symbols out of the Market Watch ------------------------------------------------------------
+
+
+def test_a_hidden_symbol_has_no_tick_until_selected_but_its_info_answers_not_visible():
+    emulator, _ = terminal(hidden_symbols=frozenset({"USDJPY"}))
+    info = emulator.symbol_info("USDJPY")
+    assert (info.visible, info.select, info.bid, info.ask) == (False, False, 0.0, 0.0)
+    assert info.digits == 3 and info.volume_min > 0  # the specification is there
+    assert emulator.symbol_info_tick("USDJPY") is None
+    assert emulator.symbol_info("EURUSD").visible is True
+
+    assert emulator.symbol_select("USDJPY", True) is True
+    assert emulator.symbol_info("USDJPY").visible is True
+    assert emulator.symbol_info_tick("USDJPY").bid > 100
+
+
+def test_an_order_for_a_hidden_symbol_is_refused_by_default_and_nothing_is_sent():
+    emulator, _ = terminal(hidden_symbols=frozenset({"USDJPY"}))
+    assert buy(emulator, "USDJPY").retcode == emulator.TRADE_RETCODE_INVALID
+    assert emulator.venue.orders == {}
+    assert emulator.symbol_info("USDJPY").visible is False
+
+
+def test_a_terminal_may_be_configured_to_select_a_hidden_symbol_to_trade_it():
+    emulator, _ = terminal(hidden_symbols=frozenset({"USDJPY"}), hidden_symbol_orders="select")
+    assert buy(emulator, "USDJPY").retcode == emulator.TRADE_RETCODE_DONE
+    assert emulator.symbol_info("USDJPY").visible is True
+
+
+def test_a_symbol_with_an_open_position_cannot_be_taken_out_of_the_market_watch():
+    emulator, _ = terminal()
+    buy(emulator, "EURUSD")
+    assert emulator.symbol_select("EURUSD", False) is False
+    assert emulator.last_error()[0] == emulator.RES_E_FAIL
+    assert emulator.symbol_select("USDJPY", False) is True
+    assert emulator.symbol_info_tick("USDJPY") is None

@@ -63,6 +63,15 @@ class TerminalConfig(BaseModel):
     trade_disabled_code: Refusal = codes.TRADE_DISABLED
     expert_disabled_code: Refusal = codes.SERVER_DISABLES_AT
 
+    # -- the Market Watch --------------------------------------------------------------------
+    # Symbols the server offers that are not in the Market Watch when the terminal starts.
+    hidden_symbols: frozenset[str] = frozenset()
+    # An order for a hidden symbol: "select" adds the symbol to the Market Watch and trades
+    # it, "refuse" answers 10013 as for a symbol the terminal does not offer. No source says
+    # which a terminal does (the module's own order_send example selects the symbol first):
+    # the stricter reading by default.
+    hidden_symbol_orders: Literal["select", "refuse"] = "refuse"
+
     # -- comments ------------------------------------------------------------------------------
     # The comments the server takes (unconfirmed: reports say 31, 29, 27 characters).
     comment_max_length: Annotated[int, Field(ge=0, le=64)] = 26

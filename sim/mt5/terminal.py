@@ -55,6 +55,8 @@ class MT5Emulator(MT5Constants):
         # The terminal's switches, as the config set them: tests may flip them.
         self.algo_trading = self.config.algo_trading  # the Algo Trading button
         self.tradeapi_disabled = self.config.tradeapi_disabled  # no trading from Python
+        # Symbols out of the Market Watch: no quotes for them until symbol_select(s, True).
+        self.hidden = set(self.config.hidden_symbols)
         self.account = Account(
             self.config.login,
             self.config.server,
@@ -75,8 +77,9 @@ class MT5Emulator(MT5Constants):
 
     def refusal(self, request: Any) -> int | None:
         """Why the terminal or the account forbids a trade request, if they do: every one of
-        the four switches must allow trading (MQL5 reference, "Trade Permission"). The
-        terminal checks the account's rights too: it shows them in account_info()."""
+        the four switches must allow trading (MQL5 reference, "Trade Permission"; the
+        terminal knows the account's rights: it shows them in account_info()), and a symbol
+        out of the Market Watch is refused or selected first (`hidden_symbol_orders`)."""
         config = self.config
         if not self.algo_trading:
             return codes.CLIENT_DISABLES_AT
@@ -86,6 +89,11 @@ class MT5Emulator(MT5Constants):
             return config.trade_disabled_code
         if not self.account.trade_expert:
             return config.expert_disabled_code
+        symbol = request.symbol
+        if symbol in self.hidden and self.venue.market.symbol_config(symbol) is not None:
+            if config.hidden_symbol_orders == "refuse":
+                return codes.INVALID
+            self.hidden.discard(symbol)  # the terminal selects the symbol to trade it
         return None
 
     def last_error(self) -> tuple[int, str]:
@@ -245,9 +253,25 @@ class MT5Emulator(MT5Constants):
         return config
 
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+        """Put a symbol in the Market Watch, or take it out: not while the account holds a
+        position in it (MQL5 reference, SymbolSelect)."""
         if self._session.ipc_down() or self._symbol(symbol) is None:
             return False
+        if not typed(enable, bool):
+            self._session.invalid("enable")
+            return False
+        if enable:
+            self.hidden.discard(symbol)
+        elif self._holds(symbol):
+            self._session.fail(codes.RES_E_FAIL, "Terminal: Call failed")  # unconfirmed text
+            return False
+        else:
+            self.hidden.add(symbol)
         return self._session.ok(True)
+
+    def _holds(self, symbol: str) -> bool:
+        self._book.catch_up(self.clock())
+        return any(p.symbol == symbol for p in self._book.positions.values())
 
     def symbol_info(self, symbol: str) -> Any:
         if self._session.ipc_down():
@@ -256,7 +280,9 @@ class MT5Emulator(MT5Constants):
         if config is None:
             return None
         now = self.clock()
-        quote = self.venue.quote(symbol, now)
+        # The terminal receives no quotes for a symbol out of the Market Watch: it answers
+        # for it, with zero prices (unconfirmed: the stricter reading of stale ones).
+        quote = self.venue.quote(symbol, now) if symbol not in self.hidden else None
         bid, ask = (quote.bid, quote.ask) if quote else (0.0, 0.0)
         point = config.point
         rule = execution(config, self.config.execution_modes.get(symbol))
@@ -265,8 +291,8 @@ class MT5Emulator(MT5Constants):
                 name=symbol,
                 description=f"{symbol[:3]} vs {symbol[3:]}",
                 path=f"Forex\\{symbol}",
-                visible=True,
-                select=True,
+                visible=symbol not in self.hidden,
+                select=symbol not in self.hidden,
                 digits=config.digits,
                 point=point,
                 spread=round((ask - bid) / point) if quote else 0,
@@ -305,9 +331,11 @@ class MT5Emulator(MT5Constants):
             return 0.0
 
     def symbol_info_tick(self, symbol: str) -> Any:
+        """None for a symbol out of the Market Watch until it is selected (the module's
+        behaviour, pymt5adapter issue #9); the last_error is unconfirmed."""
         if self._session.ipc_down() or self._symbol(symbol) is None:
             return None
-        quote = self.venue.quote(symbol, self.clock())
+        quote = self.venue.quote(symbol, self.clock()) if symbol not in self.hidden else None
         if quote is None:
             self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
             return None
