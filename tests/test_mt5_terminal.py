@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from sim.clock import SimPyClock
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
-from sim.mt5 import MT5Emulator, TerminalConfig
+from sim.mt5 import AccountLogin, MT5Emulator, TerminalConfig
 from sim.network import Network, NetworkConfig
 from sim.venue import Venue
 from sim.wire import Wire
@@ -224,3 +224,48 @@ def test_a_symbol_with_an_open_position_cannot_be_taken_out_of_the_market_watch(
     assert emulator.last_error()[0] == emulator.RES_E_FAIL
     assert emulator.symbol_select("USDJPY", False) is True
     assert emulator.symbol_info_tick("USDJPY") is None
+
+
+# -- another account under a running program ----------------------------------------------------
+
+SECOND = {"login": 5_100_002, "password": SecretStr("second"), "server": "Arbitrex-Sim"}
+
+
+def test_login_switches_the_terminal_to_another_account_which_account_info_shows():
+    emulator, _ = terminal(other_accounts=(AccountLogin(**SECOND),))
+    assert emulator.account_info().login == 5_100_001
+    assert emulator.login(5_100_002, password="second", server="Arbitrex-Sim") is True
+    assert emulator.account_info().login == 5_100_002
+
+
+def test_orders_sent_on_one_account_are_never_in_anothers_lists_or_history():
+    emulator, _ = terminal(other_accounts=(AccountLogin(**SECOND),))
+    first = buy(emulator, comment="AXfirst")
+    send = emulator.order_send  # taken from the module before the login: still the module's
+    emulator.login(5_100_002, password="second")
+    second = send(buy_request(emulator, comment="AXsecond"))
+    assert second.retcode == emulator.TRADE_RETCODE_DONE
+    assert [o.comment for o in emulator.history_orders_get(*EVER)] == ["AXsecond"]
+    assert emulator.history_deals_get(ticket=first.order) == ()
+    assert [p.identifier for p in emulator.positions_get()] == [second.order]
+
+    emulator.login(5_100_001, password="emulator")
+    assert [o.comment for o in emulator.history_orders_get(*EVER)] == ["AXfirst"]
+    assert [p.identifier for p in emulator.positions_get()] == [first.order]
+    assert len(emulator.venue.orders) == 2  # one venue: both traded on it
+
+
+def test_a_failed_login_leaves_the_terminal_on_its_account():
+    emulator, _ = terminal(other_accounts=(AccountLogin(**SECOND),))
+    assert emulator.login(5_100_002, password="wrong") is False
+    assert emulator.last_error() == (emulator.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
+    assert emulator.login(5_100_003, password="second") is False
+    assert emulator.account_info().login == 5_100_001
+
+
+def test_an_investor_login_to_another_account_can_read_but_not_trade():
+    investor = AccountLogin(**SECOND, trade_allowed=False)
+    emulator, _ = terminal(other_accounts=(investor,))
+    assert emulator.initialize(login=5_100_002, password="second")
+    assert emulator.account_info().trade_allowed is False
+    assert buy(emulator).retcode == emulator.TRADE_RETCODE_TRADE_DISABLED

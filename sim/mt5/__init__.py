@@ -28,7 +28,9 @@ through the wire (`sim.wire`: one crossing for every driver and this terminal; a
 no network answers at once).
 
 One module per concern:
-- `terminal`: `MT5Emulator` — session, terminal and account info, symbols; the rest delegated;
+- `terminal`: `MT5Emulator` — session, terminal and account info, switches, symbols; the rest
+  delegated to the account logged in to;
+- `accounts`: the accounts `login()` may switch to, each with its own book, lists, trading;
 - `session`: the call protocol (IPC state, the last error, strict argument types);
 - `trading`: order_check and order_send, the trade server's side, its crossing of the wire;
 - `book`: what the terminal knows of orders (tags), its positions and deals, kept current;
@@ -38,7 +40,7 @@ One module per concern:
   constants and each symbol's execution (mode, filling types, bitmask), `TerminalConfig`.
 """
 
-from sim.mt5.config import TerminalConfig
+from sim.mt5.config import AccountLogin, TerminalConfig
 from sim.mt5.constants import MT5Constants
 from sim.mt5.records import (
     AccountInfo,
@@ -56,6 +58,7 @@ from sim.mt5.terminal import MT5Emulator
 
 __all__ = [
     "AccountInfo",
+    "AccountLogin",
     "MT5Constants",
     "MT5Emulator",
     "OrderCheckResult",

@@ -34,6 +34,18 @@ ExecutionMode = Literal["request", "instant", "market", "exchange"]
 Refusal = Annotated[int, AfterValidator(_refusal)]
 
 
+class AccountLogin(BaseModel):
+    """An account `login()` may switch the terminal to, and what its server allows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    login: Annotated[int, Field(gt=0)]
+    password: SecretStr
+    server: str
+    trade_allowed: bool = True  # False for an investor (read-only) login
+    trade_expert: bool = True  # False: the server forbids algorithmic trading on it
+
+
 class TerminalConfig(BaseModel):
     """The terminal and the account it is logged in to."""
 
@@ -44,13 +56,15 @@ class TerminalConfig(BaseModel):
     server: str = "Arbitrex-Sim"
     company: str = "Arbitrex simulated broker"
     build: Annotated[int, Field(gt=0)] = 4755
+    # Accounts other than `login` that login() (or initialize(login=...)) may switch to.
+    other_accounts: tuple[AccountLogin, ...] = ()
 
     # -- permissions (MQL5 reference, "Trade Permission"; mt5-reference.md, behaviour 7) -------
     # The terminal's Algo Trading button; off, every trade request is answered 10027.
     algo_trading: bool = True
     # The terminal's option that disables trading through the Python API.
     tradeapi_disabled: bool = False
-    # account_info().trade_allowed and .trade_expert: what the server allows the account.
+    # account_info().trade_allowed and .trade_expert: what the server allows `login`.
     trade_allowed: bool = True  # False for an investor (read-only) login
     trade_expert: bool = True  # False: the server forbids algorithmic trading on it
     # What a trade request is answered when one of them forbids it. The button's 10027 is
@@ -110,3 +124,14 @@ class TerminalConfig(BaseModel):
         local = datetime.fromtimestamp(t, ZoneInfo(self.server_time_zone)).utcoffset()
         assert local is not None  # a ZoneInfo always knows its offset
         return local.total_seconds() + self.server_time_offset_seconds
+
+    def account(self, login: int) -> AccountLogin | None:
+        """The account `login` names, if this terminal may log in to it."""
+        own = AccountLogin(
+            login=self.login,
+            password=self.password,
+            server=self.server,
+            trade_allowed=self.trade_allowed,
+            trade_expert=self.trade_expert,
+        )
+        return next((a for a in (own, *self.other_accounts) if a.login == login), None)

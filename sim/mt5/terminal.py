@@ -1,39 +1,27 @@
 """`MT5Emulator`: the MetaTrader5 module's functions over a terminal logged in to the venue.
 
-The session (initialize, login, shutdown, version, last_error), terminal and account info
-and the symbols are answered here; the trade functions and the terminal's lists are
-`Trading`'s and `Lists`', which share the emulator's `Session` and `Book`.
+The session (initialize, login, shutdown, version, last_error), terminal and account info,
+the terminal's switches and the symbols are answered here; the trade functions and the
+terminal's lists are the `Trading` and `Lists` of the account logged in to (`accounts`),
+which share the emulator's `Session`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from brokers import mt5_codes as codes
 from sim.account import MarginMode
 from sim.market import SymbolConfig
+from sim.mt5.accounts import Account, Accounts
 from sim.mt5.book import Book
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import K, MT5Constants, execution
-from sim.mt5.lists import Lists
 from sim.mt5.records import AccountInfo, SymbolInfo, TerminalInfo, Tick
 from sim.mt5.session import Session, typed
-from sim.mt5.trading import Trading
 from sim.network import FaultKind
 from sim.venue import Venue
 from sim.wire import Wire
-
-
-@dataclass(slots=True)
-class Account:
-    """The account the terminal is logged in to, with what its server allows it: tests may
-    withdraw a right under a running terminal, as a broker can."""
-
-    login: int
-    server: str
-    trade_allowed: bool  # False for an investor (read-only) login
-    trade_expert: bool  # False: the server forbids algorithmic trading on the account
 
 
 class MT5Emulator(MT5Constants):
@@ -57,23 +45,39 @@ class MT5Emulator(MT5Constants):
         self.tradeapi_disabled = self.config.tradeapi_disabled  # no trading from Python
         # Symbols out of the Market Watch: no quotes for them until symbol_select(s, True).
         self.hidden = set(self.config.hidden_symbols)
-        self.account = Account(
-            self.config.login,
-            self.config.server,
-            self.config.trade_allowed,
-            self.config.trade_expert,
-        )
         self._session = Session(wire)
-        self._book = Book(venue, self.config)
-        self._lists = Lists(venue, self.clock, self.config, self._session, self._book)
-        self._trading = Trading(venue, wire, self.config, self._session, self._book, self.refusal)
-        # The module's trade and list functions, answered by the collaborators as they are.
-        self.order_check = self._trading.order_check
-        self.order_send = self._trading.order_send
-        self.orders_get = self._lists.orders_get
-        self.history_orders_get = self._lists.history_orders_get
-        self.history_deals_get = self._lists.history_deals_get
-        self.positions_get = self._lists.positions_get
+        self._accounts = Accounts(venue, wire, self.config, self._session, self.refusal)
+
+    @property
+    def account(self) -> Account:
+        """The account the terminal is logged in to now."""
+        return self._accounts.current
+
+    @property
+    def _book(self) -> Book:
+        return self.account.book
+
+    # -- the module's trade and list functions: the current account's ------------------------
+    # Methods, not bindings: a function the program took from the module before a login()
+    # answers for the account logged in to when it is called, as the module's functions do.
+
+    def order_check(self, request: dict[str, Any]) -> Any:
+        return self.account.trading.order_check(request)
+
+    def order_send(self, request: dict[str, Any]) -> Any:
+        return self.account.trading.order_send(request)
+
+    def orders_get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.account.lists.orders_get(*args, **kwargs)
+
+    def positions_get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.account.lists.positions_get(*args, **kwargs)
+
+    def history_orders_get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.account.lists.history_orders_get(*args, **kwargs)
+
+    def history_deals_get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.account.lists.history_deals_get(*args, **kwargs)
 
     def refusal(self, request: Any) -> int | None:
         """Why the terminal or the account forbids a trade request, if they do: every one of
@@ -123,8 +127,10 @@ class MT5Emulator(MT5Constants):
         if not typed(portable, bool):
             self._session.invalid("portable")
             return False
-        if login is not None and not self._authorised(login, password, server):
-            return False
+        if login is not None:
+            if not self._accounts.authorised(login, password, server):
+                return False
+            self._accounts.switch(login)
         self._session.initialized = True
         self._session.ipc_timeout = timeout / 1000.0
         return self._session.ok(True)
@@ -141,23 +147,10 @@ class MT5Emulator(MT5Constants):
         if not typed(timeout, int) or timeout <= 0:
             self._session.invalid("timeout")
             return False
-        if not self._authorised(login, password, server):
+        if not self._accounts.authorised(login, password, server):
             return False
+        self._accounts.switch(login)  # perhaps another account, under a running program
         return self._session.ok(True)
-
-    def _authorised(self, login: Any, password: Any, server: Any) -> bool:
-        if not typed(login, int):
-            self._session.invalid("login")
-            return False
-        config = self.config
-        matches = (
-            login == config.login
-            and password == config.password.get_secret_value()
-            and server in (None, config.server)
-        )
-        if not matches:
-            self._session.fail(codes.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
-        return matches
 
     def shutdown(self) -> None:
         self._session.initialized = False
