@@ -12,10 +12,11 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from sim.clock import SimPyClock
+from sim.latency import LatencyConfig
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
 from sim.mt5 import AccountLogin, MT5Emulator, TerminalConfig
-from sim.network import Network, NetworkConfig
-from sim.venue import Venue
+from sim.network import FaultKind, FaultWindow, LateExecution, Network, NetworkConfig
+from sim.venue import Venue, VenueConfig
 from sim.wire import Wire
 from sim.world import DEFAULT_START
 
@@ -36,13 +37,16 @@ MARKET = MarketConfig(
 
 
 def terminal(
-    network: NetworkConfig | None = None, start: float = T0, **config: Any
+    network: NetworkConfig | None = None,
+    start: float = T0,
+    venue: VenueConfig | None = None,
+    **config: Any,
 ) -> tuple[MT5Emulator, SimPyClock]:
     """An emulator over a still market, initialized."""
     clock = SimPyClock.starting_at(start)
     prices = SyntheticMarket(MARKET, 1, start)
-    wire = Network(network, 1) if network is not None else None
-    emulator = MT5Emulator(Venue(prices, seed=1), Wire(wire, clock), TerminalConfig(**config))
+    wire = Wire(Network(network, 1) if network is not None else None, clock)
+    emulator = MT5Emulator(Venue(prices, config=venue, seed=1), wire, TerminalConfig(**config))
     assert emulator.initialize()
     return emulator, clock
 
@@ -269,3 +273,77 @@ def test_an_investor_login_to_another_account_can_read_but_not_trade():
     assert emulator.initialize(login=5_100_002, password="second")
     assert emulator.account_info().trade_allowed is False
     assert buy(emulator).retcode == emulator.TRADE_RETCODE_TRADE_DISABLED
+
+
+# -- history that lags a (re)connection -----------------------------------------------------------
+
+
+def ticket_of_the_only_order(emulator: MT5Emulator) -> int:
+    [ticket] = emulator.venue.orders
+    return ticket
+
+
+def test_connected_again_is_no_proof_that_the_history_is_complete():
+    hang = FaultWindow(start=T0 + 10, end=T0 + 70, kind=FaultKind.HANG)
+    network = NetworkConfig(latency=LatencyConfig.constant(0.0), faults=(hang,))
+    emulator, clock = terminal(
+        network, venue=VenueConfig(fill_delay_seconds=30.0), history_sync_seconds=20.0
+    )
+    placed = buy(emulator)  # rests 30 s: fills at T0 + 30, while the link is down
+    assert placed.retcode == emulator.TRADE_RETCODE_PLACED
+    clock.sleep(40.0)
+    assert emulator.terminal_info().connected is False
+    assert emulator.history_orders_get(ticket=placed.order) == ()
+
+    clock.sleep(30.0)  # T0 + 70: connected again
+    assert emulator.terminal_info().connected is True
+    assert emulator.history_orders_get(ticket=placed.order) == ()
+    assert emulator.history_deals_get(position=placed.order) == ()
+    assert [p.identifier for p in emulator.positions_get()] == [placed.order]
+    clock.sleep(20.0)  # T0 + 90: synchronised
+    [order] = emulator.history_orders_get(ticket=placed.order)
+    assert order.state == emulator.ORDER_STATE_FILLED
+    assert len(emulator.history_deals_get(position=placed.order)) == 1
+
+
+def test_an_order_executed_just_before_the_link_broke_is_never_shown_until_the_sync():
+    refuse = FaultWindow(start=T0 + 10, end=T0 + 20, kind=FaultKind.REFUSE)
+    network = NetworkConfig(latency=LatencyConfig.constant(0.0), faults=(refuse,))
+    emulator, clock = terminal(network, history_sync_seconds=5.0, history_sync_margin_seconds=1.0)
+    clock.sleep(8.0)
+    early = buy(emulator)  # T0 + 8: its trade transaction arrives
+    clock.sleep(1.5)
+    late = buy(emulator)  # T0 + 9.5: its transaction is lost when the link breaks at T0 + 10
+    assert late.retcode == emulator.TRADE_RETCODE_DONE
+    assert [o.ticket for o in emulator.history_orders_get(*EVER)] == [early.order]
+    clock.sleep(15.5 - 0.001)  # T0 + 24.999: 5 s after reconnecting, less a millisecond
+    assert [o.ticket for o in emulator.history_orders_get(*EVER)] == [early.order]
+    clock.sleep(0.001)
+    assert [o.ticket for o in emulator.history_orders_get(*EVER)] == [early.order, late.order]
+
+
+def test_another_accounts_history_lags_the_login_for_what_happened_while_away():
+    late = LateExecution(probability=1.0, min_seconds=5.0, max_seconds=5.0)
+    network = NetworkConfig(reply_loss=1.0, late_execution=late)
+    second = AccountLogin(**SECOND)
+    emulator, clock = terminal(network, history_sync_seconds=30.0, other_accounts=(second,))
+    emulator.initialize(timeout=1_000)
+    assert buy(emulator) is None  # executed 5 s later, on the first account
+    assert emulator.login(5_100_002, password="second")
+    clock.sleep(10.0)
+    ticket = ticket_of_the_only_order(emulator)
+    assert emulator.history_orders_get(*EVER) == ()  # not this account's order
+    assert emulator.login(5_100_001, password="emulator")
+    assert emulator.history_orders_get(ticket=ticket) == ()
+    clock.sleep(30.0)
+    assert [o.ticket for o in emulator.history_orders_get(ticket=ticket)] == [ticket]
+
+
+def test_with_no_sync_time_the_history_is_complete_at_once_even_while_disconnected():
+    refuse = FaultWindow(start=T0 + 10, end=T0 + 70, kind=FaultKind.REFUSE)
+    network = NetworkConfig(latency=LatencyConfig.constant(0.0), faults=(refuse,))
+    emulator, clock = terminal(network, venue=VenueConfig(fill_delay_seconds=30.0))
+    placed = buy(emulator)
+    clock.sleep(40.0)
+    assert emulator.terminal_info().connected is False
+    assert len(emulator.history_deals_get(ticket=placed.order)) == 1

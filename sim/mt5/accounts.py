@@ -76,7 +76,8 @@ class Accounts:
         return matches
 
     def switch(self, login: int) -> None:
-        """Log the terminal in to `login`, an account it is authorised for."""
+        """Log the terminal in to `login`, an account it is authorised for (the emulator
+        tells the history's synchronisation: MT5Emulator._log_in)."""
         self.current = self._account(login)
 
     def _account(self, login: int) -> Account:

@@ -32,6 +32,7 @@ def _zone(name: str | None) -> str | None:
 # SymbolInfo.trade_exemode, by name (SYMBOL_TRADE_EXECUTION_REQUEST ... _EXCHANGE).
 ExecutionMode = Literal["request", "instant", "market", "exchange"]
 Refusal = Annotated[int, AfterValidator(_refusal)]
+Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class AccountLogin(BaseModel):
@@ -77,7 +78,7 @@ class TerminalConfig(BaseModel):
     trade_disabled_code: Refusal = codes.TRADE_DISABLED
     expert_disabled_code: Refusal = codes.SERVER_DISABLES_AT
 
-    # -- the Market Watch --------------------------------------------------------------------
+    # -- the Market Watch ----------------------------------------------------------------------
     # Symbols the server offers that are not in the Market Watch when the terminal starts.
     hidden_symbols: frozenset[str] = frozenset()
     # An order for a hidden symbol: "select" adds the symbol to the Market Watch and trades
@@ -92,6 +93,14 @@ class TerminalConfig(BaseModel):
     # How the server rewrites a comment it stores: cut to a length, then a suffix added.
     stored_comment_length: Annotated[int | None, Field(ge=0)] = None
     stored_comment_suffix: str = ""
+
+    # -- history synchronisation (sim.mt5.sync) ------------------------------------------------
+    # How long after each (re)connection the terminal's history still lacks what the server
+    # did while it was away; 0 turns the model off: the history is complete at once.
+    history_sync_seconds: Seconds = 0.0
+    # What the server did this long before a fault broke the link is missing too: its trade
+    # transactions were in flight (unconfirmed: about a round trip).
+    history_sync_margin_seconds: Seconds = 1.0
 
     # -- the trade server's clock --------------------------------------------------------------
     # Every time the terminal shows is server time: the wall clock of `server_time_zone` (UTC

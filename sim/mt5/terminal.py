@@ -19,6 +19,7 @@ from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import K, MT5Constants, execution
 from sim.mt5.records import AccountInfo, SymbolInfo, TerminalInfo, Tick
 from sim.mt5.session import Session, typed
+from sim.mt5.sync import HistorySync
 from sim.network import FaultKind
 from sim.venue import Venue
 from sim.wire import Wire
@@ -47,6 +48,8 @@ class MT5Emulator(MT5Constants):
         self.hidden = set(self.config.hidden_symbols)
         self._session = Session(wire)
         self._accounts = Accounts(venue, wire, self.config, self._session, self.refusal)
+        self._running = False  # the terminal process: initialize() starts it
+        self._sync = HistorySync(venue, wire, self.config)
 
     @property
     def account(self) -> Account:
@@ -74,10 +77,14 @@ class MT5Emulator(MT5Constants):
         return self.account.lists.positions_get(*args, **kwargs)
 
     def history_orders_get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.account.lists.history_orders_get(*args, **kwargs)
+        account = self.account
+        records = account.lists.history_orders_get(*args, **kwargs)
+        return self._sync.orders(records, account.login, account.book, self.clock())
 
     def history_deals_get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.account.lists.history_deals_get(*args, **kwargs)
+        account = self.account
+        records = account.lists.history_deals_get(*args, **kwargs)
+        return self._sync.deals(records, account.login, self.clock())
 
     def refusal(self, request: Any) -> int | None:
         """Why the terminal or the account forbids a trade request, if they do: every one of
@@ -130,7 +137,10 @@ class MT5Emulator(MT5Constants):
         if login is not None:
             if not self._accounts.authorised(login, password, server):
                 return False
-            self._accounts.switch(login)
+            self._log_in(login)
+        if not self._running:  # initialize() launches a terminal that is not running
+            self._running = True
+            self._sync.start(self.account.login, self.clock())
         self._session.initialized = True
         self._session.ipc_timeout = timeout / 1000.0
         return self._session.ok(True)
@@ -149,10 +159,22 @@ class MT5Emulator(MT5Constants):
             return False
         if not self._accounts.authorised(login, password, server):
             return False
-        self._accounts.switch(login)  # perhaps another account, under a running program
+        self._log_in(login)  # perhaps another account, under a running program
         return self._session.ok(True)
 
+    def _log_in(self, login: int) -> None:
+        """Log in to `login`: a running terminal leaves its account (saving its history) and
+        connects on the other, whose history it then synchronises (sim.mt5.sync)."""
+        if login == self.account.login:
+            return
+        now = self.clock()
+        self._sync.stop(now)
+        self._accounts.switch(login)
+        if self._running:
+            self._sync.start(login, now)
+
     def shutdown(self) -> None:
+        """The program lets go of the terminal, which keeps running, connected."""
         self._session.initialized = False
         self._session.ok(None)
 
