@@ -275,12 +275,75 @@ def test_an_investor_login_to_another_account_can_read_but_not_trade():
     assert buy(emulator).retcode == emulator.TRADE_RETCODE_TRADE_DISABLED
 
 
+# -- a terminal restart -------------------------------------------------------------------------
+
+
+def test_after_a_terminal_restart_every_call_fails_with_no_ipc_connection_until_initialize():
+    emulator, _ = terminal()
+    request = buy_request(emulator)
+    emulator.restart_terminal()
+    no_ipc = (emulator.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+    for call in (
+        emulator.version,
+        emulator.terminal_info,
+        emulator.account_info,
+        lambda: emulator.symbol_info("EURUSD"),
+        lambda: emulator.symbol_info_tick("EURUSD"),
+        lambda: emulator.order_check(request),
+        lambda: emulator.order_send(request),
+        emulator.orders_get,
+        emulator.positions_get,
+        lambda: emulator.history_orders_get(*EVER),
+        lambda: emulator.history_deals_get(*EVER),
+    ):
+        assert call() is None
+        assert emulator.last_error() == no_ipc
+    assert emulator.symbol_select("EURUSD") is False
+    assert emulator.login(5_100_001, password="emulator") is False
+    assert emulator.venue.orders == {}
+
+    assert emulator.initialize() is True
+    assert emulator.account_info().login == 5_100_001
+
+
+def test_what_the_terminal_had_before_it_closed_is_there_at_once_after_a_restart():
+    emulator, clock = terminal(history_sync_seconds=30.0)
+    sent = buy(emulator)
+    emulator.restart_terminal()
+    clock.sleep(5.0)
+    assert emulator.initialize()
+    assert [d.order for d in emulator.history_deals_get(*EVER)] == [sent.order]
+
+
 # -- history that lags a (re)connection -----------------------------------------------------------
 
 
 def ticket_of_the_only_order(emulator: MT5Emulator) -> int:
     [ticket] = emulator.venue.orders
     return ticket
+
+
+def test_an_order_executed_while_the_terminal_was_down_reaches_its_history_after_the_sync():
+    late = LateExecution(probability=1.0, min_seconds=5.0, max_seconds=5.0)
+    network = NetworkConfig(reply_loss=1.0, late_execution=late)
+    emulator, clock = terminal(network, history_sync_seconds=30.0)
+    emulator.initialize(timeout=1_000)
+    assert buy(emulator) is None  # IPC timeout: the server executes it 5 s after it arrived
+    emulator.restart_terminal()
+    clock.sleep(10.0)
+    ticket = ticket_of_the_only_order(emulator)  # executed while the terminal was down
+    assert emulator.initialize(timeout=1_000)
+    restarted = clock.now()
+
+    assert emulator.history_orders_get(ticket=ticket) == ()
+    assert emulator.history_deals_get(*EVER) == ()
+    # Positions are not history: the server sends them with the connection.
+    assert [p.identifier for p in emulator.positions_get()] == [ticket]
+    clock.sleep(restarted + 30.0 - clock.now() - 0.001)
+    assert emulator.history_deals_get(ticket=ticket) == ()
+    clock.sleep(0.001)
+    assert [o.ticket for o in emulator.history_orders_get(ticket=ticket)] == [ticket]
+    assert [d.order for d in emulator.history_deals_get(*EVER)] == [ticket]
 
 
 def test_connected_again_is_no_proof_that_the_history_is_complete():

@@ -18,8 +18,9 @@ How the simulated network's faults look through the module:
   executed while replies were dropped reaches the terminal's lists only when the window
   ends — so during a partition the terminal's history cannot prove an order absent;
 - DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection');
+  so does every call after `restart_terminal()`, until `initialize()` succeeds again;
 - with `history_sync_seconds` set, what the server did while the terminal was away (a fault
-  window, another account logged in to) reaches its history only that long after
+  window, a restart, another account logged in to) reaches its history only that long after
   it connects again (`sync`): connected again is no proof the history is complete.
 Market orders (opening a position, or closing one the request names) and the removal of
 a resting one are modelled; pending orders, SL/TP and CLOSE_BY are not. Each symbol trades

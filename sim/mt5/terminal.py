@@ -178,6 +178,17 @@ class MT5Emulator(MT5Constants):
         self._session.initialized = False
         self._session.ok(None)
 
+    def restart_terminal(self) -> None:
+        """The terminal process goes away (an update, a crash, its user): not a function of
+        the module, a test's hand on the terminal. The program's IPC is gone, so every call
+        fails with (-10004, 'No IPC connection') until initialize() succeeds again; that
+        starts the terminal, which connects and synchronises its history (sim.mt5.sync).
+        It comes back on the same account, with its Market Watch and its switches, as a
+        terminal restarts with its saved settings (mt5-reference.md, behaviour 6)."""
+        self._session.initialized = False
+        self._running = False
+        self._sync.stop(self.clock())
+
     def version(self) -> tuple[int, int, str] | None:
         if self._session.ipc_down():
             return None
