@@ -78,7 +78,11 @@ class TerminalConfig(BaseModel):
     trade_disabled_code: Refusal = codes.TRADE_DISABLED
     expert_disabled_code: Refusal = codes.SERVER_DISABLES_AT
 
-    # -- the Market Watch ----------------------------------------------------------------------
+    # -- symbols: execution modes, the Market Watch --------------------------------------------
+    # Each named symbol's execution mode, and with it the filling types its market orders
+    # may carry (`sim.mt5.constants.execution`). A symbol not named keeps the emulator's
+    # first reading: instant execution's requotes with the venue's fill policies.
+    execution_modes: dict[str, ExecutionMode] = Field(default_factory=dict)
     # Symbols the server offers that are not in the Market Watch when the terminal starts.
     hidden_symbols: frozenset[str] = frozenset()
     # An order for a hidden symbol: "select" adds the symbol to the Market Watch and trades
@@ -112,10 +116,6 @@ class TerminalConfig(BaseModel):
     # about three weeks in March and one around November.
     server_time_zone: Annotated[str | None, AfterValidator(_zone)] = None
     server_time_offset_seconds: int = 0
-    # Each named symbol's execution mode, and with it the filling types its market orders
-    # may carry (`sim.mt5.constants.execution`). A symbol not named keeps the emulator's
-    # first reading: instant execution's requotes with the venue's fill policies.
-    execution_modes: dict[str, ExecutionMode] = Field(default_factory=dict)
 
     def server_seconds(self, t: float) -> int:
         """A driver's time (POSIX seconds, UTC) as the terminal shows it: server seconds."""
