@@ -6,8 +6,9 @@ answers explained by `last_error()`, and trade server return codes from the venu
 what the live broker (`brokers.mt5.MT5Broker`) is tested against, so it is strict: it
 refuses whatever a terminal would refuse (a request dict with an unknown field or a wrong
 type, a comment a broker would not store, a filling type the symbol's bitmask does not
-allow, AutoTrading off), and where the real terminal's behaviour is unconfirmed it takes the
-stricter reading and makes it configurable.
+allow, any of the four trade permissions withdrawn, a symbol out of the Market Watch), and
+where the real terminal's behaviour is unconfirmed it takes the stricter reading and makes it
+configurable. Its server clock may move with daylight saving (`TerminalConfig`).
 
 How the simulated network's faults look through the module:
 - a lost request or reply, or a trade server slower than the IPC timeout: `order_send`
@@ -16,7 +17,11 @@ How the simulated network's faults look through the module:
   False; HANG and DROP_REPLIES windows also leave the terminal disconnected, and an order
   executed while replies were dropped reaches the terminal's lists only when the window
   ends — so during a partition the terminal's history cannot prove an order absent;
-- DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection').
+- DISCONNECT (terminal offline): every call returns None with (-10004, 'No IPC connection');
+  so does every call after `restart_terminal()`, until `initialize()` succeeds again;
+- with `history_sync_seconds` set, what the server did while the terminal was away (a fault
+  window, a restart, another account logged in to) reaches its history only that long after
+  it connects again (`sync`): connected again is no proof the history is complete.
 Market orders (opening a position, or closing one the request names) and the removal of
 a resting one are modelled; pending orders, SL/TP and CLOSE_BY are not. Each symbol trades
 in its execution mode (`TerminalConfig.execution_modes`): Request and Instant execution
@@ -28,17 +33,20 @@ through the wire (`sim.wire`: one crossing for every driver and this terminal; a
 no network answers at once).
 
 One module per concern:
-- `terminal`: `MT5Emulator` — session, terminal and account info, symbols; the rest delegated;
+- `terminal`: `MT5Emulator` — session, terminal and account info, switches, symbols; the rest
+  delegated to the account logged in to;
+- `accounts`: the accounts `login()` may switch to, each with its own book, lists, trading;
 - `session`: the call protocol (IPC state, the last error, strict argument types);
 - `trading`: order_check and order_send, the trade server's side, its crossing of the wire;
 - `book`: what the terminal knows of orders (tags), its positions and deals, kept current;
   the swap re-open of positions (`Book.reopen_positions_for_swap`);
 - `lists`: orders_get, positions_get, history_orders_get, history_deals_get, from the book;
+- `sync`: the history that lags each (re)connection;
 - `records`, `constants`, `config`: the named tuples and request fields, the module's
   constants and each symbol's execution (mode, filling types, bitmask), `TerminalConfig`.
 """
 
-from sim.mt5.config import TerminalConfig
+from sim.mt5.config import AccountLogin, TerminalConfig
 from sim.mt5.constants import MT5Constants
 from sim.mt5.records import (
     AccountInfo,
@@ -56,6 +64,7 @@ from sim.mt5.terminal import MT5Emulator
 
 __all__ = [
     "AccountInfo",
+    "AccountLogin",
     "MT5Constants",
     "MT5Emulator",
     "OrderCheckResult",

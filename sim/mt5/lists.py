@@ -60,11 +60,17 @@ class Lists:
         self,
         date_from: Any = None,
         date_to: Any = None,
+        /,
+        *more: Any,
         group: str | None = None,
         ticket: int | None = None,
         position: int | None = None,
+        **unknown: Any,
     ) -> Any:
         if self._session.ipc_down():
+            return None
+        if more or unknown:  # e.g. date_from= as a keyword: see _history_form
+            self._session.fail(codes.RES_E_INVALID_PARAMS, "Invalid parameters")
             return None
         window = self._history_form(date_from, date_to, group, ticket, position)
         if window is None:
@@ -99,11 +105,17 @@ class Lists:
         self,
         date_from: Any = None,
         date_to: Any = None,
+        /,
+        *more: Any,
         group: str | None = None,
         ticket: int | None = None,
         position: int | None = None,
+        **unknown: Any,
     ) -> Any:
         if self._session.ipc_down():
+            return None
+        if more or unknown:  # e.g. date_from= as a keyword: see _history_form
+            self._session.fail(codes.RES_E_INVALID_PARAMS, "Invalid parameters")
             return None
         window = self._history_form(date_from, date_to, group, ticket, position)
         if window is None:
@@ -159,8 +171,11 @@ class Lists:
     def _history_form(
         self, date_from: Any, date_to: Any, group: Any, ticket: Any, position: Any
     ) -> tuple[int, int] | None:
-        """The one form a history call may take: (date_from, date_to[, group]), ticket= or
-        position=. The window is in server seconds, both ends included."""
+        """The one form a history call may take: (date_from, date_to[, group=]), ticket= or
+        position=. The dates are positional only: the C extension takes no other keyword
+        than group, ticket and position, and answers one with (-2, 'Invalid parameters')
+        (mcp-metatrader5-server, issue #86 and pull request #91). The window is in server
+        seconds, both ends included (the MQL5 book, HistorySelect: server time, inclusive)."""
         if ticket is not None or position is not None:
             single = ticket if ticket is not None else position
             if date_from is not None or date_to is not None or group is not None:

@@ -1,8 +1,9 @@
 """`MT5Emulator`: the MetaTrader5 module's functions over a terminal logged in to the venue.
 
-The session (initialize, login, shutdown, version, last_error), terminal and account info
-and the symbols are answered here; the trade functions and the terminal's lists are
-`Trading`'s and `Lists`', which share the emulator's `Session` and `Book`.
+The session (initialize, login, shutdown, version, last_error), terminal and account info,
+the terminal's switches and the symbols are answered here; the trade functions and the
+terminal's lists are the `Trading` and `Lists` of the account logged in to (`accounts`),
+which share the emulator's `Session`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from typing import Any
 from brokers import mt5_codes as codes
 from sim.account import MarginMode
 from sim.market import SymbolConfig
+from sim.mt5.accounts import Account, Accounts
 from sim.mt5.book import Book
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import K, MT5Constants, execution
-from sim.mt5.lists import Lists
 from sim.mt5.records import AccountInfo, SymbolInfo, TerminalInfo, Tick
 from sim.mt5.session import Session, typed
-from sim.mt5.trading import Trading
+from sim.mt5.sync import HistorySync
 from sim.network import FaultKind
 from sim.venue import Venue
 from sim.wire import Wire
@@ -40,26 +41,71 @@ class MT5Emulator(MT5Constants):
         self.wire = wire
         self.clock = wire.clock.now
         self.config = config or TerminalConfig()
+        # The terminal's switches, as the config set them: tests may flip them.
+        self.algo_trading = self.config.algo_trading  # the Algo Trading button
+        self.tradeapi_disabled = self.config.tradeapi_disabled  # no trading from Python
+        # Symbols out of the Market Watch: no quotes for them until symbol_select(s, True).
+        self.hidden = set(self.config.hidden_symbols)
         self._session = Session(wire)
-        self._book = Book(venue, self.config)
-        self._lists = Lists(venue, self.clock, self.config, self._session, self._book)
-        self._trading = Trading(venue, wire, self.config, self._session, self._book)
-        # The module's trade and list functions, answered by the collaborators as they are.
-        self.order_check = self._trading.order_check
-        self.order_send = self._trading.order_send
-        self.orders_get = self._lists.orders_get
-        self.history_orders_get = self._lists.history_orders_get
-        self.history_deals_get = self._lists.history_deals_get
-        self.positions_get = self._lists.positions_get
+        self._accounts = Accounts(venue, wire, self.config, self._session, self.refusal)
+        self._running = False  # the terminal process: initialize() starts it
+        self._sync = HistorySync(venue, wire, self.config)
 
     @property
-    def algo_trading(self) -> bool:
-        """The terminal's Algo Trading button, as the config set it: tests may flip it."""
-        return self._trading.algo_trading
+    def account(self) -> Account:
+        """The account the terminal is logged in to now."""
+        return self._accounts.current
 
-    @algo_trading.setter
-    def algo_trading(self, on: bool) -> None:
-        self._trading.algo_trading = on
+    @property
+    def _book(self) -> Book:
+        return self.account.book
+
+    # -- the module's trade and list functions: the current account's ------------------------
+    # Methods, not bindings: a function the program took from the module before a login()
+    # answers for the account logged in to when it is called, as the module's functions do.
+
+    def order_check(self, request: dict[str, Any]) -> Any:
+        return self.account.trading.order_check(request)
+
+    def order_send(self, request: dict[str, Any]) -> Any:
+        return self.account.trading.order_send(request)
+
+    def orders_get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.account.lists.orders_get(*args, **kwargs)
+
+    def positions_get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.account.lists.positions_get(*args, **kwargs)
+
+    def history_orders_get(self, *args: Any, **kwargs: Any) -> Any:
+        account = self.account
+        records = account.lists.history_orders_get(*args, **kwargs)
+        return self._sync.orders(records, account.login, account.book, self.clock())
+
+    def history_deals_get(self, *args: Any, **kwargs: Any) -> Any:
+        account = self.account
+        records = account.lists.history_deals_get(*args, **kwargs)
+        return self._sync.deals(records, account.login, self.clock())
+
+    def refusal(self, request: Any) -> int | None:
+        """Why the terminal or the account forbids a trade request, if they do: every one of
+        the four switches must allow trading (MQL5 reference, "Trade Permission"; the
+        terminal knows the account's rights: it shows them in account_info()), and a symbol
+        out of the Market Watch is refused or selected first (`hidden_symbol_orders`)."""
+        config = self.config
+        if not self.algo_trading:
+            return codes.CLIENT_DISABLES_AT
+        if self.tradeapi_disabled:
+            return config.tradeapi_disabled_code
+        if not self.account.trade_allowed:
+            return config.trade_disabled_code
+        if not self.account.trade_expert:
+            return config.expert_disabled_code
+        symbol = request.symbol
+        if symbol in self.hidden and self.venue.market.symbol_config(symbol) is not None:
+            if config.hidden_symbol_orders == "refuse":
+                return codes.INVALID
+            self.hidden.discard(symbol)  # the terminal selects the symbol to trade it
+        return None
 
     def last_error(self) -> tuple[int, str]:
         return self._session.error
@@ -88,8 +134,13 @@ class MT5Emulator(MT5Constants):
         if not typed(portable, bool):
             self._session.invalid("portable")
             return False
-        if login is not None and not self._authorised(login, password, server):
-            return False
+        if login is not None:
+            if not self._accounts.authorised(login, password, server):
+                return False
+            self._log_in(login)
+        if not self._running:  # initialize() launches a terminal that is not running
+            self._running = True
+            self._sync.start(self.account.login, self.clock())
         self._session.initialized = True
         self._session.ipc_timeout = timeout / 1000.0
         return self._session.ok(True)
@@ -106,27 +157,37 @@ class MT5Emulator(MT5Constants):
         if not typed(timeout, int) or timeout <= 0:
             self._session.invalid("timeout")
             return False
-        if not self._authorised(login, password, server):
+        if not self._accounts.authorised(login, password, server):
             return False
+        self._log_in(login)  # perhaps another account, under a running program
         return self._session.ok(True)
 
-    def _authorised(self, login: Any, password: Any, server: Any) -> bool:
-        if not typed(login, int):
-            self._session.invalid("login")
-            return False
-        config = self.config
-        matches = (
-            login == config.login
-            and password == config.password.get_secret_value()
-            and server in (None, config.server)
-        )
-        if not matches:
-            self._session.fail(codes.RES_E_AUTH_FAILED, "Terminal: Authorization failed")
-        return matches
+    def _log_in(self, login: int) -> None:
+        """Log in to `login`: a running terminal leaves its account (saving its history) and
+        connects on the other, whose history it then synchronises (sim.mt5.sync)."""
+        if login == self.account.login:
+            return
+        now = self.clock()
+        self._sync.stop(now)
+        self._accounts.switch(login)
+        if self._running:
+            self._sync.start(login, now)
 
     def shutdown(self) -> None:
+        """The program lets go of the terminal, which keeps running, connected."""
         self._session.initialized = False
         self._session.ok(None)
+
+    def restart_terminal(self) -> None:
+        """The terminal process goes away (an update, a crash, its user): not a function of
+        the module, a test's hand on the terminal. The program's IPC is gone, so every call
+        fails with (-10004, 'No IPC connection') until initialize() succeeds again; that
+        starts the terminal, which connects and synchronises its history (sim.mt5.sync).
+        It comes back on the same account, with its Market Watch and its switches, as a
+        terminal restarts with its saved settings (mt5-reference.md, behaviour 6)."""
+        self._session.initialized = False
+        self._running = False
+        self._sync.stop(self.clock())
 
     def version(self) -> tuple[int, int, str] | None:
         if self._session.ipc_down():
@@ -144,7 +205,7 @@ class MT5Emulator(MT5Constants):
                 connected=fault is None,
                 dlls_allowed=False,
                 trade_allowed=self.algo_trading,
-                tradeapi_disabled=False,
+                tradeapi_disabled=self.tradeapi_disabled,
                 email_enabled=False,
                 ftp_enabled=False,
                 notifications_enabled=False,
@@ -172,13 +233,13 @@ class MT5Emulator(MT5Constants):
         hedging = account.margin_mode is MarginMode.HEDGING
         return self._session.ok(
             AccountInfo(
-                login=self.config.login,
+                login=self.account.login,
                 trade_mode=K.ACCOUNT_TRADE_MODE_DEMO,
                 leverage=state.leverage,
                 limit_orders=200,
                 margin_so_mode=0,
-                trade_allowed=True,
-                trade_expert=True,
+                trade_allowed=self.account.trade_allowed,
+                trade_expert=self.account.trade_expert,
                 margin_mode=K.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
                 if hedging
                 else K.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
@@ -199,7 +260,7 @@ class MT5Emulator(MT5Constants):
                 liabilities=0.0,
                 commission_blocked=0.0,
                 name="Arbitrex emulator",
-                server=self.config.server,
+                server=self.account.server,
                 currency=state.currency,
                 company=self.config.company,
             )
@@ -218,9 +279,25 @@ class MT5Emulator(MT5Constants):
         return config
 
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+        """Put a symbol in the Market Watch, or take it out: not while the account holds a
+        position in it (MQL5 reference, SymbolSelect)."""
         if self._session.ipc_down() or self._symbol(symbol) is None:
             return False
+        if not typed(enable, bool):
+            self._session.invalid("enable")
+            return False
+        if enable:
+            self.hidden.discard(symbol)
+        elif self._holds(symbol):
+            self._session.fail(codes.RES_E_FAIL, "Terminal: Call failed")  # unconfirmed text
+            return False
+        else:
+            self.hidden.add(symbol)
         return self._session.ok(True)
+
+    def _holds(self, symbol: str) -> bool:
+        self._book.catch_up(self.clock())
+        return any(p.symbol == symbol for p in self._book.positions.values())
 
     def symbol_info(self, symbol: str) -> Any:
         if self._session.ipc_down():
@@ -229,7 +306,9 @@ class MT5Emulator(MT5Constants):
         if config is None:
             return None
         now = self.clock()
-        quote = self.venue.quote(symbol, now)
+        # The terminal receives no quotes for a symbol out of the Market Watch: it answers
+        # for it, with zero prices (unconfirmed: the stricter reading of stale ones).
+        quote = self.venue.quote(symbol, now) if symbol not in self.hidden else None
         bid, ask = (quote.bid, quote.ask) if quote else (0.0, 0.0)
         point = config.point
         rule = execution(config, self.config.execution_modes.get(symbol))
@@ -238,8 +317,8 @@ class MT5Emulator(MT5Constants):
                 name=symbol,
                 description=f"{symbol[:3]} vs {symbol[3:]}",
                 path=f"Forex\\{symbol}",
-                visible=True,
-                select=True,
+                visible=symbol not in self.hidden,
+                select=symbol not in self.hidden,
                 digits=config.digits,
                 point=point,
                 spread=round((ask - bid) / point) if quote else 0,
@@ -278,9 +357,11 @@ class MT5Emulator(MT5Constants):
             return 0.0
 
     def symbol_info_tick(self, symbol: str) -> Any:
+        """None for a symbol out of the Market Watch until it is selected (the module's
+        behaviour, pymt5adapter issue #9); the last_error is unconfirmed."""
         if self._session.ipc_down() or self._symbol(symbol) is None:
             return None
-        quote = self.venue.quote(symbol, self.clock())
+        quote = self.venue.quote(symbol, self.clock()) if symbol not in self.hidden else None
         if quote is None:
             self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
             return None

@@ -48,12 +48,15 @@ class Trading:
         config: TerminalConfig,
         session: Session,
         book: Book,
+        refusal: Callable[[Any], int | None],
     ) -> None:
+        """`refusal(request)`: why the terminal or the account forbids a trade request, if
+        they do (its return code), before anything is sent (MT5Emulator.refusal)."""
         self.venue = venue
         self.clock = wire.clock.now
         self.wire = wire
         self.config = config
-        self.algo_trading = config.algo_trading  # the button (MT5Emulator.algo_trading)
+        self.refusal = refusal
         self._session = session
         self._book = book
         self._request_id = 0
@@ -96,8 +99,8 @@ class Trading:
 
     def _client_check(self, request: Any) -> int | None:
         """What the terminal itself refuses a deal for, before it goes to the server."""
-        if not self.algo_trading:
-            return codes.CLIENT_DISABLES_AT
+        if (refused := self.refusal(request)) is not None:
+            return refused
         config = self.venue.market.symbol_config(request.symbol)
         if config is None:
             return codes.INVALID
@@ -170,8 +173,8 @@ class Trading:
                 return self._session.ok(self._result(trade, code))
             return self._transmit(trade, self._deal)
         if trade.action == K.TRADE_ACTION_REMOVE:
-            if not self.algo_trading:
-                return self._session.ok(self._result(trade, codes.CLIENT_DISABLES_AT))
+            if (refused := self.refusal(trade)) is not None:
+                return self._session.ok(self._result(trade, refused))
             return self._transmit(trade, self._remove)
         if trade.action in (
             K.TRADE_ACTION_PENDING,
