@@ -50,6 +50,7 @@ from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
 from sim.mt5 import MT5Emulator, OrderSendResult, TerminalConfig
+from sim.mt5.config import AccountLogin
 from sim.network import FaultKind, FaultWindow, LateExecution, Network, NetworkConfig
 from sim.venue import Venue
 from sim.wire import Wire
@@ -846,3 +847,99 @@ def test_what_order_check_refuses_is_final_and_never_reaches_the_trade_server():
         broker.place_order(order(emulator))
     assert refused.value.code == 10018 and refused.value.reason is R.MARKET_CLOSED
     assert sent == [] and emulator.venue.orders == {}
+
+
+# -- a terminal that restarts, switches accounts, hides symbols, syncs its history ------------
+
+SECOND_ACCOUNT = {"login": 5_100_002, "password": "second", "server": "Arbitrex-Sim"}
+
+
+def test_after_a_terminal_restart_mt5broker_initialises_it_again_and_reads_on():
+    emulator, clock = terminal()
+    broker = broker_on(emulator, clock)
+    emulator.restart_terminal()
+    assert emulator.symbol_info_tick("EURUSD") is None  # nothing answers until initialize
+    snapshot = broker.market_snapshot("EURUSD")
+    assert snapshot is not None and snapshot.bid > 0
+    assert broker.place_order(order(emulator)).filled_units == 100_000
+
+
+def test_mt5broker_refuses_to_trade_on_an_account_a_login_switched_to_and_proves_nothing_there():
+    emulator, clock = terminal(TerminalConfig(other_accounts=(AccountLogin(**SECOND_ACCOUNT),)))
+    broker = broker_on(emulator, clock)
+    emulator.login(5_100_002, password="second", server="Arbitrex-Sim")
+    with pytest.raises(BrokerRejected, match="logged in to account 5100002, not 5100001"):
+        broker.place_order(order(emulator))
+    assert emulator.venue.orders == {}
+    with pytest.raises(RequestNotSent, match="cannot prove an order absent"):
+        broker.find_order(TAG)
+    assert broker.is_connected() is False
+
+
+@pytest.mark.parametrize(
+    "switch", ["tradeapi_disabled", "account trade_allowed", "account trade_expert"]
+)
+def test_each_trading_switch_off_is_a_final_refusal_before_anything_is_sent(switch):
+    emulator, clock = terminal()
+    broker = broker_on(emulator, clock)
+    if switch == "tradeapi_disabled":
+        emulator.tradeapi_disabled = True
+    else:
+        setattr(emulator.account, switch.split()[1], False)
+    assert broker.is_connected() is False
+    with pytest.raises(BrokerRejected) as refused:
+        broker.place_order(order(emulator))
+    assert refused.value.code == 10027 and emulator.venue.orders == {}
+
+
+def test_a_symbol_out_of_the_market_watch_is_selected_and_quoted_at_the_first_ask():
+    emulator, clock = terminal(TerminalConfig(hidden_symbols=frozenset({"EURUSD"})))
+    broker = broker_on(emulator, clock)
+    snapshot = broker.market_snapshot("EURUSD")
+    assert snapshot is not None and snapshot.bid > 0 and emulator.symbol_info("EURUSD").visible
+
+
+def test_an_order_executed_unseen_while_the_link_was_down_is_never_proven_absent():
+    # A sell that closes the position, its reply dropped in a minute-long partition: it is
+    # then only in the history, which lags the reconnection by 10 s — and the broker did
+    # not look in between.
+    partition = FaultWindow(start=T0 + 30, end=T0 + 90, kind=FaultKind.DROP_REPLIES)
+    emulator, clock = terminal(
+        TerminalConfig(history_sync_seconds=10.0), NetworkConfig(faults=(partition,))
+    )
+    broker = MT5Broker(emulator, MT5Config(timeout_ms=1_000), clock=clock)
+    broker.start()
+    clock.sleep(20.0)
+    broker.place_order(order(emulator, tag="AXopening1"))
+    clock.sleep(20.0)
+    bid = emulator.venue.quote("EURUSD", clock.now()).bid
+    with pytest.raises(OutcomeUnknown):
+        broker.place_order(order(emulator, direction=Direction.SELL, price=bid))
+    assert len(emulator.venue.orders) == 2  # the sell executed at the server
+    clock.sleep(55.0)  # 5 s after the link is back: the history is still syncing
+    with pytest.raises((RequestNotSent, OutcomeUnknown)):  # ask again later, never "absent"
+        broker.find_order(TAG, sent_at=T0 + 40)
+    clock.sleep(10.0)
+    found = broker.find_order(TAG, sent_at=T0 + 40)
+    assert found is not None and found.filled_units == 100_000
+
+
+def test_the_symbol_map_is_checked_against_the_brokers_list_when_the_terminal_opens():
+    emulator, clock = terminal()
+    broker = MT5Broker(emulator, MT5Config(symbols={"EURUSD": "EURUSD.m"}), clock=clock)
+    with pytest.raises(TerminalStartError, match=r"EURUSD -> EURUSD\.m"):
+        broker.start()
+
+
+def test_after_a_quiet_spell_longer_than_a_sync_a_not_found_waits_for_one_more_sync():
+    # The link may have broken and come back unseen meanwhile: the history may lag.
+    emulator, clock = terminal()
+    broker = MT5Broker(emulator, MT5Config(history_sync_seconds=10.0), clock=clock)
+    broker.start()
+    clock.sleep(10.0)
+    assert broker.find_order(TAG) is None  # seen connected ever since the start
+    clock.sleep(60.0)
+    with pytest.raises(RequestNotSent, match="still synchronising"):
+        broker.find_order(TAG)
+    clock.sleep(10.0)
+    assert broker.find_order(TAG) is None

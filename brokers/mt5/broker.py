@@ -167,6 +167,11 @@ class MT5Broker(BrokerInterface):
         tick, error = self._terminal.call("symbol_info_tick", self._terminal.broker_symbol(symbol))
         if error is not None:
             raise_if_unreachable(error, "symbol_info_tick")
+        if tick is None:  # a symbol out of the Market Watch has no tick until selected
+            info = self._symbol_info(symbol)
+            if info is None:
+                return None
+            tick, _ = self._terminal.call("symbol_info_tick", self._terminal.broker_symbol(symbol))
         quote = tick if tick is not None and tick["bid"] > 0 and tick["ask"] > 0 else None
         if quote is not None:
             self._server_clock.observe(symbol, record_time(quote), self._clock.now())
@@ -212,9 +217,9 @@ class MT5Broker(BrokerInterface):
         return float(margin)
 
     def is_connected(self) -> bool:
-        """Connected to the trade server, with AutoTrading on (else every order is 10027)."""
-        info, error = self._terminal.call("terminal_info")
-        return error is None and bool(info["connected"]) and bool(info["trade_allowed"])
+        """Connected to the trade server, on our account, every trading switch on (else
+        every order is refused)."""
+        return self._terminal.may_trade()
 
     # -- orders ------------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ class Terminal:
         # When this broker first saw the terminal connected, since it last saw it not:
         # its history is complete only some time after (MT5Config.history_sync_seconds).
         self._connected_at: float | None = None
+        self._seen_connected_at = float("-inf")  # the last time it was seen connected
         # Our symbols (EURUSD) by the broker's names for them (EURUSD.m, EURUSDpro).
         self._ours = {theirs: ours for ours, theirs in config.symbols.items()}
 
@@ -102,6 +103,7 @@ class Terminal:
         self.login = credentials.login if credentials is not None else (
             int(account["login"]) if account is not None else None
         )
+        self._just_connected()
         version, _ = self.call("version")
         log.info("MT5 terminal open, version %s", version)
         self._check_symbol_map()
@@ -119,6 +121,7 @@ class Terminal:
             )
             if error is None:
                 log.warning("MT5 terminal reconnected (attempt %d)", attempt)
+                self._just_connected()
                 return True
             log.warning("MT5 terminal not back (attempt %d): %s", attempt, error)
             if attempt < self.config.reconnect_attempts:
@@ -132,6 +135,8 @@ class Terminal:
         connection has the terminal initialised again; a read is then made once more (a
         trade request is not: the engine decides what to resend)."""
         value, error = self._call_once(function, *args, **kwargs)
+        if error is not None and codes.is_ipc_failure(error.code):
+            self._connected_at = None  # the link broke: the history may lag when it is back
         if error is not None and error.code in _NO_IPC and self.login is not None:
             reconnected = self._reconnect()
             if reconnected and function in _READS:
@@ -170,28 +175,58 @@ class Terminal:
 
     # -- may it trade, and what does it know ----------------------------------------------------
 
-    def ensure_may_trade(self) -> None:
-        """Refuse, before anything is sent, to trade on another account than ours or while a
-        switch forbids trading (the server would answer 10027 or 10017)."""
+    def _account(self) -> dict[str, Any]:
         account, error = self.call("account_info")
         if error is not None:
             raise_if_unreachable(error, "account_info")
             raise RequestNotSent(f"account_info failed: {error}")
-        if self.login is not None and int(account["login"]) != self.login:
+        return account
+
+    def other_account(self, account: dict[str, Any] | None = None) -> int | None:
+        """The account the terminal is on, if it is not ours (login() switched it)."""
+        login = int((account or self._account())["login"])
+        return login if self.login is not None and login != self.login else None
+
+    def ensure_may_trade(self) -> None:
+        """Refuse, before anything is sent, to trade on another account than ours or while a
+        switch forbids trading (the server would answer 10027, 10026 or 10017)."""
+        account = self._account()
+        other = self.other_account(account)
+        if other is not None:
             log.error(
                 "the MT5 terminal is logged in to account %s, not %s: refusing to trade",
-                account["login"],
+                other,
                 self.login,
             )
             raise BrokerRejected(
                 R.BROKER_REJECTED,
-                f"the terminal is logged in to account {account['login']}, not {self.login}: "
+                f"the terminal is logged in to account {other}, not {self.login}: "
                 "refusing to trade on another account",
             )
+        forbidden = self._switches_off(account)
+        if forbidden:
+            raise BrokerRejected(R.BROKER_REJECTED, forbidden, codes.CLIENT_DISABLES_AT)
+
+    def may_trade(self) -> bool:
+        """Connected to the trade server, on our account, with every switch on."""
         terminal, error = self.call("terminal_info")
-        if error is not None:
-            raise_if_unreachable(error, "terminal_info")
-            raise RequestNotSent(f"terminal_info failed: {error}")
+        if error is not None or not terminal["connected"]:
+            return False
+        try:
+            account = self._account()
+        except RequestNotSent:
+            return False
+        return self.other_account(account) is None and not self._switches_off(account, terminal)
+
+    def _switches_off(
+        self, account: dict[str, Any], terminal: dict[str, Any] | None = None
+    ) -> str:
+        """Which of the four switches forbid trading now ("" when none does)."""
+        if terminal is None:
+            terminal, error = self.call("terminal_info")
+            if error is not None:
+                raise_if_unreachable(error, "terminal_info")
+                raise RequestNotSent(f"terminal_info failed: {error}")
         switches = {
             "AutoTrading is disabled in the terminal (its Algo Trading button)": not terminal[
                 "trade_allowed"
@@ -200,11 +235,11 @@ class Terminal:
             "the account may not trade": not account["trade_allowed"],
             "the account may not trade by expert": not account["trade_expert"],
         }
-        off = [why for why, forbids in switches.items() if forbids]
-        if off:
-            raise BrokerRejected(
-                R.BROKER_REJECTED, "; ".join(off), codes.CLIENT_DISABLES_AT
-            )
+        return "; ".join(why for why, forbids in switches.items() if forbids)
+
+    def _just_connected(self) -> None:
+        """Initialised just now: its history syncs from now."""
+        self._connected_at = self._seen_connected_at = self._clock.now()
 
     def connected_since(self) -> float:
         """Since when the terminal has been connected to its trade server, as far as this
@@ -214,8 +249,19 @@ class Terminal:
             self._connected_at = None
             why = error if error is not None else "not connected to the trade server"
             raise RequestNotSent(f"the terminal cannot prove an order absent: {why}")
-        if self._connected_at is None:
-            self._connected_at = self._clock.now()
+        other = self.other_account()
+        if other is not None:
+            raise RequestNotSent(
+                f"the terminal is on account {other}, not ours: it cannot prove an order absent"
+            )
+        now = self._clock.now()
+        # Unseen for longer than a sync takes, the terminal may have lost its link and come
+        # back in between: count its sync from now.
+        if self._connected_at is None or now - self._seen_connected_at > (
+            self.config.history_sync_seconds
+        ):
+            self._connected_at = now
+        self._seen_connected_at = now
         return self._connected_at
 
     def broker_symbol(self, symbol: str) -> str:
