@@ -27,8 +27,9 @@ H = TypeVar("H")
 Work = Generator[float, None, T]
 
 # How a remote call reaches the broker when the driver itself carries the wire (the
-# simulated network in virtual time): yields its waits, returns the answer or raises.
-Carrier = Callable[[Callable[[], Any]], Generator[float, None, Any]]
+# simulated network in virtual time): yields its waits, returns the answer or raises. The
+# flag says whether the call acts at the server (an order, a cancel) or only reads.
+Carrier = Callable[[Callable[[], Any], bool], Generator[float, None, Any]]
 
 
 class Driver(Protocol[H]):
@@ -63,7 +64,7 @@ def carry_out(
             assert isinstance(effect, BrokerCall)
             try:
                 if effect.remote and carrier is not None:
-                    answer = yield from carrier(_bound(effect, broker))
+                    answer = yield from carrier(_bound(effect, broker), effect.acts)
                 else:
                     answer = effect.perform(broker)
             except BrokerError as error:

@@ -93,6 +93,7 @@ def build_world(
         start=scenario.t0,
         venue=scenario.venue_config(),
         broker_kind=scenario.broker,
+        terminal_config=scenario.terminal,
     )
 
 

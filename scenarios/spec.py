@@ -28,6 +28,7 @@ from sim.account import AccountConfig
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig
+from sim.mt5 import TerminalConfig
 from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
 from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, IntraBarPath
 from sim.rejections import RejectionConfig
@@ -125,6 +126,9 @@ class Scenario(_Section):
     seed: Annotated[int, Field(ge=0)] = 1
     start: AwareDatetime = datetime(2024, 1, 8, 7, 0, tzinfo=UTC)  # naive: refused
     broker: Literal["sim", "mt5-emulated"] = "sim"
+    # The emulated MT5 terminal (broker = "mt5-emulated"): history sync, execution modes,
+    # hidden symbols, the server's clock, its permissions.
+    terminal: TerminalConfig = TerminalConfig()
     market: MarketSection = MarketSection()
     latency: LatencyConfig = LatencyConfig()
     faults: FaultsSection = FaultsSection()
@@ -136,6 +140,14 @@ class Scenario(_Section):
     invariants: tuple[Literal[INVARIANTS], ...] = INVARIANTS  # type: ignore[valid-type]
     # Recovery after the order flow: settle what lost replies left open (seconds later).
     settle_after_seconds: Annotated[float, Field(ge=0.0)] = 120.0
+
+    @model_validator(mode="after")
+    def _terminal_needs_the_emulator(self) -> Scenario:
+        if self.broker == "sim" and self.terminal != TerminalConfig():
+            raise ValueError(
+                '[terminal] describes the emulated MT5 terminal: set broker = "mt5-emulated"'
+            )
+        return self
 
     @property
     def t0(self) -> float:

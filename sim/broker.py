@@ -32,8 +32,8 @@ class SimulatedBroker(BrokerInterface):
         self.wire = wire
         self.request_timeout = request_timeout
 
-    def _remote(self, call: Callable[[float], T]) -> T:
-        return self.wire.call(lambda: call(self.wire.clock.now()), self.request_timeout)
+    def _remote(self, call: Callable[[float], T], acts: bool = False) -> T:
+        return self.wire.call(lambda: call(self.wire.clock.now()), self.request_timeout, acts)
 
     def _local(self) -> float:
         """The time of a read from the terminal's own state, which needs a connection."""
@@ -60,7 +60,7 @@ class SimulatedBroker(BrokerInterface):
         return self.venue.margin_required(symbol, round(lots * spec.contract_size), now)
 
     def place_order(self, order: OrderRequest) -> OrderReport:
-        return self._remote(lambda t: self.venue.place(order, t))
+        return self._remote(lambda t: self.venue.place(order, t), acts=True)
 
     def order_status(self, order_id: str) -> OrderReport:
         return self._remote(lambda t: self.venue.status(order_id, t))
@@ -71,7 +71,7 @@ class SimulatedBroker(BrokerInterface):
         return self._remote(lambda t: self.venue.find(client_order_id, t))
 
     def cancel_order(self, order_id: str) -> OrderReport:
-        return self._remote(lambda t: self.venue.cancel(order_id, t))
+        return self._remote(lambda t: self.venue.cancel(order_id, t), acts=True)
 
     def is_connected(self) -> bool:
         return self.wire.fault() is None

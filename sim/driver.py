@@ -29,8 +29,8 @@ class SimPyDriver:
         self._wire = wire
         self._timeout = request_timeout
 
-    def carrier(self, call: Callable[[], Any]) -> Generator[float, None, Any]:
-        return self._wire.crossing(call, self._timeout)
+    def carrier(self, call: Callable[[], Any], acts: bool) -> Generator[float, None, Any]:
+        return self._wire.crossing(call, self._timeout, acts)
 
     def start(self, work: Work[Any]) -> simpy.Process:
         return self.env.process(self._timed(work))

@@ -18,6 +18,7 @@ crossed it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator
 from typing import Protocol, TypeVar
 
@@ -54,12 +55,13 @@ class Wire:
         if self.fault() is FaultKind.DISCONNECT:
             raise RequestNotSent("terminal disconnected from the broker")
 
-    def crossing(self, call: Callable[[], T], timeout: float) -> Crossing[T]:
+    def crossing(self, call: Callable[[], T], timeout: float, acts: bool = True) -> Crossing[T]:
         """Carry `call` to the broker and its answer back, yielding each wait in seconds.
 
         Ends with the broker's answer, or raises what the client experiences instead: the
         broker's own BrokerError, or the network's (refused: RequestNotSent, nothing sent;
         lost either way or slower than `timeout`: OutcomeUnknown, the call may have run).
+        A call that `acts` at the server (an order, a cancel) may be executed late.
         """
         if self.network is None:
             return call()
@@ -70,10 +72,12 @@ class Wire:
             yield schedule.before
         result: T | None = None
         answer: BrokerError | None = None
-        late = self.network.late_by() if schedule.reaches_broker and schedule.error else None
+        late = (
+            self.network.late_by() if acts and schedule.reaches_broker and schedule.error else None
+        )
         if late is not None:
             # The client will time out; the server executes the request later regardless.
-            self.clock.call_later(late, call)
+            self.clock.call_later(late, lambda: _unheard(call))
         elif schedule.reaches_broker:
             try:
                 result = call()
@@ -86,10 +90,17 @@ class Wire:
             raise failure
         return result  # type: ignore[return-value]  # reached the broker, which answered
 
-    def call(self, call: Callable[[], T], timeout: float) -> T:
+    def call(self, call: Callable[[], T], timeout: float, acts: bool = True) -> T:
         """Cross the wire blocking on this wire's clock (or not at all, if the SimPy driver
         carries the crossing around this call)."""
         if self.carried_by_driver:
             return call()
-        return run_blocking(self.crossing(call, timeout), self.clock.sleep)
+        return run_blocking(self.crossing(call, timeout, acts), self.clock.sleep)
+
+
+def _unheard(call: Callable[[], object]) -> None:
+    """A request executed after its client gave up: whatever the server answers, nobody
+    hears it."""
+    with contextlib.suppress(BrokerError):
+        call()
 

@@ -20,7 +20,7 @@ from sim.broker import SimulatedBroker
 from sim.clock import SimPyClock
 from sim.driver import SimPyDriver
 from sim.market import MarketConfig, PriceSource, SyntheticMarket
-from sim.mt5 import MT5Emulator
+from sim.mt5 import MT5Emulator, TerminalConfig
 from sim.network import Network, NetworkConfig
 from sim.venue import Venue, VenueConfig
 from sim.wire import Wire
@@ -41,8 +41,8 @@ class SimulatedWorld:
     engine: ExecutionEngine[simpy.Process]
     driver: SimPyDriver
     # The emulated MT5 terminal the broker talks to ("mt5-emulated"). The driver carries
-    # the wire, so the terminal answers at the instant a request arrives, with no network
-    # of its own between it and the trade server.
+    # the wire, so the terminal answers at the instant a request arrives; it sees the
+    # wire's faults as a terminal does.
     terminal: MT5Emulator | None = None
 
     @classmethod
@@ -57,12 +57,15 @@ class SimulatedWorld:
         start: float = DEFAULT_START,
         venue: VenueConfig | None = None,
         broker_kind: BrokerKind = "sim",
+        terminal_config: TerminalConfig | None = None,
     ) -> SimulatedWorld:
         """A world whose every random model is seeded from `seed`; `market` may be a
         config for the synthetic market or a ready price source (e.g. a ReplayMarket).
 
-        `broker_kind` "mt5-emulated" puts MT5Broker over the MT5 terminal emulator in
-        front of the same venue: the engine then talks to the live adapter's code."""
+        `broker_kind` "mt5-emulated" puts MT5Broker over the MT5 terminal emulator
+        (`terminal_config`) in front of the same venue: the engine then talks to the live
+        adapter's code, and the terminal sees the network's faults (disconnects, partitions,
+        the history lagging each reconnection)."""
         clock = SimPyClock.starting_at(start)
         prices = _prices(market, seed, start)
         sim_venue = Venue(prices, account, venue, seed)
@@ -74,7 +77,7 @@ class SimulatedWorld:
         driver = SimPyDriver(wire, engine_config.request_timeout_seconds)
         terminal = None
         if broker_kind == "mt5-emulated":
-            terminal = MT5Emulator(sim_venue, Wire(None, clock))
+            terminal = MT5Emulator(sim_venue, wire, terminal_config)
         broker = _broker(sim_venue, wire, terminal)
         engine = ExecutionEngine(
             broker, database, engine_config, driver, instance_id=f"sim-{seed}-0"
@@ -106,7 +109,9 @@ class SimulatedWorld:
 def _broker(venue: Venue, wire: Wire, terminal: MT5Emulator | None) -> BrokerInterface:
     """The simulator's broker on the venue, or MT5Broker over the emulated terminal."""
     if terminal is not None:
-        broker = MT5Broker(terminal, MT5Config(), clock=wire.clock)
+        # In virtual time a broker call cannot block: reconnecting waits no backoff (the
+        # engine's own retries space the attempts out).
+        broker = MT5Broker(terminal, MT5Config(reconnect_backoff_seconds=0.0), clock=wire.clock)
         broker.start()
         return broker
     return SimulatedBroker(venue, wire)

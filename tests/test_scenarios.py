@@ -231,3 +231,20 @@ def test_a_scenario_runs_through_the_mt5_broker_over_the_emulated_terminal(name)
     summary = run_scenario(scenario, path.parent)
     assert summary.violations == ()
     assert summary.by_status.get("FILLED", 0) > 0
+
+
+def test_late_executions_duplicate_orders_under_the_old_rule_and_never_under_the_new():
+    path = LIBRARY / "late_execution.toml"
+    safe = run_scenario(reduced(path), path.parent)
+    assert safe.faults_injected.get("network executed_late", 0) > 0 and safe.violations == ()
+    # One "not found" taken as proof of absence, as the engine did before: orders twice.
+    hasty = reduced(path).with_overrides({"engine.absence_proof_seconds": 0.0})
+    duplicated = run_scenario(hasty, path.parent)
+    assert {v.invariant for v in duplicated.violations} >= {"no_duplicate_broker_orders"}
+
+
+def test_a_terminal_section_needs_the_emulated_terminal(tmp_path):
+    path = tmp_path / "sim_with_terminal.toml"
+    path.write_text('name = "x"\n[terminal]\nhistory_sync_seconds = 5.0\n')
+    with pytest.raises(ScenarioError, match=r'set broker = "mt5-emulated"'):
+        load_scenario(path)

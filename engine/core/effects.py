@@ -32,6 +32,7 @@ class Record:
 class BrokerCall:
     __slots__ = ()
     remote: ClassVar[bool] = False
+    acts: ClassVar[bool] = False  # changes something at the broker (not only reads)
 
     def perform(self, broker: BrokerInterface) -> Any:
         """Make the call; a failure raises its BrokerError."""
@@ -74,6 +75,7 @@ class FetchMargin(BrokerCall):
 @dataclass(frozen=True, slots=True)
 class PlaceOrder(BrokerCall):
     remote: ClassVar[bool] = True
+    acts: ClassVar[bool] = True
     order: OrderRequest
 
     def perform(self, broker: BrokerInterface) -> Any:
@@ -102,6 +104,7 @@ class FindOrder(BrokerCall):
 @dataclass(frozen=True, slots=True)
 class CancelOrder(BrokerCall):
     remote: ClassVar[bool] = True
+    acts: ClassVar[bool] = True
     order_id: str
 
     def perform(self, broker: BrokerInterface) -> Any:
