@@ -1,4 +1,5 @@
-"""Builders the tests share: decisions as RPM sends them, and running them in a world."""
+"""Builders the tests share: decisions as RPM sends them, running them in a world, and
+a still market for the MT5 tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.lifecycle import Execution
+from engine.core.ports import FillPolicy
+from sim.market import MarketConfig, SymbolConfig
 from sim.world import SimulatedWorld
 
 # The real FX quotes beside the checkout (../shared/data/fx), as on every machine and in CI.
@@ -44,3 +47,25 @@ def run_one(world: SimulatedWorld, rpm: dict[str, Any], key: str | None = None) 
     process = world.engine.submit(rpm, key)
     world.env.run()
     return process.value
+
+
+# Still prices on three symbols, each with the fill policies a broker may offer: EURUSD
+# both, GBPUSD all or nothing only, USDJPY immediate-or-cancel only.
+STILL_THREE_SYMBOLS = MarketConfig(
+    symbols=(
+        SymbolConfig(symbol="EURUSD", start_mid=1.085, volatility_pips=0.0),
+        SymbolConfig(
+            symbol="GBPUSD",
+            start_mid=1.27,
+            volatility_pips=0.0,
+            fill_policies=(FillPolicy.FOK,),
+        ),
+        SymbolConfig(
+            symbol="USDJPY",
+            start_mid=145.0,
+            digits=3,
+            volatility_pips=0.0,
+            fill_policies=(FillPolicy.IOC,),
+        ),
+    )
+)

@@ -48,14 +48,14 @@ from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from engine.store.base import ExecutionDatabase
 from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
-from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
+from sim.market import MarketConfig, SyntheticMarket
 from sim.mt5 import MT5Emulator, OrderSendResult, TerminalConfig
 from sim.mt5.config import AccountLogin
 from sim.network import FaultKind, FaultWindow, LateExecution, Network, NetworkConfig
 from sim.venue import Venue
 from sim.wire import Wire
 from sim.world import DEFAULT_START
-from tests.builders import decision
+from tests.builders import STILL_THREE_SYMBOLS, decision
 
 R = ExecutionRejectionReason
 T0 = DEFAULT_START
@@ -64,30 +64,13 @@ SECRET = "s3cr3t-Pa55phrase"
 LOGIN = 7_770_001
 SERVER = "Hidden-Server-Live"
 
-STILL = MarketConfig(
-    symbols=(
-        SymbolConfig(symbol="EURUSD", start_mid=1.085, volatility_pips=0.0),
-        SymbolConfig(
-            symbol="GBPUSD",
-            start_mid=1.27,
-            volatility_pips=0.0,
-            fill_policies=(FillPolicy.FOK,),
-        ),
-        SymbolConfig(
-            symbol="USDJPY",
-            start_mid=145.0,
-            digits=3,
-            volatility_pips=0.0,
-            fill_policies=(FillPolicy.IOC,),
-        ),
-    )
-)
+
 
 
 def terminal(
     config: TerminalConfig | None = None,
     network: NetworkConfig | None = None,
-    market: MarketConfig = STILL,
+    market: MarketConfig = STILL_THREE_SYMBOLS,
     start: float = T0,
 ) -> tuple[MT5Emulator, SimPyClock]:
     clock = SimPyClock.starting_at(start)

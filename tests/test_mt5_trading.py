@@ -11,39 +11,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.core.ports import FillPolicy
 from sim.account import AccountConfig, MarginMode
 from sim.clock import SimPyClock
-from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
+from sim.market import SyntheticMarket
 from sim.mt5 import MT5Emulator, TerminalConfig
 from sim.mt5.config import ExecutionMode
 from sim.venue import Venue, VenueConfig
 from sim.wire import Wire
 from sim.world import DEFAULT_START
+from tests.builders import STILL_THREE_SYMBOLS
 
 T0 = DEFAULT_START
-STILL = MarketConfig(
-    symbols=(
-        SymbolConfig(symbol="EURUSD", start_mid=1.085, volatility_pips=0.0),
-        SymbolConfig(
-            symbol="GBPUSD", start_mid=1.27, volatility_pips=0.0, fill_policies=(FillPolicy.FOK,)
-        ),
-        SymbolConfig(
-            symbol="USDJPY",
-            start_mid=145.0,
-            digits=3,
-            volatility_pips=0.0,
-            fill_policies=(FillPolicy.IOC,),
-        ),
-    )
-)
+
 
 
 def terminal(
     modes: dict[str, ExecutionMode] | None = None, hedging: bool = False, fill_delay: float = 0.0
 ) -> tuple[MT5Emulator, SimPyClock]:
     clock = SimPyClock.starting_at(T0)
-    prices = SyntheticMarket(STILL, 1, T0)
+    prices = SyntheticMarket(STILL_THREE_SYMBOLS, 1, T0)
     account = AccountConfig(margin_mode=MarginMode.HEDGING if hedging else MarginMode.NETTING)
     venue = Venue(prices, account, VenueConfig(fill_delay_seconds=fill_delay), seed=1)
     emulator = MT5Emulator(venue, Wire(None, clock), TerminalConfig(execution_modes=modes or {}))
