@@ -48,7 +48,7 @@ from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from engine.store.base import ExecutionDatabase
 from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
-from sim.market import MarketConfig, SyntheticMarket
+from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
 from sim.mt5 import MT5Emulator, OrderSendResult, TerminalConfig
 from sim.mt5.config import AccountLogin
 from sim.network import FaultKind, FaultWindow, LateExecution, Network, NetworkConfig
@@ -834,6 +834,7 @@ def test_what_order_check_refuses_is_final_and_never_reaches_the_trade_server():
 
 # -- a terminal that restarts, switches accounts, hides symbols, syncs its history ------------
 
+EVER_WINDOW = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 SECOND_ACCOUNT = {"login": 5_100_002, "password": "second", "server": "Arbitrex-Sim"}
 
 
@@ -907,6 +908,21 @@ def test_an_order_executed_unseen_while_the_link_was_down_is_never_proven_absent
     assert found is not None and found.filled_units == 100_000
 
 
+def test_through_a_symbol_map_the_engine_trades_eurusd_at_a_broker_that_calls_it_eurusd_m():
+    emulator, clock = terminal(TerminalConfig(symbol_suffix=".m"))
+    broker = MT5Broker(
+        emulator, MT5Config(symbols={"EURUSD": "EURUSD.m"}, history_sync_seconds=0), clock=clock
+    )
+    broker.start()
+    engine = ExecutionEngine(broker, driver=LiveDriver(clock))
+    confirmation = engine.execute(decision())
+    assert confirmation.status is ExecutionStatus.FILLED and confirmation.symbol == "EURUSD"
+    [deal] = emulator.history_deals_get(*EVER_WINDOW)
+    assert deal.symbol == "EURUSD.m"
+    tag = engine.database.request(confirmation.execution_id).client_order_id
+    assert broker.find_order(tag).filled_units == 100_000
+
+
 def test_the_symbol_map_is_checked_against_the_brokers_list_when_the_terminal_opens():
     emulator, clock = terminal()
     broker = MT5Broker(emulator, MT5Config(symbols={"EURUSD": "EURUSD.m"}), clock=clock)
@@ -926,3 +942,26 @@ def test_after_a_quiet_spell_longer_than_a_sync_a_not_found_waits_for_one_more_s
         broker.find_order(TAG)
     clock.sleep(10.0)
     assert broker.find_order(TAG) is None
+
+
+def test_the_servers_clock_is_learnt_again_after_a_daylight_saving_change():
+    # UTC+2 on Friday, UTC+3 once New York has moved its clocks on Sunday 10 March 2024.
+    friday = datetime(2024, 3, 8, 20, 0, tzinfo=UTC).timestamp()
+    market = MarketConfig(symbols=(SymbolConfig(symbol="EURUSD", start_mid=1.085),))
+    server = TerminalConfig(
+        server_time_zone="America/New_York", server_time_offset_seconds=7 * 3600
+    )
+    emulator, clock = terminal(server, market=market, start=friday)
+    broker = broker_on(emulator, clock)
+    for _ in range(2):
+        broker.market_snapshot("EURUSD")
+        clock.sleep(30.0)
+    before = broker.market_snapshot("EURUSD")
+    assert before is not None and before.time == pytest.approx(clock.now(), abs=30)
+    sunday_reopen = datetime(2024, 3, 10, 22, 5, tzinfo=UTC).timestamp()
+    clock.sleep(sunday_reopen - clock.now())
+    for _ in range(2):
+        broker.market_snapshot("EURUSD")
+        clock.sleep(30.0)
+    after = broker.market_snapshot("EURUSD")
+    assert after is not None and after.time == pytest.approx(clock.now(), abs=30)

@@ -52,8 +52,8 @@ def terminal(
 
 
 def buy_request(emulator: MT5Emulator, symbol: str = "EURUSD", comment: str = "AX1") -> Any:
-    """A market buy of 0.1 lot, as a request dict."""
-    quote = emulator.venue.quote(symbol, emulator.clock())
+    """A market buy of 0.1 lot, as a request dict (`symbol` as the terminal lists it)."""
+    quote = emulator.venue.quote(emulator.config.venue_symbol(symbol) or symbol, emulator.clock())
     assert quote is not None
     return {
         "action": emulator.TRADE_ACTION_DEAL,
@@ -410,3 +410,16 @@ def test_with_no_sync_time_the_history_is_complete_at_once_even_while_disconnect
     clock.sleep(40.0)
     assert emulator.terminal_info().connected is False
     assert len(emulator.history_deals_get(ticket=placed.order)) == 1
+
+
+def test_a_broker_that_suffixes_its_symbols_lists_and_trades_them_only_by_those_names():
+    emulator, _ = terminal(symbol_suffix=".m")
+    assert emulator.symbol_info("EURUSD") is None and emulator.symbol_info("EURUSD.m").name == (
+        "EURUSD.m"
+    )
+    assert emulator.order_send(buy_request(emulator, symbol="EURUSD")).retcode == 10013
+    done = emulator.order_send(buy_request(emulator, symbol="EURUSD.m"))
+    assert done.retcode == emulator.TRADE_RETCODE_DONE
+    [deal] = emulator.history_deals_get(*EVER)
+    [position] = emulator.positions_get(symbol="EURUSD.m")
+    assert deal.symbol == position.symbol == "EURUSD.m"

@@ -240,7 +240,7 @@ class Book:
             swap=0.0,
             profit=0.0,
             fee=0.0,
-            symbol=order.symbol,
+            symbol=self.config.broker_symbol(order.symbol),
             comment=tag.comment,
             external_id="",
         )

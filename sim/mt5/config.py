@@ -91,6 +91,10 @@ class TerminalConfig(BaseModel):
     # the stricter reading by default.
     hidden_symbol_orders: Literal["select", "refuse"] = "refuse"
 
+    # Many brokers list their symbols under names of their own (EURUSD.m, EURUSDpro): every
+    # symbol of the venue is shown, and must be asked for, as its name plus this suffix.
+    symbol_suffix: Annotated[str, Field(max_length=8)] = ""
+
     # -- comments ------------------------------------------------------------------------------
     # The comments the server takes (unconfirmed: reports say 31, 29, 27 characters).
     comment_max_length: Annotated[int, Field(ge=0, le=64)] = 26
@@ -116,6 +120,16 @@ class TerminalConfig(BaseModel):
     # about three weeks in March and one around November.
     server_time_zone: Annotated[str | None, AfterValidator(_zone)] = None
     server_time_offset_seconds: int = 0
+
+    def broker_symbol(self, venue_symbol: str) -> str:
+        """The name the terminal shows for a venue's symbol."""
+        return venue_symbol + self.symbol_suffix
+
+    def venue_symbol(self, name: str) -> str | None:
+        """The venue's symbol a terminal name stands for; None for a name it does not list."""
+        if not name.endswith(self.symbol_suffix):
+            return None
+        return name[: len(name) - len(self.symbol_suffix)]
 
     def server_seconds(self, t: float) -> int:
         """A driver's time (POSIX seconds, UTC) as the terminal shows it: server seconds."""

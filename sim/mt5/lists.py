@@ -47,12 +47,13 @@ class Lists:
         self._book.catch_up(now)
         # A working order the terminal knows is one that may still fill: still open here.
         working = (self._book.known(number, now) for number in sorted(self._book.open))
+        named = self.config.broker_symbol
         return self._session.ok(
             tuple(
                 self._trade_order(order, tag, {})
                 for order, tag in filter(None, working)
                 if order.state is BrokerOrderState.WORKING
-                and _selected(order.symbol, order.ticket, symbol, group, ticket)
+                and _selected(named(order.symbol), order.ticket, symbol, group, ticket)
             )
         )
 
@@ -93,7 +94,7 @@ class Lists:
             # query costs what its window holds.
             if dated and not (
                 window[0] <= self.config.server_seconds(order.time) <= window[1]
-                and (group is None or _in_group(order.symbol, group))
+                and (group is None or _in_group(self.config.broker_symbol(order.symbol), group))
             ):
                 continue
             record = self._trade_order(order, tag, self._book.deals)
@@ -152,7 +153,7 @@ class Lists:
             tuple(
                 self._trade_position(p, now)
                 for p in list(self._book.positions.values())
-                if _selected(p.symbol, p.ticket, symbol, group, ticket)
+                if _selected(self.config.broker_symbol(p.symbol), p.ticket, symbol, group, ticket)
             )
         )
 
@@ -241,7 +242,7 @@ class Lists:
             tp=0.0,
             price_current=average,
             price_stoplimit=0.0,
-            symbol=order.symbol,
+            symbol=self.config.broker_symbol(order.symbol),
             comment=tag.comment,
             external_id="",
         )
@@ -276,7 +277,7 @@ class Lists:
             price_current=current,
             swap=0.0,
             profit=profit,
-            symbol=position.symbol,
+            symbol=self.config.broker_symbol(position.symbol),
             comment=position.comment,
             external_id="",
         )

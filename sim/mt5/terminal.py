@@ -273,7 +273,8 @@ class MT5Emulator(MT5Constants):
         if not typed(symbol, str):
             self._session.invalid("symbol")
             return None
-        config = self.venue.market.symbol_config(symbol)
+        venue_symbol = self.config.venue_symbol(symbol)
+        config = self.venue.market.symbol_config(venue_symbol) if venue_symbol else None
         if config is None:
             self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
         return config
@@ -281,18 +282,19 @@ class MT5Emulator(MT5Constants):
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
         """Put a symbol in the Market Watch, or take it out: not while the account holds a
         position in it (MQL5 reference, SymbolSelect)."""
-        if self._session.ipc_down() or self._symbol(symbol) is None:
+        config = None if self._session.ipc_down() else self._symbol(symbol)
+        if config is None:
             return False
         if not typed(enable, bool):
             self._session.invalid("enable")
             return False
         if enable:
-            self.hidden.discard(symbol)
-        elif self._holds(symbol):
+            self.hidden.discard(config.symbol)
+        elif self._holds(config.symbol):
             self._session.fail(codes.RES_E_FAIL, "Terminal: Call failed")  # unconfirmed text
             return False
         else:
-            self.hidden.add(symbol)
+            self.hidden.add(config.symbol)
         return self._session.ok(True)
 
     def _holds(self, symbol: str) -> bool:
@@ -306,6 +308,7 @@ class MT5Emulator(MT5Constants):
         if config is None:
             return None
         now = self.clock()
+        listed, symbol = symbol, config.symbol  # the terminal's name, and the venue's
         # The terminal receives no quotes for a symbol out of the Market Watch: it answers
         # for it, with zero prices (unconfirmed: the stricter reading of stale ones).
         quote = self.venue.quote(symbol, now) if symbol not in self.hidden else None
@@ -314,9 +317,9 @@ class MT5Emulator(MT5Constants):
         rule = execution(config, self.config.execution_modes.get(symbol))
         return self._session.ok(
             SymbolInfo(
-                name=symbol,
+                name=listed,
                 description=f"{symbol[:3]} vs {symbol[3:]}",
-                path=f"Forex\\{symbol}",
+                path=f"Forex\\{listed}",
                 visible=symbol not in self.hidden,
                 select=symbol not in self.hidden,
                 digits=config.digits,
@@ -359,9 +362,11 @@ class MT5Emulator(MT5Constants):
     def symbol_info_tick(self, symbol: str) -> Any:
         """None for a symbol out of the Market Watch until it is selected (the module's
         behaviour, pymt5adapter issue #9); the last_error is unconfirmed."""
-        if self._session.ipc_down() or self._symbol(symbol) is None:
+        config = None if self._session.ipc_down() else self._symbol(symbol)
+        if config is None:
             return None
-        quote = self.venue.quote(symbol, self.clock()) if symbol not in self.hidden else None
+        hidden = config.symbol in self.hidden
+        quote = None if hidden else self.venue.quote(config.symbol, self.clock())
         if quote is None:
             self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
             return None
@@ -392,4 +397,4 @@ class MT5Emulator(MT5Constants):
         if config is None:
             return None
         units = round(volume * config.contract_size)
-        return self._session.ok(self.venue.margin_required(symbol, units, self.clock()))
+        return self._session.ok(self.venue.margin_required(config.symbol, units, self.clock()))

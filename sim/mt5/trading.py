@@ -95,6 +95,9 @@ class Trading:
             self._session.invalid("action")
             return None
         filled = {name: request.get(name, ZERO[kind]) for name, kind in REQUEST_FIELDS.items()}
+        # From here on the venue's name: a name the terminal does not list becomes none,
+        # which the checks answer as for any unknown symbol (10013).
+        filled["symbol"] = self.config.venue_symbol(filled["symbol"]) or ""
         return TradeRequest(**filled)
 
     def _client_check(self, request: Any) -> int | None:
