@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
 
 from engine.schemas import SYMBOL_PATTERN
 from sim.sessions import FxWeek
+from sim.textfiles import InputFileError, read_text
 
 BadQuotePolicy = Literal["drop", "repair", "refuse"]
 IntraBarPath = Literal["OHLC", "OLHC", "bar-direction"]
@@ -208,15 +209,8 @@ class DataQualityReport(_Config):
         return "\n".join(lines)
 
 
-class QuoteFileError(ValueError):
+class QuoteFileError(InputFileError):
     """A file that cannot be read as quotes; the message reads `path:line: problem`."""
-
-    def __init__(self, path: Path, line: int | None, problem: str) -> None:
-        self.path = path
-        self.line = line
-        self.problem = problem
-        where = str(path) if line is None else f"{path}:{line}"
-        super().__init__(f"{where}: {problem}")
 
 
 class BadQuotesError(ValueError):
@@ -276,16 +270,7 @@ def load_quotes(
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> _Table:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise QuoteFileError(path, None, f"cannot read the file: {exc.strerror}") from None
-    # Decoding the whole file at once is what lets a bad byte be placed on its line.
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise QuoteFileError(path, line, f"not UTF-8 text: {exc.reason}") from None
+    text = read_text(path, "quote file", QuoteFileError)
     lines: list[int] = []
     times: list[float] = []
     prices: list[float] = []
