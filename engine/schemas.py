@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 # The core's vocabulary, which the boundary models carry (and re-export, for callers).
+from engine.core.config import MaxSlippagePips
 from engine.core.vocabulary import Direction as Direction
 from engine.core.vocabulary import ExecutionRejectionReason as ExecutionRejectionReason
 from engine.core.vocabulary import ExecutionStatus as ExecutionStatus
@@ -28,6 +29,9 @@ from engine.core.vocabulary import SlippageQuality as SlippageQuality
 from engine.core.vocabulary import utc as utc
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z]{6}$")
+# Ten million lots: no order, but a typo. The bound keeps every sum of units, and a broker's
+# volume in lots, far inside the 64-bit integers that stores and brokers hold them in.
+MAX_POSITION_UNITS = 10**12
 
 
 class _Strict(BaseModel):
@@ -65,9 +69,12 @@ def refuse_nul(value: Any) -> Any:
 
 
 class _Open(BaseModel):
-    """Upstream models may carry more than we read; we keep it but never rely on it."""
+    """Upstream models may carry more than we read; we keep it but never rely on it.
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    Their numbers are finite: JSON's `NaN` and `Infinity`, which pydantic reads by default,
+    mean a broken upstream, never a size or a bound."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
 
 class DecisionStatus(StrEnum):
@@ -80,10 +87,11 @@ class DecisionStatus(StrEnum):
 class ApprovedTrade(_Open):
     symbol: str = Field(description="Six-letter FX symbol, e.g. EURUSD")
     direction: Direction = Field(description="+1 buy, -1 sell")
-    position_units: Annotated[int, Field(gt=0, description="Units of the base currency")]
+    position_units: Annotated[
+        int, Field(gt=0, le=MAX_POSITION_UNITS, description="Units of the base currency")
+    ]
     confidence_score: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
-    # Bounded: a deviation of more than 1,000 pips is not a bound but a typo.
-    max_slippage_pips: Annotated[float | None, Field(gt=0.0, le=1_000.0)] = None
+    max_slippage_pips: MaxSlippagePips | None = None
 
     @field_validator("symbol")
     @classmethod

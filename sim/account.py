@@ -25,7 +25,7 @@ class MarginMode(StrEnum):
 
 
 class AccountConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     balance: Annotated[float, Field(gt=0.0)] = 1_000_000.0

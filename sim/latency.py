@@ -18,7 +18,7 @@ Milliseconds = Annotated[float, Field(ge=0.0)]
 
 
 class ConstantLatency(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind: Literal["constant"] = "constant"
     ms: Milliseconds
 
@@ -27,7 +27,7 @@ class LognormalLatency(BaseModel):
     """Lognormal body; with probability `tail_probability` a draw is multiplied by a
     Pareto factor (shape `tail_shape`), the rare multi-second stalls real links show."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind: Literal["lognormal"] = "lognormal"
     median_ms: Annotated[float, Field(gt=0.0)]
     sigma: Annotated[float, Field(ge=0.0, le=5.0)] = 0.4
@@ -36,7 +36,7 @@ class LognormalLatency(BaseModel):
 
 
 class EmpiricalLatency(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind: Literal["empirical"] = "empirical"
     samples_ms: Annotated[tuple[Milliseconds, ...], Field(min_length=1)]
 
@@ -47,7 +47,7 @@ LegModel = Annotated[
 
 
 class LatencyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     client_to_broker: LegModel = LognormalLatency(median_ms=10.0, sigma=0.4)
     broker_processing: LegModel = LognormalLatency(median_ms=5.0, sigma=0.5, tail_probability=0.002)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class DepthLadder(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     top_units: Annotated[int, Field(gt=0)] = 2_000_000
     levels: Annotated[int, Field(ge=1, le=50)] = 5

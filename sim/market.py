@@ -44,8 +44,13 @@ class PriceSource(Protocol):
         ...
 
 
+# A price tick every millisecond at the finest: finer is below any FX feed's resolution, and
+# tick numbers (POSIX time over the tick) would outgrow a float's exact integers.
+TickSeconds = Annotated[float, Field(ge=0.001)]
+
+
 class SymbolConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     symbol: str
     start_mid: Annotated[float, Field(gt=0.0)]
@@ -96,17 +101,19 @@ DEFAULT_SYMBOLS = (
 class RegimeConfig(BaseModel):
     """A two-state Markov switch between calm and volatile markets."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    mean_calm_minutes: Annotated[float, Field(gt=0.0)] = 180.0
-    mean_volatile_minutes: Annotated[float, Field(gt=0.0)] = 20.0
+    # At least a second: switches are drawn one by one up to the instant asked about, so
+    # regimes a few microseconds long would be millions of draws, and shorter ones endless.
+    mean_calm_minutes: Annotated[float, Field(ge=1 / 60)] = 180.0
+    mean_volatile_minutes: Annotated[float, Field(ge=1 / 60)] = 20.0
     volatile_multiplier: Annotated[float, Field(ge=1.0)] = 2.5
 
 
 class NewsEvent(BaseModel):
     """A scheduled release: a jump at `at`, then `window_seconds` of higher volatility."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     at: AwareDatetime  # naive: refused
     symbols: tuple[str, ...] = ()  # empty: every symbol
@@ -123,10 +130,10 @@ class NewsEvent(BaseModel):
 
 
 class MarketConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     symbols: tuple[SymbolConfig, ...] = DEFAULT_SYMBOLS
-    tick_seconds: Annotated[float, Field(gt=0.0)] = 0.25
+    tick_seconds: TickSeconds = 0.25
     week: FxWeek = FxWeek()
     regimes: RegimeConfig | None = RegimeConfig()
     news: tuple[NewsEvent, ...] = ()

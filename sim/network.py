@@ -63,11 +63,11 @@ class LateExecution(BaseModel):
     uniformly from [min_seconds, max_seconds], instead of at once.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     probability: Probability = 0.0
-    min_seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.5
-    max_seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 10.0
+    min_seconds: Annotated[float, Field(ge=0.0)] = 0.5
+    max_seconds: Annotated[float, Field(ge=0.0)] = 10.0
 
     @model_validator(mode="after")
     def _ordered(self) -> LateExecution:
@@ -77,7 +77,7 @@ class LateExecution(BaseModel):
 
 
 class NetworkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     latency: LatencyConfig = LatencyConfig()
     request_loss: Probability = 0.0

@@ -66,7 +66,7 @@ DESCRIPTION = {
 
 
 class RejectionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Extra refusals: probability per order, by MT5 return code.
     random: dict[int, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)

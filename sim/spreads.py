@@ -15,7 +15,7 @@ Multiplier = Annotated[float, Field(ge=1.0)]
 
 
 class SpreadConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rollover_hour: Annotated[float, Field(ge=0.0, lt=24.0)] = 22.0
     rollover_minutes_before: Annotated[float, Field(ge=0.0)] = 5.0

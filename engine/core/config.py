@@ -17,12 +17,14 @@ from engine.core.instruments import is_jpy_quoted
 ENGINE_VERSION = "0.1.0"
 
 PositiveSeconds = Annotated[float, Field(gt=0.0)]
+# A deviation of more than 1,000 pips is not a bound but a typo.
+MaxSlippagePips = Annotated[float, Field(gt=0.0, le=1_000.0)]
 
 
 class SlippageBands(BaseModel):
     """Upper bounds, in pips of adverse slippage, of each quality class."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     excellent: Annotated[float, Field(ge=0.0)] = 0.2
     good: Annotated[float, Field(ge=0.0)] = 0.5
@@ -36,7 +38,7 @@ class SlippageBands(BaseModel):
 
 
 class EngineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Stage 1: pre-execution validation
     max_spread_pips: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
@@ -57,7 +59,7 @@ class EngineConfig(BaseModel):
     order_timeout_seconds: PositiveSeconds = 60.0
     # Stage 6: slippage
     slippage_bands: SlippageBands = SlippageBands()
-    default_max_slippage_pips: Annotated[float | None, Field(gt=0.0)] = None
+    default_max_slippage_pips: MaxSlippagePips | None = None
 
     def max_spread_for(self, symbol: str) -> float:
         if symbol in self.max_spread_pips:

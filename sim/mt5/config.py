@@ -32,13 +32,13 @@ def _zone(name: str | None) -> str | None:
 # SymbolInfo.trade_exemode, by name (SYMBOL_TRADE_EXECUTION_REQUEST ... _EXCHANGE).
 ExecutionMode = Literal["request", "instant", "market", "exchange"]
 Refusal = Annotated[int, AfterValidator(_refusal)]
-Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0.0)]
 
 
 class AccountLogin(BaseModel):
     """An account `login()` may switch the terminal to, and what its server allows it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     login: Annotated[int, Field(gt=0)]
     password: SecretStr
@@ -50,7 +50,7 @@ class AccountLogin(BaseModel):
 class TerminalConfig(BaseModel):
     """The terminal and the account it is logged in to."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     login: Annotated[int, Field(gt=0)] = 5_100_001
     password: SecretStr = SecretStr("emulator")
