@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.schemas import (
+    MAX_POSITION_UNITS,
     ApprovedTrade,
     DecisionStatus,
     Direction,
@@ -18,14 +19,16 @@ from engine.schemas import (
     RPMOutput,
     TradeDecision,
 )
+from scenarios.limits import MAX_ORDERS, MAX_RUN_SECONDS, RunSeconds
+from sim.textfiles import text_lines
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class OrderFlowConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    orders: Annotated[int, Field(ge=1)] = 1_000
+    orders: Annotated[int, Field(ge=1, le=MAX_ORDERS)] = 1_000
     rate_per_second: Annotated[float, Field(gt=0.0)] = 50.0  # Poisson arrivals
     symbols: tuple[str, ...] = ("EURUSD", "GBPUSD", "USDJPY")
     min_lots: Annotated[float, Field(gt=0.0)] = 0.01
@@ -37,6 +40,48 @@ class OrderFlowConfig(BaseModel):
     # poisson: exponential gaps at `rate_per_second`; burst: every order at the same instant
     arrival: Literal["poisson", "burst"] = "poisson"
 
+    @property
+    def min_units(self) -> int:
+        return round(self.min_lots * self.contract_size)
+
+    @property
+    def step_units(self) -> int:
+        return round(self.lot_step * self.contract_size)
+
+    @property
+    def steps(self) -> int:
+        """Lot steps from min_lots to max_lots: a size is min_units + k × step_units."""
+        return round((self.max_lots - self.min_lots) / self.lot_step)
+
+    @model_validator(mode="after")
+    def _sizes_a_trade_can_carry(self) -> OrderFlowConfig:
+        if self.max_lots < self.min_lots:
+            raise ValueError("max_lots must not be below min_lots")
+        too_large = f"sizes above the {MAX_POSITION_UNITS} units a trade may carry"
+        # In floats first, which cannot overflow: past this the unit counts below would.
+        if (self.max_lots + self.lot_step) * self.contract_size > MAX_POSITION_UNITS:
+            raise ValueError(too_large)
+        # An odd size adds 1 .. step_units - 1 units: it needs a step of two units or more.
+        least_step = 2 if self.odd_size_share else 1
+        if self.min_units < 1 or self.step_units < least_step:
+            raise ValueError(
+                f"min_lots and lot_step must each come to at least {least_step} unit(s) of "
+                f"contract_size {self.contract_size}"
+            )
+        if self.min_units + self.steps * self.step_units + self.step_units - 1 > MAX_POSITION_UNITS:
+            raise ValueError(too_large)
+        return self
+
+    @model_validator(mode="after")
+    def _ends_within_a_run(self) -> OrderFlowConfig:
+        lasts = self.orders / self.rate_per_second
+        if self.arrival == "poisson" and lasts > MAX_RUN_SECONDS:
+            raise ValueError(
+                f"{self.orders} orders at rate_per_second {self.rate_per_second:g} last "
+                f"{lasts:.3g} s on average; a run lasts at most {MAX_RUN_SECONDS:g} s"
+            )
+        return self
+
 
 class Arrival(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -47,9 +92,7 @@ class Arrival(BaseModel):
 
 def order_flow(config: OrderFlowConfig, seed: int) -> Iterator[Arrival]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x666C6F77]))
-    steps = round((config.max_lots - config.min_lots) / config.lot_step)
-    units_per_step = round(config.lot_step * config.contract_size)
-    min_units = round(config.min_lots * config.contract_size)
+    steps, units_per_step, min_units = config.steps, config.step_units, config.min_units
     for index in range(config.orders):
         gap = float(rng.exponential(1.0 / config.rate_per_second))
         delay = gap if config.arrival == "poisson" else 0.0
@@ -76,9 +119,9 @@ def order_flow(config: OrderFlowConfig, seed: int) -> Iterator[Arrival]:
 class DecisionLine(BaseModel):
     """One line of a decisions file: an RPM output, and when it arrives."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    delay_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+    delay_seconds: RunSeconds = 0.0
     rpm: RPMOutput
 
 
@@ -99,7 +142,9 @@ class SyntheticFlow:
 class DecisionsFile:
     """A JSON Lines file of {"delay_seconds": ..., "rpm": {...}}, read as it is played.
 
-    Opening reads every line once, so a bad line is named before any order is sent."""
+    Opening reads every line once, so a bad line is named before any order is sent: one
+    that is not UTF-8, not an RPM output, or past the limits of a run (at most MAX_ORDERS
+    decisions, their delays adding up to at most MAX_RUN_SECONDS)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -114,15 +159,23 @@ class DecisionsFile:
         return self._read()
 
     def _read(self) -> Iterator[Arrival]:
-        with self.path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = DecisionLine.model_validate_json(line)
-                except ValidationError as error:
-                    raise ValueError(f"{self.path}:{number}: {_first_problem(error)}") from error
-                yield Arrival(delay=entry.delay_seconds, rpm=entry.rpm)
+        count, elapsed = 0, 0.0
+        for number, line in text_lines(self.path, "decisions file"):
+            if not line.strip():
+                continue
+            try:
+                entry = DecisionLine.model_validate_json(line)
+            except ValidationError as error:
+                raise ValueError(f"{self.path}:{number}: {_first_problem(error)}") from error
+            count, elapsed = count + 1, elapsed + entry.delay_seconds
+            if count > MAX_ORDERS:
+                raise ValueError(f"{self.path}:{number}: more than {MAX_ORDERS} decisions")
+            if elapsed > MAX_RUN_SECONDS:
+                raise ValueError(
+                    f"{self.path}:{number}: the delays add up to {elapsed:g} s; "
+                    f"a run lasts at most {MAX_RUN_SECONDS:g} s"
+                )
+            yield Arrival(delay=entry.delay_seconds, rpm=entry.rpm)
 
 
 def _first_problem(error: ValidationError) -> str:

@@ -3,13 +3,14 @@
 Times inside a run are given as offsets in seconds from the scenario's `start`, so a file
 reads as a story ("the broker goes down 60 s in, for 30 s") and survives a change of date.
 Paths are relative to the scenario file. Any error names the file, the field and the
-problem, and nothing runs.
+problem on one line, and nothing runs. Numbers are finite, and offsets and sizes bounded
+(`scenarios.limits`).
 """
 
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,21 +20,24 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from engine.core.config import EngineConfig
+from scenarios.limits import MAX_RUN_SECONDS, RunSeconds, Seed
 from scenarios.orderflow import OrderFlowConfig
 from sim.account import AccountConfig
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
-from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig
+from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig, TickSeconds
 from sim.mt5 import TerminalConfig
 from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
-from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, IntraBarPath
+from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, Digits, IntraBarPath, Symbol
 from sim.rejections import RejectionConfig
 from sim.sessions import FxWeek
 from sim.spreads import SpreadConfig
+from sim.textfiles import InputFileError, read_text, require_file
 from sim.venue import VenueConfig
 
 INVARIANTS = (
@@ -47,13 +51,16 @@ INVARIANTS = (
     "no_order_for_unapproved_decision",
 )
 
+# Every instant of a run must be a date, and Python's dates end with the year 9999.
+LATEST_START = datetime(9999, 12, 31, tzinfo=UTC) - timedelta(seconds=MAX_RUN_SECONDS)
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NewsAt(_Section):
-    at_seconds: Annotated[float, Field(ge=0.0)]
+    at_seconds: RunSeconds
     symbols: tuple[str, ...] = ()
     jump_pips: Annotated[float, Field(ge=0.0)] = 10.0
     volatility_multiplier: Annotated[float, Field(ge=1.0)] = 4.0
@@ -61,8 +68,8 @@ class NewsAt(_Section):
 
 
 class ReplayBars(_Section):
-    symbol: str
-    digits: int = 5
+    symbol: Symbol
+    digits: Digits = 5
     bid_path: Path
     ask_path: Path
     bad_quotes: BadQuotePolicy = "drop"
@@ -72,7 +79,7 @@ class ReplayBars(_Section):
 class MarketSection(_Section):
     kind: Literal["synthetic", "replay"] = "synthetic"
     symbols: tuple[SymbolConfig, ...] | None = None
-    tick_seconds: Annotated[float, Field(gt=0.0)] = 0.25
+    tick_seconds: TickSeconds = 0.25
     regimes: RegimeConfig | None = RegimeConfig()
     news: tuple[NewsAt, ...] = ()
     spreads: SpreadConfig = SpreadConfig()
@@ -87,8 +94,8 @@ class MarketSection(_Section):
 
 
 class FaultAt(_Section):
-    start_seconds: Annotated[float, Field(ge=0.0)]
-    end_seconds: Annotated[float, Field(gt=0.0)]
+    start_seconds: RunSeconds
+    end_seconds: RunSeconds
     kind: FaultKind = FaultKind.REFUSE
 
     @model_validator(mode="after")
@@ -108,7 +115,8 @@ class FaultsSection(_Section):
 
 class VenueSection(_Section):
     depth: DepthLadder | None = DepthLadder()
-    fill_delay_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+    # A dealer that never fills: any delay past the engine's order timeout.
+    fill_delay_seconds: RunSeconds = 0.0
 
 
 class OrdersSection(OrderFlowConfig):
@@ -116,14 +124,20 @@ class OrdersSection(OrderFlowConfig):
 
 
 class KillSwitch(_Section):
-    halt_at_seconds: Annotated[float, Field(ge=0.0)]
-    resume_at_seconds: Annotated[float | None, Field(gt=0.0)] = None
+    halt_at_seconds: RunSeconds
+    resume_at_seconds: RunSeconds | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> KillSwitch:
+        if self.resume_at_seconds is not None and self.resume_at_seconds <= self.halt_at_seconds:
+            raise ValueError("resume_at_seconds must be after halt_at_seconds")
+        return self
 
 
 class Scenario(_Section):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 1
+    seed: Seed = 1
     start: AwareDatetime = datetime(2024, 1, 8, 7, 0, tzinfo=UTC)  # naive: refused
     broker: Literal["sim", "mt5-emulated"] = "sim"
     # The emulated MT5 terminal (broker = "mt5-emulated"): history sync, execution modes,
@@ -139,7 +153,14 @@ class Scenario(_Section):
     kill_switch: tuple[KillSwitch, ...] = ()
     invariants: tuple[Literal[INVARIANTS], ...] = INVARIANTS  # type: ignore[valid-type]
     # Recovery after the order flow: settle what lost replies left open (seconds later).
-    settle_after_seconds: Annotated[float, Field(ge=0.0)] = 120.0
+    settle_after_seconds: RunSeconds = 120.0
+
+    @field_validator("start")
+    @classmethod
+    def _room_for_the_run(cls, start: datetime) -> datetime:
+        if start > LATEST_START:
+            raise ValueError(f"start must be at most {LATEST_START.isoformat()}")
+        return start
 
     @model_validator(mode="after")
     def _terminal_needs_the_emulator(self) -> Scenario:
@@ -177,16 +198,25 @@ class Scenario(_Section):
         )
 
     def replay_source(self, base_dir: Path) -> BarQuotesConfig:
+        """The replay's quote files, found, or a ScenarioError naming the missing one."""
         assert self.market.replay is not None
         r = self.market.replay
-        return BarQuotesConfig(
-            symbol=r.symbol,
-            digits=r.digits,
-            bid_path=(base_dir / r.bid_path).resolve(),
-            ask_path=(base_dir / r.ask_path).resolve(),
-            bad_quotes=r.bad_quotes,
-            intra_bar=r.intra_bar,
-        )
+        paths = {}
+        for field, path in (("bid_path", r.bid_path), ("ask_path", r.ask_path)):
+            try:
+                paths[field] = require_file((base_dir / path).resolve(), "quote file")
+            except InputFileError as missing:
+                raise ScenarioError(f"market.replay.{field}: {missing}") from missing
+        try:
+            return BarQuotesConfig(
+                symbol=r.symbol,
+                digits=r.digits,
+                bad_quotes=r.bad_quotes,
+                intra_bar=r.intra_bar,
+                **paths,
+            )
+        except ValidationError as error:
+            raise ScenarioError(_describe("market.replay", error)) from error
 
     def network_config(self) -> NetworkConfig:
         f = self.faults
@@ -233,18 +263,19 @@ class ScenarioError(ValueError):
 
 
 def _describe(source: str, error: ValidationError) -> str:
+    """Every problem, on one line: `source: field: problem; field: problem`."""
     problems = []
     for problem in error.errors():
         where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        problems.append(f"{source}: {where}: {problem['msg']}")
-    return "\n".join(problems)
+        problems.append(f"{where}: {problem['msg']}")
+    return f"{source}: {'; '.join(problems)}"
 
 
 def load_scenario(path: Path) -> Scenario:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ScenarioError(f"{path}: no such scenario file") from error
+        raw = tomllib.loads(read_text(path, "scenario file"))
+    except InputFileError as error:
+        raise ScenarioError(str(error)) from error
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{path}: not valid TOML: {error}") from error
     try:
