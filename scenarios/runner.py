@@ -21,7 +21,7 @@ from collections.abc import Callable, Generator
 from contextlib import ExitStack
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,6 +38,7 @@ from scenarios.run_outputs import (
     execution_row,
 )
 from scenarios.spec import Scenario
+from sim.market import MarketConfig
 from sim.replay import ReplayMarket
 from sim.world import SimulatedWorld
 
@@ -75,14 +76,31 @@ def arrivals_of(scenario: Scenario, seed: int, base_dir: Path) -> SyntheticFlow 
     return SyntheticFlow(OrderFlowConfig(**flow), seed)
 
 
-def build_world(
-    scenario: Scenario, seed: int, database: ExecutionDatabase, base_dir: Path
-) -> SimulatedWorld:
+class RunInputs(NamedTuple):
+    """What a run reads from outside its scenario, read and checked."""
+
+    arrivals: SyntheticFlow | DecisionsFile
+    market: MarketConfig | ReplayMarket
+
+
+def read_inputs(scenario: Scenario, seed: int, base_dir: Path) -> RunInputs:
+    """Read and check the decisions file and the quote files a scenario names, whole: a bad
+    line of either raises here (a ValueError naming the file and line), before a run creates
+    anything."""
     market = (
         ReplayMarket([scenario.replay_source(base_dir)])
         if scenario.market.kind == "replay"
         else scenario.market_config()
     )
+    return RunInputs(arrivals_of(scenario, seed, base_dir), market)
+
+
+def build_world(
+    scenario: Scenario,
+    seed: int,
+    database: ExecutionDatabase,
+    market: MarketConfig | ReplayMarket,
+) -> SimulatedWorld:
     return SimulatedWorld.build(
         seed,
         market=market,
@@ -112,10 +130,10 @@ def run_scenario(
     for memory); simulation commits in groups (batched durability). The results are read
     back from the store, so it must hold no executions before the run."""
     seed = scenario.seed if seed is None else seed
-    arrivals = arrivals_of(scenario, seed, base_dir)  # a bad decisions file stops us here
+    inputs = read_inputs(scenario, seed, base_dir)  # bad inputs stop us here, nothing made
     with ExitStack() as cleanup:
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            _make_folder(out_dir)
         if db_url is None:
             folder = out_dir or Path(cleanup.enter_context(TemporaryDirectory(prefix="arbitrex-")))
             for stale in folder.glob("audit.db*"):  # a previous run's store, its leases too
@@ -125,7 +143,9 @@ def run_scenario(
                     stale.unlink()
             db_url = f"sqlite:///{folder / 'audit.db'}"
         database = cleanup.enter_context(open_database(db_url, durability="batched"))
-        summary = _play(scenario, seed, arrivals, database, base_dir, out_dir, on_progress)
+        summary = _play(
+            scenario, seed, inputs.arrivals, inputs.market, database, out_dir, on_progress
+        )
     if out_dir is not None:
         (out_dir / "summary.json").write_text(
             json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
@@ -134,12 +154,19 @@ def run_scenario(
     return summary
 
 
+def _make_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file of that name, a read-only disk: the option's fault
+        raise ValueError(f"{out_dir}: cannot make the output folder: {error.strerror}") from None
+
+
 def _play(
     scenario: Scenario,
     seed: int,
     arrivals: SyntheticFlow | DecisionsFile,
+    market: MarketConfig | ReplayMarket,
     database: ExecutionDatabase,
-    base_dir: Path,
     out_dir: Path | None,
     on_progress: Callable[[int, int], None] | None,
 ) -> RunSummary:
@@ -149,7 +176,7 @@ def _play(
             "the audit store already holds executions: a run reads its results back from "
             "its store, so give it an empty one (a new file or schema)"
         )
-    world = build_world(scenario, seed, database, base_dir)
+    world = build_world(scenario, seed, database, market)
     finished = [0]
     halts = _kill_switch(world, scenario)
     tape = ParquetRows(out_dir / "quotes.parquet" if out_dir else None, QUOTE_COLUMNS)
