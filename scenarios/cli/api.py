@@ -12,7 +12,7 @@ import gc
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -26,6 +26,7 @@ from scenarios.assembly import (
     live_mt5_engine,
     paper_trading_engine,
 )
+from scenarios.cli.common import fail
 
 api_app = typer.Typer(
     help="The REST API service: serve it, and manage its API keys.", no_args_is_help=True
@@ -47,11 +48,6 @@ KeysOption = Annotated[
 class BrokerKind(StrEnum):
     SIM = "sim"
     MT5 = "mt5"
-
-
-def fail(code: int, message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @api_app.command()

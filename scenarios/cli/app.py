@@ -5,27 +5,33 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from engine.store import StoreUnavailable
 from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
-from scenarios.cli.common import console, err, open_store
+from scenarios.cli.common import OneLineErrors, console, err, fail, open_store
 from scenarios.crash import crash_run
 from scenarios.demo import demo_scenario
 from scenarios.invariants import Violation
-from scenarios.runner import RunSummary, run_scenario
+from scenarios.limits import MAX_ORDERS, MAX_SEED
+from scenarios.runner import RunSummary, read_inputs, run_scenario
 from scenarios.spec import Scenario, ScenarioError, load_scenario
 from scenarios.sweep import parse_seeds, parse_values
 from scenarios.sweep import sweep as run_sweep
 
 app = typer.Typer(
-    help="Arbitrex execution kit: simulate, run and audit FX executions.", no_args_is_help=True
+    cls=OneLineErrors,
+    help="Arbitrex execution kit: simulate, run and audit FX executions.",
+    no_args_is_help=True,
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(api_app)  # serve, keys
@@ -39,10 +45,10 @@ def _root() -> None:
 @app.command()
 def demo(
     orders: Annotated[
-        int, typer.Option(min=1, max=1_000_000, help="Approved trades to execute")
+        int, typer.Option(min=1, max=MAX_ORDERS, help="Approved trades to execute")
     ] = 1_000,
     seed: Annotated[
-        int, typer.Option(min=0, help="Seed of the market, network and order flow")
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of the market, network and order flow")
     ] = 7,
     db: Annotated[
         str | None,
@@ -63,7 +69,9 @@ def run(
     scenario_file: Annotated[
         Path, typer.Argument(help="A scenario file, e.g. scenarios/calm.toml")
     ],
-    seed: Annotated[int | None, typer.Option(min=0, help="Override the file's seed")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=MAX_SEED, help="Override the file's seed")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Write audit.db, executions.parquet, summary.json here")
     ] = None,
@@ -109,8 +117,7 @@ def sweep(
     try:
         frame = run_sweep(scenario_file, grid, seed_list, workers=workers, dask_address=dask)
     except ScenarioError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(2, error)
     table = Table(title=f"sweep of {scenario_file.name}: {len(frame)} runs")
     shown = [c for c in frame.columns if not c.startswith("status_")][:12]
     for column in shown:
@@ -134,37 +141,53 @@ def _load(path: Path) -> Scenario:
     try:
         return load_scenario(path)
     except ScenarioError as error:
-        err.print(f"[red]invalid scenario[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(2, f"invalid scenario {error}")
+
+
+@contextmanager
+def _progress_bar(name: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr that appears with the run's first progress: a run refused
+    before then prints its one line of error and nothing else. On leaving, the bar draws its
+    last line, so an error printed after it is not drawn over."""
+    progress = Progress(
+        TextColumn(name, markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+    def update(done: int, total: int) -> None:
+        if not progress.tasks:
+            progress.start()
+            progress.add_task("orders", total=total)
+        progress.update(progress.task_ids[0], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if progress.live.is_started:  # stopping an unstarted bar still prints a blank line
+            progress.stop()
 
 
 def _run_and_report(
     scenario: Scenario, base_dir: Path, seed: int | None, out_dir: Path | None, db_url: str | None
 ) -> None:
     real_start = time.perf_counter()
-    try:  # the error is printed once the progress bar has drawn its last line, not above it
-        with Progress(
-            TextColumn(f"{scenario.name}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        ) as progress:
-            task = progress.add_task("orders", total=scenario.orders.orders)
+    try:
+        with _progress_bar(scenario.name) as on_progress:
             summary = run_scenario(
                 scenario,
                 base_dir,
                 seed=seed,
                 out_dir=out_dir,
                 db_url=db_url,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                on_progress=on_progress,
             )
     except (ScenarioError, ValueError) as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(2, error)
     except StoreUnavailable as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from error
+        fail(1, error)
     real_seconds = time.perf_counter() - real_start
     _print_summary(summary)
     if out_dir is not None:
@@ -182,12 +205,13 @@ def _crash_and_report(
     scenario: Scenario, path: Path, seed: int | None, out_dir: Path | None, kills: int
 ) -> None:
     try:
+        # The engine processes read the inputs again; a bad one is named before any starts.
+        read_inputs(scenario, scenario.seed if seed is None else seed, path.parent)
         outcome = crash_run(
             path, out_dir or Path(tempfile.mkdtemp(prefix="arbitrex-crash-")), kills, seed
         )
-    except ScenarioError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+    except (ScenarioError, ValueError) as error:
+        fail(2, error)
     console.print(
         f"{scenario.name} under crash chaos: {outcome.kills} engine processes killed mid-run, "
         f"{outcome.executions} executions, {outcome.broker_orders} broker orders"
@@ -246,7 +270,7 @@ def _print_violations(violations: list[Violation], checked: tuple[str, ...]) -> 
     if not violations:
         console.print(f"invariants: all {len(checked)} hold")
         return
-    table = Table(title="[red]INVARIANTS VIOLATED[/red]")
+    table = Table(title=Text("INVARIANTS VIOLATED", style="red"))
     table.add_column("invariant")
     table.add_column("detail")
     for violation in violations:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from engine.store import export_audit_trail_to, verify_audit_chain
 from scenarios.cli.common import console, open_store
@@ -31,8 +32,11 @@ def audit_verify(
         f"execution {result.first_bad_execution_id}" if result.first_bad_execution_id else "missing"
     )
     console.print(
-        f"[red]TAMPERED[/red]: record {result.first_bad_seq} ({where}): {result.problem}; "
-        f"{result.records_verified} records before it verified"
+        Text.assemble(
+            ("TAMPERED", "red"),
+            f": record {result.first_bad_seq} ({where}): {result.problem}; "
+            f"{result.records_verified} records before it verified",
+        )
     )
     raise typer.Exit(1)
 
