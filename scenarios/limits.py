@@ -19,6 +19,8 @@ MAX_ORDERS = 1_000_000
 MAX_RUN_SECONDS = 7 * 86_400.0
 # Seeds fit a signed 64-bit integer: a sweep's results table holds them in an int64 column.
 MAX_SEED = 2**63 - 1
+# Seeds in one sweep: each is a whole run, and more than this is a typo (1-100000000).
+MAX_SWEEP_SEEDS = 10_000
 
 # An offset or a delay within a run, in seconds.
 RunSeconds = Annotated[float, Field(ge=0.0, le=MAX_RUN_SECONDS)]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from scenarios.limits import MAX_SEED, MAX_SWEEP_SEEDS
 from scenarios.runner import RunSummary, run_scenario
 from scenarios.spec import ScenarioError, load_scenario
 
@@ -105,14 +106,22 @@ def parse_values(text: str) -> list[Any]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """`1-8` or `1,5,9`."""
+    """`1-8` or `1,5,9`: at most MAX_SWEEP_SEEDS seeds, each from 0 to MAX_SEED."""
+    refused = ValueError(
+        f"seeds {text!r}: give at most {MAX_SWEEP_SEEDS} integers from 0 to {MAX_SEED}, "
+        "like 1-8 or 1,5,9"
+    )
     seeds: list[int] = []
     for part in text.split(","):
         first, dash, last = part.strip().partition("-")
-        if dash:
-            seeds.extend(range(int(first), int(last) + 1))
-        else:
-            seeds.append(int(first))
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"seeds {text!r}: give non-negative integers like 1-8 or 1,5,9")
+        try:
+            span = range(int(first), int(last if dash else first) + 1)
+        except ValueError:
+            raise refused from None
+        # Measured before it is spelt out: 1-99999999999 would fill the memory first.
+        if len(seeds) + len(span) > MAX_SWEEP_SEEDS:
+            raise refused
+        seeds.extend(span)
+    if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED:
+        raise refused
     return seeds

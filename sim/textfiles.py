@@ -24,6 +24,10 @@ class InputFileError(ValueError):
         where = str(path) if line is None else f"{path}:{line}"
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self) -> tuple[type[InputFileError], tuple[Path, int | None, str]]:
+        # Rebuilt from its parts, not its message: a sweep's workers send it back pickled.
+        return type(self), (self.path, self.line, self.problem)
+
 
 def require_file(
     path: Path, what: str = "file", error: type[InputFileError] = InputFileError

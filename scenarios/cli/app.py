@@ -116,7 +116,7 @@ def sweep(
         grid[name] = parse_values(values)
     try:
         frame = run_sweep(scenario_file, grid, seed_list, workers=workers, dask_address=dask)
-    except ScenarioError as error:
+    except ValueError as error:  # a bad scenario, --set value or input file, from any run
         fail(2, error)
     table = Table(title=f"sweep of {scenario_file.name}: {len(frame)} runs")
     shown = [c for c in frame.columns if not c.startswith("status_")][:12]
