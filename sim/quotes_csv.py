@@ -7,9 +7,10 @@ strings. Further columns are ignored; blank lines are skipped.
 
 A file that cannot be read as quotes raises `QuoteFileError` naming the file, the line and the
 problem: a missing column, a row whose field count differs from the header's, a timestamp that
-is not ISO 8601 or lacks its offset, a price that is not a finite number, bid and ask bars
-whose timestamps do not line up row by row, or bars less than a minute apart. An empty price
-field is not a malformed file but a missing price: a data-quality problem like the others.
+is not ISO 8601 or lacks its offset, a price that is not a finite number or is above
+`MAX_PRICE`, bid and ask bars whose timestamps do not line up row by row, or bars less than a
+minute apart. An empty price field is not a malformed file but a missing price: a
+data-quality problem like the others.
 
 Data-quality problems are counted in a `DataQualityReport`, judged on the rows as read, and
 handled by the declared policy `bad_quotes`, never silently:
@@ -72,6 +73,10 @@ IntraBarPath = Literal["OHLC", "OLHC", "bar-direction"]
 BAR_QUOTE_OFFSETS = (0.0, 15.0, 30.0, 45.0)
 BAR_SECONDS = 60.0
 EXAMPLE_ROWS = 10
+# No currency has traded above a billion units of another (the bolivar before its
+# redenominations came nearest, in millions): a larger number is a corrupt field, and one
+# near the float's limit would overflow the spreads measured from it.
+MAX_PRICE = 1e9
 
 _BAR_COLUMNS = ("open", "high", "low", "close")
 _TICK_COLUMNS = ("bid", "ask")
@@ -334,6 +339,8 @@ def _price(path: Path, line: int, column: str, text: str) -> float:
         raise QuoteFileError(path, line, f"{column} {text!r} is not a number") from None
     if not math.isfinite(value):
         raise QuoteFileError(path, line, f"{column} {text!r} is not a finite price")
+    if value > MAX_PRICE:
+        raise QuoteFileError(path, line, f"{column} {text!r} is above any price ({MAX_PRICE:g})")
     return value
 
 
