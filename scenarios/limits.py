@@ -17,7 +17,8 @@ MAX_ORDERS = 1_000_000
 # second, so a week is some seconds of real time and a quotes.parquet of a few million rows;
 # an unbounded offset or delay would be a run that never ends and a tape that fills the disk.
 MAX_RUN_SECONDS = 7 * 86_400.0
-# Seeds fit a signed 64-bit integer: a sweep's results table holds them in an int64 column.
+# Seeds fit a signed 64-bit integer, as database and Parquet columns hold integers; an
+# unbounded one would also outgrow the 128-character decision ids the flow derives from it.
 MAX_SEED = 2**63 - 1
 # Seeds in one sweep: each is a whole run, and more than this is a typo (1-100000000).
 MAX_SWEEP_SEEDS = 10_000

@@ -103,10 +103,10 @@ class RegimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    # At least a second: switches are drawn one by one up to the instant asked about, so
+    # Six seconds at least: switches are drawn one by one up to the instant asked about, so
     # regimes a few microseconds long would be millions of draws, and shorter ones endless.
-    mean_calm_minutes: Annotated[float, Field(ge=1 / 60)] = 180.0
-    mean_volatile_minutes: Annotated[float, Field(ge=1 / 60)] = 20.0
+    mean_calm_minutes: Annotated[float, Field(ge=0.1)] = 180.0
+    mean_volatile_minutes: Annotated[float, Field(ge=0.1)] = 20.0
     volatile_multiplier: Annotated[float, Field(ge=1.0)] = 2.5
 
 
