@@ -210,7 +210,7 @@ def _crash_and_report(
         outcome = crash_run(
             path, out_dir or Path(tempfile.mkdtemp(prefix="arbitrex-crash-")), kills, seed
         )
-    except (ScenarioError, ValueError) as error:
+    except ValueError as error:  # ScenarioError among them
         fail(2, error)
     console.print(
         f"{scenario.name} under crash chaos: {outcome.kills} engine processes killed mid-run, "
