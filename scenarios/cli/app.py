@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from engine.store import StoreUnavailable
 from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
 from scenarios.cli.common import console, err, open_store
-from scenarios.crash import crash_run
+from scenarios.crash import KillPhase, crash_run
 from scenarios.demo import demo_scenario
 from scenarios.invariants import Violation
 from scenarios.runner import RunSummary, run_scenario
@@ -188,9 +189,16 @@ def _crash_and_report(
     except ScenarioError as error:
         err.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
+    phases = Counter(point.phase for point in outcome.kills)
     console.print(
-        f"{scenario.name} under crash chaos: {outcome.kills} engine processes killed mid-run, "
+        f"{scenario.name} under crash chaos: {len(outcome.kills)} engine processes killed "
+        f"mid-order ({phases[KillPhase.IN_TRANSIT]} with the request on its way, "
+        f"{phases[KillPhase.AT_BROKER]} with the order at the broker), "
         f"{outcome.executions} executions, {outcome.broker_orders} broker orders"
+    )
+    console.print(
+        f"recovery: {outcome.recovery.adopted} executions adopted (found at the broker and "
+        f"followed), {outcome.recovery.abandoned} abandoned (never reached the broker)"
     )
     _print_violations(outcome.violations, outcome.invariants_checked)
     if outcome.violations:
