@@ -3,7 +3,8 @@
 The table exists for queries (history by symbol, status and time; recovery's open
 executions), not as evidence: it sits outside the hash chain and the store updates it as
 executions move on. So its rows are defined here once, as a function of the execution's
-folded records, which is how the store writes them.
+folded records, and the store writes them and `engine.store.verify` checks them with the
+same definition: a row changed behind the store's back disagrees with its records.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def micros(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
+def moment_of(micros_since_epoch: int) -> datetime:
+    """The UTC time that `micros` turned into this integer."""
+    return _EPOCH + timedelta(microseconds=micros_since_epoch)
+
+
 def apply_events(execution: Execution, events: Iterable[ExecutionEvent]) -> float | None:
     """Apply `events` to `execution`; returns the time of the last one that changed its
     status, or None if none did (a row's updated_at)."""
@@ -82,3 +88,32 @@ CLAIM = (
     f"INSERT INTO executions ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in COLUMNS)}) ON CONFLICT DO NOTHING"
 )
+# Where the next page of the store's projection_evidence ends: at the nearer of its
+# page-th row and its page-th request, so that neither rows without records nor records
+# without rows (a tamperer's leftovers) make one page unbounded; NULL when both run out.
+PAGE_END = (
+    "SELECT MIN(execution_id) FROM ("
+    "SELECT execution_id FROM (SELECT execution_id FROM executions WHERE execution_id > ? "
+    "ORDER BY execution_id LIMIT 1 OFFSET ?) r UNION ALL "
+    "SELECT execution_id FROM (SELECT execution_id FROM audit_events "
+    "WHERE kind = 'ExecutionRequested' AND execution_id > ? "
+    "ORDER BY execution_id LIMIT 1 OFFSET ?) q) ends"
+)
+UP_TO = " AND execution_id <= ?"
+# Rows (seq 0) and records (seq from 1) of the executions in one id range, each row first.
+EVIDENCE = (
+    f"SELECT {', '.join(COLUMNS)}, 0 AS seq, NULL AS kind, NULL AS at, NULL AS payload "
+    "FROM executions WHERE execution_id > ?{bounded} UNION ALL "
+    f"SELECT execution_id, {', '.join('NULL' for _ in COLUMNS[1:])}, seq, kind, at, payload "
+    "FROM audit_events WHERE execution_id > ?{bounded} ORDER BY execution_id, seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionEvidence:
+    """An execution's row as stored beside its records as stored (kind, at, payload), in
+    seq order: either may be missing when someone removed it."""
+
+    execution_id: str
+    row: ProjectionRow | None
+    records: tuple[tuple[str, float, str], ...]

@@ -54,6 +54,10 @@ from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record
 from engine.store.migrations import apply_migrations
 from engine.store.projection import (
     CLAIM,
+    EVIDENCE,
+    PAGE_END,
+    UP_TO,
+    ProjectionEvidence,
     ProjectionRow,
     apply_events,
     micros,
@@ -296,7 +300,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             self._claim(conn, row_of(execution, changed_at))
         elif changed_at is not None:
             # The row follows every status change, even one a batch undoes (SUBMITTING,
-            # UNRESOLVED, SUBMITTING): its updated_at is always the fold's.
+            # UNRESOLVED, SUBMITTING): its updated_at is then the fold's, as verify expects.
             row = row_of(execution, changed_at)
             conn.execute(
                 sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
@@ -383,7 +387,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 rows = conn.execute(records_between, (ids[0], ids[-1])).fetchall()
             for execution_id, records in groupby(rows, key=lambda row: row[0]):
                 yield Execution.replay(
-                    execution_id, _decoded(execution_id, (row[1:] for row in records))
+                    execution_id, decoded(execution_id, (row[1:] for row in records))
                 )
             after = ids[-1]
 
@@ -470,6 +474,31 @@ class SQLExecutionDatabase(ExecutionDatabase):
             rows = conn.execute(query, (after_seq, after_seq, limit))
             return [ChainRecord(*row) for row in rows]
 
+    def projection_evidence(self, page: int = 1000) -> Iterator[ProjectionEvidence]:
+        """Every execution's row in the executions table beside its records, in execution
+        id order, ids that have only one of the two included: what verify checks the table
+        against. A page's rows and records come from one statement, so from one snapshot,
+        whatever other connections commit meanwhile."""
+        sql, after = self._backend.sql, ""
+        while True:
+            with self._reading("read the executions table beside its records") as conn:
+                (end,) = conn.execute(sql(PAGE_END), (after, page - 1) * 2).fetchone()
+                # The last page (end None) runs to the end of both tables.
+                bounded, params = ("", (after,)) if end is None else (UP_TO, (after, end))
+                query = sql(EVIDENCE.format(bounded=bounded))
+                rows = conn.execute(query, params * 2).fetchall()
+            for execution_id, group in groupby(rows, key=lambda row: row[0]):
+                stored, records = None, []
+                for *row, seq, kind, at, payload in group:
+                    if seq == 0:
+                        stored = ProjectionRow(*row)
+                    else:
+                        records.append((kind, at, payload))
+                yield ProjectionEvidence(execution_id, stored, tuple(records))
+            if end is None:
+                return
+            after = end
+
     def control_events(self) -> list[ControlEvent]:
         query = f"SELECT {_CONTROL_COLUMNS} FROM control_events ORDER BY seq"
         with self._reading("read the control events") as conn:
@@ -490,7 +519,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             ),
             (execution_id,),
         ).fetchall()
-        return _decoded(execution_id, rows)
+        return decoded(execution_id, rows)
 
     # -- failing safe --------------------------------------------------------------------
 
@@ -550,7 +579,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         return lost
 
 
-def _decoded(
+def decoded(
     execution_id: str, rows: Iterable[tuple[str, float, str]]
 ) -> tuple[ExecutionEvent, ...]:
     """Events from their (kind, at, payload) rows."""
