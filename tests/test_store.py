@@ -263,7 +263,7 @@ def test_verify_names_the_record_whose_payload_was_changed_behind_the_store(targ
         fill["seq"],
         fill["execution_id"],
     )
-    assert result.records_verified == fill["seq"] - 1
+    assert result.records_verified == fill["seq"] - 1 and result.first_bad_kind == "OrderFilled"
     assert "content changed" in result.problem
 
 
@@ -276,7 +276,7 @@ def test_verify_names_a_record_that_was_removed_as_missing(target):
     result = verify_audit_chain(db)
 
     assert not result.ok and result.first_bad_seq == fill["seq"]
-    assert result.first_bad_execution_id is None
+    assert result.first_bad_execution_id is None and result.first_bad_kind is None
     assert "missing" in result.problem
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from engine.store import export_audit_trail_to, verify_audit_store
+from engine.store import VerificationResult, export_audit_trail_to, verify_audit_store
 from scenarios.cli.common import console, open_store
 
 audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
@@ -35,13 +35,8 @@ def audit_verify(
         )
         return
     if not chain.ok:
-        where = (
-            f"execution {chain.first_bad_execution_id}"
-            if chain.first_bad_execution_id
-            else "missing"
-        )
         _tampered(
-            f"record {chain.first_bad_seq} ({where}): {chain.problem}; "
+            f"record {chain.first_bad_seq} ({_record(chain)}): {chain.problem}; "
             f"{chain.records_verified} records before it verified"
         )
     for disagreement in table.disagreements:
@@ -50,6 +45,16 @@ def audit_verify(
     if unshown:
         _tampered(f"and {unshown} more executions whose row disagrees with their records")
     raise typer.Exit(1)
+
+
+def _record(chain: VerificationResult) -> str:
+    """What the first bad record is: an execution's, a control event (it belongs to no
+    execution, and is no less present for that), or missing."""
+    if chain.first_bad_kind is None:
+        return "missing"
+    if chain.first_bad_execution_id is None:
+        return f"control event {chain.first_bad_kind}"
+    return f"execution {chain.first_bad_execution_id}, {chain.first_bad_kind}"
 
 
 def _tampered(problem: str) -> None:
