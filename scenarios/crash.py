@@ -1,27 +1,44 @@
-"""Crash chaos: the engine process is killed with SIGKILL mid-run, at seeded random moments,
-and restarted on the same audit store and the same broker; the invariants must still hold.
+"""Crash chaos: the engine process is killed with SIGKILL in the middle of an order's round
+trip and restarted on the same audit store and the same broker; the invariants must still
+hold.
 
 The broker lives in its own process (`scenarios.paper_venue`), as a real terminal outlives
 the strategy that talks to it. Each engine run first recovers what the last one left open,
 then executes the scenario's decisions in order, on the wall clock; decisions already
 recorded come back from the store by their idempotency key, so a restart never sends a
 decision twice.
+
+Where a kill lands is chosen, not left to a timer: a kill at a random instant mostly finds
+the engine between orders, or still starting, and then tests nothing. Each engine run is
+told its kill point — its n-th order, while the request is on its way to the broker (its
+SubmissionAttempted durable, nothing at the broker: recovery must abandon it) or while the
+broker holds the order and its reply is on the way back (recovery must find and adopt it).
+At that point the worker says so on stdout and waits; the parent SIGKILLs it there. The seed
+picks each point, so a run kills at the same moments on a fast machine and on a busy one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable
+from enum import StrEnum
 from multiprocessing.connection import Client
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.clock import WallClock
+from engine.core.lifecycle import Execution
+from engine.core.ports import OrderReport, OrderRequest
+from engine.core.vocabulary import ExecutionRejectionReason
 from engine.engine import ExecutionEngine
 from engine.live import LiveDriver
 from engine.store import open_database
@@ -67,14 +84,106 @@ def wall_clock_config(scenario: Scenario) -> Scenario:
     return scenario.model_copy(update={"engine": faster})
 
 
-def run_worker(scenario_path: Path, db_url: str, port: int, origin: float, seed: int) -> int:
+# How long an engine run may take to reach its kill point, or the last one to finish.
+WORKER_TIMEOUT_SECONDS = 600.0
+
+
+class KillPhase(StrEnum):
+    """Where in an order's round trip the engine process dies."""
+
+    IN_TRANSIT = "in-transit"  # the request is on its way: the broker has nothing yet
+    AT_BROKER = "at-broker"  # the broker has the order; its reply is on the way back
+
+
+class KillPoint(BaseModel):
+    """An engine run's kill point: its `order`-th order (1 = the first it sends), at `phase`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order: Annotated[int, Field(ge=1)]
+    phase: KillPhase
+
+    def __str__(self) -> str:
+        return f"{self.order}:{self.phase}"
+
+    @classmethod
+    def parse(cls, text: str) -> KillPoint:
+        order, _, phase = text.partition(":")
+        return cls(order=int(order), phase=KillPhase(phase))
+
+
+class Recovery(BaseModel):
+    """What an engine run's recovery did with the executions a killed one left open."""
+
+    model_config = ConfigDict(frozen=True)
+
+    adopted: int = 0  # the broker had the order: followed to its end
+    abandoned: int = 0  # the order never reached the broker: ended, unsent
+
+    @classmethod
+    def of(cls, settled: Iterable[Execution]) -> Recovery:
+        """Count the executions `ExecutionEngine.recover` settled. One it could not settle
+        (the broker unreachable) stays open and is counted by the run that settles it."""
+        adopted = abandoned = 0
+        for execution in settled:
+            if execution.broker_order_id is not None:
+                adopted += 1
+            elif execution.outcome_reason is ExecutionRejectionReason.INTERRUPTED:
+                abandoned += 1
+        return cls(adopted=adopted, abandoned=abandoned)
+
+    def __add__(self, other: Recovery) -> Recovery:
+        return Recovery(
+            adopted=self.adopted + other.adopted, abandoned=self.abandoned + other.abandoned
+        )
+
+
+class MortalVenue(VenueProxy):
+    """The remote venue, with the engine process's kill point on the way of its n-th order.
+
+    The count is of orders placed (retries of a lost request included), so the point falls
+    on an order in flight whatever the decisions before it came to."""
+
+    def __init__(self, address: tuple[str, int], kill_at: KillPoint) -> None:
+        super().__init__(address)
+        self._kill_at = kill_at
+        self._orders = 0
+
+    def place(self, order: OrderRequest, now: float) -> OrderReport:
+        self._orders += 1
+        fatal = self._orders == self._kill_at.order
+        if fatal and self._kill_at.phase is KillPhase.IN_TRANSIT:
+            await_kill(self._kill_at, order.client_order_id)
+        report: OrderReport = self._call("place", order, now)
+        if fatal and self._kill_at.phase is KillPhase.AT_BROKER:
+            await_kill(self._kill_at, order.client_order_id)
+        return report
+
+
+def await_kill(point: KillPoint, client_order_id: str) -> None:
+    """Tell the parent the kill point is reached, and wait there for its SIGKILL."""
+    print(f"kill-point {point} {client_order_id}", flush=True)
+    sys.stdin.read()  # returns only at end of file: the parent is gone
+    os._exit(1)  # so die here, as its kill would have: no cleanup, nothing more sent
+
+
+def run_worker(
+    scenario_path: Path,
+    db_url: str,
+    port: int,
+    origin: float,
+    seed: int,
+    kill_at: KillPoint | None = None,
+) -> int:
     scenario = wall_clock_config(load_scenario(scenario_path))
     clock = WallClock(scenario.t0, origin)
     database = open_database(db_url)
     wire = Wire(Network(scenario.network_config(), seed), clock)
-    broker = SimulatedBroker(VenueProxy(("127.0.0.1", port)), wire)  # type: ignore[arg-type]
+    address = ("127.0.0.1", port)
+    venue = VenueProxy(address) if kill_at is None else MortalVenue(address, kill_at)
+    broker = SimulatedBroker(venue, wire)  # type: ignore[arg-type]
     engine = ExecutionEngine(broker, database, scenario.engine, LiveDriver(clock))
-    print(f"recovered {len(engine.recover())}", flush=True)
+    print(f"recovery {Recovery.of(engine.recover()).model_dump_json()}", flush=True)
     for arrival in arrivals_of(scenario, seed, scenario_path.parent):
         engine.execute(arrival.rpm)
     database.close()
@@ -85,11 +194,28 @@ def run_worker(scenario_path: Path, db_url: str, port: int, origin: float, seed:
 class CrashOutcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    kills: int
+    kills: tuple[KillPoint, ...]  # the kill points reached, each by a SIGKILL
+    recovery: Recovery  # what the restarted engines' recovery settled, all runs together
     executions: int
     broker_orders: int
     invariants_checked: tuple[str, ...]
     violations: tuple[Violation, ...]
+
+
+def kill_plan(seed: int, kills: int, decisions: int) -> list[KillPoint]:
+    """Where each engine run dies: phases alternate, so that recovery both adopts and
+    abandons, and the seed picks the first phase and how many orders each run sends first.
+    A run dies within its first decisions / (2 (kills + 1)) orders, so the kills together
+    take at most half the decisions: while most decisions become orders, every kill point
+    is reached and the last run still has work of its own."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6B696C6C]))
+    phases = list(KillPhase)
+    first = int(rng.integers(len(phases)))
+    most = max(1, decisions // (2 * (kills + 1)))
+    return [
+        KillPoint(order=int(rng.integers(1, most + 1)), phase=phases[(first + i) % len(phases)])
+        for i in range(kills)
+    ]
 
 
 def crash_run(
@@ -118,17 +244,16 @@ def crash_run(
             sys.executable, "-m", "scenarios.crash", "--scenario", str(scenario_path.resolve()),
             "--db", db_url, "--port", str(port), "--origin", str(origin), "--seed", str(seed),
         ]  # fmt: skip
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6B696C6C]))
-        killed = 0
-        for _ in range(kills):
-            worker = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-            time.sleep(float(rng.uniform(1.0, 2.5)))
-            worker.kill()  # SIGKILL: no cleanup, no flush, mid-whatever-it-was-doing
-            output, _ = worker.communicate()
-            killed += "done" not in output
-        final = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if final.returncode != 0:
-            raise RuntimeError(f"the last engine run failed:\n{final.stderr[-3000:]}")
+        decisions = len(arrivals_of(scenario, seed, scenario_path.parent))
+        killed: list[KillPoint] = []
+        recovery = Recovery()
+        for point in kill_plan(seed, kills, decisions):
+            recovered, reached = engine_run([*command, "--kill-at", str(point)])
+            recovery += recovered
+            if reached:
+                killed.append(point)
+        recovered, _ = engine_run(command)
+        recovery += recovered
         orders = ledger_orders(port)
     finally:
         broker.kill()
@@ -140,12 +265,44 @@ def crash_run(
         violations = check_invariants(CRASH_INVARIANTS, run_cases, Evidence(database, is_open, []))
         executions = len(list(database.execution_ids()))
     return CrashOutcome(
-        kills=killed,
+        kills=tuple(killed),
+        recovery=recovery,
         executions=executions,
         broker_orders=len(orders),
         invariants_checked=CRASH_INVARIANTS,
         violations=tuple(violations),
     )
+
+
+def engine_run(command: list[str]) -> tuple[Recovery, bool]:
+    """Run one engine process until it reaches its kill point, there SIGKILLed (True), or
+    until it ends (False); with what its recovery settled. An engine that fails otherwise,
+    or takes more than WORKER_TIMEOUT_SECONDS, is an error."""
+    recovery, reached = Recovery(), False
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as worker:
+        watchdog = threading.Timer(WORKER_TIMEOUT_SECONDS, worker.kill)
+        watchdog.start()
+        try:
+            assert worker.stdout is not None
+            for line in worker.stdout:
+                kind, _, rest = line.rstrip("\n").partition(" ")
+                if kind == "recovery":
+                    recovery = Recovery.model_validate_json(rest)
+                elif kind == "kill-point":
+                    reached = True
+                    break
+        except BaseException:
+            worker.kill()
+            raise
+        finally:
+            watchdog.cancel()
+        if reached:
+            worker.kill()  # SIGKILL: no cleanup, no flush, mid-round-trip
+    if not reached and worker.returncode != 0:
+        raise RuntimeError(f"an engine run ended with exit code {worker.returncode}: {command}")
+    return recovery, reached
 
 
 def free_port() -> int:
@@ -185,8 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--origin", type=float, required=True)
     parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument(
+        "--kill-at",
+        type=KillPoint.parse,
+        help="ORDER:PHASE (in-transit or at-broker): stop there and wait to be killed",
+    )
     o = parser.parse_args(argv)
-    return run_worker(o.scenario, o.db, o.port, o.origin, o.seed)
+    return run_worker(o.scenario, o.db, o.port, o.origin, o.seed, o.kill_at)
 
 
 if __name__ == "__main__":

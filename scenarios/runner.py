@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.core.lifecycle import Execution
 from engine.store import ExecutionDatabase, open_database
+from engine.store.base import ControlKind, control_event
 from scenarios.invariants import Evidence, InvariantChecks, Violation, cases
 from scenarios.orderflow import DecisionsFile, OrderFlowConfig, SyntheticFlow
 from scenarios.run_outputs import (
@@ -44,6 +45,7 @@ from sim.world import SimulatedWorld
 
 TAPE_SECONDS = 1.0
 MARKOUT_TAIL = 300.0  # seconds: the longest markout horizon
+KILL_SWITCH_ACTOR = "scenario kill_switch"  # who halted, in the audit trail
 
 
 class RunSummary(BaseModel):
@@ -247,22 +249,39 @@ def _feed(
 
 
 def _kill_switch(world: SimulatedWorld, scenario: Scenario) -> list[tuple[float, float]]:
-    """Schedule the halts; return their windows in driver time for the invariants."""
     windows = []
     for switch in scenario.kill_switch:
         start = scenario.t0 + switch.halt_at_seconds
         end = scenario.t0 + switch.resume_at_seconds if switch.resume_at_seconds else float("inf")
         windows.append((start, end))
-        world.env.process(_halt_between(world, start, end))
+        world.env.process(_halt_between(world, start, end, f"scenario {scenario.name}"))
     return windows
 
 
-def _halt_between(world: SimulatedWorld, start: float, end: float) -> Generator[Any, Any, None]:
+def _halt_between(
+    world: SimulatedWorld, start: float, end: float, reason: str
+) -> Generator[Any, Any, None]:
+    """Halt, then record the halt; record the resumption, then resume: in the audit trail
+    as the API's /halt and /resume leave them, so a run's auditor sees when it was halted."""
     yield world.env.timeout(start - world.env.now)
     world.engine.halt()
+    _record_switch(world, ControlKind.TRADING_HALTED, reason)
     if end != float("inf"):
         yield world.env.timeout(end - world.env.now)
+        _record_switch(world, ControlKind.TRADING_RESUMED, reason)
         world.engine.resume()
+
+
+def _record_switch(world: SimulatedWorld, kind: ControlKind, reason: str) -> None:
+    event = control_event(
+        kind,
+        world.env.now,
+        by=KILL_SWITCH_ACTOR,
+        role=None,  # no API key acted, so no role
+        reason=reason,
+        config_version=world.engine.config.version,
+    )
+    world.engine.database.append_control(event)
 
 
 class _Tally:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,9 @@ def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_cha
         ("TradingResumed", None),
     ]
     assert all(r["payload"]["by"] == "admin-key" for r in controls)
-    seqs = [r["seq"] for r in records]
-    assert seqs == sorted(seqs) and controls[0]["prev_hash"] in {r["hash"] for r in records}
+    # The whole trail, in one chain: whichever tests of this module's server ran before.
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(records))
 
 
 def test_a_key_revoked_with_the_cli_is_refused_by_the_running_server(server):
@@ -391,6 +393,55 @@ def test_a_bad_history_query_is_a_422_naming_the_parameter(api, params, loc):
 
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["loc"] == loc
+
+
+# Pydantic alone reads a number as Unix seconds ("20240109" as a day in August 1970).
+NOT_ISO_8601 = [
+    "0.5",
+    "1704787200",
+    "20240109",
+    "-1",
+    "2024-01-09T10:00:00+0100",  # a basic-format zone in an extended-format time
+    "2024-01-09 10:00:00",
+    "2024-13-01T00:00:00Z",
+    "",
+]
+
+
+@pytest.mark.parametrize("route", ["/history", "/audit_trail"])
+@pytest.mark.parametrize("parameter", ["start", "end"])
+@pytest.mark.parametrize("value", NOT_ISO_8601)
+def test_a_time_that_is_not_iso_8601_is_a_422_naming_the_parameter(api, route, parameter, value):
+    answer = api.read(route, **{parameter: value})
+
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["loc"] == ["query", parameter]
+
+
+@pytest.mark.parametrize("route", ["/history", "/audit_trail"])
+def test_iso_8601_times_are_read_with_their_zone_and_without_one_as_utc(api, route):
+    api.execute(approved("iso-1"))
+    everything = api.read(route).text
+    # The paper clock's first instant, before any record, spelt four ways.
+    spellings = ["2024-01-08T07:00", "2024-01-08T08:00:00+01:00", "2024-01-08t07:00:00.0z"]
+
+    answers = [api.read(route, start=start) for start in [*spellings, "2024-01-08"]]
+    # 08:00:00.5+01:00 is 07:00:00.5Z: an end before the start, if the zone is read.
+    reversed_ = api.read(route, start="2024-01-08T08:00:00Z", end="2024-01-08T08:00:00.5+01:00")
+
+    assert [answer.status_code for answer in answers] == [200] * len(answers)
+    assert {answer.text for answer in answers} == {everything}
+    assert reversed_.status_code == 422 and reversed_.json()["errors"][0]["loc"] == ["query", "end"]
+
+
+def test_the_openapi_document_declares_every_query_time_a_date_time(api):
+    document = api.read("/openapi.json").json()
+
+    for path in ("/history", "/audit_trail"):
+        parameters = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
+        for name in ("start", "end"):
+            schema = parameters[name]["schema"]["anyOf"][0]
+            assert schema == {"type": "string", "format": "date-time"}, (path, name)
 
 
 def test_an_unknown_execution_is_a_404_that_names_it(api):

@@ -3,6 +3,8 @@ records, on every backend, append-only and tamper-evident like them."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -100,21 +102,46 @@ def test_the_database_itself_refuses_to_change_or_remove_a_control_event(shared,
         conn.execute(statement)
 
 
-def test_verify_names_a_control_event_changed_behind_the_store(shared):
-    db = shared.open()
-    run_with_a_halt(db)
-
-    with shared.raw() as conn:
-        if shared.kind == "postgresql":
+def tamper_with_the_resume(target: sb.StoreTarget) -> None:
+    """Change the payload of record 3 (the TradingResumed of run_with_a_halt) behind the
+    store, its append-only guards dropped first."""
+    with target.raw() as conn:
+        if target.kind == "postgresql":
             conn.execute("DROP TRIGGER control_events_refuse_update_delete ON control_events")
         else:
             for trigger in SQLITE_GUARDS:
                 conn.execute(f"DROP TRIGGER {trigger}")
         conn.execute("UPDATE control_events SET payload = '{}' WHERE seq = 3")
+
+
+def test_verify_names_a_control_event_changed_behind_the_store(shared):
+    db = shared.open()
+    run_with_a_halt(db)
+
+    tamper_with_the_resume(shared)
     result = verify_audit_chain(db)
 
     assert not result.ok and result.first_bad_seq == 3 and result.records_verified == 2
     assert result.first_bad_execution_id is None and "content changed" in result.problem
+    assert result.first_bad_kind == "TradingResumed"  # present, so not "missing"
+
+
+def test_arbitrex_audit_verify_reports_a_changed_control_event_as_tampered_not_missing(shared):
+    run_with_a_halt(shared.open())
+    shared.close_all()
+
+    tamper_with_the_resume(shared)
+    exe = shutil.which("arbitrex")
+    assert exe is not None, "the arbitrex command is not installed: pip install -e '.[dev]'"
+    verified = subprocess.run(
+        [exe, "audit", "verify", "--db", shared.url], capture_output=True, text=True, timeout=120
+    )
+
+    assert verified.returncode == 1, verified.stderr
+    assert verified.stdout.splitlines() == [
+        "TAMPERED: record 3 (control event TradingResumed): content changed: record 3's "
+        "fields no longer match its hash; 2 records before it verified"
+    ]
 
 
 def test_the_in_memory_store_keeps_control_events_in_its_time_ordered_trail():

@@ -1,5 +1,6 @@
-"""Crash chaos: SIGKILL at random points, restart on the same store and broker — nothing
-lost, nothing twice; and two live engines on one PostgreSQL never double an order."""
+"""Crash chaos: SIGKILL in the middle of an order's round trip, restart on the same store and
+broker — nothing lost, nothing twice; and two live engines on one PostgreSQL never double an
+order."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from scenarios.crash import crash_run, free_port, ledger_orders, wait_for_broker
+from engine.core.events import ExecutionAbandoned, OrderAcknowledged
+from engine.store import open_database
+from scenarios.crash import (
+    KillPhase,
+    KillPoint,
+    crash_run,
+    free_port,
+    kill_plan,
+    ledger_orders,
+    wait_for_broker,
+)
 from tests.store_backends import store_target
 
 SMALL = """
@@ -34,11 +46,52 @@ def scenario_file(tmp_path: Path, orders: int) -> Path:
 
 
 @pytest.mark.slow
-def test_an_engine_killed_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path):
+def test_an_engine_killed_mid_order_loses_nothing_and_sends_nothing_twice(tmp_path):
     outcome = crash_run(scenario_file(tmp_path, 150), tmp_path / "run", kills=5)
-    assert outcome.kills >= 3, "the engine must actually be killed in the middle of its run"
+
+    assert len(outcome.kills) == 5, "every engine run must reach its kill point"
     assert outcome.executions == 150  # every decision recorded exactly once
     assert outcome.violations == ()
+    # Each kill left exactly one order in flight, and recovery settled it as its phase says.
+    phases = Counter(point.phase for point in outcome.kills)
+    assert outcome.recovery.adopted == phases[KillPhase.AT_BROKER] > 0
+    assert outcome.recovery.abandoned == phases[KillPhase.IN_TRANSIT] > 0
+    # ... as the audit trail, the evidence, records it.
+    with open_database(f"sqlite:///{tmp_path / 'run' / 'audit.db'}") as database:
+        trails = [database.events(e) for e in database.execution_ids()]
+    found = sum(
+        any(isinstance(e, OrderAcknowledged) and e.via_reconciliation for e in trail)
+        for trail in trails
+    )
+    ended = sum(any(isinstance(e, ExecutionAbandoned) for e in trail) for trail in trails)
+    assert (found, ended) == (outcome.recovery.adopted, outcome.recovery.abandoned)
+
+
+@pytest.mark.slow
+def test_the_command_line_reports_what_recovery_adopted_and_abandoned(tmp_path):
+    scenario = str(scenario_file(tmp_path, 40))
+    command = [sys.executable, "-m", "scenarios.cli", "run", scenario, "--crash", "--kills", "2"]
+    answer = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert answer.returncode == 0, answer.stderr
+    summary = " ".join(answer.stdout.split())  # rich wraps lines at the terminal's width
+    assert "2 engine processes killed mid-order (1 with the request on its way, 1 with" in summary
+    assert (
+        "recovery: 1 executions adopted (found at the broker and followed), 1 abandoned" in summary
+    )
+    assert "invariants: all 7 hold" in summary
+
+
+def test_the_kill_plan_is_the_seed_s_in_flight_points_alternating_and_within_reach():
+    plan = kill_plan(seed=7, kills=9, decisions=200)
+
+    assert plan == kill_plan(seed=7, kills=9, decisions=200)
+    assert plan != kill_plan(seed=8, kills=9, decisions=200)
+    assert all(a.phase != b.phase for a, b in pairwise(plan))
+    # 9 runs of at most 10 orders each leave the last run 110 decisions of its own.
+    assert all(1 <= point.order <= 10 for point in plan)
+    assert [point.order for point in kill_plan(seed=7, kills=3, decisions=5)] == [1, 1, 1]
+    assert KillPoint.parse(str(plan[0])) == plan[0]
 
 
 @pytest.mark.slow

@@ -8,14 +8,21 @@ import json
 import shutil
 import subprocess
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import store_backends as sb
 
 from engine.core.lifecycle import Execution
 from engine.schemas import RPMOutput
-from engine.store import SQLExecutionDatabase, open_database
+from engine.store import (
+    SQLExecutionDatabase,
+    export_audit_trail_to,
+    open_database,
+    verify_audit_store,
+)
 from scenarios.runner import run_scenario
 from scenarios.spec import ScenarioError, load_scenario
 from scenarios.sweep import sweep
@@ -25,6 +32,7 @@ FILES = sorted(LIBRARY.glob("*.toml"))
 # CI runs each scenario at a size that keeps its character: at most this many orders,
 # except the load scenario, whose point is its thousand concurrent orders.
 CI_ORDERS = 400
+EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 STORE_CACHE = inspect.signature(SQLExecutionDatabase).parameters["state_cache_size"].default
 
 
@@ -72,6 +80,31 @@ def test_each_scenario_shows_its_character():
     assert run("kill_switch").rejections_by_reason.get("TRADING_HALTED", 0) > 0
     flaky = run("flaky_network").faults_injected
     assert flaky.get("network reply_lost", 0) > 0 and flaky.get("network request_lost", 0) > 0
+
+
+@pytest.mark.parametrize("backend", sb.SHARED)
+def test_a_kill_switch_run_keeps_its_halt_and_resumption_in_the_audit_trail(tmp_path, backend):
+    path = LIBRARY / "kill_switch.toml"
+    scenario = reduced(path)
+    (switch,) = scenario.kill_switch
+    with sb.store_target(backend, tmp_path) as target:
+        summary = run_scenario(scenario, path.parent, db_url=target.url)
+        db = target.open()
+        trail = tmp_path / "trail.jsonl"
+        export_audit_trail_to(db, trail, "jsonl", *EVER)
+        verified = verify_audit_store(db)
+        controls = db.control_events()
+
+    assert summary.violations == () and verified.ok
+    assert verified.executions.executions_verified == summary.orders
+    recorded = {"by": "scenario kill_switch", "role": None, "reason": "scenario kill_switch"}
+    assert [(c.kind.value, c.at, c.payload) for c in controls] == [
+        ("TradingHalted", scenario.t0 + switch.halt_at_seconds, recorded),
+        ("TradingResumed", scenario.t0 + switch.resume_at_seconds, recorded),
+    ]
+    exported = [json.loads(line) for line in trail.read_text().splitlines()]
+    shown = [(row["kind"], row["at"]) for row in exported if row["execution_id"] is None]
+    assert shown == [(c.kind.value, c.at) for c in controls]
 
 
 def test_the_same_file_and_seed_give_the_same_results_hash_and_another_seed_another():

@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.api.keys import ApiKey
 from engine.api.metrics import BrokerProbes, Timings
-from engine.core.config import ENGINE_VERSION
 from engine.engine import ExecutionEngine
-from engine.store.base import ControlEvent, ControlKind, StoreUnavailable
+from engine.store.base import ControlEvent, ControlKind, StoreUnavailable, control_event
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +67,12 @@ class ApiService:
         return True
 
     def control_event(self, kind: ControlKind, key: ApiKey, reason: str | None) -> ControlEvent:
-        return ControlEvent(
-            kind=kind,
-            at=self.clock(),
-            payload={"by": key.name, "role": key.role.value, "reason": reason},
-            engine_version=ENGINE_VERSION,
+        return control_event(
+            kind,
+            self.clock(),
+            by=key.name,
+            role=key.role.value,
+            reason=reason,
             config_version=self.engine.config.version,
         )
 

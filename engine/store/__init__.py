@@ -12,8 +12,10 @@ from engine.store.export import export_audit_trail_to
 from engine.store.memory import InMemoryExecutionDatabase
 from engine.store.sql import SQLExecutionDatabase
 from engine.store.urls import open_database
+from engine.store.verify import AuditVerification, verify_audit_store
 
 __all__ = [
+    "AuditVerification",
     "DuplicateExecution",
     "ExecutionDatabase",
     "ExecutionTakenOver",
@@ -25,4 +27,5 @@ __all__ = [
     "export_audit_trail_to",
     "open_database",
     "verify_audit_chain",
+    "verify_audit_store",
 ]

@@ -13,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 from pydantic import AwareDatetime, ConfigDict, NonNegativeInt
 from pydantic.dataclasses import dataclass as validated_dataclass
 
+from engine.core.config import ENGINE_VERSION
 from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind, to_payload
 from engine.core.lifecycle import Execution
 from engine.metrics import ExecutionMetrics, MetricsSummary
@@ -63,6 +64,26 @@ class ControlEvent:
     payload: dict[str, Any]  # who acted and why: never a secret
     engine_version: str
     config_version: str
+
+
+def control_event(
+    kind: ControlKind,
+    at: float,
+    *,
+    by: str,
+    role: str | None,
+    reason: str | None,
+    config_version: str,
+) -> ControlEvent:
+    """A halt or resume as the trail records it, whoever pulled the switch (an API key, a
+    scenario's kill switch): one payload an auditor reads alike for every source."""
+    return ControlEvent(
+        kind=kind,
+        at=at,
+        payload={"by": by, "role": role, "reason": reason},
+        engine_version=ENGINE_VERSION,
+        config_version=config_version,
+    )
 
 
 @validated_dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))

@@ -89,7 +89,8 @@ class VerificationResult(BaseModel):
     ok: bool
     records_verified: int  # records that passed before the first bad one (all, when ok)
     first_bad_seq: int | None = None
-    first_bad_execution_id: str | None = None  # None when the bad record is missing
+    first_bad_execution_id: str | None = None  # None for a control event or a missing record
+    first_bad_kind: str | None = None  # as stored; None when the bad record is missing
     problem: str | None = None
     head_hash: str  # of the last record verified: equal runs give equal heads
 
@@ -109,6 +110,7 @@ def verify_audit_chain(db: ExecutionDatabase) -> VerificationResult:
                     records_verified=verified,
                     first_bad_seq=expected_seq,
                     first_bad_execution_id=None if missing else record.execution_id,
+                    first_bad_kind=None if missing else record.kind,
                     problem=problem,
                     head_hash=head,
                 )

@@ -25,7 +25,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from itertools import groupby
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ from engine.core.events import (
     to_payload,
 )
 from engine.core.lifecycle import Execution
-from engine.schemas import ExecutionLog, ExecutionStatus, utc
+from engine.schemas import ExecutionLog, ExecutionStatus
 from engine.store.backend import Backend, Durability, check_durability
 from engine.store.base import (
     ControlEvent,
@@ -52,6 +52,17 @@ from engine.store.base import (
 )
 from engine.store.chain import GENESIS_HASH, ChainRecord, canonical_json, record_hash
 from engine.store.migrations import apply_migrations
+from engine.store.projection import (
+    CLAIM,
+    EVIDENCE,
+    PAGE_END,
+    UP_TO,
+    ProjectionEvidence,
+    ProjectionRow,
+    apply_events,
+    micros,
+    row_of,
+)
 
 _RECORD_COLUMNS = (
     "seq, execution_id, at, kind, payload, engine_version, config_version, prev_hash, hash"
@@ -69,7 +80,6 @@ _HEAD = (
     "UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM control_events "
     "ORDER BY seq DESC LIMIT 1) c ORDER BY seq DESC LIMIT 1"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TERMINAL = tuple(status.value for status in ExecutionStatus if status.is_terminal)
 # Why a failed group commit failed, kept for its waiting appends to read, for this many of
 # the latest groups: far more than there can be appends waiting at once.
@@ -278,27 +288,23 @@ class SQLExecutionDatabase(ExecutionDatabase):
         assert self._head is not None
         first, execution_id, sql = events[0], events[0].execution_id, self._backend.sql
         if isinstance(first, ExecutionRequested):
-            execution, stored_status = Execution(execution_id), None
+            execution = Execution(execution_id)
         else:
             execution = self._fold(conn, first)
             self._folds.pop(execution_id, None)  # trusted again only once stored
-            stored_status = execution.status
-        changed_at = None
-        for event in events:
-            before = execution.status
-            execution.apply(event)
-            if execution.status is not before:
-                changed_at = event.at
+        changed_at = apply_events(execution, events)
         request = execution.request
         assert request is not None
         if isinstance(first, ExecutionRequested):
             assert changed_at is not None  # a request always moves the status
-            self._claim(conn, first, _status(execution), changed_at)
-        elif changed_at is not None and execution.status is not stored_status:
-            # The projection follows status changes only.
+            self._claim(conn, row_of(execution, changed_at))
+        elif changed_at is not None:
+            # The row follows every status change, even one a batch undoes (SUBMITTING,
+            # UNRESOLVED, SUBMITTING): its updated_at is then the fold's, as verify expects.
+            row = row_of(execution, changed_at)
             conn.execute(
                 sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
-                (_status(execution), _micros(utc(changed_at)), execution_id),
+                (row.status, row.updated_at, execution_id),
             )
         seq, digest = self._head
         versions = (request.engine_version, request.config_version)
@@ -318,39 +324,22 @@ class SQLExecutionDatabase(ExecutionDatabase):
         if len(self._folds) > self._state_cache_size:
             self._folds.popitem(last=False)
 
-    def _claim(self, conn: Any, event: ExecutionRequested, status: str, updated_at: float) -> None:
-        """Insert the projection row, in the status its first batch leaves it in: the
+    def _claim(self, conn: Any, row: ProjectionRow) -> None:
+        """Insert the execution's row, in the status its first batch leaves it in: the
         database's unique keys decide who was first."""
-        request, sql = event.request, self._backend.sql
+        sql = self._backend.sql
         # ON CONFLICT DO NOTHING lets the keys refuse a second claim without failing the
         # statement, which on PostgreSQL would abort the whole (maybe batched) transaction.
-        claimed = conn.execute(
-            sql(
-                "INSERT INTO executions (execution_id, idempotency_key, client_order_id, "
-                "symbol, status, created_at, updated_at, engine_version, config_version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-            ),
-            (
-                event.execution_id,
-                request.idempotency_key,
-                request.client_order_id,
-                request.symbol,
-                status,
-                _micros(utc(event.at)),
-                _micros(utc(updated_at)),
-                request.engine_version,
-                request.config_version,
-            ),
-        ).rowcount
+        claimed = conn.execute(sql(CLAIM), row.values()).rowcount
         if claimed == 0:
-            row = conn.execute(
+            found = conn.execute(
                 sql(
                     "SELECT execution_id FROM executions "
                     "WHERE execution_id = ? OR idempotency_key = ?"
                 ),
-                (event.execution_id, request.idempotency_key),
+                (row.execution_id, row.idempotency_key),
             ).fetchone()
-            raise DuplicateExecution(row[0] if row else event.execution_id)
+            raise DuplicateExecution(found[0] if found else row.execution_id)
 
     def _fold(self, conn: Any, event: ExecutionEvent) -> Execution:
         """The execution's state before `event`: this store's own last write of it, or its
@@ -398,7 +387,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 rows = conn.execute(records_between, (ids[0], ids[-1])).fetchall()
             for execution_id, records in groupby(rows, key=lambda row: row[0]):
                 yield Execution.replay(
-                    execution_id, _decoded(execution_id, (row[1:] for row in records))
+                    execution_id, decoded(execution_id, (row[1:] for row in records))
                 )
             after = ids[-1]
 
@@ -411,9 +400,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
         if query.status is not None:
             filters.append(("status = ?", query.status.value))
         if query.start is not None:
-            filters.append(("created_at >= ?", _micros(query.start)))
+            filters.append(("created_at >= ?", micros(query.start)))
         if query.end is not None:
-            filters.append(("created_at < ?", _micros(query.end)))
+            filters.append(("created_at < ?", micros(query.end)))
         where = " AND ".join(clause for clause, _ in filters) or "1 = 1"
         select = self._backend.sql(
             f"SELECT execution_id FROM executions WHERE {where} "
@@ -485,6 +474,31 @@ class SQLExecutionDatabase(ExecutionDatabase):
             rows = conn.execute(query, (after_seq, after_seq, limit))
             return [ChainRecord(*row) for row in rows]
 
+    def projection_evidence(self, page: int = 1000) -> Iterator[ProjectionEvidence]:
+        """Every execution's row in the executions table beside its records, in execution
+        id order, ids that have only one of the two included: what verify checks the table
+        against. A page's rows and records come from one statement, so from one snapshot,
+        whatever other connections commit meanwhile."""
+        sql, after = self._backend.sql, ""
+        while True:
+            with self._reading("read the executions table beside its records") as conn:
+                (end,) = conn.execute(sql(PAGE_END), (after, page - 1) * 2).fetchone()
+                # The last page (end None) runs to the end of both tables.
+                bounded, params = ("", (after,)) if end is None else (UP_TO, (after, end))
+                query = sql(EVIDENCE.format(bounded=bounded))
+                rows = conn.execute(query, params * 2).fetchall()
+            for execution_id, group in groupby(rows, key=lambda row: row[0]):
+                stored, records = None, []
+                for *row, seq, kind, at, payload in group:
+                    if seq == 0:
+                        stored = ProjectionRow(*row)
+                    else:
+                        records.append((kind, at, payload))
+                yield ProjectionEvidence(execution_id, stored, tuple(records))
+            if end is None:
+                return
+            after = end
+
     def control_events(self) -> list[ControlEvent]:
         query = f"SELECT {_CONTROL_COLUMNS} FROM control_events ORDER BY seq"
         with self._reading("read the control events") as conn:
@@ -505,7 +519,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             ),
             (execution_id,),
         ).fetchall()
-        return _decoded(execution_id, rows)
+        return decoded(execution_id, rows)
 
     # -- failing safe --------------------------------------------------------------------
 
@@ -565,17 +579,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         return lost
 
 
-def _status(execution: Execution) -> str:
-    assert execution.status is not None
-    return execution.status.value
-
-
-def _micros(moment: datetime) -> int:
-    """Exact integer microseconds since the epoch (no float rounding on the way)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def _decoded(
+def decoded(
     execution_id: str, rows: Iterable[tuple[str, float, str]]
 ) -> tuple[ExecutionEvent, ...]:
     """Events from their (kind, at, payload) rows."""

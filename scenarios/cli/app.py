@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from engine.store import StoreUnavailable
 from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
 from scenarios.cli.common import OneLineErrors, console, err, fail, open_store
-from scenarios.crash import crash_run
+from scenarios.crash import KillPhase, crash_run
 from scenarios.demo import demo_scenario
 from scenarios.invariants import Violation
 from scenarios.limits import MAX_ORDERS, MAX_SEED
@@ -212,9 +213,16 @@ def _crash_and_report(
         )
     except ValueError as error:  # ScenarioError among them
         fail(2, error)
+    phases = Counter(point.phase for point in outcome.kills)
     console.print(
-        f"{scenario.name} under crash chaos: {outcome.kills} engine processes killed mid-run, "
+        f"{scenario.name} under crash chaos: {len(outcome.kills)} engine processes killed "
+        f"mid-order ({phases[KillPhase.IN_TRANSIT]} with the request on its way, "
+        f"{phases[KillPhase.AT_BROKER]} with the order at the broker), "
         f"{outcome.executions} executions, {outcome.broker_orders} broker orders"
+    )
+    console.print(
+        f"recovery: {outcome.recovery.adopted} executions adopted (found at the broker and "
+        f"followed), {outcome.recovery.abandoned} abandoned (never reached the broker)"
     )
     _print_violations(outcome.violations, outcome.invariants_checked)
     if outcome.violations:

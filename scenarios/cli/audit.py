@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from engine.store import export_audit_trail_to, verify_audit_chain
+from engine.store import VerificationResult, export_audit_trail_to, verify_audit_store
 from scenarios.cli.common import console, open_store
 
 audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
@@ -19,26 +19,47 @@ audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_he
 def audit_verify(
     db: Annotated[str, typer.Option(help="Audit store URL")],
 ) -> None:
-    """Walk the hash chain: name the first bad record, or say how many verified."""
+    """Walk the hash chain and check the executions table against the records: name the
+    first bad record and every disagreeing row, or say how much verified."""
     with open_store(db) as database:
         try:
-            result = verify_audit_chain(database)
+            result = verify_audit_store(database)
         except TypeError as error:
             raise typer.BadParameter(str(error), param_hint="--db") from error
+    chain, table = result.chain, result.executions
     if result.ok:
-        console.print(f"OK: {result.records_verified} records verified; head {result.head_hash}")
-        return
-    where = (
-        f"execution {result.first_bad_execution_id}" if result.first_bad_execution_id else "missing"
-    )
-    console.print(
-        Text.assemble(
-            ("TAMPERED", "red"),
-            f": record {result.first_bad_seq} ({where}): {result.problem}; "
-            f"{result.records_verified} records before it verified",
+        console.print(
+            f"OK: {chain.records_verified} records verified; head {chain.head_hash}; "
+            f"{table.executions_verified} executions agree with their records",
+            soft_wrap=True,
         )
-    )
+        return
+    if not chain.ok:
+        _tampered(
+            f"record {chain.first_bad_seq} ({_record(chain)}): {chain.problem}; "
+            f"{chain.records_verified} records before it verified"
+        )
+    for disagreement in table.disagreements:
+        _tampered(disagreement.problem)
+    unshown = table.executions_disagreeing - len({d.execution_id for d in table.disagreements})
+    if unshown:
+        _tampered(f"and {unshown} more executions whose row disagrees with their records")
     raise typer.Exit(1)
+
+
+def _record(chain: VerificationResult) -> str:
+    """What the first bad record is: an execution's, a control event (it belongs to no
+    execution, and is no less present for that), or missing."""
+    if chain.first_bad_kind is None:
+        return "missing"
+    if chain.first_bad_execution_id is None:
+        return f"control event {chain.first_bad_kind}"
+    return f"execution {chain.first_bad_execution_id}, {chain.first_bad_kind}"
+
+
+def _tampered(problem: str) -> None:
+    # One line per problem, never wrapped; the console reads no markup in the problem's text.
+    console.print(Text.assemble(("TAMPERED", "red"), f": {problem}"), soft_wrap=True)
 
 
 @audit_app.command("export")
