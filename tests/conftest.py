@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sim.world import SimulatedWorld
+from tests import store_backends as sb
 from tests.builders import FX_DATA
 
 
@@ -25,3 +27,17 @@ def fx_data() -> Path:
             pytest.fail(f"{message}; CI must provide it (see ../shared/data/fx/README.md)")
         pytest.skip(f"{message}; the real-data tests need ../shared/data/fx")
     return FX_DATA
+
+
+@pytest.fixture(params=sb.ALL)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
+    """Each audit store backend, fresh."""
+    with sb.store_target(request.param, tmp_path) as store_target:
+        yield store_target
+
+
+@pytest.fixture(params=sb.SHARED)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
+    """Backends where a second connection (a tamperer) reaches the same data."""
+    with sb.store_target(request.param, tmp_path) as store_target:
+        yield store_target

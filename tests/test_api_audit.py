@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 import store_backends as sb
@@ -22,16 +20,6 @@ EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 SQLITE_GUARDS = ("control_events_refuse_update", "control_events_refuse_delete")
 
 
-@pytest.fixture(params=sb.ALL)
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
-    with sb.store_target(request.param, tmp_path) as store_target:
-        yield store_target
-
-
-@pytest.fixture(params=sb.SHARED)
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
-    with sb.store_target(request.param, tmp_path) as store_target:
-        yield store_target
 
 
 def control(kind: ControlKind, at: float, by: str = "ops") -> ControlEvent:

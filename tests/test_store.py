@@ -55,17 +55,6 @@ SEED = 28  # chosen because its run has a lost reply, a reconciliation and refus
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
-@pytest.fixture(params=sb.ALL)
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
-    with sb.store_target(request.param, tmp_path) as store_target:
-        yield store_target
-
-
-@pytest.fixture(params=sb.SHARED)
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
-    """Backends where a second connection reaches the same data."""
-    with sb.store_target(request.param, tmp_path) as store_target:
-        yield store_target
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import store_backends as sb
@@ -24,17 +22,6 @@ from sim.world import DEFAULT_START
 SEED = 28  # its run has rejections, fills, a lost reply and a reconciliation
 
 
-@pytest.fixture(params=sb.ALL)
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
-    with sb.store_target(request.param, tmp_path) as store_target:
-        yield store_target
-
-
-@pytest.fixture(params=sb.SHARED)
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sb.StoreTarget]:
-    """Backends a tamperer can reach behind the store's back."""
-    with sb.store_target(request.param, tmp_path) as store_target:
-        yield store_target
 
 
 def arbitrex(*args: str) -> subprocess.CompletedProcess[str]:
