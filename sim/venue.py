@@ -279,12 +279,23 @@ class Venue:
         buy = ledger_order.direction is Direction.BUY
         touch = quote.ask if buy else quote.bid
         depth = self.config.depth
-        units, price = ledger_order.units, touch
-        if depth is not None:
-            units, price = depth.walk(ledger_order.units, touch, 1 if buy else -1, spec.pip)
+        units, price = self._closable(ledger_order), touch
+        if depth is not None and units:
+            units, price = depth.walk(units, touch, 1 if buy else -1, spec.pip)
         if units:
             self.fill(ledger_order, units, price, t)
         self.finish(ledger_order, BrokerOrderState.DONE)
+
+    def _closable(self, ledger_order: LedgerOrder) -> int:
+        """The units an order may still fill: a close the dealer sat on closes no more than
+        its position still holds (a stop-loss may have closed it meanwhile)."""
+        closes = self.closing.get(ledger_order.ticket, 0)
+        if not closes:
+            return ledger_order.units
+        position = self.book.get(closes)
+        if position is None or position.direction is ledger_order.direction:
+            return 0
+        return min(ledger_order.units, position.units)
 
     def fill(self, ledger_order: LedgerOrder, units: int, price: float, t: float) -> None:
         """One deal of an order: into the account, the position book and, for a close of

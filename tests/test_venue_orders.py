@@ -105,6 +105,12 @@ def refused_code(venue: Venue, request: OrderRequest, t: float = T0) -> int | No
 
 
 FLAT = [(T0, 1.08500, 1.08510)]
+GAP_DOWN = [
+    (T0, 1.08500, 1.08510),
+    (T0 + 1, 1.08420, 1.08430),
+    (T0 + 2, 1.08300, 1.08310),  # a gap through a 1.08400 stop
+    (T0 + 3, 1.08200, 1.08210),
+]
 
 
 # -- closing positions ------------------------------------------------------------------------
@@ -138,6 +144,17 @@ def test_a_second_close_while_the_first_is_working_is_refused_as_a_close_order_e
     assert venue.status(opened.order_id, T0 + 5).state is S.DONE
     venue.place(order(SELL, 50_000, position_id=opened.order_id), T0 + 5)  # sat on
     assert refused_code(venue, order(SELL, 50_000, position_id=opened.order_id), T0 + 6) == 10039
+
+
+def test_a_close_the_dealer_sat_on_fills_nothing_once_a_stop_closed_its_position():
+    quotes = [*GAP_DOWN[:2], (T0 + 12, 1.083, 1.0831)]
+    venue = venue_on(quotes, config=VenueConfig(depth=None, fill_delay_seconds=10.0))
+    opened = venue.place(order(BUY, stop_loss=1.084), T0)
+    assert venue.status(opened.order_id, T0 + 10).state is S.DONE
+    closing = venue.place(order(SELL, position_id=opened.order_id), T0 + 10)
+    report = venue.status(closing.order_id, T0 + 20)  # the stop triggered at T0 + 12
+    assert report.state is S.DONE and report.fills == ()
+    assert [e.reason for e in venue.exits(T0, T0 + 20)] == [ExitReason.STOP_LOSS]
 
 
 def test_a_netting_reduce_only_order_above_the_position_is_refused_and_never_flips_it():
@@ -216,13 +233,6 @@ def test_set_protection_with_none_removes_a_level():
 
 
 # -- stop-loss and take-profit on the quote path ----------------------------------------------
-
-GAP_DOWN = [
-    (T0, 1.08500, 1.08510),
-    (T0 + 1, 1.08420, 1.08430),
-    (T0 + 2, 1.08300, 1.08310),  # a gap through a 1.08400 stop
-    (T0 + 3, 1.08200, 1.08210),
-]
 
 
 def test_a_long_stop_triggers_on_the_bid_and_a_gap_fills_beyond_its_level():
