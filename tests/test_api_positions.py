@@ -40,7 +40,7 @@ def test_a_decision_with_stops_in_pips_opens_a_position_that_get_positions_shows
     assert position["stop_loss"] == pytest.approx(position["open_price"] - 20 * pip, abs=1e-5)
     assert position["take_profit"] == pytest.approx(position["open_price"] + 40 * pip, abs=1e-5)
     log = api.read(f"/executions/{done['execution_id']}").json()
-    assert log["unprotected_positions"] == 0 and log["protection"]
+    assert log["unprotected_positions"] == [] and log["protection"]
 
 
 def test_a_close_decision_naming_the_position_flattens_it(api):
@@ -84,7 +84,7 @@ def test_a_malformed_symbol_filter_is_a_422_naming_the_parameter(api):
 
 
 def test_the_openapi_document_declares_the_new_decision_terms_and_the_positions_route(api):
-    document = api.client.get("/openapi.json").json()
+    document = api.read("/openapi.json").json()
     trade_schema = document["components"]["schemas"]["ApprovedTrade"]["properties"]
 
     for term in (
