@@ -49,6 +49,8 @@ INVARIANTS = (
     "no_fill_while_closed",
     "executed_never_exceeds_intended",
     "no_order_for_unapproved_decision",
+    "no_position_left_unprotected",
+    "every_position_ends_closed",
 )
 
 # Every instant of a run must be a date, and Python's dates end with the year 9999.
