@@ -103,13 +103,20 @@ def cases(
 
 
 def _by_parent(groups: Iterable[list[LedgerOrder]]) -> Iterator[list[LedgerOrder]]:
-    """The ledger's groups by client order id, merged by parent tag, without the server's."""
+    """The ledger's groups by client order id, merged by parent tag, without the server's.
+
+    A group out of order is refused, as `cases` refuses one: merging it would hide it."""
     merged: list[LedgerOrder] = []
+    last: str | None = None
     for group in groups:
-        ours = [order for order in group if getattr(order, "reason", None) is None]
+        ours = [order for order in group if order.reason is None]
         if not ours:
             continue
-        if merged and parent_tag(merged[0].client_order_id) != parent_tag(ours[0].client_order_id):
+        client = ours[0].client_order_id
+        if last is not None and client <= last:
+            raise ValueError(f"cases out of client order id order: {client} after {last}")
+        last = client
+        if merged and parent_tag(merged[0].client_order_id) != parent_tag(client):
             yield merged
             merged = []
         merged = merged + ours
