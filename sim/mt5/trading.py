@@ -220,9 +220,10 @@ class Trading:
             fill_policy=FillPolicy.FOK
             if trade.type_filling == K.ORDER_FILLING_FOK
             else FillPolicy.IOC,
+            position_id=str(closes) if closes is not None else None,
         )
         try:
-            report = self.venue.place(order, t, closes)
+            report = self.venue.place(order, t)
         except BrokerRejected as refusal:
             return self._result(trade, refusal.code or codes.REJECT, t)
         ticket = int(report.order_id)
