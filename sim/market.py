@@ -70,11 +70,11 @@ class SymbolConfig(BaseModel):
     trade_mode: TradeMode = TradeMode.FULL
     # Filling policies the broker accepts for the symbol (MT5's filling_mode bitmask).
     fill_policies: tuple[FillPolicy, ...] = (FillPolicy.IOC, FillPolicy.FOK)
-    # MT5 SYMBOL_TRADE_STOPS_LEVEL and SYMBOL_TRADE_FREEZE_LEVEL, in points (MQL5 book,
-    # "Requirements and Limitations in Making Trades"): stops and limit prices nearer the
-    # market than the stops level are refused; within the freeze level of the market a
-    # position's stops can no longer be changed. SYMBOL_ORDER_MODE's SL/TP flags: whether
-    # an order may carry its stops.
+    # MT5 SYMBOL_TRADE_STOPS_LEVEL and SYMBOL_TRADE_FREEZE_LEVEL, in points (MQL4 book,
+    # "Requirements and Limitations in Making Trades", book.mql4.com/appendix/limits):
+    # stops and limit prices nearer the market than the stops level are refused; within
+    # the freeze level of the market a position's stops can no longer be changed.
+    # SYMBOL_ORDER_MODE's SL/TP flags: whether an order may carry its stops.
     stops_level_points: Annotated[int, Field(ge=0)] = 0
     freeze_level_points: Annotated[int, Field(ge=0)] = 0
     stops_on_order: bool = True

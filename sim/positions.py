@@ -151,10 +151,10 @@ def stops_problem(
     spec: SymbolSpec,
 ) -> str | None:
     """Why a trade server refuses these levels for a position on `direction` judged at
-    `reference` (10016 INVALID_STOPS), if it does. MQL5 book, "Requirements and
-    Limitations in Making Trades": a buy's TP − Bid and Bid − SL, a sell's SL − Ask and
-    Ask − TP, must each be at least SYMBOL_TRADE_STOPS_LEVEL points; a level on the wrong
-    side of the price is invalid whatever the stops level."""
+    `reference` (10016 INVALID_STOPS), if it does. MQL4 book, "Requirements and
+    Limitations in Making Trades" (book.mql4.com/appendix/limits): a buy's TP − Bid and
+    Bid − SL, a sell's SL − Ask and Ask − TP, must each be at least the stops level; a
+    level on the wrong side of the price is invalid whatever the stops level."""
     minimum = spec.stops_level_points * spec.point
     sign = int(direction)
     for name, level, below in (("stop_loss", stop_loss, True), ("take_profit", take_profit, False)):
@@ -173,7 +173,8 @@ def stops_problem(
 
 def frozen_level(position: VenuePosition, bid: float, ask: float, spec: SymbolSpec) -> str | None:
     """Which of the position's current levels lies within the freeze level of the market,
-    if any (10029 FROZEN). MQL5 book, "Requirements and Limitations in Making Trades": a
+    if any (10029 FROZEN). MQL4 book, "Requirements and Limitations in Making Trades"
+    (book.mql4.com/appendix/limits; the same table holds for MT5's SYMBOL_TRADE_*): a
     position's stops cannot be modified when the distance from the price at which it would
     close (Bid for a buy, Ask for a sell) to the level is within SYMBOL_TRADE_FREEZE_LEVEL;
     a freeze level of zero freezes nothing."""

@@ -6,8 +6,10 @@ watch up to the call's time (`Triggers.advance`): it walks the quotes struck sin
 ran, for the watched symbols only, in time order, and on each quote expires, triggers and
 fills as a server would have at that quote. With nothing watched that costs one test.
 
-MT5 behaviour modelled (MQL5 book, "Requirements and Limitations in Making Trades", and
-the MQL5 reference, ENUM_ORDER_REASON / ENUM_DEAL_REASON):
+MT5 behaviour modelled (the MQL4 book's "Requirements and Limitations in Making Trades",
+book.mql4.com/appendix/limits, whose table MT5's SYMBOL_TRADE_STOPS_LEVEL and
+SYMBOL_TRADE_FREEZE_LEVEL follow; the MQL5 reference's Trade Server Return Codes and
+ENUM_ORDER_REASON / ENUM_DEAL_REASON):
 - a long position's stop-loss and take-profit trigger on the Bid, a short's on the Ask
   (the price it would close at), and close it at the market: a gap fills beyond the level;
   the server books the close as an order of its own (ORDER_REASON_SL / _TP) whose comment

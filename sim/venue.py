@@ -407,7 +407,8 @@ class Venue:
         TRADE_ACTION_SLTP is answered: 10036 for a position not open, 10025 NO_CHANGES for
         the levels it has, 10029 FROZEN when a current level is within the freeze level of
         the market, 10016 for a new level on the wrong side or nearer than the stops level
-        (MQL5 book, "Requirements and Limitations in Making Trades")."""
+        (the MQL4 book's "Requirements and Limitations in Making Trades",
+        book.mql4.com/appendix/limits)."""
         self.advance(t)
         try:
             return self._set_protection(position_id, stop_loss, take_profit, t)

@@ -5,6 +5,7 @@ terminal, each checked against the venue's own ledger and positions."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,8 @@ from engine.schemas import (
 from sim.account import AccountConfig, MarginMode
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, SymbolConfig
+from sim.quotes_csv import TickQuotesConfig
+from sim.replay import ReplayMarket
 from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
 from tests.builders import decision, run_one
@@ -50,7 +53,7 @@ def broker_kind(request: pytest.FixtureRequest) -> str:
 def world_of(
     broker_kind: str,
     hedging: bool = False,
-    market: MarketConfig = STILL,
+    market: MarketConfig | ReplayMarket = STILL,
     venue: VenueConfig | None = None,
     config: EngineConfig | None = None,
 ) -> SimulatedWorld:
@@ -287,6 +290,66 @@ def test_a_limit_order_fills_at_its_limit_or_better_when_the_market_comes_to_it(
         assert price <= limit if execution.request.direction is Direction.BUY else price >= limit
 
 
+def ticks(folder: Path, rows: list[tuple[float, str, str]]) -> ReplayMarket:
+    """A market that replays exactly these EURUSD quotes (time, bid, ask)."""
+    lines = ["timestamp,bid,ask"] + [f"{utc(t).isoformat()},{bid},{ask}" for t, bid, ask in rows]
+    path = folder / "ticks.csv"
+    path.write_text("\n".join(lines) + "\n")
+    source = TickQuotesConfig(symbol="EURUSD", digits=5, path=path, bad_quotes="refuse")
+    return ReplayMarket([source])
+
+
+def test_a_limit_order_partially_filled_keeps_its_fills_and_expires_with_the_rest(
+    broker_kind, tmp_path
+):
+    market = ticks(
+        tmp_path,
+        [
+            (T0 - 1, "1.08500", "1.08510"),
+            (T0 + 5, "1.08430", "1.08440"),  # through the limit: the top of the book fills
+            (T0 + 6, "1.08500", "1.08510"),  # and the market goes away again
+            (T0 + 120, "1.08500", "1.08510"),
+        ],
+    )
+    venue = VenueConfig(depth=DepthLadder(top_units=100_000, levels=1))
+    world = world_of(broker_kind, market=market, venue=venue)
+    done = step(
+        world,
+        "limit",
+        direction=1,
+        units=300_000,
+        order_type="limit",
+        limit_price=1.0845,
+        expires_at=(utc(T0) + timedelta(seconds=30)).isoformat(),
+    )
+    assert done.status is S.EXPIRED and done.executed_units == 100_000
+    assert done.average_fill_price == pytest.approx(1.0844)  # the ask: better than the limit
+    [position] = open_positions(world)
+    assert position.units == 100_000
+
+
+def test_a_stop_jumped_over_by_the_market_fills_at_the_first_quote_past_it(broker_kind, tmp_path):
+    market = ticks(
+        tmp_path,
+        [
+            (T0 - 1, "1.08500", "1.08510"),
+            (T0 + 10, "1.08480", "1.08490"),
+            (T0 + 20, "1.08300", "1.08310"),  # a gap through the stop at 1.08400
+            (T0 + 30, "1.08600", "1.08610"),
+        ],
+    )
+    world = world_of(broker_kind, market=market)
+    done = step(world, "open", direction=1, units=100_000, stop_loss=1.0840)
+    world.env.run(until=T0 + 40)
+    assert world.engine.record_exits(since=T0) == 1
+    [exited] = [
+        e for e in world.engine.database.events(done.execution_id) if isinstance(e, PositionExited)
+    ]
+    assert exited.exit_reason is ExitReason.STOP_LOSS
+    assert (exited.level, exited.price, exited.units) == (1.084, 1.083, 100_000)
+    assert open_positions(world) == []
+
+
 # -- the remainder of a partial fill ----------------------------------------------------------
 
 
@@ -342,7 +405,7 @@ def test_a_decision_without_the_new_fields_is_an_opening_market_order():
     assert request.intent is TradeIntent.OPEN and request.order_type.value == "market"
     assert not request.protected and request.expires_at is None
     [order] = world.venue.orders.values()
-    assert order.position_id == "" and order.stop_loss is None
+    assert order.position_id == 0 and order.stop_loss is None
 
 
 # -- choosing the position: a property --------------------------------------------------------
