@@ -26,6 +26,7 @@ from engine.core.config import MaxSlippagePips
 from engine.core.vocabulary import Direction as Direction
 from engine.core.vocabulary import ExecutionRejectionReason as ExecutionRejectionReason
 from engine.core.vocabulary import ExecutionStatus as ExecutionStatus
+from engine.core.vocabulary import ExitReason as ExitReason
 from engine.core.vocabulary import OrderType as OrderType
 from engine.core.vocabulary import PartialFillPolicy as PartialFillPolicy
 from engine.core.vocabulary import SlippageQuality as SlippageQuality
@@ -210,6 +211,26 @@ class FillRecord(_Strict):
     time: datetime
 
 
+class ExitRecord(_Strict):
+    """A deal that closed (part of) a position the execution opened."""
+
+    deal_id: str
+    position_id: str
+    reason: ExitReason
+    units: int
+    price: float
+    level: float | None  # the stop-loss or take-profit that triggered it
+    time: datetime
+
+
+class ProtectionRecord(_Strict):
+    """The stops a position of the execution carries."""
+
+    position_id: str
+    stop_loss: float | None
+    take_profit: float | None
+
+
 class ExecutionRequest(_Strict):
     """Stage 2: what the engine will try to do, stored before anything leaves."""
 
@@ -275,6 +296,15 @@ class ExecutionLog(_Strict):
     completed_at: datetime | None
     engine_version: str
     config_version: str
+    intent: TradeIntent = TradeIntent.OPEN
+    order_type: OrderType = OrderType.MARKET
+    child_orders: int = 0  # orders sent for the remainder of a partial fill
+    order_ids: tuple[str, ...] = ()  # every broker order of the execution, children included
+    position_ids: tuple[str, ...] = ()
+    protection: tuple[ProtectionRecord, ...] = ()
+    unprotected_positions: tuple[str, ...] = ()  # upstream asked for stops the broker lacks
+    protection_gap_seconds: float | None = None  # longest time a position stood unprotected
+    exits: tuple[ExitRecord, ...] = ()
 
     @property
     def fill_time_seconds(self) -> float | None:

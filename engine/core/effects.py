@@ -141,4 +141,3 @@ class FetchExits(BrokerCall):
 
 
 Effect = Sleep | Record | BrokerCall
-

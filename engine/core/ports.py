@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.core.instruments import SymbolSpec
-from engine.core.vocabulary import Direction, ExecutionRejectionReason, OrderType
+from engine.core.vocabulary import Direction, ExecutionRejectionReason, ExitReason, OrderType
 from engine.schemas import MarketSnapshot
 
 
@@ -26,15 +26,6 @@ class BrokerOrderState(StrEnum):
     DONE = "DONE"  # no more fills will come (fully filled, or the rest cancelled by policy)
     CANCELLED = "CANCELLED"  # cancelled before completing, with whatever fills it had
     EXPIRED = "EXPIRED"  # a resting order the broker removed at its expiry, with its fills
-
-
-class ExitReason(StrEnum):
-    """Why a position (or part of it) was closed at the broker (MT5 DEAL_REASON)."""
-
-    STOP_LOSS = "stop_loss"  # its stop-loss triggered (DEAL_REASON_SL)
-    TAKE_PROFIT = "take_profit"  # its take-profit triggered (DEAL_REASON_TP)
-    STOP_OUT = "stop_out"  # the broker liquidated it for margin (DEAL_REASON_SO)
-    ORDER = "order"  # an order of ours closed it (a close or reduce decision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +180,7 @@ class BrokerInterface(ABC):
     def order_status(self, order_id: str) -> OrderReport: ...
 
     @abstractmethod
-    def find_order(
-        self, client_order_id: str, sent_at: float | None = None
-    ) -> OrderReport | None:
+    def find_order(self, client_order_id: str, sent_at: float | None = None) -> OrderReport | None:
         """Look an order up by our own id: the basis of reconciliation. `sent_at` (driver
         time) is when it was first sent: a broker need search no earlier history."""
 

@@ -81,6 +81,15 @@ class TradeIntent(StrEnum):
     MODIFY_STOPS = "modify_stops"  # change an open position's stop-loss and take-profit
 
 
+class ExitReason(StrEnum):
+    """Why a position (or part of it) was closed at the broker (MT5 DEAL_REASON)."""
+
+    STOP_LOSS = "stop_loss"  # its stop-loss triggered (DEAL_REASON_SL)
+    TAKE_PROFIT = "take_profit"  # its take-profit triggered (DEAL_REASON_TP)
+    STOP_OUT = "stop_out"  # the broker liquidated it for margin (DEAL_REASON_SO)
+    ORDER = "order"  # an order of ours closed it (a close or reduce decision)
+
+
 class OrderType(StrEnum):
     MARKET = "market"  # fill now at the broker's price (MT5 TRADE_ACTION_DEAL)
     LIMIT = "limit"  # rest on the book; fill at the limit or better (TRADE_ACTION_PENDING)
