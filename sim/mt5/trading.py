@@ -163,8 +163,14 @@ class Trading:
         if code is None and places:
             spec = self.venue.spec(trade.symbol)
             assert spec is not None  # the client check found the symbol
-            margin = self.venue.margin_required(
-                trade.symbol, lots_to_units(trade.volume, spec), now
+            # A deal that closes the position it names frees margin: it needs none (the
+            # venue asks none of it either).
+            margin = (
+                0.0
+                if trade.position
+                else self.venue.margin_required(
+                    trade.symbol, lots_to_units(trade.volume, spec), now
+                )
             )
             code = self._server_check(spec, margin, state.free_margin, now)
         free = state.free_margin - margin
