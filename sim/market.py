@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Annotated, Protocol
 
@@ -39,6 +40,11 @@ class PriceSource(Protocol):
 
     def mid(self, symbol: str, t: float) -> float: ...
 
+    def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
+        """Every quote struck in (t0, t1], oldest first: the path a resting order or a
+        stop-loss meets between two looks (a closed market strikes none)."""
+        ...
+
     def volatility(self, t: float) -> float:
         """The volatility multiplier in force at t: 1 when calm."""
         ...
@@ -64,6 +70,14 @@ class SymbolConfig(BaseModel):
     trade_mode: TradeMode = TradeMode.FULL
     # Filling policies the broker accepts for the symbol (MT5's filling_mode bitmask).
     fill_policies: tuple[FillPolicy, ...] = (FillPolicy.IOC, FillPolicy.FOK)
+    # MT5 SYMBOL_TRADE_STOPS_LEVEL and SYMBOL_TRADE_FREEZE_LEVEL, in points (MQL5 book,
+    # "Requirements and Limitations in Making Trades"): stops and limit prices nearer the
+    # market than the stops level are refused; within the freeze level of the market a
+    # position's stops can no longer be changed. SYMBOL_ORDER_MODE's SL/TP flags: whether
+    # an order may carry its stops.
+    stops_level_points: Annotated[int, Field(ge=0)] = 0
+    freeze_level_points: Annotated[int, Field(ge=0)] = 0
+    stops_on_order: bool = True
 
     @field_validator("symbol")
     @classmethod
@@ -86,6 +100,9 @@ class SymbolConfig(BaseModel):
             volume_max=self.volume_max,
             volume_step=self.volume_step,
             trade_mode=self.trade_mode,
+            stops_level_points=self.stops_level_points,
+            freeze_level_points=self.freeze_level_points,
+            stops_on_order=self.stops_on_order,
         )
 
 
@@ -259,7 +276,9 @@ class SyntheticMarket:
         return total
 
     def _walk_to(self, walk: _Walk, t: float) -> None:
-        tick = self._session(t)[2]
+        self._walk_to_tick(walk, self._session(t)[2])
+
+    def _walk_to_tick(self, walk: _Walk, tick: int) -> None:
         if walk.tick is not None and tick <= walk.tick:
             return
         if walk.tick is not None:
@@ -307,3 +326,58 @@ class SyntheticMarket:
             raise KeyError(f"unknown symbol {symbol}")
         self._walk_to(walk, t)
         return walk.mid
+
+    def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
+        """The walk stepped one tick at a time from t0 to t1, each tick's quote in turn.
+
+        Stepping draws one normal per tick instead of one for the whole span, so a watched
+        symbol's path differs from an unwatched one's (still deterministic for a seed). A
+        tick struck meanwhile by someone else (a conversion rate read mid-walk) is yielded
+        when seen; ticks skipped in one step before t0 are gone. A closure is crossed in one
+        step, as `quote` crosses it."""
+        walk = self._walks.get(symbol)
+        if walk is None:
+            return
+        last = self._session(t0)[2]  # the tick prevailing at t0: already seen
+        end = self._session(t1)[2]
+        if walk.tick is None:
+            self._walk_to_tick(walk, last)
+        assert walk.tick is not None
+        while True:
+            if walk.tick > last:
+                last = walk.tick
+                quote = self.quote(symbol, walk.tick * self.config.tick_seconds)
+                # `quote` at the tick's own instant may round to the tick before it.
+                assert quote is not None
+                yield quote
+                continue
+            following = self._next_open_tick(walk.tick, end)
+            if following is None:
+                return
+            self._walk_to_tick(walk, following)
+
+    def _next_open_tick(self, tick: int, end: int) -> int | None:
+        """The first tick after `tick`, up to `end`, struck while the market is open."""
+        tick_seconds, week = self.config.tick_seconds, self.config.week
+        candidate = tick + 1
+        if candidate > end:
+            return None
+        if week.is_open(candidate * tick_seconds):
+            return candidate
+        # Closed: gallop to an open tick (closures are one contiguous span, and open spans
+        # last longer than any closure), then bisect back to the first one.
+        closed, step = candidate, 1
+        while True:
+            probe = min(candidate + step, end)
+            if week.is_open(probe * tick_seconds):
+                break
+            if probe == end:
+                return None
+            closed, step = probe, step * 2
+        while probe - closed > 1:
+            middle = (closed + probe) // 2
+            if week.is_open(middle * tick_seconds):
+                probe = middle
+            else:
+                closed = middle
+        return probe

@@ -12,7 +12,7 @@ at a broker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -100,6 +100,24 @@ class ReplayMarket:
             bid_depth_units=None,
             ask_depth_units=None,
         )
+
+    def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
+        """The recorded quotes stamped in (t0, t1], oldest first (none while closed)."""
+        series = self._series.get(symbol)
+        if series is None:
+            return
+        week = self.week
+        start = int(np.searchsorted(series.time, week.last_open_instant(t0), side="right"))
+        end = int(np.searchsorted(series.time, week.last_open_instant(t1), side="right"))
+        for i in range(start, end):
+            yield MarketSnapshot.model_construct(
+                symbol=symbol,
+                bid=float(series.bid[i]),
+                ask=float(series.ask[i]),
+                time=float(series.time[i]),
+                bid_depth_units=None,
+                ask_depth_units=None,
+            )
 
     def mid(self, symbol: str, t: float) -> float:
         snapshot = self.quote(symbol, t)
