@@ -125,7 +125,7 @@ class Book:
         """Look at every order the terminal knows by t that may still change, as a terminal
         refreshing its lists does (a resting order due by t fills now), and take the fills
         that became visible into the book."""
-        self._take_server_orders(t)
+        self.take_server_orders(t)
         fresh = []
         for ticket in sorted(self.open):
             tag, booked = self.open[ticket]
@@ -147,7 +147,7 @@ class Book:
         for deal_ticket, order, tag, fill in fresh:
             self.book_deal(deal_ticket, order, tag, fill)
 
-    def _take_server_orders(self, t: float) -> None:
+    def take_server_orders(self, t: float) -> None:
         """The orders the server made by t on its own — a stop-loss or a take-profit that
         triggered, closing a position — as the terminal shows them: orders and deals with
         ORDER_REASON_SL / ORDER_REASON_TP (4, 5) and DEAL_REASON_SL / DEAL_REASON_TP (4, 5),
@@ -240,15 +240,16 @@ class Book:
         assert spec is not None
         hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
         signed = int(order.direction) * fill.units
-        # The venue names the position each deal opened, added to or closed; without that,
-        # a hedging deal's position is the one its order closes, or its own.
-        identifier = int(fill.position_id) if fill.position_id else tag.closes or order.ticket
-        key = identifier if hedging else order.symbol
+        # A hedging deal's position is the one its order closes (a server's stop order
+        # closes the position it was made for), or its own. The book keeps its own
+        # identifiers rather than the venue's (BrokerFill.position_id): the venue holds one
+        # account, and another login's netting position is a position of its own here.
+        key = (tag.closes or order.ticket) if hedging else order.symbol
         position = self.positions.get(key)
         if position is None:
             assert not (hedging and tag.closes), "the venue closes only open positions"
             position = Position(
-                identifier,
+                order.ticket,
                 order.ticket,
                 order.symbol,
                 0,

@@ -80,10 +80,9 @@ class TradeServer:
     def _place(self, trade: Any, t: float, kind: OrderType) -> Any:
         config = self.venue.market.symbol_config(trade.symbol)
         assert config is not None  # the client check found the symbol
-        # Bring the book up to t first: the venue's own orders made on the way to t (stops
-        # that triggered) take their tickets before this one, and the book learns of them
-        # in ticket order.
-        self._book.catch_up(t)
+        # The venue's own orders made on the way to t (stops that triggered) take their
+        # tickets before this one: the book learns of them first, in ticket order.
+        self._book.take_server_orders(t)
         closes = None
         if trade.position:
             closes = self.identifier(trade, t)
