@@ -278,9 +278,7 @@ class MT5Broker(BrokerInterface):
         retcode = int(check["retcode"])
         if retcode != 0:
             comment = str(check.get("comment") or codes.describe(retcode))
-            raise BrokerRejected(
-                codes.reason_for(retcode), f"order_check: {comment}", retcode
-            )
+            raise BrokerRejected(codes.reason_for(retcode), f"order_check: {comment}", retcode)
 
     def _order_request(self, order: OrderRequest) -> dict[str, Any]:
         """The request dict for the order (brokers/mt5/requests.py). A reduce-only order
@@ -340,9 +338,7 @@ class MT5Broker(BrokerInterface):
                 raise_for_retcode(retcode, result)
         return self.order_status(order_id)
 
-    def find_order(
-        self, client_order_id: str, sent_at: float | None = None
-    ) -> OrderReport | None:
+    def find_order(self, client_order_id: str, sent_at: float | None = None) -> OrderReport | None:
         """Our order by its tag: in open orders, positions, and the history of orders and
         deals since it was sent. Only a terminal connected to its trade server, with its
         history synchronised since, can prove an order absent."""

@@ -134,20 +134,14 @@ class Positions:
         ticket = ticket_of(position_id, "position")
         record = self._open(ticket)
         if record is None:
-            raise BrokerRejected(
-                R.NO_POSITION, f"no open position {ticket}", codes.POSITION_CLOSED
-            )
-        request = self._requests.protection(
-            ticket, str(record["symbol"]), stop_loss, take_profit
-        )
+            raise BrokerRejected(R.NO_POSITION, f"no open position {ticket}", codes.POSITION_CLOSED)
+        request = self._requests.protection(ticket, str(record["symbol"]), stop_loss, take_profit)
         retcode, result = send(self._terminal, request)
         if codes.outcome_of(retcode) is not Outcome.DONE and retcode != codes.NO_CHANGES:
             raise_for_retcode(retcode, result)
         changed = self._open(ticket)
         if changed is None:  # closed in between (its stop, a stop-out): no levels to show
-            raise BrokerRejected(
-                R.NO_POSITION, f"position {ticket} closed", codes.POSITION_CLOSED
-            )
+            raise BrokerRejected(R.NO_POSITION, f"position {ticket} closed", codes.POSITION_CLOSED)
         return self._position(changed)
 
     # -- exits -------------------------------------------------------------------------------------
