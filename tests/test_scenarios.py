@@ -386,21 +386,9 @@ def test_limit_orders_fill_whole_fill_in_part_or_expire_and_never_fill_past_thei
     assert (beyond <= 1e-9).all()  # at the limit or better, never worse
 
 
-# The synthetic market draws one normal per step of its walk, whatever the step's length,
-# so its path depends on when it is asked (sim/market.py, quotes_between's docstring). A
-# watched symbol (a position with stops, a resting order) is stepped tick by tick, the same
-# path for every broker; an unwatched one is stepped when read, and the emulated terminal
-# reads at other instants (its server clock is in milliseconds): the tapes part, then the
-# fills. stops_and_targets keeps its positions watched; limit_orders is unwatched between
-# orders, so it waits for a market whose path is a function of time alone.
-MARKET_PATH_DEPENDS_ON_READS = pytest.mark.xfail(
-    strict=True, reason="the synthetic walk's path depends on when it is read (sim/market.py)"
-)
-
-
 @pytest.mark.parametrize(
     "name",
-    ["stops_and_targets", pytest.param("limit_orders", marks=MARKET_PATH_DEPENDS_ON_READS)],
+    ["stops_and_targets", "limit_orders"],
 )
 def test_the_same_scenario_gives_the_same_executions_through_the_emulated_mt5(name, tmp_path):
     on_sim = run_with_outputs(name, tmp_path / "sim")

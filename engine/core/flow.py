@@ -94,6 +94,10 @@ def build_request(
         expires_at = trade.expires_at
         if trade.order_type is OrderType.LIMIT and expires_at is None:
             expires_at = utc(now) + timedelta(seconds=config.order_timeout_seconds)
+        if expires_at is not None:
+            # Good till a whole second: MT5 takes an expiration in whole seconds only, and a
+            # limit must end at the same instant at every broker.
+            expires_at = expires_at.replace(microsecond=0)
         terms = {
             "intent": trade.intent,
             "position_id": trade.position_id,
