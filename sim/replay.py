@@ -38,6 +38,19 @@ def _symbol_config(series: QuoteSeries) -> SymbolConfig:
     )
 
 
+def _snapshot(symbol: str, series: QuoteSeries, i: int) -> MarketSnapshot:
+    """The i-th recorded quote. Valid by construction: the loader kept only positive,
+    uncrossed prices."""
+    return MarketSnapshot.model_construct(
+        symbol=symbol,
+        bid=float(series.bid[i]),
+        ask=float(series.ask[i]),
+        time=float(series.time[i]),
+        bid_depth_units=None,
+        ask_depth_units=None,
+    )
+
+
 class ReplayMarket:
     def __init__(self, sources: Sequence[QuoteSource], week: FxWeek | None = None) -> None:
         """Load every source, measuring gaps against `week` (default FxWeek()).
@@ -91,15 +104,7 @@ class ReplayMarket:
         i = int(np.searchsorted(series.time, effective, side="right")) - 1
         if i < 0:
             return None
-        # Valid by construction: the loader kept only positive, uncrossed prices.
-        return MarketSnapshot.model_construct(
-            symbol=symbol,
-            bid=float(series.bid[i]),
-            ask=float(series.ask[i]),
-            time=float(series.time[i]),
-            bid_depth_units=None,
-            ask_depth_units=None,
-        )
+        return _snapshot(symbol, series, i)
 
     def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
         """The recorded quotes stamped in (t0, t1], oldest first (none while closed)."""
@@ -110,14 +115,7 @@ class ReplayMarket:
         start = int(np.searchsorted(series.time, week.last_open_instant(t0), side="right"))
         end = int(np.searchsorted(series.time, week.last_open_instant(t1), side="right"))
         for i in range(start, end):
-            yield MarketSnapshot.model_construct(
-                symbol=symbol,
-                bid=float(series.bid[i]),
-                ask=float(series.ask[i]),
-                time=float(series.time[i]),
-                bid_depth_units=None,
-                ask_depth_units=None,
-            )
+            yield _snapshot(symbol, series, i)
 
     def mid(self, symbol: str, t: float) -> float:
         snapshot = self.quote(symbol, t)
