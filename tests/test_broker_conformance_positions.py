@@ -34,7 +34,9 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def tag(n: int) -> str:
-    return TAG[:-2] + f"{n:02d}"
+    """The n-th order's tag. Real tags are hashes, different from their first characters
+    on (MT5Broker reads a stored comment back by its first characters)."""
+    return TAG[:2] + f"{n:02d}" + TAG[4:]
 
 
 def held(setup: Setup) -> list[tuple[Direction, int]]:
