@@ -119,9 +119,13 @@ DESCRIPTION: dict[int, str] = {
 _RESEND_SAFE = (REQUOTE, PRICE_CHANGED, PRICE_OFF, ORDER_CHANGED, TOO_MANY_REQUESTS, LOCKED)
 _UNKNOWN = (ERROR, TIMEOUT, CONNECTION)
 
-# Every other known code is final. NO_CHANGES is in no list of the reference; for a new
-# order it can only mean a request the server will not act on. INVALID_FILL is final for the
-# filling mode sent: the broker chooses the mode from the symbol's bitmask so as not to meet it.
+# Every other known code is final (10015 INVALID_PRICE, 10016 INVALID_STOPS, 10022
+# INVALID_EXPIRATION, 10026 SERVER_DISABLES_AT and 10029 FROZEN among them: the same request
+# would meet the same refusal). NO_CHANGES is in no list of the reference; for a new order it
+# can only mean a request the server will not act on — for a stop change (TRADE_ACTION_SLTP)
+# it means the levels are already there, which the broker reads as success. INVALID_FILL is
+# final for the filling mode sent: the broker chooses the mode from the symbol's bitmask so
+# as not to meet it.
 OUTCOME: dict[int, Outcome] = dict.fromkeys(DESCRIPTION, Outcome.FINAL)
 OUTCOME.update({DONE: Outcome.DONE, PLACED: Outcome.DONE, DONE_PARTIAL: Outcome.PARTIAL})
 OUTCOME.update(dict.fromkeys(_RESEND_SAFE, Outcome.RESEND_SAFE))
@@ -140,6 +144,11 @@ REASON_BY_CODE: dict[int, ExecutionRejectionReason] = {
     CLOSE_ONLY: R.SYMBOL_NOT_TRADABLE,
     NO_MONEY: R.INSUFFICIENT_MARGIN,
     INVALID_VOLUME: R.INVALID_VOLUME,
+    POSITION_CLOSED: R.NO_POSITION,
+    INVALID_CLOSE_VOLUME: R.EXCEEDS_POSITION,
+    INVALID_STOPS: R.INVALID_STOPS,
+    INVALID_PRICE: R.INVALID_PRICE,
+    INVALID_EXPIRATION: R.INVALID_EXPIRATION,
 }
 
 

@@ -14,9 +14,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Protocol, TypeVar
 
 from engine.clock import Clock
-from engine.core.effects import BrokerCall, Sleep
-from engine.core.flow import Flow
-from engine.core.lifecycle import Execution
+from engine.core.effects import BrokerCall, Effect, Sleep
 from engine.core.ports import BrokerError, BrokerInterface
 from engine.journal import Journal
 
@@ -45,13 +43,13 @@ class Driver(Protocol[H]):
 
 
 def carry_out(
-    flow: Flow,
+    flow: Generator[Effect, tuple[float, Any], T],
     broker: BrokerInterface,
     journal: Journal,
     clock: Clock,
     carrier: Carrier | None = None,
-) -> Work[Execution]:
-    """Drive one flow to its end; its Execution."""
+) -> Work[T]:
+    """Drive one flow to its end; its value (an execution flow's: the Execution)."""
     effect = next(flow)
     while True:
         answer: Any = None

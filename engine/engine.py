@@ -19,11 +19,13 @@ from typing import Any, Generic, TypeVar
 
 from engine.clock import Clock
 from engine.core.config import EngineConfig
-from engine.core.events import ExecutionEvent
+from engine.core.events import ExecutionEvent, PositionExited
 from engine.core.flow import Flow, build_request, execution_flow, recovery_flow
-from engine.core.ids import idempotency_key_for
+from engine.core.ids import execution_id_of_tag, idempotency_key_for
 from engine.core.lifecycle import Execution, IllegalTransition
 from engine.core.ports import BrokerInterface
+from engine.core.protection import exits_since
+from engine.core.vocabulary import ExecutionStatus
 from engine.driving import Driver, Work, carry_out
 from engine.journal import Journal
 from engine.live import LiveDriver
@@ -39,6 +41,11 @@ from engine.store.base import (
 from engine.store.memory import InMemoryExecutionDatabase
 
 H = TypeVar("H")
+
+# The statuses of executions that may have opened a position (whose exits are recorded).
+_HOLDS_POSITIONS = frozenset(
+    {ExecutionStatus.FILLED, ExecutionStatus.PARTIALLY_FILLED, ExecutionStatus.EXPIRED}
+)
 
 
 class ExecutionEngine(Generic[H]):
@@ -257,6 +264,48 @@ class ExecutionEngine(Generic[H]):
         execution = self.database.get_execution(execution_id)
         assert execution is not None
         return execution
+
+    def watch_exits(self, since: float) -> H:
+        """Record how positions our executions opened were closed at the broker since
+        `since` (driver time) — stop-loss, take-profit, stop-out or a closing order — each
+        on the execution whose order opened it, found by the order's tag. The driver's
+        handle to the number of exits recorded; exits already recorded are skipped, so
+        overlapping windows are harmless."""
+        return self.driver.start(self._exits(since))
+
+    def record_exits(self, since: float) -> int:
+        """`watch_exits`, waited for."""
+        return int(self.driver.result(self.watch_exits(since)))
+
+    def _exits(self, since: float) -> Work[int]:
+        journal = Journal(self.record, order_out=True)
+        exits = yield from carry_out(
+            exits_since(since), self.broker, journal, self.driver.clock, self.driver.carrier
+        )
+        recorded = 0
+        for found in exits:
+            execution_id = execution_id_of_tag(found.client_order_id)
+            execution = self.database.get_execution(execution_id) if execution_id else None
+            if (
+                execution is None
+                or found.deal_id in execution.exit_deal_ids
+                or execution.status not in _HOLDS_POSITIONS
+            ):
+                continue  # not ours, known, or still being worked: the next watch takes it
+            event = PositionExited(
+                execution.execution_id,
+                self.clock.now(),
+                found.deal_id,
+                found.position_id,
+                found.reason,
+                found.units,
+                found.price,
+                found.level,
+                found.time,
+            )
+            self.record([event], order_out=True)
+            recorded += 1
+        return recorded
 
     def halt(self) -> None:
         self.halted = True

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from engine.core.effects import BrokerCall, Effect, PlaceOrder, Record, Sleep
+from engine.core.effects import BrokerCall, Effect, Record, Sleep
 from engine.core.events import ExecutionEvent
 
 # Writes one group of records durably; the flag says whether an order may already be out.
@@ -30,8 +30,8 @@ class Journal:
     def __init__(self, write: Recorder, order_out: bool = False) -> None:
         self._write = write
         self._pending: list[ExecutionEvent] = []
-        # Set as a PlaceOrder is carried out: from then on a refused write must not stop
-        # the execution (the order exists), only be kept for later.
+        # Set as a call that acts (an order, first) is carried out: from then on a refused
+        # write must not stop the execution (the order exists), only be kept for later.
         self.order_out = order_out
 
     def take(self, effect: Effect) -> bool:
@@ -42,7 +42,8 @@ class Journal:
             return True
         if isinstance(effect, Sleep) or (isinstance(effect, BrokerCall) and effect.remote):
             self.flush()
-            if isinstance(effect, PlaceOrder):
+            # An order, a cancel, a stop change: the broker may have it from now on.
+            if isinstance(effect, BrokerCall) and effect.acts:
                 self.order_out = True
         return False
 

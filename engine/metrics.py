@@ -54,6 +54,10 @@ class MetricsSummary(BaseModel):
     slippage_pips: Distribution
     fill_time_seconds: Distribution
     slippage_bound_breaches: int = 0
+    # Positions left without the stops upstream asked for (the broker refused or could not
+    # be asked): each one is a risk an operator must look at.
+    unprotected_positions: int = 0
+    child_orders: int = 0  # orders sent for the remainders of partial fills
 
 
 class ExecutionMetrics:
@@ -65,6 +69,8 @@ class ExecutionMetrics:
         self._slippage: deque[float] = deque(maxlen=window)
         self._fill_time: deque[float] = deque(maxlen=window)
         self._breaches = 0
+        self._unprotected = 0
+        self._children = 0
 
     def observe(self, execution: Execution) -> None:
         status = execution.status
@@ -80,6 +86,8 @@ class ExecutionMetrics:
             if (fill_time := execution.fill_time_seconds) is not None:
                 self._fill_time.append(fill_time)
             self._breaches += execution.slippage_bound_breached
+            self._unprotected += len(execution.unprotected)
+            self._children += execution.child_orders
 
     def summary(self) -> MetricsSummary:
         with self._lock:
@@ -96,4 +104,6 @@ class ExecutionMetrics:
                 slippage_pips=Distribution.of(self._slippage),
                 fill_time_seconds=Distribution.of(self._fill_time),
                 slippage_bound_breaches=self._breaches,
+                unprotected_positions=self._unprotected,
+                child_orders=self._children,
             )

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,7 +26,11 @@ from engine.core.config import MaxSlippagePips
 from engine.core.vocabulary import Direction as Direction
 from engine.core.vocabulary import ExecutionRejectionReason as ExecutionRejectionReason
 from engine.core.vocabulary import ExecutionStatus as ExecutionStatus
+from engine.core.vocabulary import ExitReason as ExitReason
+from engine.core.vocabulary import OrderType as OrderType
+from engine.core.vocabulary import PartialFillPolicy as PartialFillPolicy
 from engine.core.vocabulary import SlippageQuality as SlippageQuality
+from engine.core.vocabulary import TradeIntent as TradeIntent
 from engine.core.vocabulary import utc as utc
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z]{6}$")
@@ -84,14 +89,67 @@ class DecisionStatus(StrEnum):
     REDUCED = "REDUCED"
 
 
+Price = Annotated[float, Field(gt=0.0)]
+# A distance in pips from the fill: beyond 10,000 pips no stop protects anything.
+Pips = Annotated[float, Field(gt=0.0, le=10_000.0)]
+PositionTicket = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="Broker ticket")]
+
+
 class ApprovedTrade(_Open):
     symbol: str = Field(description="Six-letter FX symbol, e.g. EURUSD")
-    direction: Direction = Field(description="+1 buy, -1 sell")
+    direction: Direction = Field(description="+1 buy, -1 sell: the side of the order to send")
     position_units: Annotated[
         int, Field(gt=0, le=MAX_POSITION_UNITS, description="Units of the base currency")
     ]
     confidence_score: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     max_slippage_pips: MaxSlippagePips | None = None
+    intent: TradeIntent = Field(
+        TradeIntent.OPEN,
+        description="open (default), reduce or close a position, or modify_stops of one; "
+        "a reduce or close sends the order opposite to the position, for exactly "
+        "position_units (a close: all it holds)",
+    )
+    position_id: PositionTicket | None = Field(
+        None,
+        description="The position to reduce, close or modify (its ticket). Without it, on "
+        "a hedging account the oldest position of the symbol that matches is chosen; on a "
+        "netting account, the symbol's position",
+    )
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Price | None = Field(None, description="For a limit order: buy at or below")
+    expires_at: AwareDatetime | None = Field(
+        None, description="A limit order is good till then (default: the order timeout)"
+    )
+    stop_loss: Price | None = None
+    stop_loss_pips: Pips | None = Field(None, description="Stop-loss this far from the fill")
+    take_profit: Price | None = None
+    take_profit_pips: Pips | None = Field(None, description="Take-profit this far from the fill")
+    partial_fills: PartialFillPolicy | None = Field(
+        None, description="accept a partial fill, or complete the remainder (default: config)"
+    )
+
+    @model_validator(mode="after")
+    def _terms_agree(self) -> ApprovedTrade:
+        for level in ("stop_loss", "take_profit"):
+            if getattr(self, level) is not None and getattr(self, f"{level}_pips") is not None:
+                raise ValueError(f"give {level} as a price or as {level}_pips, not both")
+        protected = self.stop_loss or self.stop_loss_pips or self.take_profit
+        protected = protected or self.take_profit_pips
+        intent = self.intent
+        if protected and intent in (TradeIntent.REDUCE, TradeIntent.CLOSE):
+            raise ValueError(f"a {intent.value} decision carries no stop-loss or take-profit")
+        if intent is TradeIntent.MODIFY_STOPS and not protected:
+            raise ValueError("a modify_stops decision needs a stop_loss or a take_profit")
+        if self.position_id is not None and intent is TradeIntent.OPEN:
+            raise ValueError("position_id names the position to reduce, close or modify")
+        limit = self.order_type is OrderType.LIMIT
+        if limit and self.limit_price is None:
+            raise ValueError("a limit order needs a limit_price")
+        if not limit and (self.limit_price is not None or self.expires_at is not None):
+            raise ValueError("limit_price and expires_at apply to limit orders only")
+        if limit and intent is not TradeIntent.OPEN:
+            raise ValueError("limit orders open positions; reduce and close are market orders")
+        return self
 
     @field_validator("symbol")
     @classmethod
@@ -153,6 +211,26 @@ class FillRecord(_Strict):
     time: datetime
 
 
+class ExitRecord(_Strict):
+    """A deal that closed (part of) a position the execution opened."""
+
+    deal_id: str
+    position_id: str
+    reason: ExitReason
+    units: int
+    price: float
+    level: float | None  # the stop-loss or take-profit that triggered it
+    time: datetime
+
+
+class ProtectionRecord(_Strict):
+    """The stops a position of the execution carries."""
+
+    position_id: str
+    stop_loss: float | None
+    take_profit: float | None
+
+
 class ExecutionRequest(_Strict):
     """Stage 2: what the engine will try to do, stored before anything leaves."""
 
@@ -169,6 +247,23 @@ class ExecutionRequest(_Strict):
     engine_version: str
     config_version: str
     engine_instance: str  # which engine process owns it: recovery settles only the dead's
+    # What the decision asks beyond "buy or sell these units now" (defaults: today's meaning).
+    intent: TradeIntent = TradeIntent.OPEN
+    position_id: str | None = None
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    expires_at: datetime | None = None  # a limit order's, resolved (default: order timeout)
+    stop_loss: float | None = None
+    stop_loss_pips: float | None = None
+    take_profit: float | None = None
+    take_profit_pips: float | None = None
+    partial_fills: PartialFillPolicy = PartialFillPolicy.ACCEPT
+
+    @property
+    def protected(self) -> bool:
+        """Whether upstream asked for a stop-loss or take-profit."""
+        levels = (self.stop_loss, self.stop_loss_pips, self.take_profit, self.take_profit_pips)
+        return any(level is not None for level in levels)
 
 
 class ExecutionLog(_Strict):
@@ -201,6 +296,15 @@ class ExecutionLog(_Strict):
     completed_at: datetime | None
     engine_version: str
     config_version: str
+    intent: TradeIntent = TradeIntent.OPEN
+    order_type: OrderType = OrderType.MARKET
+    child_orders: int = 0  # orders sent for the remainder of a partial fill
+    order_ids: tuple[str, ...] = ()  # every broker order of the execution, children included
+    position_ids: tuple[str, ...] = ()
+    protection: tuple[ProtectionRecord, ...] = ()
+    unprotected_positions: tuple[str, ...] = ()  # upstream asked for stops the broker lacks
+    protection_gap_seconds: float | None = None  # longest time a position stood unprotected
+    exits: tuple[ExitRecord, ...] = ()
 
     @property
     def fill_time_seconds(self) -> float | None:

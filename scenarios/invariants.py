@@ -4,15 +4,16 @@ ledger, not against what the engine believes."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
 
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.events import ValidationCompleted
-from engine.core.ids import client_order_id_for
+from engine.core.ids import client_order_id_for, execution_id_of_tag
 from engine.core.lifecycle import Execution
+from engine.core.ports import Position
 from engine.schemas import DecisionStatus
 from engine.store import ExecutionDatabase, verify_audit_chain
 from sim.venue import LedgerOrder
@@ -35,12 +36,36 @@ class Evidence:
     database: ExecutionDatabase
     is_open: Callable[[float], bool]
     halts: list[tuple[float, float]]
+    # The broker's open positions when the flow ended, by the tag of the execution that
+    # opened them (before any close at the end): what protection they really carried.
+    positions_at_end_of_flow: Mapping[str, Sequence[Position]] = field(default_factory=dict)
+    # The broker's open positions once the run is over, and whether it was to close them all.
+    positions_left: Sequence[Position] = ()
+    flatten_at_end: bool = False
+
+
+def parent_tag(client_order_id: str) -> str:
+    """The tag of the execution an order belongs to: a child order's tag (the execution's,
+    then C and a number) leads back to its parent's; a tag not ours is its own."""
+    if execution_id_of_tag(client_order_id) is None:
+        return client_order_id
+    return client_order_id[:22]
+
+
+def positions_by_tag(positions: Iterable[Position]) -> dict[str, list[Position]]:
+    """Open positions grouped by the tag of the execution whose order opened them."""
+    grouped: dict[str, list[Position]] = {}
+    for position in positions:
+        grouped.setdefault(parent_tag(position.client_order_id), []).append(position)
+    return grouped
 
 
 @dataclass(frozen=True, slots=True)
 class Case:
-    """One client order id: the execution the audit store holds for it (None if none) and
-    the orders the broker's ledger holds under it, by ticket."""
+    """One execution's tag: the execution the audit store holds for it (None if none) and
+    the orders the broker's ledger holds under it and its child orders' tags, by client
+    order id then ticket. Orders the server created (a stop-loss or take-profit that
+    triggered) are no one's case: they carry MT5's "[sl ...]" comment, never our tag."""
 
     client_order_id: str
     execution: Execution | None
@@ -53,14 +78,15 @@ def cases(
     """Executions and the broker's orders joined on client order id, one pair at a time.
 
     Both come in client order id order; an execution's client order id is a prefix and its
-    id's tail, so execution id order is that order. Nothing is gathered: a million orders
-    are checked in the memory of one."""
-    executions, ledger = iter(executions), iter(orders_by_client)
+    id's tail, so execution id order is that order, and a child order's tag sorts right
+    after its parent's. Nothing is gathered: a million orders are checked in the memory of
+    one (and an execution's child orders)."""
+    executions, ledger = iter(executions), _by_parent(orders_by_client)
     execution, orders = next(executions, None), next(ledger, None)
     last: str | None = None
     while execution is not None or orders is not None:
         mine = client_order_id_for(execution.execution_id) if execution else None
-        theirs = orders[0].client_order_id if orders else None
+        theirs = parent_tag(orders[0].client_order_id) if orders else None
         client = min(c for c in (mine, theirs) if c is not None)
         if last is not None and client <= last:
             raise ValueError(f"cases out of client order id order: {client} after {last}")
@@ -76,6 +102,28 @@ def cases(
             orders = next(ledger, None)
 
 
+def _by_parent(groups: Iterable[list[LedgerOrder]]) -> Iterator[list[LedgerOrder]]:
+    """The ledger's groups by client order id, merged by parent tag, without the server's.
+
+    A group out of order is refused, as `cases` refuses one: merging it would hide it."""
+    merged: list[LedgerOrder] = []
+    last: str | None = None
+    for group in groups:
+        ours = [order for order in group if order.reason is None]
+        if not ours:
+            continue
+        client = ours[0].client_order_id
+        if last is not None and client <= last:
+            raise ValueError(f"cases out of client order id order: {client} after {last}")
+        last = client
+        if merged and parent_tag(merged[0].client_order_id) != parent_tag(client):
+            yield merged
+            merged = []
+        merged = merged + ours
+    if merged:
+        yield merged
+
+
 def orders_by_client(orders: Iterable[LedgerOrder]) -> list[list[LedgerOrder]]:
     """A ledger read whole (a remote broker's, say) grouped as `cases` reads it."""
     ordered = sorted(orders, key=lambda order: (order.client_order_id, order.ticket))
@@ -86,10 +134,11 @@ CaseCheck = Callable[[Case, Evidence], Iterable[str]]
 
 
 def _no_duplicate_broker_orders(case, run):
-    if len(case.orders) > 1:
-        yield f"{case.client_order_id}: {len(case.orders)} broker orders " + str(
-            [o.ticket for o in case.orders]
-        )
+    # Per tag: a parent and its children are one case, but each tag goes out once.
+    for tag, group in groupby(case.orders, key=lambda o: o.client_order_id):
+        tickets = [o.ticket for o in group]
+        if len(tickets) > 1:
+            yield f"{tag}: {len(tickets)} broker orders {tickets}"
 
 
 def _broker_orders_map_to_executions(case, run):
@@ -101,8 +150,12 @@ def _broker_orders_map_to_executions(case, run):
         if filled != e.executed_units:
             yield f"{e.execution_id}: broker filled {filled}, engine recorded {e.executed_units}"
         tickets = [o.ticket for o in orders]
-        if e.broker_order_id not in {str(t) for t in tickets}:
+        held = {str(t) for t in tickets}
+        if e.broker_order_id not in held:
             yield f"{e.execution_id}: engine holds order {e.broker_order_id}, broker has {tickets}"
+        unknown = [order_id for order_id in e.order_ids if order_id not in held]
+        if unknown:
+            yield f"{e.execution_id}: engine holds orders {unknown} the broker never had"
     elif e is not None and e.broker_order_id is not None:
         yield f"{e.execution_id}: engine holds order {e.broker_order_id} the broker never had"
 
@@ -130,13 +183,48 @@ def _no_fill_while_closed(case, run):
 
 
 def _executed_never_exceeds_intended(case, run):
+    """Children included: what the broker filled for an execution and all its child orders
+    together, never above what upstream intended; nor any order above its own size."""
     e = case.execution
-    if e is not None and e.request and e.executed_units > e.request.intended_units:
-        yield f"{e.execution_id}: {e.executed_units} executed of {e.request.intended_units}"
+    if e is not None and e.request:
+        intended = e.request.intended_units
+        if e.executed_units > intended:
+            yield f"{e.execution_id}: {e.executed_units} executed of {intended}"
+        filled = sum(f.units for o in case.orders for f in o.fills)
+        if filled > intended:
+            yield (
+                f"{e.execution_id}: broker filled {filled} of {intended} over "
+                f"{len(case.orders)} orders (children included)"
+            )
     for order in case.orders:
         filled = sum(f.units for f in order.fills)
         if filled > order.units:
             yield f"broker order {order.ticket}: {filled} filled of {order.units}"
+
+
+def _no_position_left_unprotected(case, run):
+    """A position opened for a decision with a stop-loss or take-profit carries them at the
+    broker: the engine recorded no failure, and the broker's own position (when the flow
+    ended, before any close) has each level upstream asked for."""
+    e = case.execution
+    if e is None or e.request is None or not e.request.protected:
+        return
+    for position, why in e.unprotected.items():
+        yield f"{e.execution_id}: position {position} left unprotected: {why}"
+    wants_sl = e.request.stop_loss is not None or e.request.stop_loss_pips is not None
+    wants_tp = e.request.take_profit is not None or e.request.take_profit_pips is not None
+    for p in run.positions_at_end_of_flow.get(case.client_order_id, ()):
+        missing = [
+            name
+            for name, wanted, level in (
+                ("stop-loss", wants_sl, p.stop_loss),
+                ("take-profit", wants_tp, p.take_profit),
+            )
+            if wanted and level is None
+        ]
+        if missing:
+            lacking = ", ".join(missing)
+            yield f"{e.execution_id}: position {p.position_id} at the broker has no {lacking}"
 
 
 def _no_order_for_unapproved_decision(case, run):
@@ -146,6 +234,18 @@ def _no_order_for_unapproved_decision(case, run):
     status = e.request.decision.get("decision", {}).get("status")
     if status != DecisionStatus.APPROVED.value:
         yield f"{e.execution_id}: decision {status} reached the broker"
+
+
+def _every_position_ends_closed(run):
+    """With flatten_at_end, no position our orders opened is still open at the broker."""
+    if not run.flatten_at_end:
+        return
+    for p in run.positions_left:
+        if execution_id_of_tag(p.client_order_id) is not None:
+            yield (
+                f"position {p.position_id} ({p.symbol} {p.units} units, opened by "
+                f"{p.client_order_id}) still open"
+            )
 
 
 def _audit_chain_verifies(run):
@@ -162,9 +262,11 @@ CASE_CHECKS: dict[str, CaseCheck] = {
     "no_fill_while_closed": _no_fill_while_closed,
     "executed_never_exceeds_intended": _executed_never_exceeds_intended,
     "no_order_for_unapproved_decision": _no_order_for_unapproved_decision,
+    "no_position_left_unprotected": _no_position_left_unprotected,
 }
 RUN_CHECKS: dict[str, Callable[[Evidence], Iterable[str]]] = {
     "audit_chain_verifies": _audit_chain_verifies,
+    "every_position_ends_closed": _every_position_ends_closed,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,9 +16,14 @@ from engine.schemas import (
     ApprovedTrade,
     DecisionStatus,
     Direction,
+    MarketSnapshot,
+    OrderType,
+    PartialFillPolicy,
+    Pips,
     PortfolioState,
     RPMOutput,
     TradeDecision,
+    TradeIntent,
 )
 from scenarios.limits import MAX_ORDERS, MAX_RUN_SECONDS, RunSeconds
 from sim.textfiles import text_lines
@@ -39,6 +45,17 @@ class OrderFlowConfig(BaseModel):
     not_approved_share: Probability = 0.0  # decisions RPM did not approve, to be refused
     # poisson: exponential gaps at `rate_per_second`; burst: every order at the same instant
     arrival: Literal["poisson", "burst"] = "poisson"
+    # What upstream attaches to its entries; None: nothing (today's decisions, unchanged).
+    stop_loss_pips: Pips | None = None
+    take_profit_pips: Pips | None = None
+    # A share of the entries sent as limit orders, resting `limit_distance_pips` away from
+    # the touch on arrival (below the ask for a buy), good for `limit_expiry_seconds`.
+    limit_share: Probability = 0.0
+    limit_distance_pips: Annotated[float, Field(gt=0.0, le=1_000.0)] = 2.0
+    limit_expiry_seconds: Annotated[float, Field(gt=0.0, le=86_400.0)] = 60.0
+    partial_fills: PartialFillPolicy | None = None  # None: the engine's configured policy
+    # After the flow: a close decision for every position the run opened, so none is left.
+    flatten_at_end: bool = False
 
     @property
     def min_units(self) -> int:
@@ -88,6 +105,35 @@ class Arrival(BaseModel):
 
     delay: float  # seconds after the previous arrival
     rpm: RPMOutput
+    # A limit order priced on arrival: the flow cannot see the market, the runner can.
+    limit_distance_pips: float | None = None
+    limit_expiry_seconds: float | None = None
+
+    def priced(self, quote: MarketSnapshot | None, pip: float, digits: int) -> RPMOutput:
+        """The decision as sent at `quote`: a limit order gets its price and expiry from
+        the touch then; a market order, or a limit with no quote to price it from (the
+        market is closed: the engine refuses it as it would a market order), is as drawn."""
+        if self.limit_distance_pips is None or quote is None:
+            return self.rpm
+        assert self.limit_expiry_seconds is not None
+        decision = self.rpm.decision
+        trade = decision.approved_trade
+        assert trade is not None
+        offset = self.limit_distance_pips * pip
+        touch = quote.ask - offset if trade.direction is Direction.BUY else quote.bid + offset
+        expires = datetime.fromtimestamp(quote.time + self.limit_expiry_seconds, tz=UTC)
+        priced = trade.model_copy(
+            update={
+                "order_type": OrderType.LIMIT,
+                "limit_price": round(touch, digits),
+                "expires_at": expires,
+            }
+        )
+        # Re-validated: a price the rounding took to zero is refused here, not sent.
+        priced = ApprovedTrade.model_validate(priced.model_dump())
+        return self.rpm.model_copy(
+            update={"decision": decision.model_copy(update={"approved_trade": priced})}
+        )
 
 
 def order_flow(config: OrderFlowConfig, seed: int) -> Iterator[Arrival]:
@@ -104,7 +150,17 @@ def order_flow(config: OrderFlowConfig, seed: int) -> Iterator[Arrival]:
         status = DecisionStatus.APPROVED
         if config.not_approved_share and rng.random() < config.not_approved_share:
             status = DecisionStatus.HOLD
-        trade = ApprovedTrade(symbol=symbol, direction=direction, position_units=units)
+        # Drawn only when asked for, so that a flow without limit orders draws exactly the
+        # numbers it always has: today's scenarios keep their orders and their results.
+        limit = bool(config.limit_share) and rng.random() < config.limit_share
+        trade = ApprovedTrade(
+            symbol=symbol,
+            direction=direction,
+            position_units=units,
+            stop_loss_pips=config.stop_loss_pips,
+            take_profit_pips=config.take_profit_pips,
+            partial_fills=config.partial_fills,
+        )
         rpm = RPMOutput(
             decision=TradeDecision(
                 status=status,
@@ -113,7 +169,37 @@ def order_flow(config: OrderFlowConfig, seed: int) -> Iterator[Arrival]:
             ),
             portfolio_state=PortfolioState(),
         )
-        yield Arrival(delay=delay, rpm=rpm)
+        if limit:
+            yield Arrival(
+                delay=delay,
+                rpm=rpm,
+                limit_distance_pips=config.limit_distance_pips,
+                limit_expiry_seconds=config.limit_expiry_seconds,
+            )
+        else:
+            yield Arrival(delay=delay, rpm=rpm)
+
+
+def close_decision(
+    position_id: str, symbol: str, held: Direction, units: int, run_tag: str
+) -> RPMOutput:
+    """Upstream's close of one position, for exactly the units it holds: the order opposite
+    the position's side, naming it (`flatten_at_end`)."""
+    trade = ApprovedTrade(
+        symbol=symbol,
+        direction=Direction(-int(held)),
+        position_units=units,
+        intent=TradeIntent.CLOSE,
+        position_id=position_id,
+    )
+    return RPMOutput(
+        decision=TradeDecision(
+            status=DecisionStatus.APPROVED,
+            approved_trade=trade,
+            decision_id=f"flatten-{run_tag}-{position_id}",
+        ),
+        portfolio_state=PortfolioState(),
+    )
 
 
 class DecisionLine(BaseModel):

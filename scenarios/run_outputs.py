@@ -8,7 +8,8 @@ million orders then needs the memory of a run of a thousand.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,30 @@ EXECUTION_COLUMNS = pa.schema(
         ("last_fill_at", pa.float64()),
         ("completed_at", pa.float64()),
         ("fill_time_seconds", pa.float64()),
+        ("intent", pa.string()),
+        ("order_type", pa.string()),
+        ("limit_price", pa.float64()),
+        ("child_orders", pa.int64()),
+        ("protection_gap_seconds", pa.float64()),
+        ("unprotected_positions", pa.int64()),  # how many the broker left without stops
+    ]
+)
+# One row per deal that closed (part of) a position an execution opened: by its stop-loss,
+# its take-profit, a stop-out or a close decision. Slippage is against the level that
+# triggered it (stops and targets only), adverse positive: a gap stop fills beyond it.
+EXIT_COLUMNS = pa.schema(
+    [
+        ("execution_id", pa.string()),
+        ("symbol", pa.string()),
+        ("direction", pa.int64()),  # the position's side: +1 long
+        ("deal_id", pa.string()),
+        ("position_id", pa.string()),
+        ("reason", pa.string()),
+        ("units", pa.int64()),
+        ("price", pa.float64()),
+        ("level", pa.float64()),
+        ("time", pa.float64()),
+        ("slippage_pips", pa.float64()),
     ]
 )
 QUOTE_COLUMNS = pa.schema(
@@ -81,7 +106,44 @@ def execution_row(e: Execution) -> dict[str, Any]:
         "last_fill_at": e.last_fill_at,
         "completed_at": e.completed_at,
         "fill_time_seconds": e.fill_time_seconds,
+        "intent": request.intent.value,
+        "order_type": request.order_type.value,
+        "limit_price": request.limit_price,
+        "child_orders": e.child_orders,
+        "protection_gap_seconds": e.protection_gap_seconds,
+        "unprotected_positions": len(e.unprotected),
     }
+
+
+def exit_slippage_pips(
+    direction: int, price: float, level: float | None, pip: float
+) -> float | None:
+    """How far beyond its level a stop or target filled, in pips, adverse positive: a long
+    closes by selling, so a fill below the level is adverse; a short, above it."""
+    if level is None:
+        return None
+    return round(direction * (level - price) / pip, 6)
+
+
+def exit_rows(e: Execution, pip: float) -> Iterator[dict[str, Any]]:
+    """The execution's exits as exits.parquet holds them (EXIT_COLUMNS)."""
+    request = e.request
+    assert request is not None and request.direction is not None
+    direction = int(request.direction)
+    for exit_ in e.exits:
+        yield {
+            "execution_id": e.execution_id,
+            "symbol": request.symbol,
+            "direction": direction,
+            "deal_id": exit_.deal_id,
+            "position_id": exit_.position_id,
+            "reason": exit_.reason.value,
+            "units": exit_.units,
+            "price": exit_.price,
+            "level": exit_.level,
+            "time": exit_.time.timestamp(),
+            "slippage_pips": exit_slippage_pips(direction, exit_.price, exit_.level, pip),
+        }
 
 
 def execution_rows(executions: Iterable[Execution]) -> pd.DataFrame:
@@ -89,7 +151,10 @@ def execution_rows(executions: Iterable[Execution]) -> pd.DataFrame:
 
 
 class ParquetRows:
-    """Rows appended to a Parquet file one row group at a time; with no path, none kept."""
+    """Rows appended to a Parquet file one row group at a time; with no path, none kept.
+
+    Written under a temporary name and renamed on close: a reader never sees half a table,
+    and a run that dies leaves the previous run's file, not a torn one."""
 
     def __init__(self, path: Path | None, schema: pa.Schema) -> None:
         self._path = path
@@ -112,11 +177,16 @@ class ParquetRows:
             self._write()
         assert self._writer is not None
         self._writer.close()
+        os.replace(self._partial(), self._path)
+
+    def _partial(self) -> Path:
+        assert self._path is not None
+        return self._path.with_name(self._path.name + ".partial")
 
     def _write(self) -> None:
         assert self._path is not None
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._path, self._schema)
+            self._writer = pq.ParquetWriter(self._partial(), self._schema)
         self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self._schema))
         self._pending = []
 
@@ -186,3 +256,10 @@ class SpilledSamples:
         with self._db:
             self._db.executemany("INSERT INTO sample VALUES (?, ?)", self._pending)
         self._pending = []
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """The file whole or not at all: written aside, then renamed over the old one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

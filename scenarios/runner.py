@@ -2,9 +2,11 @@
 faults left open, check the invariants, and write the run's outputs.
 
 Outputs in the run directory: `audit.db` (the SQLite audit store), `executions.parquet`
-(one row per execution), `quotes.parquet` (the quote tape), `summary.json` (statuses,
-percentiles, rejections, faults injected, invariants, and a results hash: same file and
-seed, same hash).
+(one row per execution), `exits.parquet` (one row per deal that closed a position a run's
+execution opened: stop-loss, take-profit, stop-out or close decision), `quotes.parquet`
+(the quote tape), `summary.json` (statuses, percentiles, rejections, exits, faults
+injected, invariants, and a results hash: same file and seed, same hash). Each is written
+aside and renamed into place.
 
 Memory stays flat however many orders a run plays: the order flow is read as it is
 played, the simulator keeps only working orders, and the results are read back from the
@@ -26,17 +28,22 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.lifecycle import Execution
+from engine.core.ports import BrokerError
 from engine.store import ExecutionDatabase, open_database
 from engine.store.base import ControlKind, control_event
-from scenarios.invariants import Evidence, InvariantChecks, Violation, cases
+from scenarios.closing import feed, flatten, open_positions
+from scenarios.invariants import Evidence, InvariantChecks, Violation, cases, positions_by_tag
 from scenarios.orderflow import DecisionsFile, OrderFlowConfig, SyntheticFlow
 from scenarios.run_outputs import (
     EXECUTION_COLUMNS,
+    EXIT_COLUMNS,
     QUOTE_COLUMNS,
     ParquetRows,
     Percentiles,
     SpilledSamples,
     execution_row,
+    exit_rows,
+    write_text_atomically,
 )
 from scenarios.spec import Scenario
 from sim.market import MarketConfig
@@ -59,6 +66,8 @@ class RunSummary(BaseModel):
     slippage_pips: Percentiles
     fill_time_seconds: Percentiles
     broker_orders: int
+    closed_at_end: int = 0  # close decisions sent for the positions left (flatten_at_end)
+    exits_by_reason: dict[str, int] = {}  # deals that closed positions the run opened
     faults_injected: dict[str, int]
     virtual_seconds: float
     invariants_checked: tuple[str, ...]
@@ -149,9 +158,9 @@ def run_scenario(
             scenario, seed, inputs.arrivals, inputs.market, database, out_dir, on_progress
         )
     if out_dir is not None:
-        (out_dir / "summary.json").write_text(
+        write_text_atomically(
+            out_dir / "summary.json",
             json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
-            encoding="utf-8",
         )
     return summary
 
@@ -182,45 +191,83 @@ def _play(
     finished = [0]
     halts = _kill_switch(world, scenario)
     tape = ParquetRows(out_dir / "quotes.parquet" if out_dir else None, QUOTE_COLUMNS)
-    world.env.process(_feed(world, arrivals, finished))
+    world.env.process(feed(world, arrivals, finished))
     world.env.process(_record_quotes(world, tape))
     total = len(arrivals)
     while finished[0] < total:
         world.env.run(until=world.env.now + 1.0)
         if on_progress:
             on_progress(finished[0], total)
+    # What the broker holds as the flow ends: the protection its positions really carry.
+    at_end_of_flow = positions_by_tag(open_positions(world))
+    closes = flatten(world, f"{scenario.name}-{seed}") if scenario.orders.flatten_at_end else []
+    if closes:
+        world.env.run(until=world.env.all_of(closes))
     # A desk settles what lost replies left open once the broker answers again; the
     # quote tape runs on long enough for the longest markout after the last fill.
     world.env.run(until=world.env.now + max(scenario.settle_after_seconds, MARKOUT_TAIL))
     settled = world.engine.recover()
     if settled:  # the quote tape runs forever: run until recovery is done, not empty
         world.env.run(until=world.env.all_of(settled))
+    _record_exits(world, scenario.t0)
     tape.close()
     database.flush()
-    return _check_and_summarise(scenario, seed, world, database, halts, out_dir)
+    evidence = Evidence(
+        database,
+        world.market.is_open,
+        halts,
+        positions_at_end_of_flow=at_end_of_flow,
+        positions_left=open_positions(world),
+        flatten_at_end=scenario.orders.flatten_at_end,
+    )
+    return _check_and_summarise(scenario, seed, world, evidence, len(closes), out_dir)
+
+
+EXIT_LOOKS = 3  # a lost reply is asked again; exits already recorded are skipped
+
+
+def _record_exits(world: SimulatedWorld, since: float) -> None:
+    """How the positions the run opened were closed, since it began, on the executions
+    that opened them: stops, targets and closes (the engine asks the broker)."""
+    for _ in range(EXIT_LOOKS):
+        try:
+            world.engine.record_exits(since)
+            return
+        except BrokerError:
+            world.env.run(until=world.env.now + world.engine.config.retry_backoff_seconds)
 
 
 def _check_and_summarise(
     scenario: Scenario,
     seed: int,
     world: SimulatedWorld,
-    database: ExecutionDatabase,
-    halts: list[tuple[float, float]],
+    evidence: Evidence,
+    closed_at_end: int,
     out_dir: Path | None,
 ) -> RunSummary:
     """One pass over the store's executions joined with the broker's ledger: the invariants
-    checked, the summary tallied and executions.parquet written as they stream past."""
-    checks = InvariantChecks(scenario.invariants, Evidence(database, world.market.is_open, halts))
+    checked, the summary tallied, executions.parquet and exits.parquet written as they
+    stream past."""
+    checks = InvariantChecks(scenario.invariants, evidence)
     tally = _Tally(scenario.t0)
     table = ParquetRows(out_dir / "executions.parquet" if out_dir else None, EXECUTION_COLUMNS)
+    exits = ParquetRows(out_dir / "exits.parquet" if out_dir else None, EXIT_COLUMNS)
     try:
-        for case in cases(database.executions(), world.venue.orders.by_client()):
+        for case in cases(evidence.database.executions(), world.venue.orders.by_client()):
             checks.see(case)
-            if case.execution is not None:
-                tally.add(case.execution)
-                table.add(execution_row(case.execution))
+            e = case.execution
+            if e is not None:
+                tally.add(e)
+                table.add(execution_row(e))
+                if e.exits and e.request is not None and e.request.symbol is not None:
+                    spec = world.venue.spec(e.request.symbol)
+                    assert spec is not None  # it filled, so the broker carries the symbol
+                    for row in exit_rows(e, spec.pip):
+                        exits.add(row)
         table.close()
-        return tally.summary(scenario, seed, world, checks.violations())
+        exits.close()
+        summary = tally.summary(scenario, seed, world, checks.violations())
+        return summary.model_copy(update={"closed_at_end": closed_at_end})
     finally:
         tally.close()
 
@@ -234,18 +281,6 @@ def _record_quotes(world: SimulatedWorld, tape: ParquetRows) -> Generator[Any, A
             if quote is not None:
                 tape.add({"symbol": symbol, "time": now, "bid": quote.bid, "ask": quote.ask})
         yield world.env.timeout(TAPE_SECONDS)
-
-
-def _feed(
-    world: SimulatedWorld, arrivals: SyntheticFlow | DecisionsFile, finished: list[int]
-) -> Generator[Any, Any, None]:
-    def one_more(_: Any) -> None:
-        finished[0] += 1
-
-    for arrival in arrivals:
-        if arrival.delay:
-            yield world.env.timeout(arrival.delay)
-        world.engine.submit(arrival.rpm).callbacks.append(one_more)
 
 
 def _kill_switch(world: SimulatedWorld, scenario: Scenario) -> list[tuple[float, float]]:
@@ -291,6 +326,7 @@ class _Tally:
         self.orders = 0
         self.statuses: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.exits: Counter[str] = Counter()
         self.samples = SpilledSamples()
         self.digest = hashlib.sha256()
         self.finished = t0
@@ -309,6 +345,13 @@ class _Tally:
             f"{e.execution_id}|{e.status}|{e.executed_units}|{e.average_fill_price!r}|"
             f"{e.slippage_pips!r}|{e.outcome_reason}|{e.attempts}\n".encode()
         )
+        # Exits only when there are any: a run without positions closed keeps its hash.
+        for x in e.exits:
+            self.exits[x.reason.value] += 1
+            self.digest.update(
+                f"exit|{x.deal_id}|{x.position_id}|{x.reason}|{x.units}|{x.price!r}|"
+                f"{x.level!r}\n".encode()
+            )
         self.finished = max(self.finished, e.completed_at or e.created_at or self.finished)
 
     def summary(
@@ -332,6 +375,7 @@ class _Tally:
             slippage_pips=self.samples.percentiles("slippage_pips"),
             fill_time_seconds=self.samples.percentiles("fill_time_seconds"),
             broker_orders=len(world.venue.orders),
+            exits_by_reason=dict(sorted(self.exits.items())),
             faults_injected=dict(sorted(faults.items())),
             virtual_seconds=round(self.finished - scenario.t0, 6),
             invariants_checked=tuple(scenario.invariants),

@@ -49,6 +49,8 @@ INVARIANTS = (
     "no_fill_while_closed",
     "executed_never_exceeds_intended",
     "no_order_for_unapproved_decision",
+    "no_position_left_unprotected",
+    "every_position_ends_closed",
 )
 
 # Every instant of a run must be a date, and Python's dates end with the year 9999.
@@ -117,6 +119,11 @@ class VenueSection(_Section):
     depth: DepthLadder | None = DepthLadder()
     # A dealer that never fills: any delay past the engine's order timeout.
     fill_delay_seconds: RunSeconds = 0.0
+    # How a resting limit order meets the queue ahead of it: "through", a fill only once
+    # the price trades a point past the limit; "touch", at the limit with this probability
+    # per quote (the venue's own seeded stream).
+    limit_queue: Literal["through", "touch"] = "through"
+    touch_fill_probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
 
 class OrdersSection(OrderFlowConfig):
@@ -237,6 +244,8 @@ class Scenario(_Section):
             depth=self.venue.depth,
             fill_delay_seconds=self.venue.fill_delay_seconds,
             rejections=self.faults.rejections,
+            limit_queue=self.venue.limit_queue,
+            touch_fill_probability=self.venue.touch_fill_probability,
         )
 
     def with_overrides(self, overrides: dict[str, object]) -> Scenario:

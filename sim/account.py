@@ -91,6 +91,7 @@ class Account:
             margin_used=margin,
             free_margin=equity - margin,
             leverage=self.config.leverage,
+            hedging=self.config.margin_mode is MarginMode.HEDGING,
         )
 
     def net_units(self, symbol: str) -> int:

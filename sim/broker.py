@@ -1,9 +1,10 @@
 """The simulator's broker: the broker port over the simulated venue.
 
-Remote calls (place, status, find, cancel) cross its wire (`sim.wire`) to the venue and
-meet the venue at the instant they arrive; reads of the terminal's own state (quotes,
-symbol, account) need the terminal to be online. Who waits out the wire — this broker on
-its clock, or the SimPy driver around the call — is the wire's business, not this one's.
+Remote calls (place, status, find, cancel, set_protection, exits) cross its wire
+(`sim.wire`) to the venue and meet the venue at the instant they arrive; reads of the
+terminal's own state (quotes, symbol, account, positions) need the terminal to be online.
+Who waits out the wire — this broker on its clock, or the SimPy driver around the call — is
+the wire's business, not this one's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from engine.core.ports import (
     BrokerRejected,
     OrderReport,
     OrderRequest,
+    Position,
+    PositionExit,
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 from sim.venue import Venue
@@ -72,6 +75,21 @@ class SimulatedBroker(BrokerInterface):
 
     def cancel_order(self, order_id: str) -> OrderReport:
         return self._remote(lambda t: self.venue.cancel(order_id, t), acts=True)
+
+    def positions(self, symbol: str | None = None) -> tuple[Position, ...]:
+        # The terminal's own list of positions: a local read, as symbol_spec.
+        return self.venue.positions(self._local(), symbol)
+
+    def set_protection(
+        self, position_id: str, stop_loss: float | None, take_profit: float | None
+    ) -> Position:
+        return self._remote(
+            lambda t: self.venue.set_protection(position_id, stop_loss, take_profit, t), acts=True
+        )
+
+    def exits(self, since: float) -> tuple[PositionExit, ...]:
+        # The deal history lives at the server: a remote read.
+        return self._remote(lambda t: self.venue.exits(since, t))
 
     def is_connected(self) -> bool:
         return self.wire.fault() is None

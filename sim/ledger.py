@@ -20,6 +20,7 @@ from itertools import groupby
 from typing import Any
 
 from engine.core.ports import BrokerFill, BrokerOrderState, OrderReport
+from engine.core.vocabulary import ExitReason, OrderType
 from engine.schemas import Direction
 from sim.spilled import scratch_database
 
@@ -34,6 +35,15 @@ class LedgerOrder:
     time: float
     state: BrokerOrderState
     fills: list[BrokerFill] = field(default_factory=list)
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    expires_at: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    position_id: int = 0  # the identifier of the position it closes; 0: none
+    # Set only on orders the server itself created: a stop-loss or take-profit that
+    # triggered (MT5 ORDER_REASON_SL / ORDER_REASON_TP).
+    reason: ExitReason | None = None
 
     def report(self) -> OrderReport:
         return OrderReport(
@@ -58,18 +68,28 @@ CREATE TABLE ledger (
     units,
     time,
     state TEXT NOT NULL,
+    order_type TEXT NOT NULL,
+    limit_price,
+    expires_at,
+    stop_loss,
+    take_profit,
+    position_id INTEGER NOT NULL,
+    reason TEXT,
     fill_id,
     fill_units,
     fill_price,
     fill_time,
+    fill_position_id,
     PRIMARY KEY (ticket, deal)
 ) WITHOUT ROWID;
 CREATE INDEX ledger_by_client ON ledger (client_order_id, ticket);
 """
 _COLUMNS = (
-    "ticket, client_order_id, symbol, direction, units, time, state,"
-    " fill_id, fill_units, fill_price, fill_time"
+    "ticket, client_order_id, symbol, direction, units, time, state, order_type,"
+    " limit_price, expires_at, stop_loss, take_profit, position_id, reason,"
+    " fill_id, fill_units, fill_price, fill_time, fill_position_id"
 )
+_HEAD = 14  # columns before the deal's
 _Row = tuple[Any, ...]
 
 
@@ -82,11 +102,27 @@ def _rows(order: LedgerOrder) -> Iterator[_Row]:
         order.units,
         order.time,
         order.state.value,
+        order.order_type.value,
+        order.limit_price,
+        order.expires_at,
+        order.stop_loss,
+        order.take_profit,
+        order.position_id,
+        order.reason.value if order.reason is not None else None,
     )
     if not order.fills:
-        yield (order.ticket, 0, *head[1:], None, None, None, None)
+        yield (order.ticket, 0, *head[1:], None, None, None, None, None)
     for deal, fill in enumerate(order.fills, start=1):
-        yield (order.ticket, deal, *head[1:], fill.fill_id, fill.units, fill.price, fill.time)
+        yield (
+            order.ticket,
+            deal,
+            *head[1:],
+            fill.fill_id,
+            fill.units,
+            fill.price,
+            fill.time,
+            fill.position_id,
+        )
 
 
 def _orders(rows: Iterable[_Row]) -> Iterator[LedgerOrder]:
@@ -94,7 +130,10 @@ def _orders(rows: Iterable[_Row]) -> Iterator[LedgerOrder]:
     for _, deals in groupby(rows, key=lambda row: row[0]):
         first, *rest = deals
         ticket, client_order_id, symbol, direction, units, time, state = first[:7]
-        fills = [BrokerFill(*row[7:]) for row in (first, *rest) if row[7] is not None]
+        order_type, limit_price, expires_at, stop_loss, take_profit, position_id, reason = first[
+            7:_HEAD
+        ]
+        fills = [BrokerFill(*row[_HEAD:]) for row in (first, *rest) if row[_HEAD] is not None]
         yield LedgerOrder(
             ticket,
             client_order_id,
@@ -104,6 +143,13 @@ def _orders(rows: Iterable[_Row]) -> Iterator[LedgerOrder]:
             time,
             BrokerOrderState(state),
             fills,
+            OrderType(order_type),
+            limit_price,
+            expires_at,
+            stop_loss,
+            take_profit,
+            position_id,
+            ExitReason(reason) if reason is not None else None,
         )
 
 
@@ -136,7 +182,7 @@ class Ledger(Mapping[int, LedgerOrder]):
         db = self._db if self._db is not None else self._open()
         with db:
             db.executemany(
-                "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO ledger VALUES ({', '.join('?' * 20)})",
                 (row for order in leaving for row in _rows(order)),
             )
         for order in leaving:

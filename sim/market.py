@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from itertools import pairwise
+from collections.abc import Iterator
 from typing import Annotated, Protocol
 
 import numpy as np
@@ -39,6 +39,11 @@ class PriceSource(Protocol):
 
     def mid(self, symbol: str, t: float) -> float: ...
 
+    def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
+        """Every quote struck in (t0, t1], oldest first: the path a resting order or a
+        stop-loss meets between two looks (a closed market strikes none)."""
+        ...
+
     def volatility(self, t: float) -> float:
         """The volatility multiplier in force at t: 1 when calm."""
         ...
@@ -64,6 +69,14 @@ class SymbolConfig(BaseModel):
     trade_mode: TradeMode = TradeMode.FULL
     # Filling policies the broker accepts for the symbol (MT5's filling_mode bitmask).
     fill_policies: tuple[FillPolicy, ...] = (FillPolicy.IOC, FillPolicy.FOK)
+    # MT5 SYMBOL_TRADE_STOPS_LEVEL and SYMBOL_TRADE_FREEZE_LEVEL, in points (MQL4 book,
+    # "Requirements and Limitations in Making Trades", book.mql4.com/appendix/limits):
+    # stops and limit prices nearer the market than the stops level are refused; within
+    # the freeze level of the market a position's stops can no longer be changed.
+    # SYMBOL_ORDER_MODE's SL/TP flags: whether an order may carry its stops.
+    stops_level_points: Annotated[int, Field(ge=0)] = 0
+    freeze_level_points: Annotated[int, Field(ge=0)] = 0
+    stops_on_order: bool = True
 
     @field_validator("symbol")
     @classmethod
@@ -86,6 +99,9 @@ class SymbolConfig(BaseModel):
             volume_max=self.volume_max,
             volume_step=self.volume_step,
             trade_mode=self.trade_mode,
+            stops_level_points=self.stops_level_points,
+            freeze_level_points=self.freeze_level_points,
+            stops_on_order=self.stops_on_order,
         )
 
 
@@ -182,13 +198,20 @@ class _Regimes:
 class _Walk:
     """One symbol's mid: its own generator, the last tick index and price."""
 
-    __slots__ = ("config", "half_spread", "mid", "news", "pip", "rng", "snapshot", "tick")
+    __slots__ = ("config", "half_spread", "jumps", "mid", "news", "pip", "rng", "snapshot", "tick")
 
     def __init__(
-        self, config: SymbolConfig, rng: np.random.Generator, news: list[NewsEvent]
+        self,
+        config: SymbolConfig,
+        rng: np.random.Generator,
+        news: list[NewsEvent],
+        jumps: np.random.Generator,
     ) -> None:
         self.config = config
         self.rng = rng
+        # Each news event's jump in pips, drawn now from a stream of their own: the tick
+        # draws then stay one per tick, whenever the walk crosses a release.
+        self.jumps = [event.jump_pips * float(jumps.standard_normal()) for event in news]
         self.pip = pip_size(config.digits, config.point)
         self.half_spread = config.spread_pips * self.pip / 2.0
         self.mid = config.start_mid
@@ -201,19 +224,31 @@ class SyntheticMarket:
     def __init__(self, config: MarketConfig, seed: int, start: float) -> None:
         """`start` anchors the regime switches: the same seed and start, the same regimes."""
         self.config = config
-        streams = np.random.SeedSequence(seed).spawn(len(config.symbols) + 1)
+        # Streams 1..n walk the symbols, n+1..2n draw their news jumps (spawned children
+        # depend on their index only: adding the jump streams left the others as they were).
+        count = len(config.symbols)
+        streams = np.random.SeedSequence(seed).spawn(2 * count + 1)
         self._regimes = _Regimes(config.regimes, np.random.default_rng(streams[0]), start)
         news = sorted(config.news, key=lambda n: n.start)
         self._news = news
         self._walks = {
             sym.symbol: _Walk(
-                sym, np.random.default_rng(stream), [n for n in news if n.affects(sym.symbol)]
+                sym,
+                np.random.default_rng(stream),
+                [n for n in news if n.affects(sym.symbol)],
+                np.random.default_rng(jump_stream),
             )
-            for sym, stream in zip(config.symbols, streams[1:], strict=True)
+            for sym, stream, jump_stream in zip(
+                config.symbols, streams[1 : count + 1], streams[count + 1 :], strict=True
+            )
         }
         # The session at the instant last asked about: every call the venue and the engine
         # make at one virtual instant asks it several times. (instant, open, tick)
         self._instant: tuple[float, bool, int] | None = None
+        # Every walk starts at `start` with its start_mid: where the path begins must not
+        # depend on when the market is first asked.
+        for walk in self._walks.values():
+            walk.tick = self._session(start)[2]
 
     def _session(self, t: float) -> tuple[float, bool, int]:
         instant = self._instant
@@ -244,32 +279,59 @@ class SyntheticMarket:
     def volatility(self, t: float) -> float:
         return self._regimes.multiplier(t) * self._news_multiplier(self._news, t)
 
-    def _variance_seconds(self, walk: _Walk, t0: float, t1: float) -> float:
-        """∫ multiplier² dt over [t0, t1]: regimes and news windows are piecewise constant."""
-        edges = {t0, t1, *self._regimes.switches_between(t0, t1)}
+    def _multiplier(self, walk: _Walk, t: float) -> float:
+        return self._regimes.multiplier(t) * self._news_multiplier(walk.news, t)
+
+    def _tick_multipliers(self, walk: _Walk, first: int, last: int) -> list[tuple[int, float]]:
+        """The volatility multiplier of ticks first..last as runs (first tick, multiplier):
+        regimes and news windows are piecewise constant, so a run lasts from one edge to the
+        next. A tick's multiplier is the one in force when its interval begins."""
+        tick_seconds = self.config.tick_seconds
+        t0, t1 = (first - 1) * tick_seconds, last * tick_seconds
+        edges = set(self._regimes.switches_between(t0, t1))
         for event in walk.news:
             for edge in (event.start, event.start + event.window_seconds):
                 if t0 < edge < t1:
                     edges.add(edge)
-        points = sorted(edges)
-        total = 0.0
-        for a, b in pairwise(points):
-            m = self._regimes.multiplier(a) * self._news_multiplier(walk.news, a)
-            total += m * m * (b - a)
-        return total
+        runs = [(first, self._multiplier(walk, t0))]
+        for edge in sorted(edges):
+            # The first tick whose interval begins at or after the edge.
+            start = max(first, math.ceil(edge / tick_seconds) + 1)
+            if start > last:
+                break
+            if runs[-1][0] == start:
+                runs[-1] = (start, self._multiplier(walk, edge))
+            else:
+                runs.append((start, self._multiplier(walk, edge)))
+        return runs
 
     def _walk_to(self, walk: _Walk, t: float) -> None:
-        tick = self._session(t)[2]
+        self._walk_to_tick(walk, self._session(t)[2])
+
+    def _walk_to_tick(self, walk: _Walk, tick: int) -> None:
+        """Move the mid to `tick`: one standard normal per tick, drawn in tick order from the
+        symbol's own stream, so the path is a function of time alone — the same whether the
+        walk is asked every tick or once an hour, so brokers that read at other instants
+        meet the same market. News jumps are drawn up front, one per event."""
         if walk.tick is not None and tick <= walk.tick:
             return
         if walk.tick is not None:
-            tick_seconds = self.config.tick_seconds
-            t0, t1 = walk.tick * tick_seconds, tick * tick_seconds
-            variance = self._variance_seconds(walk, t0, t1)
-            step = walk.config.volatility_pips * math.sqrt(variance) * walk.rng.standard_normal()
-            for event in walk.news:
-                if t0 < event.start <= t1 and event.jump_pips:
-                    step += event.jump_pips * walk.rng.standard_normal()
+            first, count = walk.tick + 1, tick - walk.tick
+            scale = walk.config.volatility_pips * math.sqrt(self.config.tick_seconds)
+            runs = self._tick_multipliers(walk, first, tick)
+            if count == 1:
+                step = scale * runs[0][1] * float(walk.rng.standard_normal())
+            else:
+                draws = walk.rng.standard_normal(count)
+                ends = [*(start for start, _ in runs[1:]), tick + 1]
+                step = sum(
+                    scale * m * float(draws[start - first : end - first].sum())
+                    for (start, m), end in zip(runs, ends, strict=True)
+                )
+            t0, t1 = walk.tick * self.config.tick_seconds, tick * self.config.tick_seconds
+            for event, jump in zip(walk.news, walk.jumps, strict=True):
+                if t0 < event.start <= t1:
+                    step += jump
             walk.mid += step * walk.pip
         walk.tick = tick
         walk.snapshot = None
@@ -307,3 +369,54 @@ class SyntheticMarket:
             raise KeyError(f"unknown symbol {symbol}")
         self._walk_to(walk, t)
         return walk.mid
+
+    def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
+        """The walk stepped one tick at a time from t0 to t1, each tick's quote in turn: the
+        same quotes as any other way of asking (the path is a function of time alone). A
+        tick struck meanwhile by someone else (a conversion rate read mid-walk) is yielded
+        when seen; ticks already passed before t0 are gone. A closure is crossed in one step,
+        as `quote` crosses it."""
+        walk = self._walks.get(symbol)
+        if walk is None:
+            return
+        last = self._session(t0)[2]  # the tick prevailing at t0: already seen
+        end = self._session(t1)[2]
+        assert walk.tick is not None  # set at construction
+        while True:
+            if walk.tick > last:
+                last = walk.tick
+                quote = self.quote(symbol, walk.tick * self.config.tick_seconds)
+                # `quote` at the tick's own instant may round to the tick before it.
+                assert quote is not None
+                yield quote
+                continue
+            following = self._next_open_tick(walk.tick, end)
+            if following is None:
+                return
+            self._walk_to_tick(walk, following)
+
+    def _next_open_tick(self, tick: int, end: int) -> int | None:
+        """The first tick after `tick`, up to `end`, struck while the market is open."""
+        tick_seconds, week = self.config.tick_seconds, self.config.week
+        candidate = tick + 1
+        if candidate > end:
+            return None
+        if week.is_open(candidate * tick_seconds):
+            return candidate
+        # Closed: gallop to an open tick (closures are one contiguous span, and open spans
+        # last longer than any closure), then bisect back to the first one.
+        closed, step = candidate, 1
+        while True:
+            probe = min(candidate + step, end)
+            if week.is_open(probe * tick_seconds):
+                break
+            if probe == end:
+                return None
+            closed, step = probe, step * 2
+        while probe - closed > 1:
+            middle = (closed + probe) // 2
+            if week.is_open(middle * tick_seconds):
+                probe = middle
+            else:
+                closed = middle
+        return probe

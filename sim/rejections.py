@@ -17,14 +17,18 @@ from brokers import mt5_codes
 from brokers.mt5_codes import (
     CLOSE_ONLY,
     CLOSE_ORDER_EXIST,
+    FROZEN,
     INVALID,
     INVALID_CLOSE_VOLUME,
+    INVALID_EXPIRATION,
     INVALID_FILL,
     INVALID_ORDER,
     INVALID_PRICE,
+    INVALID_STOPS,
     INVALID_VOLUME,
     LONG_ONLY,
     MARKET_CLOSED,
+    NO_CHANGES,
     NO_MONEY,
     POSITION_CLOSED,
     PRICE_CHANGED,
@@ -36,6 +40,7 @@ from brokers.mt5_codes import (
     TRADE_DISABLED,
 )
 from brokers.mt5_codes import reason_for as reason_for
+from engine.core.ports import BrokerRejected
 
 # The MT5 TRADE_RETCODE values the simulated broker can answer with; the table of what
 # every code means is shared with the live MT5 broker (brokers/mt5_codes.py).
@@ -61,8 +66,17 @@ DESCRIPTION = {
         POSITION_CLOSED,
         INVALID_CLOSE_VOLUME,
         CLOSE_ORDER_EXIST,
+        INVALID_STOPS,
+        INVALID_EXPIRATION,
+        NO_CHANGES,
+        FROZEN,
     )
 }
+
+
+def refuse(code: int, detail: str) -> BrokerRejected:
+    """The trade server's refusal with an MT5 return code, as the engine reads it."""
+    return BrokerRejected(reason_for(code), f"{DESCRIPTION[code]}: {detail}", code)
 
 
 class RejectionConfig(BaseModel):

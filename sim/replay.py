@@ -12,7 +12,7 @@ at a broker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -35,6 +35,19 @@ def _symbol_config(series: QuoteSeries) -> SymbolConfig:
         digits=series.digits,
         start_mid=float(series.bid[0] + series.ask[0]) / 2.0,
         spread_pips=round(max(float(np.median(spreads)), 0.0), 2),
+    )
+
+
+def _snapshot(symbol: str, series: QuoteSeries, i: int) -> MarketSnapshot:
+    """The i-th recorded quote. Valid by construction: the loader kept only positive,
+    uncrossed prices."""
+    return MarketSnapshot.model_construct(
+        symbol=symbol,
+        bid=float(series.bid[i]),
+        ask=float(series.ask[i]),
+        time=float(series.time[i]),
+        bid_depth_units=None,
+        ask_depth_units=None,
     )
 
 
@@ -91,15 +104,18 @@ class ReplayMarket:
         i = int(np.searchsorted(series.time, effective, side="right")) - 1
         if i < 0:
             return None
-        # Valid by construction: the loader kept only positive, uncrossed prices.
-        return MarketSnapshot.model_construct(
-            symbol=symbol,
-            bid=float(series.bid[i]),
-            ask=float(series.ask[i]),
-            time=float(series.time[i]),
-            bid_depth_units=None,
-            ask_depth_units=None,
-        )
+        return _snapshot(symbol, series, i)
+
+    def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
+        """The recorded quotes stamped in (t0, t1], oldest first (none while closed)."""
+        series = self._series.get(symbol)
+        if series is None:
+            return
+        week = self.week
+        start = int(np.searchsorted(series.time, week.last_open_instant(t0), side="right"))
+        end = int(np.searchsorted(series.time, week.last_open_instant(t1), side="right"))
+        for i in range(start, end):
+            yield _snapshot(symbol, series, i)
 
     def mid(self, symbol: str, t: float) -> float:
         snapshot = self.quote(symbol, t)

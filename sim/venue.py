@@ -9,8 +9,9 @@ volume, deviation, margin, liquidity) and for configured extra ones (rate limit,
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,20 +24,26 @@ from engine.core.ports import (
     FillPolicy,
     OrderReport,
     OrderRequest,
+    Position,
+    PositionExit,
 )
+from engine.core.vocabulary import ExitReason, OrderType
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 from sim import rejections as codes
 from sim.account import Account, AccountConfig, MarginMode
 from sim.ledger import Ledger, LedgerOrder
 from sim.liquidity import DepthLadder
 from sim.market import PriceSource
-from sim.rejections import RejectionConfig, Rejections, reason_for
+from sim.positions import PositionBook, VenuePosition, frozen_level, stops_problem
+from sim.rejections import RejectionConfig, Rejections
+from sim.rejections import refuse as _refuse
+from sim.resting import QueueConfig, Triggers, check_limit, check_order_stops
 
 R = ExecutionRejectionReason
 
 
 class VenueConfig(BaseModel):
-    """How the trade server treats market orders."""
+    """How the trade server treats orders."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,10 +52,9 @@ class VenueConfig(BaseModel):
     # A dealer that sits on orders: they rest, and fill this long after arrival (inf: never).
     fill_delay_seconds: Annotated[float, Field(ge=0.0)] = 0.0
     rejections: RejectionConfig = RejectionConfig()
-
-
-def _refuse(code: int, detail: str) -> BrokerRejected:
-    return BrokerRejected(reason_for(code), f"{codes.DESCRIPTION[code]}: {detail}", code)
+    # Resting limit orders: where they stand in the queue at their price (`sim.resting`).
+    limit_queue: Literal["through", "touch"] = "through"
+    touch_fill_probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
 
 class Venue:
@@ -67,13 +73,19 @@ class Venue:
         self.refusals: dict[int, int] = {}  # MT5 code -> count: what the broker refused
         self._next_ticket = 1
         self._next_deal = 1
-        # Positions closed by naming them. The working orders that will close one: ticket
-        # -> the position's identifier. On a hedging account, each position's units closed
-        # so far, by identifier (the ticket of the order whose one fill opened it), and the
-        # orders that closed one, which opened none.
-        self._closing: dict[int, int] = {}
-        self._closed_units: dict[int, int] = {}
-        self._closers: set[int] = set()
+        self.book = PositionBook(self.account.config.margin_mode is MarginMode.HEDGING)
+        # The working orders that will close a position (named, reduce-only, or the
+        # server's own stop-loss and take-profit): ticket -> the position's identifier.
+        self.closing: dict[int, int] = {}
+        # Closes of positions our client opened, in deal order: what `exits` answers. It
+        # grows with those exits only (plain netting opposite orders are not exits).
+        self._exits: list[PositionExit] = []
+        self._exit_times: list[float] = []
+        queue = QueueConfig(
+            limit_queue=self.config.limit_queue,
+            touch_fill_probability=self.config.touch_fill_probability,
+        )
+        self.triggers = Triggers(self, queue, seed)
         # A market's symbols and their configs are fixed: build each symbol's spec once.
         self._specs: dict[str, SymbolSpec | None] = {}
 
@@ -85,7 +97,14 @@ class Venue:
             self._specs[symbol] = config.spec() if config else None
         return self._specs[symbol]
 
+    def advance(self, t: float) -> None:
+        """Bring the server up to t: expiries, stop-loss and take-profit triggers and limit
+        fills on the quotes struck since it last looked (`sim.resting`). Every public entry
+        point calls it first; with nothing watched it costs one test."""
+        self.triggers.advance(t)
+
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
+        self.advance(t)
         quote = self.market.quote(symbol, t)
         depth = self.config.depth
         if quote is None or depth is None or not depth.published:
@@ -94,28 +113,32 @@ class Venue:
         return quote.model_copy(update={"bid_depth_units": total, "ask_depth_units": total})
 
     def margin_required(self, symbol: str, units: int, t: float) -> float:
+        self.advance(t)
         return self.account.margin_for(symbol, units, t)
 
     def account_state(self, t: float) -> AccountState:
+        self.advance(t)
         return self.account.state(t)
 
     # -- trading ---------------------------------------------------------------------
 
-    def place(self, order: OrderRequest, t: float, closes: int | None = None) -> OrderReport:
-        """Match a market order arriving at t, or refuse it with an MT5 code.
+    def place(self, order: OrderRequest, t: float) -> OrderReport:
+        """Match a market order arriving at t, rest a limit order, or refuse either with an
+        MT5 code.
 
-        `closes` is the identifier of a position the order closes, in whole or in part,
-        instead of adding to the account's exposure: on a hedging account it says which;
-        on a netting account, where a symbol has one position, that the order may only
-        reduce it (never reverse it)."""
+        `order.position_id` names a position the order closes, in whole or in part, instead
+        of adding to the account's exposure (MqlTradeRequest.position); on a netting account
+        `order.reduce_only` closes the symbol's position without naming it, never through
+        zero."""
+        self.advance(t)
         try:
-            return self._place(order, t, closes)
+            return self._place(order, t)
         except BrokerRejected as refusal:
             if refusal.code is not None:
                 self.refusals[refusal.code] = self.refusals.get(refusal.code, 0) + 1
             raise
 
-    def _place(self, order: OrderRequest, t: float, closes: int | None) -> OrderReport:
+    def _place(self, order: OrderRequest, t: float) -> OrderReport:
         extra = self.rejections.refusal(t)
         if extra is not None:
             raise _refuse(extra, "refused by the broker")
@@ -139,36 +162,42 @@ class Venue:
         quote = self.market.quote(order.symbol, t)
         if quote is None:
             raise _refuse(codes.PRICE_OFF, f"no quote for {order.symbol} yet")
-        price = quote.ask if order.direction is Direction.BUY else quote.bid
-        if order.deviation_points is not None:
-            moved = abs(price - order.price) / spec.point
-            if moved > order.deviation_points + 1e-6:
-                raise _refuse(
-                    codes.REQUOTE,
-                    f"price moved {moved:.0f} points, deviation {order.deviation_points}",
-                )
-        if closes is not None:
-            self._check_close(order, closes)
-        else:  # a close frees margin: it needs none
+        limit = order.order_type is OrderType.LIMIT
+        if limit:
+            check_limit(order, quote, spec, t)
+        else:
+            price = quote.ask if order.direction is Direction.BUY else quote.bid
+            if order.deviation_points is not None:
+                moved = abs(price - order.price) / spec.point
+                if moved > order.deviation_points + 1e-6:
+                    raise _refuse(
+                        codes.REQUOTE,
+                        f"price moved {moved:.0f} points, deviation {order.deviation_points}",
+                    )
+        closes = self._check_close(order)
+        if order.stop_loss is not None or order.take_profit is not None:
+            check_order_stops(order, quote, spec, closes)
+        if not closes:  # a close frees margin: it needs none
             needed = self.margin_required(order.symbol, order.units, t)
             free = self.account.state(t).free_margin
             if needed > free:
                 raise _refuse(codes.NO_MONEY, f"margin {needed:.2f} exceeds free margin {free:.2f}")
         depth = self.config.depth
         if (
-            order.fill_policy is FillPolicy.FOK
+            not limit
+            and order.fill_policy is FillPolicy.FOK
             and depth is not None
             and order.units > depth.total_units
         ):
             raise _refuse(
                 codes.REJECT, f"{depth.total_units} units on the book, FOK needs {order.units}"
             )
-        ledger_order = self._new_order(order, t)
-        if closes is not None:
-            self._closing[ledger_order.ticket] = closes
-            if self._hedging:
-                self._closers.add(ledger_order.ticket)
-        if self.config.fill_delay_seconds == 0.0:
+        ledger_order = self._new_order(order, t, closes)
+        if closes:
+            self.closing[ledger_order.ticket] = closes
+        if limit:
+            self.triggers.rest(ledger_order)
+        elif self.config.fill_delay_seconds == 0.0:
             self._match(ledger_order, spec, t)
         return ledger_order.report()
 
@@ -188,34 +217,35 @@ class Venue:
 
     @property
     def _hedging(self) -> bool:
-        return self.account.config.margin_mode is MarginMode.HEDGING
+        return self.book.hedging
 
-    def _check_close(self, order: OrderRequest, closes: int) -> None:
-        """Whether the order may close the position it names, as MT5 answers: 10036 for a
-        position that is not open, 10039 while another order is closing it, 10038 for more
-        volume than it holds (MQL5 reference, trade server return codes)."""
-        if self._hedging:
-            opening = self.orders.get(closes)
-            if (
-                opening is None
-                or closes in self._closers
-                or not opening.fills
-                or opening.symbol != order.symbol
-            ):
-                raise _refuse(codes.POSITION_CLOSED, f"no position {closes}")
-            left = opening.fills[0].units - self._closed_units.get(closes, 0)
-            held = int(opening.direction) * left
+    def _check_close(self, order: OrderRequest) -> int:
+        """The identifier of the position the order closes (0: none), if it may, as MT5
+        answers: 10036 for a position that is not open, 10039 while another order is closing
+        it, 10038 for more volume than it holds (MQL5 reference, trade server return
+        codes)."""
+        if order.position_id is None and not order.reduce_only:
+            return 0
+        if order.position_id is not None:
+            named = int(order.position_id) if order.position_id.isdigit() else 0
+            position = self.book.get(named)
+            if position is None or position.symbol != order.symbol:
+                raise _refuse(codes.POSITION_CLOSED, f"no position {order.position_id}")
+        elif self._hedging:
+            # A hedging account holds many positions of a symbol: a close must name one.
+            raise _refuse(codes.INVALID, "reduce_only on a hedging account names no position")
         else:
-            held = self.account.net_units(order.symbol)
-        if held == 0:
-            raise _refuse(codes.POSITION_CLOSED, f"no {order.symbol} position")
-        if closes in self._closing.values():
-            raise _refuse(codes.CLOSE_ORDER_EXIST, f"position {closes}")
-        if (held > 0) == (order.direction is Direction.BUY):
+            position = self.book.of_symbol(order.symbol)
+            if position is None:
+                raise _refuse(codes.POSITION_CLOSED, f"no {order.symbol} position")
+        if position.identifier in self.closing.values():
+            raise _refuse(codes.CLOSE_ORDER_EXIST, f"position {position.identifier}")
+        if position.direction is order.direction:
             # Unconfirmed which code a server gives: the stricter reading, a bad request.
             raise _refuse(codes.INVALID, "a close must trade against the position")
-        if order.units > abs(held):
-            raise _refuse(codes.INVALID_CLOSE_VOLUME, f"{order.units} units, {abs(held)} held")
+        if order.units > position.units:
+            raise _refuse(codes.INVALID_CLOSE_VOLUME, f"{order.units} units, {position.units} held")
+        return position.identifier
 
     def new_ticket(self) -> int:
         """The next ticket: an order's, or one the MT5 server gives a re-opened position."""
@@ -223,7 +253,7 @@ class Venue:
         self._next_ticket += 1
         return ticket
 
-    def _new_order(self, order: OrderRequest, t: float) -> LedgerOrder:
+    def _new_order(self, order: OrderRequest, t: float, closes: int) -> LedgerOrder:
         ledger_order = LedgerOrder(
             self.new_ticket(),
             order.client_order_id,
@@ -232,6 +262,12 @@ class Venue:
             order.units,
             t,
             BrokerOrderState.WORKING,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+            expires_at=order.expires_at,
+            stop_loss=order.stop_loss,
+            take_profit=order.take_profit,
+            position_id=closes,
         )
         self.orders.add(ledger_order)
         return ledger_order
@@ -243,45 +279,119 @@ class Venue:
         buy = ledger_order.direction is Direction.BUY
         touch = quote.ask if buy else quote.bid
         depth = self.config.depth
-        units, price = ledger_order.units, touch
-        if depth is not None:
-            units, price = depth.walk(ledger_order.units, touch, 1 if buy else -1, spec.pip)
-        closes = self._closing.pop(ledger_order.ticket, None)
+        units, price = self._closable(ledger_order), touch
+        if depth is not None and units:
+            units, price = depth.walk(units, touch, 1 if buy else -1, spec.pip)
         if units:
-            deal = self._next_deal
-            self._next_deal += 1
-            ledger_order.fills.append(BrokerFill(str(deal), units, price, t))
-            opened_at = None
-            if closes is not None and self._hedging:
-                opened_at = self.orders[closes].fills[0].price
-                self._closed_units[closes] = self._closed_units.get(closes, 0) + units
-            signed = int(ledger_order.direction) * units
-            self.account.book(ledger_order.symbol, signed, price, t, opened_at)
-        ledger_order.state = BrokerOrderState.DONE
+            self.fill(ledger_order, units, price, t)
+        self.finish(ledger_order, BrokerOrderState.DONE)
+
+    def _closable(self, ledger_order: LedgerOrder) -> int:
+        """The units an order may still fill: a close the dealer sat on closes no more than
+        its position still holds (a stop-loss may have closed it meanwhile)."""
+        closes = self.closing.get(ledger_order.ticket, 0)
+        if not closes:
+            return ledger_order.units
+        position = self.book.get(closes)
+        if position is None or position.direction is ledger_order.direction:
+            return 0
+        return min(ledger_order.units, position.units)
+
+    def fill(self, ledger_order: LedgerOrder, units: int, price: float, t: float) -> None:
+        """One deal of an order: into the account, the position book and, for a close of
+        a position our client opened, the exits."""
+        deal = self._next_deal
+        self._next_deal += 1
+        closes = self.closing.get(ledger_order.ticket, 0)
+        booked = self.book.book(
+            ledger_order.ticket,
+            ledger_order.client_order_id,
+            ledger_order.symbol,
+            ledger_order.direction,
+            units,
+            price,
+            t,
+            closes,
+        )
+        position = booked.position
+        ledger_order.fills.append(BrokerFill(str(deal), units, price, t, str(position.identifier)))
+        signed = int(ledger_order.direction) * units
+        self.account.book(ledger_order.symbol, signed, price, t, booked.closes_at)
+        if booked.holds and (
+            ledger_order.stop_loss is not None or ledger_order.take_profit is not None
+        ):
+            # A fill that opens or adds to a position gives it the order's levels.
+            stop_loss = (
+                ledger_order.stop_loss if ledger_order.stop_loss is not None else position.stop_loss
+            )
+            take_profit = (
+                ledger_order.take_profit
+                if ledger_order.take_profit is not None
+                else position.take_profit
+            )
+            self.book.set_levels(position, stop_loss, take_profit, t)
+        if closes and booked.closed_units:
+            reason = ledger_order.reason or ExitReason.ORDER
+            level = None
+            if reason is ExitReason.STOP_LOSS or reason is ExitReason.TAKE_PROFIT:
+                level = (
+                    ledger_order.stop_loss
+                    if reason is ExitReason.STOP_LOSS
+                    else ledger_order.take_profit
+                )
+            self._exit_times.append(max(t, self._exit_times[-1]) if self._exit_times else t)
+            self._exits.append(
+                PositionExit(
+                    deal_id=str(deal),
+                    position_id=str(position.identifier),
+                    client_order_id=position.client_order_id,
+                    reason=reason,
+                    symbol=ledger_order.symbol,
+                    direction=ledger_order.direction,
+                    units=booked.closed_units,
+                    price=price,
+                    level=level,
+                    time=t,
+                )
+            )
+
+    def finish(self, ledger_order: LedgerOrder, state: BrokerOrderState) -> None:
+        """The order will not change again."""
+        ledger_order.state = state
+        self.closing.pop(ledger_order.ticket, None)
         self.orders.closed(ledger_order)
 
     def _settle(self, ledger_order: LedgerOrder, t: float) -> LedgerOrder:
-        """A resting order fills once its delay has passed, when anyone next looks at it."""
+        """A market order the dealer sat on fills once its delay has passed, when anyone
+        next looks at it (a limit order fills on the quote path instead)."""
         due = ledger_order.time + self.config.fill_delay_seconds
-        if ledger_order.state is BrokerOrderState.WORKING and t >= due:
+        if (
+            ledger_order.state is BrokerOrderState.WORKING
+            and ledger_order.order_type is OrderType.MARKET
+            and t >= due
+        ):
             spec = self.spec(ledger_order.symbol)
             assert spec is not None
             self._match(ledger_order, spec, t)
         return ledger_order
 
     def status(self, order_id: str, t: float) -> OrderReport:
+        self.advance(t)
         return self._settle(self._order(order_id), t).report()
 
     def find(self, client_order_id: str, t: float) -> OrderReport | None:
+        self.advance(t)
         ledger_order = self.orders.latest(client_order_id)
         return self._settle(ledger_order, t).report() if ledger_order is not None else None
 
     def cancel(self, order_id: str, t: float) -> OrderReport:
+        """A working order cancelled with whatever it filled (a resting limit's partial
+        fills stay)."""
+        self.advance(t)
         ledger_order = self._settle(self._order(order_id), t)
         if ledger_order.state is BrokerOrderState.WORKING:
-            ledger_order.state = BrokerOrderState.CANCELLED
-            self._closing.pop(ledger_order.ticket, None)
-            self.orders.closed(ledger_order)
+            self.triggers.drop(ledger_order)
+            self.finish(ledger_order, BrokerOrderState.CANCELLED)
         return ledger_order.report()
 
     def _order(self, order_id: str) -> LedgerOrder:
@@ -289,6 +399,71 @@ class Venue:
         if ledger_order is None:
             raise _refuse(codes.INVALID_ORDER, f"no order {order_id}")
         return ledger_order
+
+    # -- positions ------------------------------------------------------------------------
+
+    def positions(self, t: float, symbol: str | None = None) -> tuple[Position, ...]:
+        """The open positions (of one symbol), oldest first."""
+        self.advance(t)
+        return tuple(p.public() for p in self.book.all(symbol))
+
+    def position(self, identifier: int) -> VenuePosition | None:
+        """The venue's own record of an open position (as it stands: no advance)."""
+        return self.book.get(identifier)
+
+    def set_protection(
+        self, position_id: str, stop_loss: float | None, take_profit: float | None, t: float
+    ) -> Position:
+        """Set a position's stop-loss and take-profit (None removes one), as MT5
+        TRADE_ACTION_SLTP is answered: 10036 for a position not open, 10025 NO_CHANGES for
+        the levels it has, 10029 FROZEN when a current level is within the freeze level of
+        the market, 10016 for a new level on the wrong side or nearer than the stops level
+        (the MQL4 book's "Requirements and Limitations in Making Trades",
+        book.mql4.com/appendix/limits)."""
+        self.advance(t)
+        try:
+            return self._set_protection(position_id, stop_loss, take_profit, t)
+        except BrokerRejected as refusal:
+            if refusal.code is not None:
+                self.refusals[refusal.code] = self.refusals.get(refusal.code, 0) + 1
+            raise
+
+    def _set_protection(
+        self, position_id: str, stop_loss: float | None, take_profit: float | None, t: float
+    ) -> Position:
+        position = self.book.get(int(position_id)) if position_id.isdigit() else None
+        if position is None:
+            raise _refuse(codes.POSITION_CLOSED, f"no position {position_id}")
+        if (position.stop_loss, position.take_profit) == (stop_loss, take_profit):
+            raise _refuse(codes.NO_CHANGES, f"position {position_id} has these levels")
+        spec = self.spec(position.symbol)
+        quote = self.market.quote(position.symbol, t)
+        assert spec is not None and quote is not None  # a position has both
+        frozen = frozen_level(position, quote.bid, quote.ask, spec)
+        if frozen is not None:
+            raise _refuse(codes.FROZEN, frozen)
+        long = position.direction is Direction.BUY
+        reference = quote.bid if long else quote.ask
+        problem = stops_problem(position.direction, stop_loss, take_profit, reference, spec)
+        if problem is not None:
+            raise _refuse(codes.INVALID_STOPS, problem)
+        self.book.set_levels(position, stop_loss, take_profit, t)
+        return position.public()
+
+    def exits(self, since: float, t: float) -> tuple[PositionExit, ...]:
+        """Deals at or after `since` that closed positions our client's orders opened: by
+        their stop-loss or take-profit, or by an order that named them or only reduced."""
+        self.advance(t)
+        # Deal times never step back by much (a delayed fill is stamped when looked at):
+        # search from the first that may be at `since`, then filter.
+        first = bisect_left(self._exit_times, since)
+        return tuple(e for e in self._exits[first:] if e.time >= since)
+
+    def server_orders(self, after_ticket: int) -> list[LedgerOrder]:
+        """The orders the server itself created (stop-loss, take-profit), ticket above
+        `after_ticket`, in ticket order: what the MT5 terminal books as their deals."""
+        tickets = self.triggers.server_tickets
+        return [self.orders[ticket] for ticket in tickets[bisect_left(tickets, after_ticket + 1) :]]
 
     # -- the ledger, for tests and invariants -------------------------------------------
 

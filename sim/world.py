@@ -101,7 +101,13 @@ class SimulatedWorld:
             broker, database, engine_config, driver, instance_id=f"{self.engine.instance_id}+"
         )
         return SimulatedWorld(
-            clock.env, self.market, self.venue, self.network, broker, engine, driver,
+            clock.env,
+            self.market,
+            self.venue,
+            self.network,
+            broker,
+            engine,
+            driver,
             self.terminal,
         )
 

@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scenarios.analysis import asymmetry, breakdown, enrich, quality_summary
+from scenarios.analysis import (
+    asymmetry,
+    breakdown,
+    enrich,
+    limit_order_summary,
+    quality_summary,
+    slippage_by_kind,
+)
+from scenarios.run_outputs import exit_slippage_pips
 
 
 def execution(**fields) -> dict:
@@ -167,3 +175,72 @@ def test_the_same_analysis_reads_a_run_directory_and_its_audit_database(tmp_path
     pd.testing.assert_frame_equal(left, right)
     assert np.isfinite(quality_summary(enrich(from_db))["fill_time_p99_ms"])
     assert load_scenario(LIBRARY / "chaos_monkey.toml").name == "chaos_monkey"
+
+
+# -- exits apart from entries, and limit orders --------------------------------------------
+
+
+def exit_row(reason: str, direction: int, price: float, level: float | None) -> dict:
+    slip = exit_slippage_pips(direction, price, level, 0.0001)
+    return {"scenario": "hand", "reason": reason, "direction": direction, "price": price,
+            "level": level, "slippage_pips": slip}  # fmt: skip
+
+
+def test_a_stop_is_measured_against_its_level_adverse_positive_for_a_long_and_a_short():
+    # A long's stop at 1.0990 filled at 1.0985 after a gap: 5 pips beyond, adverse.
+    assert exit_slippage_pips(1, 1.0985, 1.0990, 0.0001) == pytest.approx(5.0)
+    # A short's stop at 1.1010 filled at 1.1012: 2 pips beyond, adverse.
+    assert exit_slippage_pips(-1, 1.1012, 1.1010, 0.0001) == pytest.approx(2.0)
+    # A long's target at 1.1020 filled at 1.1021: better than the level, favourable.
+    assert exit_slippage_pips(1, 1.1021, 1.1020, 0.0001) == pytest.approx(-1.0)
+    assert exit_slippage_pips(1, 1.1, None, 0.0001) is None  # a close decision has no level
+
+
+def test_stop_out_slippage_is_kept_apart_from_entry_and_close_slippage():
+    executions = pd.DataFrame(
+        [
+            execution(average_fill_price=1.1003, intent="open"),  # 1 pip over the ask
+            execution(direction=-1, average_fill_price=1.0999, intent="close"),  # 1 under bid
+            execution(executed_units=0, average_fill_price=None, intent="open"),  # no fill
+        ]
+    )
+    exits = pd.DataFrame(
+        [
+            exit_row("stop_loss", 1, 1.0985, 1.0990),
+            exit_row("stop_loss", 1, 1.0990, 1.0990),
+            exit_row("take_profit", 1, 1.1020, 1.1020),
+            exit_row("order", 1, 1.1000, None),
+        ]
+    )
+
+    table = slippage_by_kind(enrich(executions), exits).set_index("kind")
+
+    assert table.loc["entry", "fills"] == 1 and table.loc["entry", "mean_pips"] == pytest.approx(1)
+    assert table.loc["close decision", "mean_pips"] == pytest.approx(1.0)
+    assert table.loc["stop_loss", "fills"] == 2
+    assert table.loc["stop_loss", "worst_pips"] == pytest.approx(5.0)
+    assert table.loc["stop_loss", "beyond_level_share"] == pytest.approx(0.5)
+    assert table.loc["take_profit", "mean_pips"] == pytest.approx(0.0)
+    assert table.loc["stop_out", "fills"] == 0
+
+
+def test_limit_orders_fill_rate_and_time_to_fill_count_whole_partial_and_unfilled_orders():
+    limit = {"order_type": "limit"}
+    executions = pd.DataFrame(
+        [
+            execution(**limit, fill_time_seconds=4.0),  # filled whole after 4 s
+            execution(**limit, status="EXPIRED", executed_units=40_000, fill_time_seconds=10.0),
+            execution(**limit, status="EXPIRED", executed_units=0, fill_time_seconds=None),
+            execution(**limit, status="REJECTED", executed_units=0, submitted_at=None),
+            execution(order_type="market"),  # not a limit order: not counted
+        ]
+    )
+
+    summary = limit_order_summary(executions)
+
+    assert summary["limit_orders"] == 4 and summary["placed"] == 3
+    assert (summary["filled_whole"], summary["filled_in_part"], summary["unfilled"]) == (1, 1, 1)
+    assert summary["fill_rate"] == pytest.approx(2 / 3)
+    assert summary["unit_fill_rate"] == pytest.approx(140_000 / 300_000)
+    assert summary["time_to_fill_p50_s"] == pytest.approx(7.0)
+    assert summary["time_to_fill_mean_s"] == pytest.approx(7.0)

@@ -344,6 +344,12 @@ REASONS = {
     10042: R.SYMBOL_NOT_TRADABLE,
     10043: R.SYMBOL_NOT_TRADABLE,
     10044: R.SYMBOL_NOT_TRADABLE,
+    # Issue 16's reasons of their own (the table both brokers share: brokers/mt5_codes.py).
+    10015: R.INVALID_PRICE,
+    10016: R.INVALID_STOPS,
+    10022: R.INVALID_EXPIRATION,
+    10036: R.NO_POSITION,
+    10038: R.EXCEEDS_POSITION,
 }
 
 

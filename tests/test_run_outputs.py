@@ -68,3 +68,18 @@ def test_a_table_with_no_rows_is_still_written_with_its_columns(tmp_path):
     table.close()
     frame = pd.read_parquet(tmp_path / "quotes.parquet")
     assert frame.empty and list(frame.columns) == ["symbol", "time", "bid", "ask"]
+
+
+def test_a_table_appears_only_when_closed_and_replaces_the_previous_one_whole(tmp_path):
+    path = tmp_path / "quotes.parquet"
+    old = ParquetRows(path, QUOTE_COLUMNS)
+    old.add({"symbol": "OLD", "time": 0.0, "bid": 1.0, "ask": 1.0})
+    old.close()
+    table = ParquetRows(path, QUOTE_COLUMNS)
+    for i in range(ROWS_PER_GROUP + 1):  # a row group is already on disk, aside
+        table.add({"symbol": "EURUSD", "time": float(i), "bid": 1.1, "ask": 1.1001})
+
+    assert pd.read_parquet(path)["symbol"].tolist() == ["OLD"]  # a reader sees the old one
+    table.close()
+    assert len(pd.read_parquet(path)) == ROWS_PER_GROUP + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quotes.parquet"]

@@ -16,13 +16,14 @@ import pytest
 import store_backends as sb
 
 from engine.core.lifecycle import Execution
-from engine.schemas import RPMOutput
+from engine.schemas import MarketSnapshot, RPMOutput
 from engine.store import (
     SQLExecutionDatabase,
     export_audit_trail_to,
     open_database,
     verify_audit_store,
 )
+from scenarios.orderflow import OrderFlowConfig, SyntheticFlow
 from scenarios.runner import run_scenario
 from scenarios.spec import ScenarioError, load_scenario
 from scenarios.sweep import sweep
@@ -53,6 +54,7 @@ def test_the_library_holds_every_scenario_the_desk_asked_for():
     assert names >= {
         "calm", "news_spike", "rollover", "broker_outage", "flaky_network", "partial_fill_heavy",
         "margin_squeeze", "market_closed", "kill_switch", "load", "chaos_monkey", "replay_gbpusd",
+        "stops_and_targets", "limit_orders",
     }  # fmt: skip
     for path in FILES:
         assert path.read_text().startswith("#"), f"{path.name} must say what it is for"
@@ -64,7 +66,8 @@ def test_every_scenario_in_the_library_passes_its_invariants(path, request):
         request.getfixturevalue("fx_data")  # skips (or fails in CI) without the real data
     summary = run_scenario(reduced(path), path.parent)
     assert summary.violations == ()
-    assert summary.orders == reduced(path).orders.orders
+    # Every decision of the flow, and the closes of what it left open (flatten_at_end).
+    assert summary.orders == reduced(path).orders.orders + summary.closed_at_end
 
 
 def test_each_scenario_shows_its_character():
@@ -168,6 +171,55 @@ def test_a_malformed_scenario_names_the_field_and_nothing_runs(tmp_path, text, n
     assert result.returncode == 2 and named in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[orders]\nstop_loss_pips = -5\n", "orders.stop_loss_pips"),
+        ("[orders]\ntake_profit_pips = 20000\n", "orders.take_profit_pips"),
+        ("[orders]\nlimit_share = 1.5\n", "orders.limit_share"),
+        ("[orders]\nlimit_distance_pips = 0\n", "orders.limit_distance_pips"),
+        ("[orders]\nlimit_expiry_seconds = -1\n", "orders.limit_expiry_seconds"),
+        ('[orders]\npartial_fills = "retry"\n', "orders.partial_fills"),
+        ('[orders]\nflatten_at_end = "maybe"\n', "orders.flatten_at_end"),
+        ('[venue]\nlimit_queue = "front"\n', "venue.limit_queue"),
+        ("[venue]\ntouch_fill_probability = 2\n", "venue.touch_fill_probability"),
+    ],
+)
+def test_a_bad_stop_limit_or_fill_policy_term_is_named_on_one_line(tmp_path, text, named):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\n' + text)
+    with pytest.raises(ScenarioError, match=named.replace(".", r"\.")) as refused:
+        load_scenario(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_flow_without_stops_or_limits_draws_todays_decisions_and_one_with_them_the_same_sizes():
+    plain = OrderFlowConfig(orders=50)
+    rich = OrderFlowConfig(orders=50, stop_loss_pips=10.0, take_profit_pips=20.0, limit_share=0.5)
+    before = [a.rpm.decision.approved_trade for a in SyntheticFlow(plain, 3)]
+    after = list(SyntheticFlow(rich, 3))
+    assert all(a.limit_distance_pips is None for a in SyntheticFlow(plain, 3))
+    assert all(t.stop_loss_pips is None and t.partial_fills is None for t in before)
+    # The extra draw comes after the size: the first order is the same order, stopped.
+    first = after[0].rpm.decision.approved_trade
+    assert (first.symbol, first.direction, first.position_units) == (
+        before[0].symbol, before[0].direction, before[0].position_units
+    )  # fmt: skip
+    assert first.stop_loss_pips == 10.0 and first.take_profit_pips == 20.0
+    limits = [a for a in after if a.limit_distance_pips is not None]
+    assert 0 < len(limits) < 50
+
+
+def test_a_limit_arrival_is_priced_off_the_touch_it_meets():
+    (arrival,) = SyntheticFlow(OrderFlowConfig(orders=1, limit_share=1.0), 1)
+    quote = MarketSnapshot(symbol="EURUSD", bid=1.10000, ask=1.10010, time=1_700_000_000.0)
+    trade = arrival.priced(quote, 0.0001, 5).decision.approved_trade
+    expected = 1.10010 - 0.0002 if trade.direction > 0 else 1.10000 + 0.0002
+    assert trade.order_type == "limit" and trade.limit_price == pytest.approx(expected)
+    assert trade.expires_at.timestamp() == 1_700_000_000.0 + 60.0
+    assert arrival.priced(None, 0.0001, 5) == arrival.rpm  # no quote: the market is shut
 
 
 def test_a_flow_can_come_from_a_file_of_rpm_decisions(tmp_path):
@@ -281,3 +333,75 @@ def test_a_terminal_section_needs_the_emulated_terminal(tmp_path):
     path.write_text('name = "x"\n[terminal]\nhistory_sync_seconds = 5.0\n')
     with pytest.raises(ScenarioError, match=r'set broker = "mt5-emulated"'):
         load_scenario(path)
+
+
+# --- Issue 16: stops and targets, limit orders, and the same file on both brokers ---
+
+SAME_EXECUTION = ["execution_id", "intent", "order_type", "status", "executed_units",
+                  "average_fill_price"]  # fmt: skip
+
+
+def run_with_outputs(name: str, out: Path, **overrides):
+    path = LIBRARY / f"{name}.toml"
+    scenario = reduced(path).with_overrides(overrides) if overrides else reduced(path)
+    summary = run_scenario(scenario, path.parent, out_dir=out)
+    executions = pd.read_parquet(out / "executions.parquet")
+    return summary, executions, pd.read_parquet(out / "exits.parquet")
+
+
+def test_every_stopped_entry_ends_closed_by_its_stop_its_target_or_a_close(tmp_path):
+    summary, executions, exits = run_with_outputs("stops_and_targets", tmp_path)
+
+    assert summary.violations == ()
+    assert {"no_position_left_unprotected", "every_position_ends_closed"} <= set(
+        summary.invariants_checked
+    )
+    entries = executions[(executions["intent"] == "open") & (executions["executed_units"] > 0)]
+    assert len(entries) and (entries["unprotected_positions"] == 0).all()
+    # Each entry's units leave again, all of them, by one of the three ways out.
+    closed = exits.groupby("execution_id")["units"].sum()
+    assert closed.reindex(entries["execution_id"]).tolist() == entries["executed_units"].tolist()
+    assert set(exits["reason"]) <= {"stop_loss", "take_profit", "order"}
+    assert {"stop_loss", "take_profit"} <= set(exits["reason"])
+    assert summary.closed_at_end == (executions["intent"] == "close").sum() > 0
+    # The news gaps through stops: at least one fills beyond its level, none better.
+    stops = exits[exits["reason"] == "stop_loss"]
+    assert (stops["slippage_pips"] > 0).any() and (stops["slippage_pips"] >= 0).all()
+    assert summary.exits_by_reason == exits["reason"].value_counts().sort_index().to_dict()
+
+
+def test_limit_orders_fill_whole_fill_in_part_or_expire_and_never_fill_past_their_limit(
+    tmp_path,
+):
+    summary, executions, _ = run_with_outputs("limit_orders", tmp_path)
+
+    assert summary.violations == ()
+    limits = executions[executions["order_type"] == "limit"]
+    executed, intended = limits["executed_units"], limits["intended_units"]
+    assert (limits["status"] == "FILLED").any()
+    assert ((limits["status"] == "EXPIRED") & (executed == 0)).any()
+    assert ((executed > 0) & (executed < intended)).any()
+    filled = limits[executed > 0]
+    beyond = filled["direction"] * (filled["average_fill_price"] - filled["limit_price"])
+    assert (beyond <= 1e-9).all()  # at the limit or better, never worse
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["stops_and_targets", "limit_orders"],
+)
+def test_the_same_scenario_gives_the_same_executions_through_the_emulated_mt5(name, tmp_path):
+    on_sim = run_with_outputs(name, tmp_path / "sim")
+    on_mt5 = run_with_outputs(name, tmp_path / "mt5", broker="mt5-emulated")
+
+    assert on_sim[0].violations == () and on_mt5[0].violations == ()
+
+    def same(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[SAME_EXECUTION].sort_values("execution_id").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(same(on_sim[1]), same(on_mt5[1]))
+    exits = ["execution_id", "reason", "units", "price", "level"]
+    pd.testing.assert_frame_equal(
+        on_sim[2][exits].sort_values(exits).reset_index(drop=True),
+        on_mt5[2][exits].sort_values(exits).reset_index(drop=True),
+    )

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.core.events import SubmissionUnanswered
 from engine.core.ports import FillPolicy, OrderRequest
@@ -425,3 +427,23 @@ def test_replayed_gbpusd_bars_reach_the_broker_with_the_datas_own_spreads(fx_dat
     world = SimulatedWorld.build(seed=1, market=market, start=float(closes[100]))
     execution = run_one(world, decision(symbol="GBPUSD"))
     assert execution.status is S.FILLED
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1_799.0), min_size=1, max_size=30),
+    st.lists(st.floats(0.0, 1_799.0), min_size=1, max_size=30),
+)
+def test_the_synthetic_market_gives_the_same_prices_however_often_it_is_read(reads_a, reads_b):
+    """Two brokers reading the market at different instants must meet one market: the
+    path is a function of time alone, through regimes, news windows and a jump. (A read
+    never goes back: both are compared after their last reads.)"""
+    news = NewsEvent(at=datetime.fromtimestamp(DEFAULT_START + 600, UTC), jump_pips=15.0)
+    config = MarketConfig(news=(news,), regimes=RegimeConfig(mean_calm_minutes=10.0))
+    a, b = (SyntheticMarket(config, 11, DEFAULT_START) for _ in range(2))
+    for market, reads in ((a, reads_a), (b, reads_b)):
+        for offset in sorted(reads):
+            market.quote("GBPUSD", DEFAULT_START + offset)
+    for offset in (1_800.0, 3_600.0, 3_601.0):
+        t = DEFAULT_START + offset
+        assert a.quote("GBPUSD", t) == b.quote("GBPUSD", t)

@@ -9,6 +9,7 @@ import pytest
 from engine.core.config import EngineConfig
 from engine.core.instruments import SymbolSpec, TradeMode
 from engine.core.ports import AccountState
+from engine.core.positions import Levels
 from engine.core.validation import (
     MARKET_CHECKS,
     MarketContext,
@@ -17,13 +18,22 @@ from engine.core.validation import (
     margin_sufficient,
     market_data_available,
     market_open,
+    order_terms_valid,
     run_market_checks,
     spread_acceptable,
+    stops_valid,
     symbol_tradable,
     trading_halted,
     volume_representable,
 )
-from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot, RPMOutput
+from engine.schemas import (
+    Direction,
+    ExecutionRejectionReason,
+    MarketSnapshot,
+    OrderType,
+    RPMOutput,
+    TradeIntent,
+)
 from tests.builders import decision
 
 R = ExecutionRejectionReason
@@ -138,6 +148,11 @@ def test_checks_run_in_the_seeds_order_and_the_first_failure_names_the_cause():
         "volume_representable",
         "market_data_available",
         "spread_acceptable",
+        # Beyond the seed's checks (issue 16): what a reduce, close, limit or stop needs,
+        # judged before margin, since a close needs none.
+        "position_matches",
+        "order_terms_valid",
+        "stops_valid",
         "margin_sufficient",
         "liquidity_available",
     ]
@@ -146,3 +161,82 @@ def test_checks_run_in_the_seeds_order_and_the_first_failure_names_the_cause():
     )
     failure = run_market_checks(closed_and_wide, CONFIG)
     assert failure is not None and failure.check == "market_open"
+
+
+# -- issue 16: limit orders, stops and positions ----------------------------------------------
+
+LEVELED = replace(SPEC, stops_level_points=30)
+
+
+def test_a_buy_limit_must_sit_below_the_ask_by_the_stops_level():
+    resting = replace(GOOD, spec=LEVELED, order_type=OrderType.LIMIT, limit_price=1.08470)
+    too_near = replace(resting, limit_price=1.08490)  # 18 points under the ask
+    marketable = replace(resting, limit_price=1.08510)
+    assert order_terms_valid(resting, CONFIG) is None
+    for bad in (too_near, marketable):
+        failure = order_terms_valid(bad, CONFIG)
+        assert failure is not None and failure.reason is R.INVALID_PRICE
+
+
+def test_a_limit_order_whose_expiry_has_passed_is_refused():
+    stale = replace(GOOD, order_type=OrderType.LIMIT, limit_price=1.084, expires_at=NOW - 1.0)
+    failure = order_terms_valid(stale, CONFIG)
+    assert failure is not None and failure.reason is R.INVALID_EXPIRATION
+
+
+@pytest.mark.parametrize(
+    ("levels", "ok"),
+    [
+        (Levels(stop_loss=1.08400, take_profit=1.08600), True),
+        (Levels(stop_loss=1.08480), False),  # 20 points under the bid: inside the level
+        (Levels(take_profit=1.08400), False),  # a long's target below its price
+        (Levels(stop_loss_pips=3.0), True),
+        (Levels(stop_loss_pips=2.0), False),  # 20 points
+    ],
+)
+def test_a_longs_stops_are_judged_against_the_bid_and_the_stops_level(levels, ok):
+    failure = stops_valid(replace(GOOD, spec=LEVELED, levels=levels), CONFIG)
+    assert (failure is None) is ok
+    if not ok:
+        assert failure is not None and failure.reason is R.INVALID_STOPS
+
+
+def test_a_shorts_stops_are_judged_against_the_ask():
+    short = replace(GOOD, direction=Direction.SELL, spec=LEVELED)
+    assert stops_valid(replace(short, levels=Levels(stop_loss=1.08540)), CONFIG) is None
+    failure = stops_valid(replace(short, levels=Levels(stop_loss=1.08530)), CONFIG)
+    assert failure is not None and failure.reason is R.INVALID_STOPS
+
+
+def test_a_reduce_or_close_needs_no_margin_and_passes_close_only_symbols():
+    closing = replace(
+        GOOD,
+        intent=TradeIntent.CLOSE,
+        spec=replace(SPEC, trade_mode=TradeMode.CLOSE_ONLY),
+        margin_required=None,
+        account=replace(ACCOUNT, free_margin=0.0),
+    )
+    assert symbol_tradable(closing, CONFIG) is None
+    assert margin_sufficient(closing, CONFIG) is None
+
+
+@pytest.mark.parametrize(
+    ("terms", "message"),
+    [
+        ({"stop_loss": 1.08, "stop_loss_pips": 10}, "as a price or as stop_loss_pips"),
+        ({"intent": "close", "take_profit": 1.1}, "a close decision carries no stop-loss"),
+        ({"intent": "modify_stops"}, "needs a stop_loss or a take_profit"),
+        ({"position_id": "12"}, "position_id names the position"),
+        ({"order_type": "limit"}, "a limit order needs a limit_price"),
+        ({"limit_price": 1.08}, "apply to limit orders only"),
+        ({"intent": "reduce", "order_type": "limit", "limit_price": 1.08}, "limit orders open"),
+        ({"position_id": "12a", "intent": "close"}, "String should match pattern"),
+        (
+            {"expires_at": "2024-01-08T10:00:00", "order_type": "limit", "limit_price": 1.0},
+            "timezone",
+        ),
+    ],
+)
+def test_decision_terms_that_contradict_each_other_are_refused_with_the_reason(terms, message):
+    with pytest.raises(ValueError, match=message):
+        RPMOutput.model_validate(decision(**terms))

@@ -20,18 +20,27 @@ Credentials are passed through to the terminal and never kept, logged or put in 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from brokers import mt5_codes as codes
-from brokers.mt5.calls import TerminalError, record_time
+from brokers.mt5.calls import record_time
 from brokers.mt5.config import MT5Config
 from brokers.mt5.loading import (
     MT5Credentials,
     load_mt5_module,
+)
+from brokers.mt5.positions import Positions, TagMemory
+from brokers.mt5.requests import (
+    SYMBOL_ORDER_SL,
+    SYMBOL_ORDER_TP,
+    Requests,
+    raise_for_retcode,
+    send,
+    ticket_of,
 )
 from brokers.mt5.server_clock import ServerClock
 from brokers.mt5.terminal import Terminal, raise_if_unreachable
@@ -42,7 +51,6 @@ from engine.core.instruments import (
     TradeMode,
     VolumeError,
     lots_to_units,
-    units_to_lots,
 )
 from engine.core.ports import (
     AccountState,
@@ -50,24 +58,17 @@ from engine.core.ports import (
     BrokerInterface,
     BrokerOrderState,
     BrokerRejected,
-    FillPolicy,
     OrderReport,
     OrderRequest,
     OutcomeUnknown,
+    Position,
+    PositionExit,
     RequestNotSent,
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 
 log = logging.getLogger(__name__)
 R = ExecutionRejectionReason
-
-# SymbolInfo.filling_mode bits. The module exports no names for them, and they are not the
-# ORDER_FILLING values a request carries: passing the bitmask itself is the classic 10030.
-SYMBOL_FILLING_FOK = 1
-SYMBOL_FILLING_IOC = 2
-
-# What a comment may safely hold at any broker (mt5-reference.md, pitfall 2).
-_TAG = re.compile(r"[A-Za-z0-9]+")
 
 
 class MT5Broker(BrokerInterface):
@@ -89,6 +90,18 @@ class MT5Broker(BrokerInterface):
             self.config.server_time_offset_seconds,
             self.config.server_offset_tolerance_seconds,
             self.config.learn_server_offset,
+        )
+        self._requests = Requests(self._terminal, self.config, self._server_clock)
+        self._tags = TagMemory(self.config)
+        self._positions = Positions(
+            self._terminal,
+            self.config,
+            self._server_clock,
+            self._requests,
+            self._tags,
+            self._contract_spec,
+            self._units,
+            self._clock,
         )
 
     def __repr__(self) -> str:
@@ -153,6 +166,12 @@ class MT5Broker(BrokerInterface):
             volume_max=float(info["volume_max"]),
             volume_step=float(info["volume_step"]),
             trade_mode=mode,
+            stops_level_points=int(info["trade_stops_level"]),
+            freeze_level_points=int(info["trade_freeze_level"]),
+            # Where the symbol's order_mode lacks them, an order may not carry its stops:
+            # the engine sets them on the position after the fill (TRADE_ACTION_SLTP).
+            stops_on_order=int(info["order_mode"]) & (SYMBOL_ORDER_SL | SYMBOL_ORDER_TP)
+            == SYMBOL_ORDER_SL | SYMBOL_ORDER_TP,
         )
         self._specs[symbol] = spec
         return spec
@@ -198,6 +217,7 @@ class MT5Broker(BrokerInterface):
             margin_used=float(info["margin"]),
             free_margin=float(info["margin_free"]),
             leverage=int(info["leverage"]),
+            hedging=int(info["margin_mode"]) == self._terminal.k.hedging,
         )
 
     def margin_required(
@@ -225,19 +245,17 @@ class MT5Broker(BrokerInterface):
 
     def place_order(self, order: OrderRequest) -> OrderReport:
         self._terminal.ensure_may_trade()
-        request = self._deal_request(order)
+        request = self._order_request(order)
         self._preflight(request)
         log.info(
-            "order_send %s %s %s lots, tag %s",
+            "order_send %s %s %s %s lots, tag %s",
             order.symbol,
+            order.order_type.value,
             order.direction.name,
             request["volume"],
             order.client_order_id,
         )
-        result, error = self._terminal.call("order_send", request)
-        if error is not None:
-            self._raise_refused_call(error)
-        retcode = int(result["retcode"])
+        retcode, result = send(self._terminal, request)
         outcome = codes.outcome_of(retcode)
         log.info("order_send tag %s: retcode %s (%s)", order.client_order_id, retcode, outcome)
         if outcome in (Outcome.DONE, Outcome.PARTIAL):
@@ -245,7 +263,7 @@ class MT5Broker(BrokerInterface):
             if ticket <= 0:
                 raise OutcomeUnknown(f"retcode {retcode} without an order ticket")
             return self._report_after_send(ticket, order)
-        self._raise_for_retcode(retcode, result)
+        raise_for_retcode(retcode, result)
 
     def _side(self, direction: Direction) -> int:
         return self._terminal.k.buy if direction is Direction.BUY else self._terminal.k.sell
@@ -260,66 +278,36 @@ class MT5Broker(BrokerInterface):
         retcode = int(check["retcode"])
         if retcode != 0:
             comment = str(check.get("comment") or codes.describe(retcode))
-            raise BrokerRejected(
-                codes.reason_for(retcode), f"order_check: {comment}", retcode
-            )
+            raise BrokerRejected(codes.reason_for(retcode), f"order_check: {comment}", retcode)
 
-    def _deal_request(self, order: OrderRequest) -> dict[str, Any]:
-        """The order as a request dict, or a final rejection for what no broker could take."""
-        tag = order.client_order_id
-        if not _TAG.fullmatch(tag) or len(tag) > self.config.comment_max_length:
-            raise BrokerRejected(
-                R.BROKER_REJECTED,
-                f"client order id {tag!r} cannot travel in an MT5 comment: ASCII letters and "
-                f"digits only, at most {self.config.comment_max_length} characters",
-            )
+    def _order_request(self, order: OrderRequest) -> dict[str, Any]:
+        """The request dict for the order (brokers/mt5/requests.py). A reduce-only order
+        that names no position names the symbol's one (netting): MT5 then closes or reduces
+        it and never goes through zero (10038 for more than it holds)."""
         info = self._symbol_info(order.symbol)
         if info is None:
             raise BrokerRejected(
                 R.SYMBOL_NOT_TRADABLE, f"the terminal does not list {order.symbol}"
             )
         spec = self._spec_from(order.symbol, info)
-        try:
-            lots = units_to_lots(order.units, spec)
-        except VolumeError as exc:
-            raise BrokerRejected(R.INVALID_VOLUME, str(exc)) from exc
-        if abs(lots - order.lots) > 1e-12:
-            raise BrokerRejected(R.INVALID_VOLUME, f"{order.lots} lots != {order.units} units")
-        request = {
-            "action": self._terminal.k.deal,
-            "symbol": self._terminal.broker_symbol(order.symbol),
-            "volume": lots,
-            "type": self._side(order.direction),
-            "magic": self.config.magic,
-            "comment": tag,
-            "type_time": self._terminal.k.time_gtc,
-            "type_filling": self._filling(order, int(info["filling_mode"])),
-        }
-        if int(info["trade_exemode"]) in self._terminal.k.server_sets_price:
-            # Market and exchange execution: the server sets the price and `deviation` is no
-            # bound (a request may carry price 0; MqlTradeRequest). The engine measures the
-            # fill against the decision's bound afterwards (SlippageBoundBreached).
-            return request | {"price": 0.0}
-        deviation = order.deviation_points
-        return request | {
-            "price": float(order.price),
-            "deviation": deviation
-            if deviation is not None
-            else self.config.unbounded_deviation_points,
-        }
+        if order.reduce_only and order.position_id is None:
+            order = replace(order, position_id=self._only_position(order.symbol))
+        request = self._requests.order(order, info, spec)
+        self._tags.remember(order.client_order_id)
+        return request
 
-    def _filling(self, order: OrderRequest, filling_mode: int) -> int:
-        """The request's ORDER_FILLING value, from the symbol's filling_mode bitmask."""
-        if order.fill_policy is FillPolicy.IOC and filling_mode & SYMBOL_FILLING_IOC:
-            return self._terminal.k.filling_ioc
-        # All or nothing never fills more than IOC would: it may stand in for IOC.
-        if filling_mode & SYMBOL_FILLING_FOK:
-            return self._terminal.k.filling_fok
-        raise BrokerRejected(
-            R.BROKER_REJECTED,
-            f"{order.symbol} allows no {order.fill_policy.value} filling "
-            f"(filling_mode bitmask {filling_mode}): the broker would answer 10030",
-        )
+    def _only_position(self, symbol: str) -> str:
+        held = self._positions.positions(symbol)
+        if not held:
+            raise BrokerRejected(
+                R.NO_POSITION, f"no {symbol} position to reduce", codes.POSITION_CLOSED
+            )
+        if len(held) > 1:
+            raise BrokerRejected(
+                R.POSITION_MISMATCH,
+                f"{len(held)} {symbol} positions (a hedging account): a reduce must name one",
+            )
+        return held[0].position_id
 
     def _report_after_send(self, ticket: int, order: OrderRequest) -> OrderReport:
         """The order as the terminal's history shows it once the send is done. The order is
@@ -334,32 +322,8 @@ class MT5Broker(BrokerInterface):
             str(ticket), order.client_order_id, BrokerOrderState.WORKING, order.units
         )
 
-    def _raise_refused_call(self, error: TerminalError) -> NoReturn:
-        """order_send returned None: by last_error, unknown, never sent, or refused."""
-        outcome = codes.refused_call_outcome(error.code)
-        if outcome is Outcome.UNKNOWN:
-            raise OutcomeUnknown(f"order_send got no answer from the terminal: {error}")
-        if outcome is Outcome.NOT_SENT:
-            raise RequestNotSent(f"order_send could not reach the terminal: {error}")
-        raise BrokerRejected(
-            R.BROKER_REJECTED, f"the terminal refused the request: {error}", error.code
-        )
-
-    @staticmethod
-    def _raise_for_retcode(retcode: int, result: Mapping[str, Any]) -> NoReturn:
-        comment = str(result.get("comment") or "")
-        detail = codes.describe(retcode) + (f" ({comment})" if comment else "")
-        outcome = codes.outcome_of(retcode)
-        if outcome is Outcome.UNKNOWN:
-            raise OutcomeUnknown(f"{detail}: the order may have executed")
-        # RESEND_SAFE codes (10004, 10020, 10021, 10023, 10024, 10028) promise that nothing
-        # executed, so a fresh request would be safe; but the engine never retries a
-        # rejection on its own (it would trade at a price nobody approved), so they are
-        # rejections too, with the code kept for whoever decides to send again.
-        raise BrokerRejected(codes.reason_for(retcode), detail, retcode)
-
     def order_status(self, order_id: str) -> OrderReport:
-        ticket = self._ticket(order_id)
+        ticket = ticket_of(order_id)
         report = self._lookup(ticket, None)
         if report is None:
             raise OutcomeUnknown(f"order {ticket} is not in the terminal's orders or history yet")
@@ -367,28 +331,21 @@ class MT5Broker(BrokerInterface):
 
     def cancel_order(self, order_id: str) -> OrderReport:
         """Remove a working order; one already done just reports how it ended."""
-        ticket = self._ticket(order_id)
+        ticket = ticket_of(order_id)
         if self._terminal.query("orders_get", ticket=ticket):
-            result, error = self._terminal.call(
-                "order_send",
-                {"action": self._terminal.k.remove, "order": ticket, "magic": self.config.magic},
-            )
-            if error is not None:
-                self._raise_refused_call(error)
-            retcode = int(result["retcode"])
+            retcode, result = send(self._terminal, self._requests.removal(ticket))
             if codes.outcome_of(retcode) is not Outcome.DONE:
-                self._raise_for_retcode(retcode, result)
+                raise_for_retcode(retcode, result)
         return self.order_status(order_id)
 
-    def find_order(
-        self, client_order_id: str, sent_at: float | None = None
-    ) -> OrderReport | None:
+    def find_order(self, client_order_id: str, sent_at: float | None = None) -> OrderReport | None:
         """Our order by its tag: in open orders, positions, and the history of orders and
         deals since it was sent. Only a terminal connected to its trade server, with its
         history synchronised since, can prove an order absent."""
         tag = client_order_id
-        if not _TAG.fullmatch(tag) or len(tag) > self.config.comment_max_length:
+        if not self._requests.valid_tag(tag):
             return None  # could never have been sent
+        self._tags.remember(tag)
         synced_since = self._terminal.connected_since()
         prefix = tag[: self.config.tag_match_chars]
         magic = self.config.magic
@@ -450,6 +407,7 @@ class MT5Broker(BrokerInterface):
                     self._units(deal["volume"], spec),
                     float(deal["price"]),
                     self._server_clock.utc(record_time(deal)),
+                    str(int(deal["position_id"])),
                 ),
             )
         return OrderReport(
@@ -461,10 +419,14 @@ class MT5Broker(BrokerInterface):
         )
 
     def _history_state(self, state: int) -> BrokerOrderState:
+        """An order in the history: filled (or partly, the rest dropped), cancelled or
+        rejected, or removed by the server at its expiry (ORDER_STATE_EXPIRED)."""
         if state in self._terminal.k.done_states:
             return BrokerOrderState.DONE
         if state in self._terminal.k.cancelled_states:
             return BrokerOrderState.CANCELLED
+        if state == self._terminal.k.expired_state:
+            return BrokerOrderState.EXPIRED
         return BrokerOrderState.WORKING  # still being processed: look again later
 
     def _contract_spec(self, symbol: str) -> SymbolSpec:
@@ -480,12 +442,6 @@ class MT5Broker(BrokerInterface):
             return lots_to_units(round(float(volume), 8), spec)
         except VolumeError as exc:
             raise OutcomeUnknown(f"broker reported a volume this kit cannot read: {exc}") from exc
-
-    @staticmethod
-    def _ticket(order_id: str) -> int:
-        if not order_id.isdigit():
-            raise BrokerRejected(R.BROKER_REJECTED, f"{order_id!r} is not an MT5 order ticket")
-        return int(order_id)
 
     def _history_window(self, sent_at: float | None) -> tuple[datetime, datetime]:
         """The history to search, in server time: from the send (less the margin for the
@@ -507,3 +463,17 @@ class MT5Broker(BrokerInterface):
             datetime.fromtimestamp(start, UTC),
             datetime.fromtimestamp(now + self.config.history_padding_seconds, UTC),
         )
+
+    # -- positions: brokers/mt5/positions.py ------------------------------------------------
+
+    def positions(self, symbol: str | None = None) -> tuple[Position, ...]:
+        return self._positions.positions(symbol)
+
+    def set_protection(
+        self, position_id: str, stop_loss: float | None, take_profit: float | None
+    ) -> Position:
+        self._terminal.ensure_may_trade()
+        return self._positions.set_protection(position_id, stop_loss, take_profit)
+
+    def exits(self, since: float) -> tuple[PositionExit, ...]:
+        return self._positions.exits(since)

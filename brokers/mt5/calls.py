@@ -27,37 +27,61 @@ class Constants:
     """The module's constants, read once: through a bridge every read is a remote call."""
 
     deal: int
+    pending: int
+    sltp: int
     remove: int
     buy: int
     sell: int
+    buy_limit: int
+    sell_limit: int
     filling_fok: int
     filling_ioc: int
+    filling_return: int
     time_gtc: int
+    time_specified: int
     server_sets_price: frozenset[int]  # SYMBOL_TRADE_EXECUTION modes: market, exchange
     done_states: frozenset[int]  # in history: no more fills will come
     cancelled_states: frozenset[int]  # in history: ended before completing
+    expired_state: int  # in history: a pending order the server removed at its expiry
+    exit_entries: frozenset[int]  # DEAL_ENTRY_OUT, DEAL_ENTRY_OUT_BY: a deal that closed
+    deal_buy: int  # DEAL_TYPE_BUY
+    position_buy: int  # POSITION_TYPE_BUY
+    deal_reason_sl: int
+    deal_reason_tp: int
+    deal_reason_so: int
+    hedging: int  # ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
 
     @classmethod
     def read(cls, mt5: Any) -> Constants:
         return cls(
             deal=int(mt5.TRADE_ACTION_DEAL),
+            pending=int(mt5.TRADE_ACTION_PENDING),
+            sltp=int(mt5.TRADE_ACTION_SLTP),
             remove=int(mt5.TRADE_ACTION_REMOVE),
             buy=int(mt5.ORDER_TYPE_BUY),
             sell=int(mt5.ORDER_TYPE_SELL),
+            buy_limit=int(mt5.ORDER_TYPE_BUY_LIMIT),
+            sell_limit=int(mt5.ORDER_TYPE_SELL_LIMIT),
             filling_fok=int(mt5.ORDER_FILLING_FOK),
             filling_ioc=int(mt5.ORDER_FILLING_IOC),
+            filling_return=int(mt5.ORDER_FILLING_RETURN),
             time_gtc=int(mt5.ORDER_TIME_GTC),
+            time_specified=int(mt5.ORDER_TIME_SPECIFIED),
             server_sets_price=frozenset(
                 {int(mt5.SYMBOL_TRADE_EXECUTION_MARKET), int(mt5.SYMBOL_TRADE_EXECUTION_EXCHANGE)}
             ),
             done_states=frozenset({int(mt5.ORDER_STATE_FILLED), int(mt5.ORDER_STATE_PARTIAL)}),
             cancelled_states=frozenset(
-                {
-                    int(mt5.ORDER_STATE_CANCELED),
-                    int(mt5.ORDER_STATE_EXPIRED),
-                    int(mt5.ORDER_STATE_REJECTED),
-                }
+                {int(mt5.ORDER_STATE_CANCELED), int(mt5.ORDER_STATE_REJECTED)}
             ),
+            expired_state=int(mt5.ORDER_STATE_EXPIRED),
+            exit_entries=frozenset({int(mt5.DEAL_ENTRY_OUT), int(mt5.DEAL_ENTRY_OUT_BY)}),
+            deal_buy=int(mt5.DEAL_TYPE_BUY),
+            position_buy=int(mt5.POSITION_TYPE_BUY),
+            deal_reason_sl=int(mt5.DEAL_REASON_SL),
+            deal_reason_tp=int(mt5.DEAL_REASON_TP),
+            deal_reason_so=int(mt5.DEAL_REASON_SO),
+            hedging=int(mt5.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING),
         )
 
 

@@ -100,8 +100,10 @@ class Terminal:
                 f"opening the terminal raised {type(failure).__name__}"
             ) from None
         account, _ = self.call("account_info")
-        self.login = credentials.login if credentials is not None else (
-            int(account["login"]) if account is not None else None
+        self.login = (
+            credentials.login
+            if credentials is not None
+            else (int(account["login"]) if account is not None else None)
         )
         self._just_connected()
         version, _ = self.call("version")
@@ -116,9 +118,7 @@ class Terminal:
         """Initialise the IPC connection again, with backoff; whether it came back."""
         self._connected_at = None  # whatever it shows now, its history syncs anew
         for attempt in range(1, self.config.reconnect_attempts + 1):
-            _, error = self._call_once(
-                "initialize", *self._path, timeout=self.config.timeout_ms
-            )
+            _, error = self._call_once("initialize", *self._path, timeout=self.config.timeout_ms)
             if error is None:
                 log.warning("MT5 terminal reconnected (attempt %d)", attempt)
                 self._just_connected()
@@ -218,9 +218,7 @@ class Terminal:
             return False
         return self.other_account(account) is None and not self._switches_off(account, terminal)
 
-    def _switches_off(
-        self, account: dict[str, Any], terminal: dict[str, Any] | None = None
-    ) -> str:
+    def _switches_off(self, account: dict[str, Any], terminal: dict[str, Any] | None = None) -> str:
         """Which of the four switches forbid trading now ("" when none does)."""
         if terminal is None:
             terminal, error = self.call("terminal_info")

@@ -26,7 +26,13 @@ from engine.api.keys import KeyStore
 from engine.api.metrics import BrokerProbes, RequestObserver, TimedDatabase, Timings
 from engine.api.ratelimit import TokenBucketLimiter
 from engine.api.routes import ROUTERS
-from engine.api.service import ApiService, ApiSettings, execution_pool, probe_forever
+from engine.api.service import (
+    ApiService,
+    ApiSettings,
+    execution_pool,
+    probe_forever,
+    watch_exits_forever,
+)
 from engine.core.config import ENGINE_VERSION
 from engine.engine import ExecutionEngine
 from engine.store.base import ControlKind
@@ -69,6 +75,8 @@ def create_app(
         async with anyio.create_task_group() as tasks:
             if settings.broker_probe_seconds > 0:
                 tasks.start_soon(probe_forever, service)
+            if settings.exits_watch_seconds > 0:
+                tasks.start_soon(watch_exits_forever, service)
             yield
             tasks.cancel_scope.cancel()
         # Executions still running finish (and are recorded) before the store is closed;

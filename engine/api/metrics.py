@@ -191,6 +191,8 @@ def metrics_report(
         slippage_pips=summary.slippage_pips,
         fill_time_seconds=summary.fill_time_seconds,
         slippage_bound_breaches=summary.slippage_bound_breaches,
+        unprotected_positions=summary.unprotected_positions,
+        child_orders=summary.child_orders,
         rejections_by_reason=dict(sorted(reasons.items())),
         executions_by_status=dict(sorted(summary.by_status.items())),
         executions_by_symbol=dict(sorted(summary.by_symbol.items())),
@@ -242,6 +244,16 @@ class _ReportCollector:
             "arbitrex_slippage_bound_breaches",
             "Fills worse than the decision's max_slippage_pips",
             value=report.slippage_bound_breaches,
+        )
+        yield CounterMetricFamily(
+            "arbitrex_unprotected_positions",
+            "Positions left without the stop-loss or take-profit upstream asked for",
+            value=report.unprotected_positions,
+        )
+        yield CounterMetricFamily(
+            "arbitrex_child_orders",
+            "Orders sent for the remainders of partial fills",
+            value=report.child_orders,
         )
         yield CounterMetricFamily(
             "arbitrex_broker_probes_connected",

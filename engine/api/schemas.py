@@ -89,6 +89,10 @@ class MetricsReport(_Answer):
         description="Fills worse than the decision's max_slippage_pips (market execution "
         "does not enforce the bound at the venue)"
     )
+    unprotected_positions: int = Field(
+        description="Positions left without the stop-loss or take-profit upstream asked for"
+    )
+    child_orders: int = Field(description="Orders sent for the remainders of partial fills")
     rejections_by_reason: dict[str, int]
     executions_by_status: dict[str, int]
     executions_by_symbol: dict[str, int]

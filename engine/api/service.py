@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.api.keys import ApiKey
 from engine.api.metrics import BrokerProbes, Timings
+from engine.core.ports import BrokerError
 from engine.engine import ExecutionEngine
 from engine.store.base import ControlEvent, ControlKind, StoreUnavailable, control_event
 
@@ -33,6 +34,11 @@ class ApiSettings(BaseModel):
     store_retry_after_seconds: Annotated[int, Field(ge=1)] = 5
     # Seconds between background broker probes (broker uptime); 0: only /health probes.
     broker_probe_seconds: Annotated[float, Field(ge=0.0)] = 5.0
+    # Seconds between looks at the broker for positions our executions opened that a
+    # stop-loss, a take-profit or a stop-out closed (recorded on the execution); 0: never.
+    exits_watch_seconds: Annotated[float, Field(ge=0.0)] = 5.0
+    # How far back the server's first look reaches: exits while it was down are recorded.
+    exits_lookback_seconds: Annotated[float, Field(ge=0.0)] = 7 * 86_400.0
 
 
 @dataclass
@@ -88,3 +94,21 @@ async def probe_forever(service: ApiService) -> None:
     while True:
         await anyio.to_thread.run_sync(service.broker_connected, abandon_on_cancel=True)
         await anyio.sleep(service.settings.broker_probe_seconds)
+
+
+async def watch_exits_forever(service: ApiService) -> None:
+    """Record the exits of our positions every exits_watch_seconds, until cancelled. The
+    first look reaches back exits_lookback_seconds (exits while the server was down); each
+    later one back to a minute before the last that succeeded, so a deal the broker showed
+    late is still taken (recording skips exits it already holds)."""
+    engine, settings = service.engine, service.settings
+    since = engine.clock.now() - settings.exits_lookback_seconds
+    while True:
+        started = engine.clock.now()
+        try:
+            await anyio.to_thread.run_sync(engine.record_exits, since, abandon_on_cancel=True)
+        except (BrokerError, StoreUnavailable) as error:
+            log.warning("exits not recorded this time: %s", error)
+        else:
+            since = started - 60.0
+        await anyio.sleep(settings.exits_watch_seconds)

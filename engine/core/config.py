@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.core.instruments import is_jpy_quoted
+from engine.core.vocabulary import PartialFillPolicy
 
 ENGINE_VERSION = "0.1.0"
 
@@ -57,6 +58,12 @@ class EngineConfig(BaseModel):
     # Stage 5: monitoring
     poll_interval_seconds: PositiveSeconds = 0.5
     order_timeout_seconds: PositiveSeconds = 60.0
+    # Partial fills: accept them (the seed), or complete the remainder with child orders,
+    # each a new order with its own client order id, at most this many, until this long
+    # after the first submission.
+    partial_fills: PartialFillPolicy = PartialFillPolicy.ACCEPT
+    max_remainder_orders: Annotated[int, Field(ge=1, le=9)] = 3
+    remainder_deadline_seconds: PositiveSeconds = 120.0
     # Stage 6: slippage
     slippage_bands: SlippageBands = SlippageBands()
     default_max_slippage_pips: MaxSlippagePips | None = None

@@ -111,5 +111,33 @@ class CancelOrder(BrokerCall):
         return broker.cancel_order(self.order_id)
 
 
-Effect = Sleep | Record | BrokerCall
+@dataclass(frozen=True, slots=True)
+class FetchPositions(BrokerCall):
+    symbol: str | None = None
 
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.positions(self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class SetProtection(BrokerCall):
+    remote: ClassVar[bool] = True
+    acts: ClassVar[bool] = True
+    position_id: str
+    stop_loss: float | None
+    take_profit: float | None
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.set_protection(self.position_id, self.stop_loss, self.take_profit)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchExits(BrokerCall):
+    remote: ClassVar[bool] = True
+    since: float
+
+    def perform(self, broker: BrokerInterface) -> Any:
+        return broker.exits(self.since)
+
+
+Effect = Sleep | Record | BrokerCall

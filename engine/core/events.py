@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from engine.core.ports import BrokerOrderState
+from engine.core.ports import BrokerOrderState, ExitReason
 from engine.core.vocabulary import ExecutionRejectionReason, SlippageQuality
 from engine.schemas import ExecutionRequest
 
@@ -124,6 +124,7 @@ class OrderFilled(ExecutionEvent):
     units: int
     price: float
     fill_time: float
+    position_id: str = ""  # the position the deal opened, added to or closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,55 @@ class CancelRequested(ExecutionEvent):
 @dataclass(frozen=True, slots=True)
 class OrderExpired(ExecutionEvent):
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemainderRequested(ExecutionEvent):
+    """The order closed with units left, and the partial-fill policy is `complete`: the
+    remainder goes out as a new child order, under its own client order id (written before
+    it is sent, as every order is)."""
+
+    child: int  # 1 for the first child order
+    client_order_id: str
+    units: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionSet(ExecutionEvent):
+    """A position of this execution carries the stop-loss and take-profit upstream asked
+    for: attached to the order, or set on the position after the fill, `gap_seconds` later
+    (the time it stood unprotected)."""
+
+    position_id: str
+    stop_loss: float | None
+    take_profit: float | None
+    attached: bool
+    gap_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionFailed(ExecutionEvent):
+    """A position of this execution is NOT protected as upstream asked: the broker refused
+    the levels or could not be asked. Recorded loudly; the engine decides nothing more."""
+
+    position_id: str
+    reason: ExecutionRejectionReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PositionExited(ExecutionEvent):
+    """A deal closed (part of) a position this execution opened: by its stop-loss or
+    take-profit, a stop-out, or an order. Found at the broker by the opening order's tag."""
+
+    deal_id: str
+    position_id: str
+    exit_reason: ExitReason
+    units: int
+    price: float
+    level: float | None  # the stop or target that triggered it
+    exit_time: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +233,10 @@ EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
         OrderExpired,
         SlippageMeasured,
         SlippageBoundBreached,
+        RemainderRequested,
+        ProtectionSet,
+        ProtectionFailed,
+        PositionExited,
     )
 }
 
@@ -196,6 +250,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "reason": ExecutionRejectionReason,
     "quality": SlippageQuality,
     "broker_state": BrokerOrderState,
+    "exit_reason": ExitReason,
 }
 
 

@@ -5,55 +5,47 @@ yielded effect and resumes the flow with `send((now, result))` — or throws the
 a broker call ended in into it, stamped with the time (`error.at`). The flow never reads a
 clock, sleeps, or touches a broker or database: all of that is the driver's job, which
 is why the same code runs in SimPy's virtual time and on the wall clock.
+
+Working an order at the broker (submission, reconciliation, monitoring, expiry, slippage)
+is `engine.core.orders`; stops on positions are `engine.core.protection`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from engine.core.config import ENGINE_VERSION, EngineConfig
 from engine.core.effects import (
-    BrokerCall,
-    CancelOrder,
     Effect,
     FetchAccount,
     FetchMargin,
+    FetchPositions,
     FetchQuote,
     FetchSymbol,
-    FindOrder,
-    PlaceOrder,
-    QueryOrder,
-    Record,
-    Sleep,
 )
 from engine.core.events import (
-    CancelRequested,
     ExecutionAbandoned,
-    ExecutionEvent,
     ExecutionRequested,
-    OrderAcknowledged,
-    OrderClosed,
-    OrderExpired,
-    OrderFilled,
-    OrderProvenAbsent,
-    OrderRejected,
-    ReconciliationAttempted,
-    ReconciliationDeferred,
-    SlippageBoundBreached,
-    SlippageMeasured,
-    SubmissionAbandoned,
-    SubmissionAttempted,
-    SubmissionFailed,
-    SubmissionUnanswered,
+    RemainderRequested,
     ValidationCompleted,
     ValidationFailed,
 )
-from engine.core.ids import client_order_id_for, execution_id_for
+from engine.core.ids import child_client_order_id, client_order_id_for, execution_id_for
 from engine.core.instruments import SymbolSpec, VolumeError, units_to_lots
 from engine.core.lifecycle import Execution
+from engine.core.orders import (
+    Reconciled,
+    Run,
+    close_order,
+    measure_slippage,
+    monitor_until_closed,
+    monitor_until_done,
+    reconcile,
+    submit_with_retry,
+)
 from engine.core.ports import (
     AccountState,
     BrokerError,
@@ -61,9 +53,11 @@ from engine.core.ports import (
     BrokerRejected,
     OrderReport,
     OrderRequest,
-    RequestNotSent,
+    Position,
 )
-from engine.core.slippage import classify, deviation_points, reference_price, slippage_pips
+from engine.core.positions import Levels, PositionFailure, resolve_position
+from engine.core.protection import modify_stops, protect, recover_modify
+from engine.core.slippage import deviation_points, reference_price
 from engine.core.validation import (
     CHECK_NAMES,
     CheckFailure,
@@ -72,27 +66,20 @@ from engine.core.validation import (
     run_market_checks,
     trading_halted,
 )
-from engine.core.vocabulary import Direction, ExecutionRejectionReason, ExecutionStatus, utc
+from engine.core.vocabulary import (
+    ExecutionRejectionReason,
+    ExecutionStatus,
+    OrderType,
+    PartialFillPolicy,
+    TradeIntent,
+    utc,
+)
 from engine.schemas import ExecutionRequest, MarketSnapshot, RPMOutput
 
 Flow = Generator[Effect, tuple[float, Any], Execution]
 
 R = ExecutionRejectionReason
 S = ExecutionStatus
-
-
-class Reconciled(Enum):
-    FOUND = "found"  # the broker has the order: adopt it
-    ABSENT = "absent"  # the broker proved it has no such order
-    UNRESOLVED = "unresolved"  # the broker could not be asked until the deadline
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    """What asking the broker for an order by its client order id established."""
-
-    outcome: Reconciled
-    report: OrderReport | None = None  # the order, when FOUND
 
 
 def build_request(
@@ -102,6 +89,27 @@ def build_request(
     trade = rpm.decision.approved_trade
     execution_id = execution_id_for(idempotency_key)
     max_slippage = trade.max_slippage_pips if trade else None
+    terms: dict[str, Any] = {}
+    if trade is not None:
+        expires_at = trade.expires_at
+        if trade.order_type is OrderType.LIMIT and expires_at is None:
+            expires_at = utc(now) + timedelta(seconds=config.order_timeout_seconds)
+        if expires_at is not None:
+            # Good till a whole second: MT5 takes an expiration in whole seconds only, and a
+            # limit must end at the same instant at every broker.
+            expires_at = expires_at.replace(microsecond=0)
+        terms = {
+            "intent": trade.intent,
+            "position_id": trade.position_id,
+            "order_type": trade.order_type,
+            "limit_price": trade.limit_price,
+            "expires_at": expires_at,
+            "stop_loss": trade.stop_loss,
+            "stop_loss_pips": trade.stop_loss_pips,
+            "take_profit": trade.take_profit,
+            "take_profit_pips": trade.take_profit_pips,
+            "partial_fills": trade.partial_fills or config.partial_fills,
+        }
     return ExecutionRequest(
         execution_id=execution_id,
         idempotency_key=idempotency_key,
@@ -117,32 +125,14 @@ def build_request(
         engine_version=ENGINE_VERSION,
         config_version=config.version,
         engine_instance=engine_instance,
+        **terms,
     )
 
 
-class _Run:
-    """The state one flow carries between yields: the execution and the last known time."""
-
-    __slots__ = ("config", "execution", "now")
-
-    def __init__(self, execution: Execution, config: EngineConfig, now: float) -> None:
-        self.execution = execution
-        self.config = config
-        self.now = now
-
-    def record(self, event: ExecutionEvent) -> Record:
-        self.execution.apply(event)
-        return Record(event)
-
-    def ask(self, call: BrokerCall) -> Generator[Effect, Any, Any]:
-        """Make a broker call: its answer, or its BrokerError raised here — the flow's
-        clock moving on to when the driver saw either."""
-        try:
-            self.now, answer = yield call
-        except BrokerError as error:
-            self.now = error.at
-            raise
-        return answer
+def levels_of(request: ExecutionRequest) -> Levels:
+    return Levels(
+        request.stop_loss, request.stop_loss_pips, request.take_profit, request.take_profit_pips
+    )
 
 
 def execution_flow(
@@ -153,7 +143,7 @@ def execution_flow(
     engine_halted: bool = False,
 ) -> Flow:
     """Stages 1-9 for one decision; returns the Execution in its final (or deferred) state."""
-    run = _Run(Execution(request.execution_id), config, started_at)
+    run = Run(Execution(request.execution_id), config, started_at)
     eid = request.execution_id
     run.now, _ = yield run.record(ExecutionRequested(eid, run.now, request))
 
@@ -180,7 +170,7 @@ def execution_flow(
 
     deviation = (
         deviation_points(request.max_slippage_pips, ctx.spec)
-        if request.max_slippage_pips is not None
+        if request.max_slippage_pips is not None and request.order_type is OrderType.MARKET
         else None
     )
     run.now, _ = yield run.record(
@@ -188,24 +178,128 @@ def execution_flow(
             eid, run.now, CHECK_NAMES, ctx.lots, ctx.snapshot.bid, ctx.snapshot.ask, deviation
         )
     )
-    order = OrderRequest(
+    if request.intent is TradeIntent.MODIFY_STOPS:
+        assert isinstance(ctx.position, Position)
+        yield from modify_stops(run, request, levels_of(request), ctx.position, ctx.spec)
+        return run.execution
+    order = _order_for(request, ctx, deviation)
+    report = yield from submit_with_retry(run, order)
+    if report is None:
+        return run.execution
+    yield from _work_order(run, order, report, ctx.spec)
+    reference = reference_price(order.direction, ctx.snapshot.bid, ctx.snapshot.ask)
+    yield from measure_slippage(run, order.direction, reference, ctx.spec.pip)
+    if request.protected:
+        yield from protect(run, request, levels_of(request), order, ctx.spec)
+    return run.execution
+
+
+def _order_for(
+    request: ExecutionRequest, ctx: MarketContext, deviation: int | None
+) -> OrderRequest:
+    """The order the decision becomes: market or limit, opening or closing a named
+    position, with its stops attached where they are prices and the venue allows it."""
+    assert ctx.snapshot is not None and ctx.spec is not None and ctx.lots is not None
+    assert request.direction is not None and request.symbol is not None
+    limit = request.order_type is OrderType.LIMIT
+    price = reference_price(request.direction, ctx.snapshot.bid, ctx.snapshot.ask)
+    closes = request.intent in (TradeIntent.REDUCE, TradeIntent.CLOSE)
+    levels = levels_of(request)
+    attach = request.protected and levels.as_prices and ctx.spec.stops_on_order
+    return OrderRequest(
         client_order_id=request.client_order_id,
         symbol=request.symbol,
         direction=request.direction,
         units=request.intended_units,
         lots=ctx.lots,
-        price=reference_price(request.direction, ctx.snapshot.bid, ctx.snapshot.ask),
+        price=request.limit_price if limit and request.limit_price is not None else price,
         deviation_points=deviation,
+        order_type=request.order_type,
+        limit_price=request.limit_price,
+        expires_at=request.expires_at.timestamp() if limit and request.expires_at else None,
+        position_id=ctx.position.position_id if isinstance(ctx.position, Position) else None,
+        reduce_only=closes,
+        stop_loss=request.stop_loss if attach else None,
+        take_profit=request.take_profit if attach else None,
     )
-    report = yield from _submit_with_retry(run, order)
-    if report is None:
-        return run.execution
-    assert run.execution.submitted_at is not None
-    yield from _monitor_until_done(
-        run, report, run.execution.submitted_at + config.order_timeout_seconds
+
+
+def _work_order(
+    run: Run, order: OrderRequest, report: OrderReport, spec: SymbolSpec
+) -> Generator[Effect, Any, None]:
+    """Follow the order to its end; under the `complete` policy send what a partial fill
+    left as child orders — each only once the previous one is closed at the broker, so
+    the execution can never be filled above its intended units."""
+    execution, config = run.execution, run.config
+    while True:
+        assert execution.last_attempt_at is not None
+        if order.order_type is OrderType.LIMIT and order.expires_at is not None:
+            deadline, why = order.expires_at, f"good till {utc(order.expires_at)}"
+        else:
+            deadline = execution.last_attempt_at + config.order_timeout_seconds
+            why = f"not filled within {config.order_timeout_seconds:g}s"
+        closed = yield from monitor_until_closed(run, report, deadline, why)
+        if closed is None:
+            return
+        child = yield from _remainder(run, order, closed, spec)
+        if child is None:
+            yield from close_order(run, closed)
+            return
+        yield run.record(
+            RemainderRequested(
+                execution.execution_id,
+                run.now,
+                execution.child_orders + 1,
+                child.client_order_id,
+                child.units,
+                f"order {closed.order_id} closed {closed.state.value} with "
+                f"{execution.executed_units} of {execution.intended_units} units",
+            )
+        )
+        order = child
+        sent = yield from submit_with_retry(run, order)
+        if sent is None:
+            return
+        report = sent
+
+
+def _remainder(
+    run: Run, order: OrderRequest, closed: OrderReport, spec: SymbolSpec
+) -> Generator[Effect, Any, OrderRequest | None]:
+    """The child order for what a partial fill left, when the policy asks for one and its
+    limits (orders, deadline) allow; priced on a fresh quote, as the first was."""
+    execution, config = run.execution, run.config
+    request = execution.request
+    assert request is not None and execution.submitted_at is not None
+    if (
+        request.partial_fills is not PartialFillPolicy.COMPLETE
+        or execution.executed_units == 0
+        or execution.remaining_units <= 0
+        or closed.state is BrokerOrderState.EXPIRED
+        or execution.child_orders >= config.max_remainder_orders
+        or run.now >= execution.submitted_at + config.remainder_deadline_seconds
+    ):
+        return None
+    try:
+        lots = units_to_lots(execution.remaining_units, spec)
+    except VolumeError:
+        return None  # a remainder the broker cannot size exactly is left, never rounded
+    price = order.price
+    if order.order_type is OrderType.MARKET:
+        try:
+            snapshot: MarketSnapshot | None = yield from run.ask(FetchQuote(order.symbol))
+        except BrokerError:
+            return None
+        if snapshot is None:
+            return None
+        price = reference_price(order.direction, snapshot.bid, snapshot.ask)
+    return replace(
+        order,
+        client_order_id=child_client_order_id(request.client_order_id, execution.child_orders + 1),
+        units=execution.remaining_units,
+        lots=lots,
+        price=price,
     )
-    yield from _measure_slippage(run, order.direction, order.price, ctx.spec.pip)
-    return run.execution
 
 
 def recovery_flow(execution: Execution, config: EngineConfig, started_at: float) -> Flow:
@@ -215,7 +309,7 @@ def recovery_flow(execution: Execution, config: EngineConfig, started_at: float)
     followed to the end. Nothing is ever sent: an order the broker never got is abandoned,
     because a decision that was not executed then must not be executed late.
     """
-    run = _Run(execution, config, started_at)
+    run = Run(execution, config, started_at)
     request = execution.request
     assert request is not None and not execution.is_terminal
     eid, deadline = execution.execution_id, started_at + config.order_timeout_seconds
@@ -226,17 +320,20 @@ def recovery_flow(execution: Execution, config: EngineConfig, started_at: float)
             )
         )
         return execution
+    if request.intent is TradeIntent.MODIFY_STOPS:
+        yield from recover_modify(run, request, levels_of(request))
+        return execution
     if execution.status is S.SUBMITTED and execution.broker_order_id is not None:
         report = OrderReport(
             execution.broker_order_id,
-            request.client_order_id,
+            execution.client_order_id,
             BrokerOrderState.WORKING,
-            request.intended_units,
+            execution.remaining_units,
         )
     else:
         sent_at = execution.last_attempt_at if execution.last_attempt_at is not None else run.now
         reconciliation = yield from reconcile(
-            run, request.client_order_id, sent_at + config.absence_proof_seconds, deadline
+            run, execution.client_order_id, sent_at + config.absence_proof_seconds, deadline
         )
         if reconciliation.outcome is Reconciled.UNRESOLVED:
             return execution
@@ -248,7 +345,7 @@ def recovery_flow(execution: Execution, config: EngineConfig, started_at: float)
             )
             return execution
         report = reconciliation.report
-    yield from _monitor_until_done(run, report, deadline)
+    yield from monitor_until_done(run, report, deadline, "not settled by recovery's deadline")
     if execution.arrival_bid is not None and execution.arrival_ask is not None:
         assert request.direction is not None and request.symbol is not None
         price = reference_price(request.direction, execution.arrival_bid, execution.arrival_ask)
@@ -257,13 +354,11 @@ def recovery_flow(execution: Execution, config: EngineConfig, started_at: float)
         except BrokerError:
             spec = None  # slippage waits for a broker that answers
         if spec is not None:
-            yield from _measure_slippage(run, request.direction, price, spec.pip)
+            yield from measure_slippage(run, request.direction, price, spec.pip)
     return execution
 
 
-def _market_context(
-    run: _Run, request: ExecutionRequest
-) -> Generator[Effect, Any, MarketContext]:
+def _market_context(run: Run, request: ExecutionRequest) -> Generator[Effect, Any, MarketContext]:
     """Fetch what the market checks judge; a broker call that fails raises its error."""
     assert request.symbol is not None and request.direction is not None
     symbol, direction, units = request.symbol, request.direction, request.intended_units
@@ -280,12 +375,41 @@ def _market_context(
 
     account: AccountState | None = None
     margin: float | None = None
+    position: Position | PositionFailure | None = None
+    limit = request.limit_price if request.order_type is OrderType.LIMIT else None
     if lots is not None and snapshot is not None:
         account = yield from run.ask(FetchAccount())
-        price = reference_price(direction, snapshot.bid, snapshot.ask)
-        margin = yield from run.ask(FetchMargin(symbol, direction, lots, price))
+        if request.intent is TradeIntent.OPEN:
+            price = limit or reference_price(direction, snapshot.bid, snapshot.ask)
+            margin = yield from run.ask(FetchMargin(symbol, direction, lots, price))
+        else:
+            positions: tuple[Position, ...] = yield from run.ask(FetchPositions(symbol))
+            position = resolve_position(
+                request.intent,
+                symbol,
+                direction,
+                units,
+                positions,
+                account.hedging,
+                request.position_id,
+            )
     return MarketContext(
-        symbol, direction, units, run.now, spec, snapshot, lots, volume_problem, account, margin
+        symbol,
+        direction,
+        units,
+        run.now,
+        spec,
+        snapshot,
+        lots,
+        volume_problem,
+        account,
+        margin,
+        intent=request.intent,
+        position=position,
+        order_type=request.order_type,
+        limit_price=limit,
+        expires_at=request.expires_at.timestamp() if request.expires_at else None,
+        levels=levels_of(request),
     )
 
 
@@ -295,167 +419,3 @@ def _unreachable(error: BrokerError) -> CheckFailure:
     if isinstance(error, BrokerRejected):
         return CheckFailure("broker_answer", error.reason, f"broker refused: {error.detail}")
     return CheckFailure("broker_reachable", R.NETWORK_ERROR, f"broker could not be asked: {error}")
-
-
-def _submit_with_retry(
-    run: _Run, order: OrderRequest
-) -> Generator[Effect, Any, OrderReport | None]:
-    """Stage 4. Resend only what provably never became an order (Principle 3)."""
-    eid, config = run.execution.execution_id, run.config
-    deadline = run.now + config.order_timeout_seconds
-    attempt = 0
-    while True:
-        attempt += 1
-        run.now, _ = yield run.record(SubmissionAttempted(eid, run.now, attempt))
-        sent_at = run.now
-        try:
-            report: OrderReport = yield from run.ask(PlaceOrder(order))
-        except BrokerRejected as rejected:
-            yield run.record(
-                OrderRejected(eid, run.now, rejected.reason, rejected.detail, rejected.code)
-            )
-            return None
-        except RequestNotSent as failure:
-            yield run.record(SubmissionFailed(eid, run.now, attempt, str(failure)))
-            last_error: BrokerError = failure
-        except BrokerError as unanswered:  # outcome unknown: reconcile before anything else
-            yield run.record(SubmissionUnanswered(eid, run.now, attempt, str(unanswered)))
-            reconciliation = yield from reconcile(
-                run, order.client_order_id, sent_at + config.absence_proof_seconds, deadline
-            )
-            if reconciliation.outcome is Reconciled.FOUND:
-                return reconciliation.report
-            if reconciliation.outcome is Reconciled.UNRESOLVED:
-                return None
-            last_error = unanswered
-        else:
-            yield run.record(OrderAcknowledged(eid, run.now, report.order_id))
-            return report
-        if attempt >= config.max_submission_attempts:
-            yield run.record(
-                SubmissionAbandoned(
-                    eid,
-                    run.now,
-                    R.NETWORK_ERROR,
-                    f"no attempt of {attempt} reached the broker; last error: {last_error}",
-                )
-            )
-            return None
-        run.now, _ = yield Sleep(config.retry_backoff_seconds)
-
-
-def reconcile(
-    run: _Run, client_order_id: str, proof_after: float, deadline: float
-) -> Generator[Effect, Any, Reconciliation]:
-    """Ask the broker for our order by its tag until it answers or the deadline passes.
-
-    A "not found" before `proof_after` proves nothing — the server may still execute the
-    request — so the engine asks again; past the deadline the outcome stays unknown."""
-    eid, backoff = run.execution.execution_id, run.config.retry_backoff_seconds
-    lookup = 0
-    while True:
-        lookup += 1
-        run.now, _ = yield run.record(
-            ReconciliationAttempted(eid, run.now, f"lookup {lookup} of {client_order_id}")
-        )
-        try:
-            found: OrderReport | None = yield from run.ask(
-                FindOrder(client_order_id, run.execution.submitted_at)
-            )
-        except BrokerError as unreachable:
-            unresolved = f"broker unreachable until the deadline: {unreachable}"
-        else:
-            if found is not None:
-                yield run.record(
-                    OrderAcknowledged(eid, run.now, found.order_id, via_reconciliation=True)
-                )
-                return Reconciliation(Reconciled.FOUND, found)
-            if run.now >= proof_after:
-                yield run.record(
-                    OrderProvenAbsent(eid, run.now, f"broker has no order tagged {client_order_id}")
-                )
-                return Reconciliation(Reconciled.ABSENT)
-            unresolved = f"not found yet; the server may still execute it until {utc(proof_after)}"
-            yield run.record(
-                ReconciliationAttempted(eid, run.now, f"lookup {lookup}: {unresolved}")
-            )
-        if run.now + backoff > deadline:
-            yield run.record(ReconciliationDeferred(eid, run.now, unresolved))
-            return Reconciliation(Reconciled.UNRESOLVED)
-        run.now, _ = yield Sleep(backoff)
-
-
-def _monitor_until_done(
-    run: _Run, report: OrderReport, deadline: float
-) -> Generator[Effect, Any, None]:
-    """Stages 5 and 7: poll until the broker closes the order, or expire it and cancel."""
-    eid, config, execution = run.execution.execution_id, run.config, run.execution
-    yield from _apply_fills(run, report)
-    while report.state is BrokerOrderState.WORKING and not execution.is_terminal:
-        if run.now >= deadline:
-            yield from _expire(run, report.order_id)
-            return
-        run.now, _ = yield Sleep(min(config.poll_interval_seconds, max(deadline - run.now, 0.0)))
-        try:
-            report = yield from run.ask(QueryOrder(report.order_id))
-        except BrokerError:
-            continue  # asked again at the next poll
-        yield from _apply_fills(run, report)
-    if not execution.is_terminal or report.state is not BrokerOrderState.WORKING:
-        yield run.record(OrderClosed(eid, run.now, report.state))
-
-
-def _expire(run: _Run, order_id: str) -> Generator[Effect, Any, None]:
-    """Cancel what is left; an order is only called expired once the broker confirms."""
-    eid, config, execution = run.execution.execution_id, run.config, run.execution
-    yield run.record(
-        CancelRequested(eid, run.now, f"not filled within {config.order_timeout_seconds:g}s")
-    )
-    result: OrderReport | BrokerError | None = None
-    for _ in range(config.max_submission_attempts):
-        try:
-            result = yield from run.ask(CancelOrder(order_id))
-        except BrokerError:
-            # A refused cancel often means the order completed meanwhile: look before retrying.
-            try:
-                result = yield from run.ask(QueryOrder(order_id))
-            except BrokerError as error:
-                result = error
-        if isinstance(result, OrderReport) and result.state is not BrokerOrderState.WORKING:
-            yield from _apply_fills(run, result)
-            if execution.is_terminal:  # it filled while we were cancelling
-                yield run.record(OrderClosed(eid, run.now, result.state))
-            else:
-                yield run.record(OrderExpired(eid, run.now, "timed out; remainder cancelled"))
-            return
-        run.now, _ = yield Sleep(config.retry_backoff_seconds)
-    yield run.record(
-        OrderExpired(eid, run.now, f"timed out; cancel NOT confirmed by the broker: {result}")
-    )
-
-
-def _apply_fills(run: _Run, report: OrderReport) -> Generator[Effect, Any, None]:
-    execution = run.execution
-    for fill in report.fills:
-        if fill.fill_id not in execution.fill_ids:
-            event = OrderFilled(
-                execution.execution_id, run.now, fill.fill_id, fill.units, fill.price, fill.time
-            )
-            yield run.record(event)
-
-
-def _measure_slippage(
-    run: _Run, direction: Direction, reference: float, pip: float
-) -> Generator[Effect, Any, None]:
-    execution = run.execution
-    average = execution.average_fill_price
-    if average is None or execution.slippage_pips is not None:
-        return
-    pips = slippage_pips(direction, reference, average, pip)
-    quality = classify(pips, run.config.slippage_bands)
-    yield run.record(
-        SlippageMeasured(execution.execution_id, run.now, average, reference, pips, quality)
-    )
-    bound = execution.request.max_slippage_pips if execution.request is not None else None
-    if bound is not None and pips > bound:
-        yield run.record(SlippageBoundBreached(execution.execution_id, run.now, pips, bound))

@@ -27,6 +27,14 @@ class SymbolSpec:
     volume_max: float
     volume_step: float
     trade_mode: TradeMode = TradeMode.FULL
+    # MT5 SYMBOL_TRADE_STOPS_LEVEL: stops (and limit prices) nearer the market than this
+    # many points are refused (10016); SYMBOL_TRADE_FREEZE_LEVEL: within this many points of
+    # the market a position's stops and a resting order can no longer be changed (10029).
+    stops_level_points: int = 0
+    freeze_level_points: int = 0
+    # MT5 SYMBOL_ORDER_MODE's SL and TP flags: whether an order may carry its protection;
+    # where not, the engine sets it on the position right after the fill.
+    stops_on_order: bool = True
 
     @property
     def pip(self) -> float:

@@ -22,8 +22,12 @@ from engine.core.events import (
     OrderFilled,
     OrderProvenAbsent,
     OrderRejected,
+    PositionExited,
+    ProtectionFailed,
+    ProtectionSet,
     ReconciliationAttempted,
     ReconciliationDeferred,
+    RemainderRequested,
     SlippageBoundBreached,
     SlippageMeasured,
     SubmissionAbandoned,
@@ -34,7 +38,13 @@ from engine.core.events import (
     ValidationFailed,
 )
 from engine.core.vocabulary import ExecutionRejectionReason, ExecutionStatus, SlippageQuality, utc
-from engine.schemas import ExecutionLog, ExecutionRequest, FillRecord
+from engine.schemas import (
+    ExecutionLog,
+    ExecutionRequest,
+    ExitRecord,
+    FillRecord,
+    ProtectionRecord,
+)
 
 S = ExecutionStatus
 
@@ -57,6 +67,19 @@ def _after_close(execution: Execution) -> ExecutionStatus:
     return S.PARTIALLY_FILLED if execution.executed_units > 0 else S.CANCELLED
 
 
+def _after_refusal(execution: Execution, otherwise: ExecutionStatus) -> ExecutionStatus:
+    # A child order refused or lost keeps what earlier orders filled.
+    return S.PARTIALLY_FILLED if execution.executed_units > 0 else otherwise
+
+
+def _rejected(execution: Execution) -> ExecutionStatus:
+    return _after_refusal(execution, S.REJECTED)
+
+
+def _failed(execution: Execution) -> ExecutionStatus:
+    return _after_refusal(execution, S.FAILED)
+
+
 Target = ExecutionStatus | Callable[["Execution"], ExecutionStatus]
 
 # (state before, event) -> state after. None is "no execution yet".
@@ -67,11 +90,11 @@ TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] =
     (S.SUBMITTING, SubmissionAttempted): S.SUBMITTING,
     (S.SUBMITTING, SubmissionFailed): S.SUBMITTING,  # request never left: may resend
     (S.SUBMITTING, SubmissionUnanswered): S.UNRESOLVED,  # reconcile before anything else
-    (S.SUBMITTING, SubmissionAbandoned): S.FAILED,
+    (S.SUBMITTING, SubmissionAbandoned): _failed,
     (S.PENDING, ExecutionAbandoned): S.FAILED,  # recovery: stopped while validating
-    (S.SUBMITTING, ExecutionAbandoned): S.FAILED,  # recovery: the broker has no such order
+    (S.SUBMITTING, ExecutionAbandoned): _failed,  # recovery: the broker has no such order
     (S.SUBMITTING, OrderAcknowledged): S.SUBMITTED,
-    (S.SUBMITTING, OrderRejected): S.REJECTED,
+    (S.SUBMITTING, OrderRejected): _rejected,
     (S.SUBMITTING, ReconciliationAttempted): S.UNRESOLVED,  # recovery after a crash
     (S.UNRESOLVED, ReconciliationAttempted): S.UNRESOLVED,
     (S.UNRESOLVED, OrderProvenAbsent): S.SUBMITTING,
@@ -88,6 +111,16 @@ TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] =
     (S.FILLED, SlippageBoundBreached): S.FILLED,
     (S.PARTIALLY_FILLED, SlippageBoundBreached): S.PARTIALLY_FILLED,
     (S.EXPIRED, SlippageBoundBreached): S.EXPIRED,
+    # Partial fills under the `complete` policy: the remainder goes out as a child order.
+    (S.SUBMITTED, RemainderRequested): S.SUBMITTING,
+    # A modify_stops decision sends no order: the stops it set end it.
+    (S.SUBMITTING, ProtectionSet): S.MODIFIED,
+    # Facts about the positions an execution opened, learnt after it ended.
+    **{
+        (status, event): status
+        for status in (S.FILLED, S.PARTIALLY_FILLED, S.EXPIRED)
+        for event in (ProtectionSet, ProtectionFailed, PositionExited)
+    },
 }
 
 
@@ -119,11 +152,29 @@ class Execution:
     last_fill_at: float | None = None
     slippage_bound_breached: bool = False
     completed_at: float | None = None
+    # Child orders for the remainder of a partial fill (the `complete` policy): the one
+    # being worked carries its own client order id; every order id the execution had.
+    child_orders: int = 0
+    child_client_order_id: str | None = None
+    order_ids: list[str] = field(default_factory=list)
+    position_ids: list[str] = field(default_factory=list)  # opened or touched, in fill order
+    # Protection: what each position carries, and how long it stood without it.
+    protection: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    unprotected: dict[str, str] = field(default_factory=dict)  # position -> why
+    protection_gap_seconds: float | None = None
+    exits: list[ExitRecord] = field(default_factory=list)
+    exit_deal_ids: set[str] = field(default_factory=set)
 
     @property
     def intended_units(self) -> int:
         assert self.request is not None
         return self.request.intended_units
+
+    @property
+    def client_order_id(self) -> str:
+        """The tag of the order being worked: the execution's, or its latest child's."""
+        assert self.request is not None
+        return self.child_client_order_id or self.request.client_order_id
 
     @property
     def remaining_units(self) -> int:
@@ -147,6 +198,8 @@ class Execution:
     def apply(self, event: ExecutionEvent) -> bool:
         """Apply one event; False when it is a repeat of a fill already applied."""
         if isinstance(event, OrderFilled) and event.fill_id in self.fill_ids:
+            return False
+        if isinstance(event, PositionExited) and event.deal_id in self.exit_deal_ids:
             return False
         target = TRANSITIONS.get((self.status, type(event)))
         if target is None:
@@ -188,6 +241,12 @@ class Execution:
                 self.outcome_detail = detail
             case OrderAcknowledged(order_id=order_id):
                 self.broker_order_id = order_id
+                if order_id not in self.order_ids:
+                    self.order_ids.append(order_id)
+            case RemainderRequested(child=child, client_order_id=client_order_id):
+                self.child_orders = child
+                self.child_client_order_id = client_order_id
+                self.broker_order_id = None
             case OrderRejected(reason=reason, detail=detail, broker_code=code):
                 self.outcome_reason, self.outcome_detail = reason, detail
                 self.broker_code = code
@@ -202,6 +261,8 @@ class Execution:
                 self.executed_units += units
                 self.notional += units * price
                 self.last_fill_at = event.fill_time
+                if event.position_id and event.position_id not in self.position_ids:
+                    self.position_ids.append(event.position_id)
                 self.fills.append(
                     FillRecord(fill_id=fill_id, units=units, price=price, time=utc(event.fill_time))
                 )
@@ -217,6 +278,27 @@ class Execution:
                 self.slippage_pips, self.slippage_quality = pips, quality
             case SlippageBoundBreached():
                 self.slippage_bound_breached = True
+            case ProtectionSet(position_id=position, stop_loss=sl, take_profit=tp):
+                self.protection[position] = (sl, tp)
+                self.unprotected.pop(position, None)
+                gap = event.gap_seconds
+                if self.protection_gap_seconds is None or gap > self.protection_gap_seconds:
+                    self.protection_gap_seconds = gap
+            case ProtectionFailed(position_id=position, detail=detail):
+                self.unprotected[position] = detail
+            case PositionExited():
+                self.exit_deal_ids.add(event.deal_id)
+                self.exits.append(
+                    ExitRecord(
+                        deal_id=event.deal_id,
+                        position_id=event.position_id,
+                        reason=event.exit_reason,
+                        units=event.units,
+                        price=event.price,
+                        level=event.level,
+                        time=utc(event.exit_time),
+                    )
+                )
             case _:
                 pass
 
@@ -249,6 +331,18 @@ class Execution:
             completed_at=utc(self.completed_at) if self.completed_at is not None else None,
             engine_version=request.engine_version,
             config_version=request.config_version,
+            intent=request.intent,
+            order_type=request.order_type,
+            child_orders=self.child_orders,
+            order_ids=tuple(self.order_ids),
+            position_ids=tuple(self.position_ids),
+            protection=tuple(
+                ProtectionRecord(position_id=position, stop_loss=sl, take_profit=tp)
+                for position, (sl, tp) in self.protection.items()
+            ),
+            unprotected_positions=tuple(self.unprotected),
+            protection_gap_seconds=self.protection_gap_seconds,
+            exits=tuple(self.exits),
         )
 
     @classmethod

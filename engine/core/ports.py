@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.core.instruments import SymbolSpec
-from engine.core.vocabulary import Direction, ExecutionRejectionReason
+from engine.core.vocabulary import Direction, ExecutionRejectionReason, ExitReason, OrderType
 from engine.schemas import MarketSnapshot
 
 
@@ -25,6 +25,7 @@ class BrokerOrderState(StrEnum):
     WORKING = "WORKING"  # open at the broker; more fills may come
     DONE = "DONE"  # no more fills will come (fully filled, or the rest cancelled by policy)
     CANCELLED = "CANCELLED"  # cancelled before completing, with whatever fills it had
+    EXPIRED = "EXPIRED"  # a resting order the broker removed at its expiry, with its fills
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class AccountState:
     margin_used: float
     free_margin: float
     leverage: int
+    # Hedging accounts hold one position per opening order, and an opposite order opens a
+    # second one unless it names the position it closes; netting accounts hold one per symbol.
+    hedging: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,19 @@ class OrderRequest:
     price: float  # the quoted side the engine expects to trade at
     deviation_points: int | None
     fill_policy: FillPolicy = FillPolicy.IOC
+    order_type: OrderType = OrderType.MARKET
+    # LIMIT: a buy fills at or below it, a sell at or above (`price` is then the same).
+    limit_price: float | None = None
+    # LIMIT: good till this driver time (MT5 ORDER_TIME_SPECIFIED): the broker removes it.
+    expires_at: float | None = None
+    # The position this order closes, in whole or in part, instead of opening one (MT5
+    # `position`: a ticket). On a netting account an order without it nets against the
+    # symbol's position; `reduce_only` then forbids it to go through zero.
+    position_id: str | None = None
+    reduce_only: bool = False
+    # Protection attached to the order, where the venue allows it (prices).
+    stop_loss: float | None = None
+    take_profit: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +72,38 @@ class BrokerFill:
     units: int
     price: float
     time: float
+    position_id: str = ""  # the position the deal opened, added to or closed
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """An open position at the broker."""
+
+    position_id: str  # what an order or a stop change names it by (MT5: its ticket)
+    symbol: str
+    direction: Direction
+    units: int
+    open_price: float
+    opened_at: float  # driver time
+    stop_loss: float | None
+    take_profit: float | None
+    client_order_id: str  # the tag of the order that opened it
+
+
+@dataclass(frozen=True, slots=True)
+class PositionExit:
+    """A deal that closed (part of) a position opened by one of our orders."""
+
+    deal_id: str
+    position_id: str
+    client_order_id: str  # the tag of the order that opened the position
+    reason: ExitReason
+    symbol: str
+    direction: Direction  # the closing deal's side: SELL closes a long
+    units: int
+    price: float
+    level: float | None  # the stop-loss or take-profit that triggered it
+    time: float  # driver time
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +180,28 @@ class BrokerInterface(ABC):
     def order_status(self, order_id: str) -> OrderReport: ...
 
     @abstractmethod
-    def find_order(
-        self, client_order_id: str, sent_at: float | None = None
-    ) -> OrderReport | None:
+    def find_order(self, client_order_id: str, sent_at: float | None = None) -> OrderReport | None:
         """Look an order up by our own id: the basis of reconciliation. `sent_at` (driver
         time) is when it was first sent: a broker need search no earlier history."""
 
     @abstractmethod
     def cancel_order(self, order_id: str) -> OrderReport: ...
+
+    @abstractmethod
+    def positions(self, symbol: str | None = None) -> tuple[Position, ...]:
+        """The account's open positions (of one symbol), oldest first."""
+
+    @abstractmethod
+    def set_protection(
+        self, position_id: str, stop_loss: float | None, take_profit: float | None
+    ) -> Position:
+        """Set (None: remove) a position's stop-loss and take-profit (MT5 TRADE_ACTION_SLTP);
+        a level closer to the market than the symbol's stops level is refused."""
+
+    @abstractmethod
+    def exits(self, since: float) -> tuple[PositionExit, ...]:
+        """Deals since `since` (driver time) that closed positions our orders opened, by
+        their stop-loss, take-profit, a stop-out or an order, in time order."""
 
     @abstractmethod
     def is_connected(self) -> bool: ...

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from engine.core.config import EngineConfig
 from engine.core.instruments import SymbolSpec, TradeMode
-from engine.core.ports import AccountState
-from engine.core.vocabulary import Direction, ExecutionRejectionReason
+from engine.core.ports import AccountState, Position
+from engine.core.positions import NO_LEVELS, Levels, PositionFailure, stops_problem
+from engine.core.vocabulary import Direction, ExecutionRejectionReason, OrderType, TradeIntent
 from engine.schemas import DecisionStatus, MarketSnapshot, RPMOutput
 
 R = ExecutionRejectionReason
@@ -41,6 +42,13 @@ class MarketContext:
     volume_problem: str | None
     account: AccountState | None
     margin_required: float | None
+    # What the decision asks beyond a market order that opens (defaults: exactly that).
+    intent: TradeIntent = TradeIntent.OPEN
+    position: Position | PositionFailure | None = None  # for reduce, close, modify_stops
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    expires_at: float | None = None
+    levels: Levels = NO_LEVELS
 
 
 def decision_approved(rpm: RPMOutput) -> CheckFailure | None:
@@ -86,11 +94,15 @@ def symbol_tradable(ctx: MarketContext, config: EngineConfig) -> CheckFailure | 
             "symbol_tradable", R.SYMBOL_NOT_TRADABLE, f"broker does not list {ctx.symbol}"
         )
     mode = spec.trade_mode
-    refused = (
-        mode in (TradeMode.DISABLED, TradeMode.CLOSE_ONLY)
-        or (mode is TradeMode.LONG_ONLY and ctx.direction is Direction.SELL)
-        or (mode is TradeMode.SHORT_ONLY and ctx.direction is Direction.BUY)
-    )
+    if ctx.intent is not TradeIntent.OPEN:
+        # Closing is what close-only and one-sided modes still allow; only disabled refuses.
+        refused = mode is TradeMode.DISABLED
+    else:
+        refused = (
+            mode in (TradeMode.DISABLED, TradeMode.CLOSE_ONLY)
+            or (mode is TradeMode.LONG_ONLY and ctx.direction is Direction.SELL)
+            or (mode is TradeMode.SHORT_ONLY and ctx.direction is Direction.BUY)
+        )
     if refused:
         side = "buy" if ctx.direction is Direction.BUY else "sell"
         return CheckFailure(
@@ -133,7 +145,61 @@ def spread_acceptable(ctx: MarketContext, config: EngineConfig) -> CheckFailure 
     return None
 
 
+def position_matches(ctx: MarketContext, config: EngineConfig) -> CheckFailure | None:
+    if isinstance(ctx.position, PositionFailure):
+        return CheckFailure("position_matches", ctx.position.reason, ctx.position.detail)
+    return None
+
+
+def order_terms_valid(ctx: MarketContext, config: EngineConfig) -> CheckFailure | None:
+    """A limit order's price and expiry, as the broker would judge them: a buy limit at or
+    above the ask (a sell limit at or below the bid) would fill at once, and one nearer the
+    market than the stops level is refused (MT5 10015); an expiry already past, 10022."""
+    if ctx.order_type is not OrderType.LIMIT:
+        return None
+    assert ctx.snapshot is not None and ctx.spec is not None and ctx.limit_price is not None
+    if ctx.expires_at is not None and ctx.expires_at <= ctx.now:
+        return CheckFailure(
+            "order_terms_valid", R.INVALID_EXPIRATION, "the limit order's expiry has passed"
+        )
+    buy = ctx.direction is Direction.BUY
+    touch = ctx.snapshot.ask if buy else ctx.snapshot.bid
+    room = (touch - ctx.limit_price) if buy else (ctx.limit_price - touch)
+    minimum = max(ctx.spec.stops_level_points, 1) * ctx.spec.point
+    if room < minimum - ctx.spec.point / 2:
+        side = "below the ask" if buy else "above the bid"
+        return CheckFailure(
+            "order_terms_valid",
+            R.INVALID_PRICE,
+            f"limit {ctx.limit_price} must be {side} {touch} by at least "
+            f"{max(ctx.spec.stops_level_points, 1)} points",
+        )
+    return None
+
+
+def stops_valid(ctx: MarketContext, config: EngineConfig) -> CheckFailure | None:
+    """Stops the broker would refuse (MT5 10016) are refused before anything is sent. A
+    long's stops are judged against the bid, a short's against the ask (where they trigger);
+    a limit order's against its limit price."""
+    if ctx.levels == NO_LEVELS:
+        return None
+    assert ctx.snapshot is not None and ctx.spec is not None
+    side = ctx.direction
+    if isinstance(ctx.position, Position):
+        side = ctx.position.direction
+    if ctx.order_type is OrderType.LIMIT and ctx.limit_price is not None:
+        reference = ctx.limit_price
+    else:
+        reference = ctx.snapshot.bid if side is Direction.BUY else ctx.snapshot.ask
+    problem = stops_problem(ctx.levels, side, reference, ctx.spec)
+    if problem is not None:
+        return CheckFailure("stops_valid", R.INVALID_STOPS, problem)
+    return None
+
+
 def margin_sufficient(ctx: MarketContext, config: EngineConfig) -> CheckFailure | None:
+    if ctx.intent is not TradeIntent.OPEN:
+        return None  # a reduce or close frees margin; a stop change uses none
     assert ctx.account is not None and ctx.margin_required is not None
     needed = ctx.margin_required * config.margin_safety_factor
     free = ctx.account.free_margin
@@ -148,6 +214,8 @@ def margin_sufficient(ctx: MarketContext, config: EngineConfig) -> CheckFailure 
 
 
 def liquidity_available(ctx: MarketContext, config: EngineConfig) -> CheckFailure | None:
+    if ctx.order_type is OrderType.LIMIT or ctx.intent is TradeIntent.MODIFY_STOPS:
+        return None  # a resting order waits for liquidity; a stop change needs none
     assert ctx.snapshot is not None
     depth = (
         ctx.snapshot.ask_depth_units
@@ -172,6 +240,9 @@ MARKET_CHECKS: tuple[tuple[str, MarketCheck], ...] = (
     ("volume_representable", volume_representable),
     ("market_data_available", market_data_available),
     ("spread_acceptable", spread_acceptable),
+    ("position_matches", position_matches),
+    ("order_terms_valid", order_terms_valid),
+    ("stops_valid", stops_valid),
     ("margin_sufficient", margin_sufficient),
     ("liquidity_available", liquidity_available),
 )

@@ -26,6 +26,7 @@ class ExecutionStatus(StrEnum):
     EXPIRED = "EXPIRED"  # not filled within the timeout; the remainder was cancelled
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"  # nothing reached the broker after every attempt
+    MODIFIED = "MODIFIED"  # a position's stops were changed, as a modify_stops decision asked
 
     @property
     def is_terminal(self) -> bool:
@@ -40,6 +41,7 @@ _TERMINAL = frozenset(
         ExecutionStatus.EXPIRED,
         ExecutionStatus.CANCELLED,
         ExecutionStatus.FAILED,
+        ExecutionStatus.MODIFIED,
     }
 )
 
@@ -62,6 +64,40 @@ class ExecutionRejectionReason(StrEnum):
     CANCELLED_BY_BROKER = "CANCELLED_BY_BROKER"
     INTERRUPTED = "INTERRUPTED"  # the engine stopped before the order left; none was found
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    NO_POSITION = "NO_POSITION"  # a reduce, close or stop change found no such position
+    EXCEEDS_POSITION = "EXCEEDS_POSITION"  # more units than the position holds: never clipped
+    POSITION_MISMATCH = "POSITION_MISMATCH"  # the position is not what upstream described
+    INVALID_STOPS = "INVALID_STOPS"  # a stop on the wrong side, or nearer than the stops level
+    INVALID_PRICE = "INVALID_PRICE"  # a limit price the market would fill at once, or too near
+    INVALID_EXPIRATION = "INVALID_EXPIRATION"  # an expiry already past
+
+
+class TradeIntent(StrEnum):
+    """What a decision does to the account's positions."""
+
+    OPEN = "open"  # open or add to a position (today's meaning of every decision)
+    REDUCE = "reduce"  # close part of a position: never more than it holds, never through 0
+    CLOSE = "close"  # close a whole position: its units exactly
+    MODIFY_STOPS = "modify_stops"  # change an open position's stop-loss and take-profit
+
+
+class ExitReason(StrEnum):
+    """Why a position (or part of it) was closed at the broker (MT5 DEAL_REASON)."""
+
+    STOP_LOSS = "stop_loss"  # its stop-loss triggered (DEAL_REASON_SL)
+    TAKE_PROFIT = "take_profit"  # its take-profit triggered (DEAL_REASON_TP)
+    STOP_OUT = "stop_out"  # the broker liquidated it for margin (DEAL_REASON_SO)
+    ORDER = "order"  # an order of ours closed it (a close or reduce decision)
+
+
+class OrderType(StrEnum):
+    MARKET = "market"  # fill now at the broker's price (MT5 TRADE_ACTION_DEAL)
+    LIMIT = "limit"  # rest on the book; fill at the limit or better (TRADE_ACTION_PENDING)
+
+
+class PartialFillPolicy(StrEnum):
+    ACCEPT = "accept"  # a partial fill ends the execution (PARTIALLY_FILLED)
+    COMPLETE = "complete"  # the remainder is sent again as child orders, within limits
 
 
 class SlippageQuality(StrEnum):

@@ -6,6 +6,12 @@ imported on its own so that measuring never loads matplotlib. The measures are t
 package's names, as the notebooks import them: `from scenarios.analysis import enrich`.
 """
 
+from scenarios.analysis.exits import (
+    empty_exits,
+    limit_order_summary,
+    load_exits,
+    slippage_by_kind,
+)
 from scenarios.analysis.quality import (
     BREAKDOWNS,
     FILLED,
@@ -31,11 +37,15 @@ __all__ = [
     "SIZE_BUCKETS",
     "asymmetry",
     "breakdown",
+    "empty_exits",
     "empty_quotes",
     "enrich",
+    "limit_order_summary",
     "load_database",
+    "load_exits",
     "load_run",
     "load_runs",
     "pip_of",
     "quality_summary",
+    "slippage_by_kind",
 ]

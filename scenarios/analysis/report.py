@@ -16,6 +16,7 @@ import pandas as pd
 # and shown inline by Jupyter when displayed.
 from matplotlib.figure import Figure
 
+from scenarios.analysis.exits import limit_order_summary, load_exits, slippage_by_kind
 from scenarios.analysis.quality import (
     MARKOUT_HORIZONS,
     breakdown,
@@ -95,6 +96,22 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)
 
 
+def _exits_and_limits(enriched: pd.DataFrame, exits: pd.DataFrame) -> str:
+    """Entry against exit slippage, per scenario; limit orders' fills, where there are any."""
+    parts = []
+    for scenario, group in enriched.groupby("scenario"):
+        table = slippage_by_kind(group, exits[exits["scenario"] == scenario])
+        if table["fills"].iloc[1:].sum():  # any exit: else the summary says it all
+            parts.append(
+                f"<h2>Entry and exit slippage: {html.escape(str(scenario))}</h2>{_table(table)}"
+            )
+    limits = [{"scenario": s, **limit_order_summary(g)} for s, g in enriched.groupby("scenario")]
+    limits = [row for row in limits if row["limit_orders"]]
+    if limits:
+        parts.append(f"<h2>Limit orders</h2>{_table(pd.DataFrame(limits))}")
+    return "".join(parts)
+
+
 def build_report(run_dirs: Sequence[Path], out: Path) -> Path:
     executions, quotes = load_runs(run_dirs)
     enriched = enrich(executions, quotes)
@@ -117,6 +134,7 @@ def build_report(run_dirs: Sequence[Path], out: Path) -> Path:
         f"<h2>By {html.escape(by)}</h2>{_table(breakdown(enriched, by))}"
         for by in ("symbol", "hour_utc", "size_bucket", "latency_bucket")
     )
+    tables += _exits_and_limits(enriched, load_exits(run_dirs))
     runs = ", ".join(html.escape(str(Path(d))) for d in run_dirs)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Execution quality report</title>
@@ -128,7 +146,9 @@ th{{border-bottom:1px solid #999}}img{{max-width:100%}}</style></head>
 {"".join(sections)}{tables}
 <p>Slippage is signed in the symbol's pips, positive when adverse; markouts are positive
 when the mid moved in the trade's favour after the fill; implementation shortfall counts
-unfilled units at the mid when the execution ended.</p></body></html>
+unfilled units at the mid when the execution ended. A stop-loss or take-profit is measured
+against its level, not an arrival quote: positive when it filled beyond it (a gap). A limit
+order's time to fill runs from its placing to its last fill.</p></body></html>
 """
     out.write_text(page, encoding="utf-8")
     return out

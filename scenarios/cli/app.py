@@ -192,7 +192,10 @@ def _run_and_report(
     real_seconds = time.perf_counter() - real_start
     _print_summary(summary)
     if out_dir is not None:
-        console.print(f"outputs in {out_dir}: audit.db, executions.parquet, summary.json")
+        written = sorted(
+            p.name for p in out_dir.iterdir() if p.suffix in (".db", ".parquet", ".json")
+        )
+        console.print(f"outputs in {out_dir}: {', '.join(written)}")
     # Timing goes to stderr: stdout holds only results, identical for the same seed.
     err.print(
         f"virtual {summary.virtual_seconds:.1f}s in real {real_seconds:.2f}s "
@@ -260,6 +263,7 @@ def _print_summary(summary: RunSummary) -> None:
     for title, counts in (
         ("not filled, by reason", summary.rejections_by_reason),
         ("faults injected", summary.faults_injected),
+        ("positions closed, by how", summary.exits_by_reason),
     ):
         if counts:
             table = Table(title=title)

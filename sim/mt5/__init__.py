@@ -22,8 +22,12 @@ How the simulated network's faults look through the module:
 - with `history_sync_seconds` set, what the server did while the terminal was away (a fault
   window, a restart, another account logged in to) reaches its history only that long after
   it connects again (`sync`): connected again is no proof the history is complete.
-Market orders (opening a position, or closing one the request names) and the removal of
-a resting one are modelled; pending orders, SL/TP and CLOSE_BY are not. Each symbol trades
+Market orders (opening a position, or closing one the request names, with stops or
+without), pending limit orders (good till cancelled or till a time) and their removal, and
+changes of a position's stops (TRADE_ACTION_SLTP) are modelled; the stops and limits the
+venue triggers show as the server's own orders and deals (ORDER_REASON_SL/TP). Stop and
+stop-limit orders, CLOSE_BY and MODIFY are not (`trading` says how they are answered).
+Each symbol trades
 in its execution mode (`TerminalConfig.execution_modes`): Request and Instant execution
 honour the request's price and deviation or requote, Market and Exchange execution set the
 price; the filling types allowed follow the mode. Positions keep MT5's identifier apart
@@ -37,9 +41,10 @@ One module per concern:
   delegated to the account logged in to;
 - `accounts`: the accounts `login()` may switch to, each with its own book, lists, trading;
 - `session`: the call protocol (IPC state, the last error, strict argument types);
-- `trading`: order_check and order_send, the trade server's side, its crossing of the wire;
+- `trading`: order_check and order_send, what the terminal refuses, its crossing of the wire;
+- `server`: the trade server's side of a deal, a pending order, a stop change, a removal;
 - `book`: what the terminal knows of orders (tags), its positions and deals, kept current;
-  the swap re-open of positions (`Book.reopen_positions_for_swap`);
+  the server's own orders (stops that triggered); the swap re-open of positions;
 - `lists`: orders_get, positions_get, history_orders_get, history_deals_get, from the book;
 - `sync`: the history that lags each (re)connection;
 - `records`, `constants`, `config`: the named tuples and request fields, the module's

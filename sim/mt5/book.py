@@ -10,13 +10,14 @@ that can no longer change, and deals, are spilled out of memory (`SpilledRecords
 from __future__ import annotations
 
 import heapq
+import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.core.ports import BrokerFill, BrokerOrderState
+from engine.core.ports import BrokerFill, BrokerOrderState, ExitReason
 from sim.account import MarginMode
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import K
@@ -36,6 +37,9 @@ class Tag:
     known_at: float  # when the terminal learns of it: later if the replies were dropped
     done_at: float | None = None  # when it was removed
     closes: int = 0  # the identifier of the position it closes (MqlTradeRequest.position)
+    type_time: int = K.ORDER_TIME_GTC  # a pending order's lifetime (MqlTradeRequest)
+    expiration: int = 0  # ... and its end, server seconds, with ORDER_TIME_SPECIFIED
+    reason: int = K.ORDER_REASON_EXPERT  # ENUM_ORDER_REASON: SL or TP for the server's own
 
 
 @dataclass(slots=True)
@@ -103,6 +107,9 @@ class Book:
         # Swap re-opens: identifier -> (its new ticket, the last deal booked before it), so
         # that a replay of the deals gives the position the ticket it has now.
         self._reopened: dict[int, tuple[int, int]] = {}
+        # The last of the server's own orders (stops that triggered) the book has taken:
+        # the venue is asked only for those after it.
+        self._server_cursor = 0
 
     def add(self, ticket: int, tag: Tag) -> None:
         """An order the server has just taken: open, no fills booked yet."""
@@ -118,6 +125,7 @@ class Book:
         """Look at every order the terminal knows by t that may still change, as a terminal
         refreshing its lists does (a resting order due by t fills now), and take the fills
         that became visible into the book."""
+        self.take_server_orders(t)
         fresh = []
         for ticket in sorted(self.open):
             tag, booked = self.open[ticket]
@@ -138,6 +146,36 @@ class Book:
             return
         for deal_ticket, order, tag, fill in fresh:
             self.book_deal(deal_ticket, order, tag, fill)
+
+    def take_server_orders(self, t: float) -> None:
+        """The orders the server made by t on its own — a stop-loss or a take-profit that
+        triggered, closing a position — as the terminal shows them: orders and deals with
+        ORDER_REASON_SL / ORDER_REASON_TP (4, 5) and DEAL_REASON_SL / DEAL_REASON_TP (4, 5),
+        the position's magic, the server's comment "[sl 1.08500]" (MQL5 reference, Order and
+        Deal Properties: ENUM_ORDER_REASON "order placed as a result of Stop Loss
+        activation", ENUM_DEAL_REASON "deal executed as a result of Stop Loss
+        activation"; the comment is what practitioners parse). Only those closing a position
+        one of this account's orders opened: another login's are not in its lists. The
+        terminal learns of one no earlier than of the order that opened the position."""
+        self.venue.advance(t)  # the stops and limits due by t, triggered before the look
+        for order in self.venue.server_orders(self._server_cursor):
+            self._server_cursor = order.ticket
+            opener = self.tag(order.position_id)
+            if opener is None:
+                continue
+            reason = _ORDER_REASON.get(order.reason, K.ORDER_REASON_EXPERT)
+            self.add(
+                order.ticket,
+                Tag(
+                    magic=opener.magic,
+                    comment=order.client_order_id,
+                    type_filling=K.ORDER_FILLING_FOK,  # unconfirmed: no source gives it
+                    price=_level(order.client_order_id),
+                    known_at=max(order.time, opener.known_at),
+                    closes=order.position_id,
+                    reason=reason,
+                ),
+            )
 
     def rebook(self, t: float) -> None:
         """Forget the positions and deals, and book every fill visible by t again, in deal
@@ -202,6 +240,10 @@ class Book:
         assert spec is not None
         hedging = self.venue.account.config.margin_mode is MarginMode.HEDGING
         signed = int(order.direction) * fill.units
+        # A hedging deal's position is the one its order closes (a server's stop order
+        # closes the position it was made for), or its own. The book keeps its own
+        # identifiers rather than the venue's (BrokerFill.position_id): the venue holds one
+        # account, and another login's netting position is a position of its own here.
         key = (tag.closes or order.ticket) if hedging else order.symbol
         position = self.positions.get(key)
         if position is None:
@@ -233,7 +275,7 @@ class Book:
             entry=entry,
             magic=tag.magic,
             position_id=position.identifier,
-            reason=K.DEAL_REASON_EXPERT,
+            reason=_DEAL_REASON[tag.reason],
             volume=fill.units / spec.contract_size,
             price=fill.price,
             commission=0.0,
@@ -261,6 +303,31 @@ class Book:
         for position in self.positions.values():
             position.ticket = self.venue.new_ticket()
             self._reopened[position.identifier] = (position.ticket, self._last_deal)
+
+
+# The server's orders by why it made them (LedgerOrder.reason), and each order reason's deal
+# reason: ENUM_ORDER_REASON and ENUM_DEAL_REASON share their first values (constants.py).
+_ORDER_REASON = {
+    ExitReason.STOP_LOSS: K.ORDER_REASON_SL,
+    ExitReason.TAKE_PROFIT: K.ORDER_REASON_TP,
+    ExitReason.STOP_OUT: K.ORDER_REASON_SO,
+}
+_DEAL_REASON = {
+    K.ORDER_REASON_CLIENT: K.DEAL_REASON_CLIENT,
+    K.ORDER_REASON_MOBILE: K.DEAL_REASON_MOBILE,
+    K.ORDER_REASON_WEB: K.DEAL_REASON_WEB,
+    K.ORDER_REASON_EXPERT: K.DEAL_REASON_EXPERT,
+    K.ORDER_REASON_SL: K.DEAL_REASON_SL,
+    K.ORDER_REASON_TP: K.DEAL_REASON_TP,
+    K.ORDER_REASON_SO: K.DEAL_REASON_SO,
+}
+_LEVEL = re.compile(r"\[(?:sl|tp|so)\s+([0-9.]+)\]")
+
+
+def _level(comment: str) -> float:
+    """The level in the server's comment "[sl 1.08500]": the order's price (0 if none)."""
+    match = _LEVEL.search(comment)
+    return float(match.group(1)) if match else 0.0
 
 
 def _apply_fill(position: Position, signed: int, price: float, t: float, ticket: int) -> int:

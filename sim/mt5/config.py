@@ -139,6 +139,12 @@ class TerminalConfig(BaseModel):
         """The same in server milliseconds."""
         return round((t + self._offset(t)) * 1000)
 
+    def utc_seconds(self, server: float) -> float:
+        """Server seconds (a request's `expiration`) as driver time: the offset is the one in
+        force then, found from the offset at the server time read as UTC (they differ only
+        within hours of a daylight-saving change)."""
+        return server - self._offset(server - self._offset(server))
+
     def _offset(self, t: float) -> float:
         """Server time minus UTC at t, in seconds."""
         if self.server_time_zone is None:

@@ -105,7 +105,17 @@ class MT5Constants:
     ORDER_STATE_REQUEST_ADD = 7
     ORDER_STATE_REQUEST_MODIFY = 8
     ORDER_STATE_REQUEST_CANCEL = 9
+    # ENUM_ORDER_REASON, ENUM_DEAL_REASON and ENUM_POSITION_REASON, in the order the MQL5
+    # reference lists them (Order, Deal and Position Properties), numbered from 0: CLIENT,
+    # MOBILE, WEB, EXPERT, then SL 4, TP 5, SO 6 for orders and deals — the values programs
+    # read from the module (DEAL_REASON_SL 4, DEAL_REASON_TP 5, DEAL_REASON_SO 6).
+    ORDER_REASON_CLIENT = 0
+    ORDER_REASON_MOBILE = 1
+    ORDER_REASON_WEB = 2
     ORDER_REASON_EXPERT = 3
+    ORDER_REASON_SL = 4
+    ORDER_REASON_TP = 5
+    ORDER_REASON_SO = 6
     SYMBOL_TRADE_MODE_DISABLED = 0
     SYMBOL_TRADE_MODE_LONGONLY = 1
     SYMBOL_TRADE_MODE_SHORTONLY = 2
@@ -125,9 +135,21 @@ class MT5Constants:
     DEAL_ENTRY_OUT = 1
     DEAL_ENTRY_INOUT = 2
     DEAL_ENTRY_OUT_BY = 3
+    DEAL_REASON_CLIENT = 0
+    DEAL_REASON_MOBILE = 1
+    DEAL_REASON_WEB = 2
     DEAL_REASON_EXPERT = 3
+    DEAL_REASON_SL = 4
+    DEAL_REASON_TP = 5
+    DEAL_REASON_SO = 6
+    DEAL_REASON_ROLLOVER = 7
+    DEAL_REASON_VMARGIN = 8
+    DEAL_REASON_SPLIT = 9
     POSITION_TYPE_BUY = 0
     POSITION_TYPE_SELL = 1
+    POSITION_REASON_CLIENT = 0
+    POSITION_REASON_MOBILE = 1
+    POSITION_REASON_WEB = 2
     POSITION_REASON_EXPERT = 3
 
 
@@ -152,6 +174,13 @@ _POSSIBLE = {
     "exchange": {K.ORDER_FILLING_FOK, K.ORDER_FILLING_IOC, K.ORDER_FILLING_RETURN},
 }
 
+_POSSIBLE_PENDING = {
+    "request": {K.ORDER_FILLING_FOK},
+    "instant": {K.ORDER_FILLING_FOK},
+    "market": {K.ORDER_FILLING_FOK, K.ORDER_FILLING_IOC, K.ORDER_FILLING_RETURN},
+    "exchange": {K.ORDER_FILLING_FOK, K.ORDER_FILLING_IOC, K.ORDER_FILLING_RETURN},
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Execution:
@@ -159,6 +188,7 @@ class Execution:
 
     exemode: int  # SymbolInfo.trade_exemode
     fillings: frozenset[int]  # the ORDER_FILLING_* values a market order may carry
+    pending_fillings: frozenset[int]  # ... and a limit order (TRADE_ACTION_PENDING)
     # Request and Instant execution trade at the client's price within its deviation, or
     # requote; Market and Exchange execution set the price themselves: the MQL5 book
     # ("Closing a position: full and partial") says price and deviation have effect only
@@ -176,16 +206,28 @@ def execution(config: SymbolConfig, mode: ExecutionMode | None) -> Execution:
     """A symbol's execution: its mode, and the filling types both the mode and the venue's
     fill policies allow. With no mode, the emulator's first reading, kept because runs and
     tests are built on it: instant execution's requotes with whatever the venue's policies
-    allow — a pairing real servers do not show (they allow Instant execution FOK only)."""
+    allow (and Return for limit orders) — a pairing real servers do not show (they allow
+    Instant execution FOK only)."""
     offered = {_FILLING[policy] for policy in config.fill_policies}
+    # A limit order rests on the venue's book, and the rest of a partial fill keeps resting:
+    # Return, which "for limit and stop limit [orders] is applied in the Market Execution and
+    # Exchange Execution modes" (metatrader5.com help, "Fill Policy"); in Request and Instant
+    # execution that table has Fill or Kill only.
+    resting = offered | {K.ORDER_FILLING_RETURN}
     if mode is None:
-        return Execution(K.SYMBOL_TRADE_EXECUTION_INSTANT, frozenset(offered), price_binds=True)
+        return Execution(
+            K.SYMBOL_TRADE_EXECUTION_INSTANT,
+            frozenset(offered),
+            frozenset(resting),
+            price_binds=True,
+        )
     if K.ORDER_FILLING_IOC in offered:
-        # The venue keeps no remainder working: it matches a Return order as IOC, so the
-        # rest of a partial fill is cancelled instead of waiting in the book.
+        # The venue keeps no remainder of a market order working: it matches a Return order
+        # as IOC, so the rest of a partial fill is cancelled instead of waiting in the book.
         offered.add(K.ORDER_FILLING_RETURN)
     return Execution(
         _EXEMODE[mode],
         frozenset(_POSSIBLE[mode] & offered),
+        frozenset(_POSSIBLE_PENDING[mode] & resting),
         price_binds=mode in ("request", "instant"),
     )

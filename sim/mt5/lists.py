@@ -11,6 +11,7 @@ from typing import Any
 
 from brokers import mt5_codes as codes
 from engine.core.ports import BrokerOrderState
+from engine.core.vocabulary import OrderType
 from engine.schemas import Direction
 from sim.mt5.book import Book, Position, Tag
 from sim.mt5.config import TerminalConfig
@@ -201,23 +202,15 @@ class Lists:
         spec = self.venue.spec(order.symbol)
         assert spec is not None
         filled = sum(fill.units for fill in order.fills)
+        state = _state(order, filled)
         if order.state is BrokerOrderState.WORKING:
-            state = K.ORDER_STATE_PLACED
-        elif order.state is BrokerOrderState.CANCELLED or filled == 0:
-            state = K.ORDER_STATE_CANCELED
+            done = None
+        elif tag.done_at is not None:
+            done = tag.done_at
+        elif order.state is BrokerOrderState.EXPIRED and order.expires_at is not None:
+            done = order.expires_at  # the server removed it at its expiry
         else:
-            # An IOC order done with less than it asked for; the state a real server gives
-            # it in history is unconfirmed (PARTIAL here; CANCELED would read the same).
-            state = K.ORDER_STATE_FILLED if filled == order.units else K.ORDER_STATE_PARTIAL
-        done = (
-            None
-            if order.state is BrokerOrderState.WORKING
-            else tag.done_at
-            if tag.done_at is not None
-            else order.fills[-1].time
-            if order.fills
-            else order.time
-        )
+            done = order.fills[-1].time if order.fills else order.time
         own_deals = [d for f in order.fills if (d := deals.get(int(f.fill_id))) is not None]
         average = sum(f.units * f.price for f in order.fills) / filled if filled else tag.price
         return TradeOrder(
@@ -226,20 +219,20 @@ class Lists:
             time_setup_msc=self.config.server_msc(order.time),
             time_done=self.config.server_seconds(done) if done is not None else 0,
             time_done_msc=self.config.server_msc(done) if done is not None else 0,
-            time_expiration=0,
-            type=K.ORDER_TYPE_BUY if order.direction is Direction.BUY else K.ORDER_TYPE_SELL,
-            type_time=K.ORDER_TIME_GTC,
+            time_expiration=tag.expiration,
+            type=_order_type(order),
+            type_time=tag.type_time,
             type_filling=tag.type_filling,
             state=state,
             magic=tag.magic,
-            position_id=own_deals[0].position_id if own_deals else 0,
+            position_id=own_deals[0].position_id if own_deals else order.position_id,
             position_by_id=0,
-            reason=K.ORDER_REASON_EXPERT,
+            reason=tag.reason,
             volume_initial=order.units / spec.contract_size,
             volume_current=(order.units - filled) / spec.contract_size,
             price_open=tag.price,
-            sl=0.0,
-            tp=0.0,
+            sl=order.stop_loss or 0.0,
+            tp=order.take_profit or 0.0,
             price_current=average,
             price_stoplimit=0.0,
             symbol=self.config.broker_symbol(order.symbol),
@@ -254,6 +247,11 @@ class Lists:
         long = position.units > 0
         current = quote.bid if long else quote.ask
         opened = position.cost / position.units
+        # The position's stops are the venue's: it moves them (TRADE_ACTION_SLTP) and
+        # triggers them; 0 for none, as MT5 shows a level not set.
+        held = self.venue.position(position.identifier)
+        stop_loss = getattr(held, "stop_loss", None) or 0.0
+        take_profit = getattr(held, "take_profit", None) or 0.0
         try:
             profit = self.venue.account.to_account_currency(
                 (current - opened) * position.units, position.symbol[3:], t
@@ -272,8 +270,8 @@ class Lists:
             reason=K.POSITION_REASON_EXPERT,
             volume=abs(position.units) / spec.contract_size,
             price_open=opened,
-            sl=0.0,
-            tp=0.0,
+            sl=stop_loss,
+            tp=take_profit,
             price_current=current,
             swap=0.0,
             profit=profit,
@@ -281,6 +279,28 @@ class Lists:
             comment=position.comment,
             external_id="",
         )
+
+
+def _state(order: LedgerOrder, filled: int) -> int:
+    """ENUM_ORDER_STATE of an order: working, PLACED or, once it has filled in part, PARTIAL
+    ("order partially executed"); in history FILLED, CANCELED (removed, with whatever it
+    filled), EXPIRED (removed by the server at its expiry), or for a market order done with
+    less than it asked for (IOC) PARTIAL — unconfirmed which a real server gives it in
+    history (CANCELED would read the same to a client: no more fills come)."""
+    if order.state is BrokerOrderState.WORKING:
+        return K.ORDER_STATE_PARTIAL if filled else K.ORDER_STATE_PLACED
+    if order.state is BrokerOrderState.EXPIRED:
+        return K.ORDER_STATE_EXPIRED
+    if order.state is BrokerOrderState.CANCELLED or filled == 0:
+        return K.ORDER_STATE_CANCELED
+    return K.ORDER_STATE_FILLED if filled == order.units else K.ORDER_STATE_PARTIAL
+
+
+def _order_type(order: LedgerOrder) -> int:
+    buy = order.direction is Direction.BUY
+    if order.order_type is OrderType.LIMIT:
+        return K.ORDER_TYPE_BUY_LIMIT if buy else K.ORDER_TYPE_SELL_LIMIT
+    return K.ORDER_TYPE_BUY if buy else K.ORDER_TYPE_SELL
 
 
 def _seconds(value: Any) -> int | None:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from engine.core.ports import BrokerOrderState
 from sim.mt5.book import Book
 from sim.mt5.config import TerminalConfig
 from sim.venue import Venue
@@ -140,9 +141,12 @@ class HistorySync:
         return next(f.time for f in fills if int(f.fill_id) == deal.ticket)
 
     def _completed(self, order: Any, book: Book) -> float:
-        """When the server completed an order: removed, or its last fill, or refused whole."""
+        """When the server completed an order: removed, expired, or its last fill, or refused
+        whole."""
         tag = book.tag(order.ticket)
         if tag is not None and tag.done_at is not None:
             return tag.done_at
         ledger = self._venue.orders[order.ticket]
+        if ledger.expires_at is not None and ledger.state is BrokerOrderState.EXPIRED:
+            return ledger.expires_at  # the server removed it at its expiry
         return ledger.fills[-1].time if ledger.fills else ledger.time

@@ -24,6 +24,19 @@ from sim.network import FaultKind
 from sim.venue import Venue
 from sim.wire import Wire
 
+# SymbolInfo bitmasks (mt5-reference.md): what the emulated server offers. expiration_mode
+# GTC 1 | SPECIFIED 4: a pending order lives till cancelled or till a time (DAY and
+# SPECIFIED_DAY are not modelled). order_mode MARKET 1 | LIMIT 2, with SL 16 | TP 32 where
+# the symbol takes stops on an order; no STOP, STOP_LIMIT or CLOSE_BY (not modelled: a
+# request for one is refused as a server that forbids them refuses it, 10035).
+_EXPIRATION_MODE = 1 | 4
+_ORDER_MODE_MARKET, _ORDER_MODE_LIMIT, _ORDER_MODE_SL, _ORDER_MODE_TP = 1, 2, 16, 32
+
+
+def _order_mode(config: SymbolConfig) -> int:
+    stops = _ORDER_MODE_SL | _ORDER_MODE_TP if config.stops_on_order else 0
+    return _ORDER_MODE_MARKET | _ORDER_MODE_LIMIT | stops
+
 
 class MT5Emulator(MT5Constants):
     """The MetaTrader5 module as a program sees it, over the simulated venue; its constants
@@ -334,12 +347,12 @@ class MT5Emulator(MT5Constants):
                 volume_step=config.volume_step,
                 volume_limit=0.0,
                 filling_mode=rule.filling_mode,
-                expiration_mode=15,  # GTC | DAY | SPECIFIED | SPECIFIED_DAY
-                order_mode=127,  # every order type, with SL, TP and close-by
+                expiration_mode=_EXPIRATION_MODE,
+                order_mode=_order_mode(config),
                 trade_mode=int(config.trade_mode),
                 trade_exemode=rule.exemode,
-                trade_stops_level=0,
-                trade_freeze_level=0,
+                trade_stops_level=config.stops_level_points,
+                trade_freeze_level=config.freeze_level_points,
                 currency_base=symbol[:3],
                 currency_profit=symbol[3:],
                 currency_margin=symbol[:3],

@@ -1,9 +1,16 @@
 """Trading through the terminal: `order_check` and `order_send`, what the terminal itself
-refuses, the trade server's side of a deal and of a removal, and the results it answers with.
+refuses before a request leaves, and the results it answers with. The trade server's side
+of each action is `sim.mt5.server`.
 
-A deal follows its symbol's execution mode (`sim.mt5.constants.execution`) and may close a
-position it names (`position`); the venue keeps the account, and refuses a close with the
-codes MT5 gives.
+Actions modelled (MQL5 reference, "Trade Operation Types"): TRADE_ACTION_DEAL (opening, or
+closing the `position` it names, with `sl`/`tp`), TRADE_ACTION_PENDING (BUY_LIMIT and
+SELL_LIMIT, good till cancelled or till a specified time), TRADE_ACTION_SLTP and
+TRADE_ACTION_REMOVE. Not modelled, and answered as a server that does not offer them:
+stop and stop-limit orders and TRADE_ACTION_CLOSE_BY — 10035 INVALID_ORDER, the symbol's
+`order_mode` (symbol_info) leaving out their bits, as a server that forbids them shows it;
+TRADE_ACTION_MODIFY of a pending order — 10013 INVALID, since the venue cannot move a
+resting order (a real server would modify it: a program that needs it removes the order
+and places another).
 
 The request crosses the network in one place, `Trading._transmit`.
 """
@@ -17,19 +24,15 @@ from typing import Any
 from brokers import mt5_codes as codes
 from engine.core.instruments import SymbolSpec, VolumeError, lots_to_units, units_to_lots
 from engine.core.ports import (
-    BrokerOrderState,
-    BrokerRejected,
-    FillPolicy,
-    OrderRequest,
     OutcomeUnknown,
     RequestNotSent,
 )
-from engine.schemas import Direction
 from sim.market import SymbolConfig
-from sim.mt5.book import Book, Tag
+from sim.mt5.book import Book
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import Execution, K, execution
 from sim.mt5.records import REQUEST_FIELDS, ZERO, OrderCheckResult, OrderSendResult, TradeRequest
+from sim.mt5.server import LIMITS, TradeServer
 from sim.mt5.session import Session, typed
 from sim.network import FaultKind
 from sim.venue import Venue
@@ -60,6 +63,9 @@ class Trading:
         self._session = session
         self._book = book
         self._request_id = 0
+        self._server = TradeServer(
+            venue, config, book, self._execution, self._result, self._resync_time
+        )
         for symbol in config.execution_modes:
             symbol_config = venue.market.symbol_config(symbol)
             if symbol_config is None:
@@ -101,24 +107,44 @@ class Trading:
         return TradeRequest(**filled)
 
     def _client_check(self, request: Any) -> int | None:
-        """What the terminal itself refuses a deal for, before it goes to the server."""
+        """What the terminal itself refuses a deal or a pending order for, before it goes to
+        the server."""
         if (refused := self.refusal(request)) is not None:
             return refused
         config = self.venue.market.symbol_config(request.symbol)
         if config is None:
             return codes.INVALID
-        if request.type not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
+        pending = request.action == K.TRADE_ACTION_PENDING
+        allowed = LIMITS if pending else (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL)
+        if request.type not in allowed:
+            # Stop and stop-limit orders: not in the symbol's order_mode (see the module).
             return codes.INVALID_ORDER
         rule = self._execution(config)
-        if request.type_filling not in rule.fillings:
+        if request.type_filling not in (rule.pending_fillings if pending else rule.fillings):
             return codes.INVALID_FILL
         try:
             units_to_lots(lots_to_units(request.volume, config.spec()), config.spec())
         except VolumeError:
             return codes.INVALID_VOLUME
+        if pending:
+            return self._pending_check(request)
         if rule.price_binds and request.price <= 0.0:  # the server sets it otherwise
             return codes.INVALID_PRICE
         return None
+
+    def _pending_check(self, request: Any) -> int | None:
+        """A pending order needs its price, and a lifetime the symbol's expiration_mode
+        allows: GTC, or SPECIFIED with an `expiration` (MqlTradeRequest reads it only
+        then). DAY and SPECIFIED_DAY are not offered (expiration_mode GTC | SPECIFIED):
+        10022, as "invalid order expiration date". An expiration already past is the
+        server's to refuse (the venue, 10022)."""
+        if request.price <= 0.0:
+            return codes.INVALID_PRICE
+        if request.type_time == K.ORDER_TIME_GTC:
+            return None
+        if request.type_time == K.ORDER_TIME_SPECIFIED and request.expiration > 0:
+            return None
+        return codes.INVALID_EXPIRATION
 
     def order_check(self, request: dict[str, Any]) -> Any:
         if self._session.ipc_down():
@@ -128,13 +154,23 @@ class Trading:
             return None
         now = self.clock()
         state = self.venue.account_state(now)
-        code = self._client_check(trade) if trade.action == K.TRADE_ACTION_DEAL else None
+        # A deal and a pending order are checked as the server would take them, margin
+        # included (order_check reports the margin an order needs, pending or not); other
+        # actions change no exposure and pass (the server judges them on sending).
+        places = trade.action in (K.TRADE_ACTION_DEAL, K.TRADE_ACTION_PENDING)
+        code = self._client_check(trade) if places else None
         margin = 0.0
-        if code is None and trade.action == K.TRADE_ACTION_DEAL:
+        if code is None and places:
             spec = self.venue.spec(trade.symbol)
             assert spec is not None  # the client check found the symbol
-            margin = self.venue.margin_required(
-                trade.symbol, lots_to_units(trade.volume, spec), now
+            # A deal that closes the position it names frees margin: it needs none (the
+            # venue asks none of it either).
+            margin = (
+                0.0
+                if trade.position
+                else self.venue.margin_required(
+                    trade.symbol, lots_to_units(trade.volume, spec), now
+                )
             )
             code = self._server_check(spec, margin, state.free_margin, now)
         free = state.free_margin - margin
@@ -170,104 +206,30 @@ class Trading:
         if trade is None:
             return None
         self._request_id += 1
-        if trade.action == K.TRADE_ACTION_DEAL:
+        action = trade.action
+        if action in (K.TRADE_ACTION_DEAL, K.TRADE_ACTION_PENDING):
             code = self._client_check(trade)
             if code is not None:
                 return self._session.ok(self._result(trade, code))
-            return self._transmit(trade, self._deal)
-        if trade.action == K.TRADE_ACTION_REMOVE:
+            server = self._server
+            return self._transmit(
+                trade, server.deal if action == K.TRADE_ACTION_DEAL else server.pending
+            )
+        if action in (K.TRADE_ACTION_SLTP, K.TRADE_ACTION_REMOVE):
             if (refused := self.refusal(trade)) is not None:
                 return self._session.ok(self._result(trade, refused))
-            return self._transmit(trade, self._remove)
-        if trade.action in (
-            K.TRADE_ACTION_PENDING,
-            K.TRADE_ACTION_SLTP,
-            K.TRADE_ACTION_MODIFY,
-            K.TRADE_ACTION_CLOSE_BY,
-        ):
-            raise NotImplementedError("the emulator models market orders and removals only")
-        return self._session.ok(self._result(trade, codes.INVALID))
+            if (
+                action == K.TRADE_ACTION_SLTP
+                and self.venue.market.symbol_config(trade.symbol) is None
+            ):
+                return self._session.ok(self._result(trade, codes.INVALID))
+            execute = self._server.sltp if action == K.TRADE_ACTION_SLTP else self._server.remove
+            return self._transmit(trade, execute)
+        if action == K.TRADE_ACTION_CLOSE_BY:
+            return self._session.ok(self._result(trade, codes.INVALID_ORDER))
+        return self._session.ok(self._result(trade, codes.INVALID))  # MODIFY, and the unknown
 
-    # -- the trade server's side: a deal, a removal, the result ---------------------------------
-
-    def _deal(self, trade: Any, t: float) -> Any:
-        """The trade server's side of a market order: the venue matches it or refuses it.
-
-        A request naming a `position` closes that position, in whole or in part, instead of
-        opening one (MQL5 book, "Closing a position: full and partial": required on a
-        hedging account, where an opposite order without it opens a second position;
-        allowed on a netting account)."""
-        config = self.venue.market.symbol_config(trade.symbol)
-        assert config is not None  # the client check found the symbol
-        closes = None
-        if trade.position:
-            closes = self._identifier(trade, t)
-            if closes is None:
-                return self._result(trade, codes.POSITION_CLOSED, t)
-        spec = config.spec()
-        units = lots_to_units(trade.volume, spec)
-        price_binds = self._execution(config).price_binds
-        order = OrderRequest(
-            client_order_id=trade.comment,
-            symbol=trade.symbol,
-            direction=Direction.BUY if trade.type == K.ORDER_TYPE_BUY else Direction.SELL,
-            units=units,
-            lots=units_to_lots(units, spec),
-            price=trade.price,
-            # No bound: the venue then fills at its price without a requote.
-            deviation_points=trade.deviation if price_binds else None,
-            # IOC, or Return (matched as IOC: see `execution`).
-            fill_policy=FillPolicy.FOK
-            if trade.type_filling == K.ORDER_FILLING_FOK
-            else FillPolicy.IOC,
-        )
-        try:
-            report = self.venue.place(order, t, closes)
-        except BrokerRejected as refusal:
-            return self._result(trade, refusal.code or codes.REJECT, t)
-        ticket = int(report.order_id)
-        tag = Tag(
-            magic=trade.magic,
-            comment=self._stored_comment(trade.comment),
-            type_filling=trade.type_filling,
-            price=trade.price,
-            known_at=self._resync_time(t),
-            closes=closes or 0,
-        )
-        self._book.add(ticket, tag)
-        filled = report.filled_units
-        if report.state is BrokerOrderState.WORKING:
-            code = codes.PLACED
-        else:
-            code = codes.DONE if filled == units else codes.DONE_PARTIAL
-        price = sum(f.units * f.price for f in report.fills) / filled if filled else 0.0
-        return self._result(
-            trade,
-            code,
-            t,
-            order=ticket,
-            deal=int(report.fills[-1].fill_id) if report.fills else 0,
-            volume=filled / spec.contract_size,
-            price=price,
-        )
-
-    def _identifier(self, trade: Any, t: float) -> int | None:
-        """The identifier of the open position whose ticket the request names, on its
-        symbol: the server's own positions are the terminal's book brought up to t (one it
-        holds from an order whose replies were dropped is not found yet)."""
-        self._book.catch_up(t)
-        position = self._book.position(trade.position)
-        if position is None or position.symbol != trade.symbol:
-            return None
-        return position.identifier
-
-    def _remove(self, trade: Any, t: float) -> Any:
-        tag = self._book.tag(trade.order)
-        if tag is None or self._book.settled(trade.order, t).state is not BrokerOrderState.WORKING:
-            return self._result(trade, codes.INVALID_ORDER, t)
-        self.venue.cancel(str(trade.order), t)
-        tag.done_at = t
-        return self._result(trade, codes.DONE, t, order=trade.order)
+    # -- the result, and when the terminal learns of an order --------------------------------
 
     def _result(self, trade: Any, code: int, t: float | None = None, **done: Any) -> Any:
         quote = self.venue.quote(trade.symbol, t) if t is not None and trade.symbol else None
@@ -289,11 +251,6 @@ class Trading:
             retcode_external=0,
             request=trade,
         )
-
-    def _stored_comment(self, comment: str) -> str:
-        length = self.config.stored_comment_length
-        kept = comment if length is None else comment[:length]
-        return kept + self.config.stored_comment_suffix
 
     def _resync_time(self, t: float) -> float:
         """When the terminal learns of an order the server executed at t: at once, unless the
