@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from brokers.mt5_codes import NO_CHANGES
 from engine.core.instruments import SymbolSpec
 from engine.core.ports import (
     AccountState,
@@ -83,9 +84,17 @@ class SimulatedBroker(BrokerInterface):
     def set_protection(
         self, position_id: str, stop_loss: float | None, take_profit: float | None
     ) -> Position:
-        return self._remote(
-            lambda t: self.venue.set_protection(position_id, stop_loss, take_profit, t), acts=True
-        )
+        def set_levels(t: float) -> Position:
+            try:
+                return self.venue.set_protection(position_id, stop_loss, take_profit, t)
+            except BrokerRejected as refusal:
+                if refusal.code != NO_CHANGES:
+                    raise
+                # 10025: the levels are already there, which is what was asked (MT5Broker
+                # reads the code the same way).
+                return next(p for p in self.venue.positions(t) if p.position_id == position_id)
+
+        return self._remote(set_levels, acts=True)
 
     def exits(self, since: float) -> tuple[PositionExit, ...]:
         # The deal history lives at the server: a remote read.

@@ -22,11 +22,11 @@ T0 = DEFAULT_START
 WIRE = NetworkConfig(latency=LatencyConfig.constant(10.0))  # arrives at +10 ms, reply at +20
 
 
-def crash_at(seconds: float, **options) -> tuple[SimulatedWorld, str]:
+def crash_at(seconds: float, trade: dict | None = None, **options) -> tuple[SimulatedWorld, str]:
     world = SimulatedWorld.build(
         seed=1, network=WIRE, database=InMemoryExecutionDatabase(), **options
     )
-    process = world.engine.submit(decision())
+    process = world.engine.submit(decision(**(trade or {})))
     world.env.run(until=T0 + seconds)
     assert not process.triggered, "the execution must still be in flight when the engine dies"
     [execution_id] = world.engine.database.execution_ids()
@@ -48,6 +48,20 @@ def test_an_order_executed_while_the_engine_was_down_is_adopted_not_resent():
     assert len(world.venue.orders) == 1
     kinds = [type(e) for e in restarted.engine.database.events(execution_id)]
     assert ReconciliationAttempted in kinds  # the reconciliation itself is on the record
+
+
+@pytest.mark.parametrize("broker_kind", ["sim", "mt5-emulated"])
+def test_a_fill_the_engine_never_heard_of_gets_its_stops_when_the_order_is_adopted(broker_kind):
+    stops = {"stop_loss_pips": 20, "take_profit_pips": 30}
+    world, execution_id = crash_at(0.015, stops, broker_kind=broker_kind)
+    restarted, [execution] = recover(world)
+
+    assert execution.status is S.FILLED and execution.executed_units == 100_000
+    [position] = world.venue.positions(restarted.env.now)
+    assert position.stop_loss is not None and position.take_profit is not None
+    log = restarted.engine.database.get_execution_log(execution_id)
+    assert log.unprotected_positions == () and len(log.protection) == 1
+    assert log.protection_gap_seconds is not None and log.protection_gap_seconds > 0
 
 
 def test_a_restart_of_an_mt5_world_reconnects_mt5broker_to_the_terminal_and_adopts_the_order():

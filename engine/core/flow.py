@@ -346,15 +346,22 @@ def recovery_flow(execution: Execution, config: EngineConfig, started_at: float)
             return execution
         report = reconciliation.report
     yield from monitor_until_done(run, report, deadline, "not settled by recovery's deadline")
+    if execution.executed_units == 0:
+        return execution
+    assert request.direction is not None and request.symbol is not None
+    try:
+        spec = yield from run.ask(FetchSymbol(request.symbol))
+    except BrokerError:
+        spec = None  # slippage waits for a broker that answers
+    if spec is None:
+        return execution
     if execution.arrival_bid is not None and execution.arrival_ask is not None:
-        assert request.direction is not None and request.symbol is not None
         price = reference_price(request.direction, execution.arrival_bid, execution.arrival_ask)
-        try:
-            spec = yield from run.ask(FetchSymbol(request.symbol))
-        except BrokerError:
-            spec = None  # slippage waits for a broker that answers
-        if spec is not None:
-            yield from measure_slippage(run, request.direction, price, spec.pip)
+        yield from measure_slippage(run, request.direction, price, spec.pip)
+    if request.protected and not execution.protection and not execution.unprotected:
+        # A crash between the fill and the stops left the position bare: protect it now,
+        # the gap since the fill on the record.
+        yield from protect(run, request, levels_of(request), None, spec)
     return execution
 
 

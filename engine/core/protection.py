@@ -42,15 +42,21 @@ R = ExecutionRejectionReason
 
 
 def protect(
-    run: Run, request: ExecutionRequest, levels: Levels, order: OrderRequest, spec: SymbolSpec
+    run: Run,
+    request: ExecutionRequest,
+    levels: Levels,
+    order: OrderRequest | None,
+    spec: SymbolSpec,
 ) -> Generator[Effect, Any, None]:
-    """Give every position the execution opened the stops upstream asked for."""
+    """Give every position the execution opened the stops upstream asked for. Without the
+    order (recovery after a crash between the fill and the stops) they are set whether or
+    not they travelled with it: setting levels a position already has is no change."""
     execution = run.execution
     average = execution.average_fill_price
     if average is None or request.direction is None:
         return  # nothing filled: no position to protect
     stop_loss, take_profit = levels.prices(request.direction, average, spec)
-    attached = order.stop_loss is not None or order.take_profit is not None
+    attached = order is not None and (order.stop_loss is not None or order.take_profit is not None)
     positions = list(execution.position_ids)
     if not positions:
         positions = yield from _positions_tagged(run, request)
