@@ -283,6 +283,23 @@ class Ledger(Mapping[int, LedgerOrder]):
     def __iter__(self) -> Iterator[int]:
         return (order.ticket for order in self._in_order())
 
+    def rows(self) -> Iterator[tuple[int, str, str, int, int, str, int, float, float]]:
+        """Every order and its deals as plain rows, in ticket order: what a byte-for-byte
+        comparison of two ledgers reads, one row at a time."""
+        for ticket, o in self.items():
+            for fill in o.fills or [None]:
+                yield (
+                    ticket,
+                    o.client_order_id,
+                    o.symbol,
+                    int(o.direction),
+                    o.units,
+                    o.state.value,
+                    fill.units if fill else 0,
+                    fill.price if fill else 0.0,
+                    fill.time if fill else o.time,
+                )
+
     def values(self) -> ValuesView[LedgerOrder]:
         return _Values(self)
 
