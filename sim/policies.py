@@ -8,8 +8,9 @@ they combine freely:
 - **quote-feed delay**: the client sees quotes `feed_delay_ms` late (a slow or throttled
   price stream) while the server fills on its own current price;
 - **last look**: the server holds an order `hold_ms` after arrival and rejects it if the
-  price moved against the server (in the client's favour) by more than a threshold; else
-  it fills at the end of the window on the then-current price. The FX Global Code
+  price moved against the server (the trade's way: up for a buy, so the client's request
+  was a winner) by more than a threshold; else it fills at the end of the window on the
+  then-current price. The FX Global Code
   (Principle 17, revised December 2017 by the GFXC) describes last look as a final
   opportunity to accept or reject a trade request against the quoted price, a risk control
   that must be disclosed, and forbids trading on the request's information during the
@@ -61,8 +62,9 @@ class LastLook(_Model):
     # 0: no last look. Published last-look windows of FX liquidity providers run from a few
     # milliseconds to a few hundred; ten seconds is far past any disclosed one.
     hold_ms: Annotated[float, Field(ge=0.0, le=10_000.0)] = 0.0
-    # A move in the client's favour beyond this many points, from the requested price to
-    # the price at the end of the window, is rejected.
+    # A move the trade's way (up for a buy: the client's request a winner at the server's
+    # expense) beyond this many points, from the requested price to the price at the end of
+    # the window, is rejected; a smaller one fills at the window's end price.
     threshold_points: Annotated[float, Field(ge=0.0)] = 0.0
 
 
@@ -126,11 +128,11 @@ PROFILES: dict[ProfileName, ExecutionPolicy] = {
     ),
     "retail_dealing_desk": ExecutionPolicy(
         feed_delay_ms=150.0,
-        last_look=LastLook(hold_ms=100.0, threshold_points=0.0),
+        last_look=LastLook(hold_ms=100.0, threshold_points=3.0),
         slippage="asymmetric",
         improvement_cap_points=0.0,
         requotes="asymmetric",
-        requote_threshold_points=20.0,
+        requote_threshold_points=5.0,
         swap=SwapRates(long_points=-9.0, short_points=-1.0),
     ),
 }
@@ -243,12 +245,13 @@ class Dealer:
                 venue.match(order, spec, held.due)
 
     def looks_away(self, direction: Direction, held: Held, price: float, spec: SymbolSpec) -> bool:
-        """True if last look rejects: the price moved in the client's favour (against the
-        server) by more than the threshold since the request."""
+        """True if last look rejects: the market moved the trade's way (up for a buy) by
+        more than the threshold since the price the client asked for — the request was a
+        winner for the client at the server's expense, the flow a dealer calls toxic."""
         if not held.requested:
             return False
-        favour = -_against_client(direction, held.requested, price) / spec.point
-        return favour > self.policy.last_look.threshold_points + 1e-6
+        moved = _against_client(direction, held.requested, price) / spec.point
+        return moved > self.policy.last_look.threshold_points + 1e-6
 
     def fill_price(
         self, ticket: int, direction: Direction, price: float, spec: SymbolSpec
