@@ -79,11 +79,11 @@ class SimulatedBroker(BrokerInterface):
         return cast(OrderReport, Deferred(due - t, lambda: self._after_last_look(report.order_id)))
 
     def _after_last_look(self, order_id: str) -> OrderReport:
-        report = self.venue.status(order_id, self.wire.clock.now())
-        refusal = self.venue.last_look_refusal(order_id)
+        now = self.wire.clock.now()
+        refusal = self.venue.last_look_refusal(order_id, now)
         if refusal is not None:
             raise refusal
-        return report
+        return self.venue.status(order_id, now)
 
     def order_status(self, order_id: str) -> OrderReport:
         return self._remote(lambda t: self.venue.status(order_id, t))

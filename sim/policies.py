@@ -240,7 +240,10 @@ class Dealer:
                 self.requested.pop(ticket, None)
                 self.refused[ticket] = f"last look: the price moved to {price}"
                 venue.refusals[codes.REJECT] = venue.refusals.get(codes.REJECT, 0) + 1
-                venue.finish(order, BrokerOrderState.CANCELLED)
+                # Rejected, the request leaves no order behind: the client's answer is the
+                # refusal alone, as an order_send's 10006 carries no ticket.
+                venue.closing.pop(ticket, None)
+                venue.orders.discard(order)
             else:
                 venue.match(order, spec, held.due)
 

@@ -366,8 +366,9 @@ class Venue:
         held = self.dealer.held.get(int(order_id))
         return held.due if held is not None else None
 
-    def last_look_refusal(self, order_id: str) -> BrokerRejected | None:
-        """The rejection an order met at the end of its last look, if it did."""
+    def last_look_refusal(self, order_id: str, t: float) -> BrokerRejected | None:
+        """The rejection an order met at the end of its last look, if it did by t."""
+        self.advance(t)
         if self.dealer is None or not order_id.isdigit():
             return None
         why = self.dealer.refused.get(int(order_id))

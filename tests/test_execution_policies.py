@@ -166,11 +166,13 @@ def test_last_look_rejects_with_10006_when_the_price_moved_in_the_clients_favour
     report = venue.place(_order(ask - 0.00002), t)
     assert venue.held_until(report.order_id) == pytest.approx(t + 0.1)
     assert venue.status(report.order_id, t + 0.05).state.value == "WORKING"
-    after = venue.status(report.order_id, t + 0.2)
-    refusal = venue.last_look_refusal(report.order_id)
+    refusal = venue.last_look_refusal(report.order_id, t + 0.2)
     assert refusal is not None and refusal.code == codes.REJECT
-    assert after.state.value == "CANCELLED" and not after.fills
     assert venue.refusals[codes.REJECT] == 1
+    # Rejected, the request left no order: the ledger is empty, the id unknown.
+    assert venue.ledger_orders() == [] and venue.find("c-1", t + 0.3) is None
+    with pytest.raises(BrokerRejected):
+        venue.status(report.order_id, t + 0.3)
 
 
 def test_last_look_fills_at_the_end_of_the_window_when_the_move_is_against_the_client() -> None:
@@ -179,7 +181,7 @@ def test_last_look_fills_at_the_end_of_the_window_when_the_move_is_against_the_c
     ask = venue.quote("EURUSD", t).ask  # type: ignore[union-attr]
     report = venue.place(_order(ask + 0.00002), t)
     after = venue.status(report.order_id, t + 1.0)
-    assert venue.last_look_refusal(report.order_id) is None
+    assert venue.last_look_refusal(report.order_id, t + 1.0) is None
     assert after.state.value == "DONE"
     assert after.fills[0].time == pytest.approx(t + 0.1) and after.fills[0].price == ask
 
