@@ -33,6 +33,7 @@ from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig, TickSeconds
 from sim.mt5 import TerminalConfig
 from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
+from sim.policies import BrokerPolicy
 from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, Digits, IntraBarPath, Symbol
 from sim.rejections import RejectionConfig
 from sim.sessions import FxWeek
@@ -147,6 +148,9 @@ class Scenario(_Section):
     seed: Seed = 1
     start: AwareDatetime = datetime(2024, 1, 8, 7, 0, tzinfo=UTC)  # naive: refused
     broker: Literal["sim", "mt5-emulated"] = "sim"
+    # How the broker treats orders (`sim.policies`): written as a `[broker]` table, with
+    # `kind` for the broker above, `profile` for one of the library's and any overrides.
+    broker_policy: BrokerPolicy = BrokerPolicy()
     # The emulated MT5 terminal (broker = "mt5-emulated"): history sync, execution modes,
     # hidden symbols, the server's clock, its permissions.
     terminal: TerminalConfig = TerminalConfig()
@@ -161,6 +165,19 @@ class Scenario(_Section):
     invariants: tuple[Literal[INVARIANTS], ...] = INVARIANTS  # type: ignore[valid-type]
     # Recovery after the order flow: settle what lost replies left open (seconds later).
     settle_after_seconds: RunSeconds = 120.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broker_table(cls, data: object) -> object:
+        """`[broker]` as a table: its `kind` is the broker, the rest its policy."""
+        if isinstance(data, dict) and isinstance(data.get("broker"), dict):
+            if "broker_policy" in data:
+                raise ValueError("broker: give the policy in [broker] or [broker_policy], not both")
+            data = dict(data)
+            policy = dict(data["broker"])
+            data["broker"] = policy.pop("kind", "sim")
+            data["broker_policy"] = policy
+        return data
 
     @field_validator("start")
     @classmethod
@@ -246,6 +263,7 @@ class Scenario(_Section):
             rejections=self.faults.rejections,
             limit_queue=self.venue.limit_queue,
             touch_fill_probability=self.venue.touch_fill_probability,
+            policy=self.broker_policy.policy(),
         )
 
     def with_overrides(self, overrides: dict[str, object]) -> Scenario:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from engine.clock import Clock
 from engine.core.ports import BrokerError, RequestNotSent
@@ -30,6 +31,22 @@ from sim.network import FaultKind, Network
 T = TypeVar("T")
 
 Crossing = Generator[float, None, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred(Generic[T]):
+    """An answer the server gives only `seconds` after the request arrived (a dealer's
+    last look): the reply leaves then, with what `then` answers at that instant. MT5's
+    order_send blocks until the server decides, so the client waits out the window."""
+
+    seconds: float
+    then: Callable[[], T]
+
+
+def _after_hold(held: Deferred[T]) -> Crossing[T]:
+    """The server's answer once the hold it announced has passed."""
+    yield held.seconds
+    return held.then()
 
 
 class SchedulingClock(Clock, Protocol):
@@ -64,7 +81,10 @@ class Wire:
         A call that `acts` at the server (an order, a cancel) may be executed late.
         """
         if self.network is None:
-            return call()
+            answered = call()
+            if type(answered) is Deferred:
+                return (yield from _after_hold(answered))
+            return answered
         schedule = self.network.plan(self.clock.now()).schedule(timeout)
         # A zero-length leg is no wait at all (time.sleep(0) still costs a system call,
         # and a SimPy timeout would reorder events).
@@ -81,6 +101,9 @@ class Wire:
         elif schedule.reaches_broker:
             try:
                 result = call()
+                # Checked by type, not isinstance: one comparison on every remote call.
+                if type(result) is Deferred:
+                    result = yield from _after_hold(result)
             except BrokerError as error:
                 answer = error
         if schedule.after:
@@ -103,4 +126,3 @@ def _unheard(call: Callable[[], object]) -> None:
     hears it."""
     with contextlib.suppress(BrokerError):
         call()
-
