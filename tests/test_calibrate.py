@@ -1,0 +1,233 @@
+"""Calibration: the stylized facts of quotes, measured right on series whose answers are
+known, and `arbitrex calibrate` as a user meets it."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from scenarios.analysis.stylized import (
+    ACF_LAGS,
+    MinuteQuotes,
+    StylizedFacts,
+    autocorrelation,
+    compare,
+    excess_kurtosis,
+    facts_frame,
+    hourly_frame,
+    join_minutes,
+    minute_quotes,
+    stylized_facts,
+)
+from sim.quotes_csv import DataQualityReport, ProblemRows, QuoteSeries
+
+PIP = 0.0001
+MONDAY = datetime(2024, 1, 8, tzinfo=UTC).timestamp()  # the market is open all day
+
+
+def quotes(changes_pips: np.ndarray, spread_pips: float | np.ndarray = 0.8, start=MONDAY):
+    """Minute quotes from 1.25 moving by the given changes (one per minute after the first)."""
+    mid = 1.25 + np.concatenate([[0.0], np.cumsum(changes_pips)]) * PIP
+    time = start + 60.0 * np.arange(mid.size)
+    half = np.broadcast_to(np.asarray(spread_pips) * PIP / 2, mid.shape)
+    return MinuteQuotes("GBPUSD", PIP, time, mid - half, mid + half)
+
+
+def alternating(n: int, small: float = 1.0, large: float = 3.0) -> np.ndarray:
+    """Returns whose sizes alternate small, large, with signs up, up, down, down, ..."""
+    size = np.where(np.arange(n) % 2 == 0, small, large)
+    sign = np.where(np.arange(n) // 2 % 2 == 0, 1.0, -1.0)
+    return size * sign
+
+
+def test_a_constant_spread_is_every_percentile_of_the_spread_and_every_hours_median():
+    facts = stylized_facts(quotes(alternating(3000), spread_pips=0.8))
+    assert facts.spread_median_pips == facts.spread_p95_pips == facts.spread_p99_pips == 0.8
+    assert set(facts.hourly_spread_pips) == {0.8}
+
+
+def test_the_hourly_spread_profile_is_the_median_spread_of_each_utc_hour():
+    minutes = 24 * 60
+    hour = (np.arange(minutes) // 60) % 24
+    facts = stylized_facts(quotes(alternating(minutes - 1), spread_pips=0.5 + 0.1 * hour))
+    assert facts.hourly_spread_pips == pytest.approx([0.5 + 0.1 * h for h in range(24)])
+
+
+def test_spread_percentiles_are_those_of_the_minutes_spreads():
+    spreads = np.arange(1, 101, dtype=float) / 10  # 0.1 .. 10.0 pips
+    facts = stylized_facts(quotes(alternating(99), spread_pips=spreads))
+    assert facts.spread_median_pips == pytest.approx(np.median(spreads))
+    assert facts.spread_p95_pips == pytest.approx(np.percentile(spreads, 95))
+    assert facts.spread_p99_pips == pytest.approx(np.percentile(spreads, 99))
+
+
+def test_returns_of_plus_and_minus_one_pip_have_a_volatility_of_one_pip():
+    facts = stylized_facts(quotes(alternating(1000, small=1.0, large=1.0)))
+    assert facts.volatility_pips == pytest.approx(1.0)
+    assert facts.returns == 1000
+    # A symmetric two-point distribution has kurtosis 1, so excess kurtosis -2.
+    assert facts.excess_kurtosis == pytest.approx(-2.0)
+
+
+def test_a_return_of_a_tenth_of_the_minutes_has_excess_kurtosis_one_over_a_tenth_less_three():
+    # Zero with probability 0.9, +-a with probability 0.1: m4 / m2^2 = 1 / 0.1 = 10.
+    changes = np.zeros(2000)
+    changes[::10] = np.tile([5.0, -5.0], 100)
+    assert excess_kurtosis(changes) == pytest.approx(7.0)
+    assert stylized_facts(quotes(changes)).excess_kurtosis == pytest.approx(7.0)
+
+
+def test_absolute_returns_alternating_small_and_large_are_anticorrelated_at_odd_lags():
+    facts = stylized_facts(quotes(alternating(2000)))
+    # |r| = 1, 3, 1, 3, ...: odd lags pair a small with a large (-1), even lags like with like.
+    assert facts.abs_return_acf == pytest.approx({1: -1.0, 5: -1.0, 15: -1.0, 60: 1.0, 240: 1.0})
+
+
+def test_the_autocorrelation_of_a_series_with_gaps_uses_only_pairs_both_measured():
+    grid = np.array([1.0, 3.0, np.nan, 3.0, 1.0, 3.0])
+    # mean 2.2 and variance 0.96 of the measured; pairs at lag 1: (1,3), (3,1), (1,3).
+    expected = np.mean([(1 - 2.2) * (3 - 2.2), (3 - 2.2) * (1 - 2.2), (1 - 2.2) * (3 - 2.2)])
+    assert autocorrelation(grid, 1) == pytest.approx(expected / 0.96)
+    assert math.isnan(autocorrelation(np.array([1.0, 1.0, 1.0]), 1))  # no variance
+
+
+def test_a_missing_minute_removes_the_return_across_it_rather_than_counting_a_jump():
+    q = quotes(alternating(1000, small=1.0, large=1.0))
+    # Drop minute 500 and move everything after it 50 pips: a jump across the hole.
+    keep = np.arange(q.time.size) != 500
+    shift = np.where(np.arange(q.time.size) > 500, 50 * PIP, 0.0)
+    holed = MinuteQuotes("GBPUSD", PIP, q.time[keep], (q.bid + shift)[keep], (q.ask + shift)[keep])
+    facts = stylized_facts(holed)
+    assert facts.returns == 998
+    assert facts.volatility_pips == pytest.approx(1.0)
+
+
+def test_a_weekend_gives_a_reopen_gap_and_its_frozen_minutes_are_not_measured():
+    friday_2100 = datetime(2024, 1, 12, 21, 0, tzinfo=UTC).timestamp()
+    sunday_2200 = datetime(2024, 1, 14, 22, 0, tzinfo=UTC).timestamp()
+    # A simulation may quote all weekend at its frozen price: 49 h of minutes, then +12 pips.
+    n = int((sunday_2200 - friday_2100) / 60) + 60
+    changes = np.zeros(n - 1)
+    changes[:59] = alternating(59, 1.0, 1.0)
+    changes[int((sunday_2200 - friday_2100) / 60) - 1] = 12.0
+    facts = stylized_facts(quotes(changes, start=friday_2100))
+    assert facts.minutes == 120  # 21:00-21:59 Friday, 22:00-22:59 Sunday
+    assert facts.reopen_gaps_pips == pytest.approx((12.0,))
+    assert facts.reopen_gap_median_pips == pytest.approx(12.0)
+    assert facts.returns == 59 + 59
+
+
+def series(time: list[float], bid: list[float], ask: list[float]) -> QuoteSeries:
+    empty = ProblemRows()
+    report = DataQualityReport(
+        symbol="GBPUSD",
+        files=("x.csv",),
+        policy="repair",
+        intra_bar=None,
+        rows_read=len(time),
+        rows_used=len(time),
+        quotes_used=len(time),
+        crossed=empty,
+        crossed_quotes=0,
+        missing=empty,
+        non_positive=empty,
+        duplicates=empty,
+        out_of_order=empty,
+        gaps=None,
+    )
+    arrays = (np.array(v, dtype=float) for v in (time, bid, ask))
+    return QuoteSeries("GBPUSD", 5, *arrays, report=report)
+
+
+def test_the_quote_of_a_minute_is_the_last_one_struck_in_it():
+    t = MONDAY
+    s = series(
+        [t, t + 15, t + 45, t + 60, t + 130],
+        [1.1, 1.2, 1.3, 1.4, 1.5],
+        [1.11, 1.21, 1.31, 1.41, 1.51],
+    )
+    m = minute_quotes(s)
+    assert m.time.tolist() == [t, t + 60, t + 120]
+    assert m.bid.tolist() == [1.3, 1.4, 1.5]
+    assert m.pip == pytest.approx(PIP)
+
+
+def test_joined_files_give_one_series_and_the_later_file_wins_a_shared_minute():
+    a = quotes(np.ones(9))
+    b = quotes(np.ones(9), start=MONDAY + 5 * 60)
+    joined = join_minutes([a, b])
+    assert joined.time.size == 15
+    assert joined.bid[5] == b.bid[0]
+
+
+def test_fewer_than_two_minutes_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="at least 2"):
+        MinuteQuotes("GBPUSD", PIP, np.array([MONDAY]), np.array([1.0]), np.array([1.1]))
+
+
+def facts(**changes: object) -> StylizedFacts:
+    base = stylized_facts(quotes(alternating(3000)))
+    base = base.model_copy(update={"excess_kurtosis": 10.0})
+    return base.model_copy(update=changes)
+
+
+def passed(data: StylizedFacts, simulated: StylizedFacts) -> dict[str, bool | None]:
+    return {c.fact: c.passed for c in compare(data, simulated)}
+
+
+def test_a_simulation_equal_to_the_data_meets_every_target():
+    result = passed(facts(), facts())
+    assert all(ok for ok in result.values() if ok is not None)
+    assert result["spread p99 (pips)"] is None  # reported, without a target
+
+
+@pytest.mark.parametrize(
+    ("change", "fact", "ok"),
+    [
+        ({"spread_median_pips": 0.8 * 1.09}, "spread median (pips)", True),
+        ({"spread_median_pips": 0.8 * 1.11}, "spread median (pips)", False),
+        ({"spread_p95_pips": 0.8 * 0.89}, "spread p95 (pips)", False),
+        ({"volatility_pips": 2.0 * 1.05}, "1-min volatility (pips)", True),
+        ({"volatility_pips": 2.0 * 0.85}, "1-min volatility (pips)", False),
+        ({"excess_kurtosis": 19.0}, "excess kurtosis", True),
+        ({"excess_kurtosis": 21.0}, "excess kurtosis", False),
+        ({"excess_kurtosis": 4.9}, "excess kurtosis", False),
+        ({"excess_kurtosis": -1.0}, "excess kurtosis", False),
+    ],
+)
+def test_each_target_passes_inside_its_tolerance_and_fails_outside(change, fact, ok):
+    data = facts()
+    if "volatility_pips" in change:
+        data = data.model_copy(update={"volatility_pips": 2.0})
+    assert passed(data, facts(**change))[fact] is ok
+
+
+def test_an_autocorrelation_off_by_more_than_five_hundredths_fails_up_to_an_hour_only():
+    data = facts(abs_return_acf={lag: 0.2 for lag in ACF_LAGS})
+    near = facts(abs_return_acf={1: 0.24, 5: 0.16, 15: 0.2, 60: 0.26, 240: 0.9})
+    result = passed(data, near)
+    assert [result[f"acf |r| lag {lag} min"] for lag in ACF_LAGS] == [True, True, True, False, None]
+
+
+def test_the_hourly_profiles_must_correlate_above_eight_tenths():
+    rising = tuple(0.5 + 0.1 * h for h in range(24))
+    data = facts(hourly_spread_pips=rising)
+    assert passed(data, facts(hourly_spread_pips=tuple(2 * s for s in rising)))[
+        "hourly median spread: correlation"
+    ]
+    assert not passed(data, facts(hourly_spread_pips=tuple(reversed(rising))))[
+        "hourly median spread: correlation"
+    ]
+    flat = facts(hourly_spread_pips=(0.8,) * 24)
+    assert not passed(data, flat)["hourly median spread: correlation"]
+
+
+def test_the_notebook_tables_hold_one_row_per_fact_and_per_hour():
+    alone, side_by_side = facts_frame(facts()), facts_frame(facts(), facts())
+    assert list(alone.columns) == ["data"]
+    assert "spread median (pips)" in alone.index and "acf |r| lag 240 min" in alone.index
+    assert list(side_by_side.columns) == ["data", "simulated", "target", "passed"]
+    assert len(hourly_frame(facts(), facts())) == 24
