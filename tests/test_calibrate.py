@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner, Result
 
 from scenarios.analysis.stylized import (
     ACF_LAGS,
@@ -22,6 +24,7 @@ from scenarios.analysis.stylized import (
     minute_quotes,
     stylized_facts,
 )
+from scenarios.cli.app import app
 from sim.quotes_csv import DataQualityReport, ProblemRows, QuoteSeries
 
 PIP = 0.0001
@@ -231,3 +234,73 @@ def test_the_notebook_tables_hold_one_row_per_fact_and_per_hour():
     assert "spread median (pips)" in alone.index and "acf |r| lag 240 min" in alone.index
     assert list(side_by_side.columns) == ["data", "simulated", "target", "passed"]
     assert len(hourly_frame(facts(), facts())) == 24
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def bar_slice(fx_data: Path, folder: Path, rows: int) -> tuple[Path, Path]:
+    """The first `rows` bars of the GBP/USD month, under the data's own names."""
+    paths = []
+    for side in ("bid", "ask"):
+        name = f"gbpusd-m1-{side}-2012-02.csv"
+        lines = (fx_data / name).read_text().splitlines(keepends=True)[: rows + 1]
+        (folder / name).write_text("".join(lines))
+        paths.append(folder / name)
+    return paths[0], paths[1]
+
+
+def calibrate(*args: str) -> Result:
+    """`arbitrex calibrate ARGS`, in this process: the command as typed, minus the start-up."""
+    return CliRunner().invoke(app, ["calibrate", *args])
+
+
+def refused(result: Result, out: Path, message: str) -> None:
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not out.exists()
+
+
+def test_a_price_that_is_no_number_is_refused_in_one_line_and_no_market_is_written(
+    fx_data, tmp_path
+):
+    bid, ask = bar_slice(fx_data, tmp_path, 50)
+    lines = bid.read_text().splitlines(keepends=True)
+    lines[10] = lines[10].replace(",1.", ",one.", 1)
+    bid.write_text("".join(lines))
+    out = tmp_path / "market.toml"
+    refused(calibrate(str(bid), str(ask), "--out", str(out)), out, f"{bid}:11: open")
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no ask file", "gbpusd-m1-ask-2012-02.csv is not among the data"),
+        ("a missing file", "no-such.csv"),
+        ("a file of neither bars nor ticks", "neither ticks"),
+        ("a name without a symbol", "give --symbol"),
+        ("a bad --symbol", "--symbol"),
+        ("a bad --bad-quotes", "--bad-quotes"),
+    ],
+)
+def test_malformed_input_gets_one_line_of_error_exit_2_and_no_file(
+    fx_data, tmp_path, case, message
+):
+    bid, ask = bar_slice(fx_data, tmp_path, 20)
+    out = tmp_path / "market.toml"
+    args = {
+        "no ask file": [str(bid)],
+        "a missing file": [str(tmp_path / "no-such.csv")],
+        "a file of neither bars nor ticks": [str(_write(tmp_path / "gbpusd.csv", "a,b\n1,2\n"))],
+        "a name without a symbol": [str(_write(tmp_path / "q.csv", "timestamp,bid,ask\n"))],
+        "a bad --symbol": [str(bid), str(ask), "--symbol", "gbp"],
+        "a bad --bad-quotes": [str(bid), str(ask), "--bad-quotes", "ignore"],
+    }[case]
+    refused(calibrate(*args, "--out", str(out)), out, message)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +37,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.instruments import pip_size
-from sim.quotes_csv import QuoteSeries
 from sim.sessions import FxWeek
 
 FloatArray = npt.NDArray[np.float64]
@@ -78,7 +77,7 @@ class MinuteQuotes:
             raise ValueError(f"{self.symbol}: pip must be positive, not {self.pip}")
 
 
-def minute_quotes(series: QuoteSeries) -> MinuteQuotes:
+def minute_quotes(series: Quotes) -> MinuteQuotes:
     """The last quote of each UTC minute: the bar's close for bars, the quote in force at the
     minute's end for ticks. Sampling ticks on the minute grid makes them comparable with bars
     and with a simulation sampled the same way."""
@@ -110,6 +109,22 @@ def join_minutes(parts: Sequence[MinuteQuotes]) -> MinuteQuotes:
 
 
 OptionalFloat = float | None
+
+
+class Quotes(Protocol):
+    """Quotes as the loader (`sim.quotes_csv.QuoteSeries`) and the simulation
+    (`sim.calibration.SimulatedQuotes`) give them."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def digits(self) -> int: ...
+    @property
+    def time(self) -> FloatArray: ...
+    @property
+    def bid(self) -> FloatArray: ...
+    @property
+    def ask(self) -> FloatArray: ...
 
 
 class StylizedFacts(BaseModel):
@@ -252,7 +267,7 @@ def compare(data: StylizedFacts, simulated: StylizedFacts) -> tuple[Check, ...]:
         ),
         Check(
             fact=PROFILE_ROW,
-            data=1.0,
+            data=None,  # a correlation of the data's profile with the simulation's
             simulated=_or_none(
                 profile_correlation(data.hourly_spread_pips, simulated.hourly_spread_pips)
             ),
@@ -350,13 +365,13 @@ def hourly_frame(data: StylizedFacts, simulated: StylizedFacts | None = None) ->
 
 
 def stylized_report(
-    data: QuoteSeries | MinuteQuotes, simulated: QuoteSeries | MinuteQuotes | None = None
+    data: Quotes | MinuteQuotes, simulated: Quotes | MinuteQuotes | None = None
 ) -> pd.DataFrame:
     """The stylized-facts report a notebook calls: facts of `data`, and beside them those of
     `simulated` with the targets, as `arbitrex calibrate` prints them."""
 
-    def facts(quotes: QuoteSeries | MinuteQuotes) -> StylizedFacts:
-        minutes = minute_quotes(quotes) if isinstance(quotes, QuoteSeries) else quotes
+    def facts(quotes: Quotes | MinuteQuotes) -> StylizedFacts:
+        minutes = quotes if isinstance(quotes, MinuteQuotes) else minute_quotes(quotes)
         return stylized_facts(minutes)
 
     return facts_frame(facts(data), None if simulated is None else facts(simulated))
