@@ -4,6 +4,7 @@ known, and `arbitrex calibrate` as a user meets it."""
 from __future__ import annotations
 
 import math
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,13 @@ from scenarios.analysis.stylized import (
     stylized_facts,
 )
 from scenarios.cli.app import app
+from scenarios.market_file import MarketFileError, market_toml, read_market, write_market_file
+from scenarios.spec import Scenario
+from sim import calibration
+from sim.calibration import SimulatedQuotes
+from sim.market import MarketConfig, RegimeConfig, SymbolConfig
 from sim.quotes_csv import DataQualityReport, ProblemRows, QuoteSeries
+from sim.spreads import SpreadConfig
 
 PIP = 0.0001
 MONDAY = datetime(2024, 1, 8, tzinfo=UTC).timestamp()  # the market is open all day
@@ -304,3 +311,77 @@ def test_malformed_input_gets_one_line_of_error_exit_2_and_no_file(
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_a_market_file_read_back_as_a_scenarios_market_gives_the_market_written():
+    fitted = MarketConfig(
+        symbols=(SymbolConfig(symbol="GBPUSD", start_mid=1.5921, spread_pips=0.7),),
+        regimes=RegimeConfig(mean_calm_minutes=95.5, volatile_multiplier=2.25),
+        spreads=SpreadConfig(rollover_minutes_after=55.0),
+    )
+    text = market_toml(fitted, ["fitted from gbpusd-m1-bid-2012-02.csv"])
+    assert text.startswith("# fitted from gbpusd-m1-bid-2012-02.csv\n")
+    assert read_market(text, "market.toml") == fitted
+    # As a scenario file's [market] section, it runs the same market.
+    scenario = tomllib.loads(f'name = "fitted"\n{text}')
+    assert Scenario.model_validate(scenario).market_config() == fitted
+
+
+def test_a_market_no_scenario_can_declare_is_refused_and_no_file_is_left(tmp_path):
+    out = tmp_path / "market.toml"
+    with pytest.raises(MarketFileError, match="regimes would differ"):
+        write_market_file(out, MarketConfig(regimes=None))  # TOML has no None
+    assert not out.exists()
+
+
+def fake_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in fit and simulation: the command's plumbing, not the fit, is under test."""
+
+    def fit(quotes):
+        mid = round(float(quotes.bid[-1] + quotes.ask[-1]) / 2, quotes.digits)
+        symbol = SymbolConfig(symbol=quotes.symbol, start_mid=mid, digits=quotes.digits)
+        return MarketConfig(symbols=(symbol,))
+
+    def simulate(config, seed, days, *, symbol=None, start=None):
+        rng = np.random.default_rng(seed)
+        n = int(days * 1440)
+        mid = config.symbols[0].start_mid + np.cumsum(rng.standard_t(4, n)) * 1e-4
+        time = start + 60.0 * np.arange(1, n + 1)
+        return SimulatedQuotes(symbol, 5, time, mid - 4e-5, mid + 4e-5)
+
+    monkeypatch.setattr(calibration, "fit_market", fit)
+    monkeypatch.setattr(calibration, "simulate", simulate)
+
+
+def test_calibrating_a_day_of_gbpusd_bars_writes_a_market_and_prints_the_report(
+    fx_data, tmp_path, monkeypatch
+):
+    fake_fit(monkeypatch)
+    bid, ask = bar_slice(fx_data, tmp_path, 1440)
+    out = tmp_path / "fitted" / "market.toml"
+    result = calibrate(str(bid), str(ask), "--out", str(out), "--days", "2")
+    assert result.exit_code == 0, result.stderr
+    market = read_market(out.read_text(), str(out))
+    assert market.symbols[0].symbol == "GBPUSD" and market.symbols[0].digits == 5
+    assert "gbpusd-m1-bid-2012-02.csv" in out.read_text()  # where the numbers come from
+    for fact in ("spread median (pips)", "excess kurtosis", "acf |r| lag 240 min"):
+        assert fact in result.stdout
+    assert "by UTC hour" in result.stdout and f"market written to {out}" in result.stdout
+
+
+def test_check_exits_1_when_the_simulation_misses_a_target(fx_data, tmp_path, monkeypatch):
+    fake_fit(monkeypatch)  # a flat spread: the hourly profile cannot correlate
+    bid, ask = bar_slice(fx_data, tmp_path, 1440)
+    result = calibrate(str(bid), str(ask), "--out", str(tmp_path / "m.toml"), "--check")
+    assert result.exit_code == 1 and "FAIL" in result.stdout
+
+
+def test_tick_files_are_calibrated_too_with_symbol_and_digits_read_from_the_data(
+    fx_data, tmp_path, monkeypatch
+):
+    fake_fit(monkeypatch)
+    out = tmp_path / "m.toml"
+    result = calibrate(str(fx_data / "usdjpy-ticks-2013-01.csv"), "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    symbol = read_market(out.read_text(), "m.toml").symbols[0]
+    assert (symbol.symbol, symbol.digits) == ("USDJPY", 3)

@@ -115,7 +115,7 @@ def calibrate(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print_report(data_facts, sim_facts, checks, f"simulated {days:g} days, seed {seed}")
-    console.print(f"market written to {out}")
+    console.print(f"market written to {out}", soft_wrap=True)
     if check and not all(c.passed is not False for c in checks):
         raise typer.Exit(1)
 
@@ -134,7 +134,8 @@ def print_report(
     console.print(
         f"data: {data.minutes} minutes, {data.returns} one-minute returns, reopen gaps "
         f"{_pips(data.reopen_gaps_pips)}; simulated: {simulated.minutes} minutes, "
-        f"{simulated.returns} returns, reopen gaps {_pips(simulated.reopen_gaps_pips)}"
+        f"{simulated.returns} returns, reopen gaps {_pips(simulated.reopen_gaps_pips)}",
+        soft_wrap=True,
     )
     hourly = Table(title="by UTC hour: median spread and 1-minute volatility (pips)")
     for column in ("hour", "spread data", "spread sim", "vol data", "vol sim"):
