@@ -54,6 +54,22 @@ PROFILE_CORRELATION = 0.8
 PROFILE_ROW = "hourly median spread: correlation"
 
 
+class Quotes(Protocol):
+    """Quotes as the loader (`sim.quotes_csv.QuoteSeries`) and the simulation
+    (`sim.calibration.SimulatedQuotes`) give them."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def digits(self) -> int: ...
+    @property
+    def time(self) -> FloatArray: ...
+    @property
+    def bid(self) -> FloatArray: ...
+    @property
+    def ask(self) -> FloatArray: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MinuteQuotes:
     """One quote per minute: `time` is the minute's start (POSIX seconds, strictly
@@ -109,22 +125,6 @@ def join_minutes(parts: Sequence[MinuteQuotes]) -> MinuteQuotes:
 
 
 OptionalFloat = float | None
-
-
-class Quotes(Protocol):
-    """Quotes as the loader (`sim.quotes_csv.QuoteSeries`) and the simulation
-    (`sim.calibration.SimulatedQuotes`) give them."""
-
-    @property
-    def symbol(self) -> str: ...
-    @property
-    def digits(self) -> int: ...
-    @property
-    def time(self) -> FloatArray: ...
-    @property
-    def bid(self) -> FloatArray: ...
-    @property
-    def ask(self) -> FloatArray: ...
 
 
 class StylizedFacts(BaseModel):
