@@ -162,6 +162,22 @@ class FxWeek(BaseModel):
                 probe = start + DAY
         return probe
 
+    def next_closure_start(self, t: float) -> float:
+        """The start of the first closure (weekend or holiday) at or after t."""
+        week, s = divmod(t + _EPOCH_TO_MONDAY, WEEK)
+        close, _ = self.bounds(int(week))
+        if s <= close:
+            first = t + (close - s)
+        else:
+            following, _ = self.bounds(int(week) + 1)
+            first = t + (WEEK - s) + following
+        for holiday in self.holidays:
+            midnight = datetime(holiday.year, holiday.month, holiday.day, tzinfo=UTC).timestamp()
+            start = midnight - (24.0 - self.roll_hour_utc(midnight - DAY / 2)) * 3600.0
+            if t <= start < first:
+                first = start
+        return first
+
     def closed_seconds_until(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
         """Seconds of weekly closure from a fixed Monday 00:00 UTC up to each t.
 
