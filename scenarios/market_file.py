@@ -100,6 +100,10 @@ def _table(path: tuple[str, ...], table: Mapping[str, object]) -> list[str]:
     lines = [f"[{header}]"]
     nested: list[str] = []
     for key, value in table.items():
+        if value is None:
+            # TOML has no null: the key is left out, which reads back as the field's default;
+            # the check in `market_toml` refuses the market where that default is not None.
+            continue
         if isinstance(value, Mapping):
             nested.append("")
             nested.extend(_table((*path, key), value))

@@ -36,6 +36,7 @@ from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
 from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, Digits, IntraBarPath, Symbol
 from sim.rejections import RejectionConfig
 from sim.sessions import FxWeek
+from sim.shape import MarketShape
 from sim.spreads import SpreadConfig
 from sim.textfiles import InputFileError, read_text, require_file
 from sim.venue import VenueConfig
@@ -85,6 +86,8 @@ class MarketSection(_Section):
     regimes: RegimeConfig | None = RegimeConfig()
     news: tuple[NewsAt, ...] = ()
     spreads: SpreadConfig = SpreadConfig()
+    # Intraday profiles, clustering, tails and reopen gaps; `arbitrex calibrate` fits one.
+    shape: MarketShape | None = MarketShape()
     holidays: tuple[datetime, ...] = ()
     replay: ReplayBars | None = None
 
@@ -202,6 +205,7 @@ class Scenario(_Section):
             regimes=m.regimes,
             news=news,
             spreads=m.spreads,
+            shape=m.shape,
         )
 
     def replay_source(self, base_dir: Path) -> BarQuotesConfig:
