@@ -68,7 +68,8 @@ class MarketShape(BaseModel):
     # Tick innovations: Student-t with this many degrees of freedom, scaled to unit
     # variance (None: normal). Fat tails at the tick, where latency meets the price.
     tail_df: Annotated[float, Field(gt=2.0)] | None = None
-    # Jumps: a Poisson count per day, each a Student-t (3 d.o.f.) of this scale in pips.
+    # Jumps: a Poisson count per day, each normal with this standard deviation in pips
+    # (normal, not heavier: a finite fourth moment keeps the fitted kurtosis stable).
     jumps_per_day: Annotated[float, Field(ge=0.0, le=1_000.0)] = 0.0
     jump_pips: Annotated[float, Field(ge=0.0)] = 0.0
     # Spreads: log-spread moves with the log-volatility times this elasticity, plus an
@@ -142,7 +143,7 @@ class MinutePath:
         counts = rng.poisson(shape.jumps_per_day / n, n)
         total = int(counts.sum())
         offsets = rng.random(total) * 60.0
-        sizes = rng.standard_t(3.0, total) * shape.jump_pips if total else np.zeros(0)
+        sizes = rng.standard_normal(total) * shape.jump_pips
         minutes = np.repeat(np.arange(n), counts)
         self.jump_times.append(start + minutes * 60.0 + offsets)
         self.jump_sizes.append(sizes)
