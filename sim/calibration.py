@@ -112,17 +112,58 @@ def excess_kurtosis(values: FloatArray) -> float:
     return float(np.mean(centred**4) / np.mean(centred**2) ** 2 - 3.0)
 
 
-def fit_market(series: Quotes | Sequence[Quotes], week: FxWeek | None = None) -> MarketConfig:
+def fit_market(
+    series: Quotes | Sequence[Quotes], week: FxWeek | None = None, *, refine: bool = True
+) -> MarketConfig:
     """A synthetic market calibrated to `series` (one symbol's quotes, or several symbols:
-    the shape is fitted to the first, each symbol's levels to its own data)."""
+    the shape is fitted to the first, each symbol's levels to its own data).
+
+    The closed forms leave out what the hourly profile and the roll add to the raw facts;
+    `refine` simulates the first fit for a month (seed 0) and fits once more with the
+    targets moved by what the simulation missed (absolute-return autocorrelations, kurtosis,
+    the spread's p95 over its median)."""
+    config = _fit(series, week, None)
+    if not refine:
+        return config
+    data = minutes(series[0] if isinstance(series, Sequence) else series)
+    simulated = minutes(simulate(config, 0, 29, start=DEFAULT_SIMULATION_START))
+    r_data, _ = returns(data)
+    r_sim, _ = returns(simulated)
+    acf_data, acf_sim = abs_autocorrelation(data), abs_autocorrelation(simulated)
+    spread_ratio = _log_p95_over_median(data.spread) / _log_p95_over_median(simulated.spread)
+    correction = _Correction(
+        acf={k: acf_data[k] - acf_sim[k] for k in ACF_LAGS},
+        kurtosis=(1.0 + excess_kurtosis(r_data)) / (1.0 + excess_kurtosis(r_sim)),
+        spread_noise=spread_ratio,
+    )
+    return _fit(series, week, correction)
+
+
+@dataclass(frozen=True, slots=True)
+class _Correction:
+    acf: dict[int, float]  # added to the autocorrelation targets
+    kurtosis: float  # multiplies 1 + the kurtosis target
+    spread_noise: float  # multiplies the spread noise
+
+
+def _log_p95_over_median(spread: FloatArray) -> float:
+    return math.log(float(np.percentile(spread, 95)) / float(np.median(spread)))
+
+
+def _fit(
+    series: Quotes | Sequence[Quotes], week: FxWeek | None, correction: _Correction | None
+) -> MarketConfig:
     many = list(series) if isinstance(series, Sequence) else [series]
     week = week if week is not None else FxWeek()
     first = minutes(many[0])
-    volatility_shape, diffusive, x, t = _fit_volatility(first)
+    volatility_shape, diffusive, x, t = _fit_volatility(first, correction)
     clustering = volatility_shape["clustering"]
     assert isinstance(clustering, tuple)
     log_variance = sum(c.sigma**2 for c in clustering)
     spreads, spread_shape = _fit_spreads(first, week, x, t, log_variance)
+    if correction is not None:
+        noise = float(spread_shape["spread_noise"]) * correction.spread_noise  # type: ignore[arg-type]
+        spread_shape["spread_noise"] = round(noise, 4)
     gaps = _reopen_gaps(first, week)
     shape = MarketShape(
         **volatility_shape,
@@ -249,7 +290,9 @@ def _local_log_volatility(r: FloatArray, t: FloatArray, at: FloatArray) -> Float
 # -- volatility ----------------------------------------------------------------------------
 
 
-def _fit_volatility(m: Minutes) -> tuple[dict[str, object], float, FloatArray, FloatArray]:
+def _fit_volatility(
+    m: Minutes, correction: _Correction | None
+) -> tuple[dict[str, object], float, FloatArray, FloatArray]:
     """The hourly profile, clustering and jumps; the diffusive level (pips per root
     second); and the deseasonalised returns with their times."""
     r, t = returns(m)
@@ -260,6 +303,9 @@ def _fit_volatility(m: Minutes) -> tuple[dict[str, object], float, FloatArray, F
     x = r / profile[hours]
     acf = _grid_acf(np.abs(x), t, ACF_LAGS)
     kurtosis = excess_kurtosis(x)
+    if correction is not None:
+        acf = {k: acf[k] + correction.acf[k] for k in ACF_LAGS}
+        kurtosis = (1.0 + kurtosis) * correction.kurtosis - 1.0
     clustering, jump_share, jumps_per_minute = _fit_clustering(acf, kurtosis)
     variance = rms**2
     jump_pips = math.sqrt(jump_share * variance / jumps_per_minute) if jump_share else 0.0
