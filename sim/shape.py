@@ -34,11 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 FloatArray = npt.NDArray[np.float64]
 HourProfile = Annotated[tuple[float, ...], Field(min_length=24, max_length=24)]
 
-# The GBP/USD one-minute bars of February 2012 (FXCM, ../shared/data/fx/), fitted by
-# `sim.calibration.fit_market`: the default shape of every synthetic market.
-GBPUSD_VOLATILITY_PROFILE = (1.0,) * 24
-GBPUSD_SPREAD_PROFILE = (1.0,) * 24
-
 
 class Component(BaseModel):
     """One AR(1) component of the log-volatility: its standard deviation and half-life."""
@@ -53,6 +48,24 @@ class Component(BaseModel):
         return 0.5 ** (1.0 / self.half_life_minutes)
 
 
+# The GBP/USD one-minute bars of February 2012 (FXCM, ../shared/data/fx/), fitted by
+# `sim.calibration.fit_market` (rounded): the default shape of every synthetic market.
+# Volatility is lowest in the Asian morning (04-05 UTC) and highest at the London/New York
+# overlap (15 UTC); the median spread is 0.5 pips through London and New York, 0.9 in Asia.
+GBPUSD_VOLATILITY_PROFILE = (
+    0.75, 0.62, 0.93, 0.63, 0.52, 0.50, 0.69, 1.01, 1.15, 1.38, 1.17, 1.05,
+    1.19, 1.37, 1.29, 1.59, 1.34, 0.80, 0.84, 0.82, 0.75, 0.68, 1.09, 0.71,
+)  # fmt: skip
+GBPUSD_SPREAD_PROFILE = (
+    1.29, 1.29, 1.29, 1.29, 1.29, 1.29, 1.14, 0.86, 0.71, 0.71, 0.71, 0.71,
+    0.71, 0.71, 0.71, 0.71, 0.71, 1.00, 1.00, 1.00, 1.07, 1.14, 1.14, 1.21,
+)  # fmt: skip
+GBPUSD_CLUSTERING = (
+    Component(sigma=0.447, half_life_minutes=4.0),
+    Component(sigma=0.447, half_life_minutes=90.0),
+)
+
+
 class MarketShape(BaseModel):
     """How volatility and spreads move through the day and cluster; the levels are per
     symbol (`SymbolConfig.volatility_pips`, `spread_pips`)."""
@@ -64,21 +77,23 @@ class MarketShape(BaseModel):
     volatility_profile: HourProfile = GBPUSD_VOLATILITY_PROFILE
     spread_profile: HourProfile = GBPUSD_SPREAD_PROFILE
     # The log-volatility, a sum of AR(1) components per minute (empty: no clustering).
-    clustering: tuple[Component, ...] = ()
+    clustering: tuple[Component, ...] = GBPUSD_CLUSTERING
     # Tick innovations: Student-t with this many degrees of freedom, scaled to unit
     # variance (None: normal). Fat tails at the tick, where latency meets the price.
     tail_df: Annotated[float, Field(gt=2.0)] | None = None
-    # Jumps: a Poisson count per day, each a Student-t (3 d.o.f.) of this scale in pips.
-    jumps_per_day: Annotated[float, Field(ge=0.0, le=1_000.0)] = 0.0
-    jump_pips: Annotated[float, Field(ge=0.0)] = 0.0
+    # Jumps: a Poisson count per day, each normal with this standard deviation in pips
+    # (normal, not heavier: a finite fourth moment keeps the fitted kurtosis stable).
+    jumps_per_day: Annotated[float, Field(ge=0.0, le=1_000.0)] = 28.8
+    jump_pips: Annotated[float, Field(ge=0.0)] = 6.4
     # Spreads: log-spread moves with the log-volatility times this elasticity, plus an
     # AR(1) noise of its own (per minute).
     spread_volatility_elasticity: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
-    spread_noise: Annotated[float, Field(ge=0.0, le=3.0)] = 0.0
-    spread_noise_half_life_minutes: Annotated[float, Field(gt=0.0)] = 5.0
+    spread_noise: Annotated[float, Field(ge=0.0, le=3.0)] = 0.23
+    spread_noise_half_life_minutes: Annotated[float, Field(gt=0.0)] = 0.42
     # The weekend: the price is frozen while closed and reopens with a gap drawn from a
     # normal of this standard deviation, in pips (None: no gap).
-    reopen_gap_pips: Annotated[float, Field(ge=0.0)] | None = None
+    # (GBP/USD, February 2012: four weekends, gaps of 6.7 to 18.3 pips, RMS 13.2.)
+    reopen_gap_pips: Annotated[float, Field(ge=0.0)] | None = 13.2
     # Depth thins as spreads widen: the book's size times (base spread / spread) ** this.
     depth_elasticity: Annotated[float, Field(ge=0.0, le=5.0)] = 1.0
 
@@ -142,7 +157,7 @@ class MinutePath:
         counts = rng.poisson(shape.jumps_per_day / n, n)
         total = int(counts.sum())
         offsets = rng.random(total) * 60.0
-        sizes = rng.standard_t(3.0, total) * shape.jump_pips if total else np.zeros(0)
+        sizes = rng.standard_normal(total) * shape.jump_pips
         minutes = np.repeat(np.arange(n), counts)
         self.jump_times.append(start + minutes * 60.0 + offsets)
         self.jump_sizes.append(sizes)

@@ -7,9 +7,10 @@ reason in force applies. On top of these come the intraday profile and the stoch
 volatility-linked factor of `sim.shape`.
 
 The roll is not a 20-minute blip: in the GBP/USD minute bars of February 2012 (FXCM,
-../shared/data/fx/) the median spread starts rising ten minutes before 22:00 UTC, peaks
-at ~4.5x the evening's level in the first minutes after it, and takes about an hour to
-come back (`sim.calibration.fit_market` measures this); the default window is that fit.
+../shared/data/fx/) the median spread starts rising ten minutes before 22:00 UTC, peaks at
+~5x the evening's level in the first five minutes after it, falls back within ten minutes
+to a plateau ~1.8x wide and stays there for an hour (`sim.calibration.fit_market` measures
+this); the defaults are that fit, rounded.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ class SpreadConfig(BaseModel):
     rollover_hour: Annotated[float, Field(ge=0.0, lt=24.0)] | None = None
     rollover_minutes_before: Annotated[float, Field(ge=0.0, le=720.0)] = 10.0
     rollover_minutes_after: Annotated[float, Field(ge=0.0, le=720.0)] = 60.0
-    rollover_multiplier: Multiplier = 4.5  # at the roll
-    # After the roll the widening decays towards 1 with this time constant (None: flat
-    # over the window); before it, the spread is `pre_rollover_multiplier` wide.
-    rollover_decay_minutes: Annotated[float, Field(gt=0.0)] | None = 20.0
+    rollover_multiplier: Multiplier = 5.3  # at the roll
+    # After the roll the widening decays with this time constant (None: flat over the
+    # window), but not below `rollover_plateau_multiplier` until the window ends; before
+    # it, the spread is `pre_rollover_multiplier` wide.
+    rollover_decay_minutes: Annotated[float, Field(gt=0.0)] | None = 6.0
+    rollover_plateau_multiplier: Multiplier = 1.8
     pre_rollover_multiplier: Multiplier | None = 1.5  # None: rollover_multiplier
     open_minutes: Annotated[float, Field(ge=0.0)] = 60.0
     open_multiplier: Multiplier = 1.5
@@ -47,7 +50,8 @@ class SpreadConfig(BaseModel):
             if self.rollover_decay_minutes is None:
                 return self.rollover_multiplier
             decay = math.exp(-since_roll / (60.0 * self.rollover_decay_minutes))
-            return 1.0 + (self.rollover_multiplier - 1.0) * decay
+            spike = 1.0 + (self.rollover_multiplier - 1.0) * decay
+            return max(spike, self.rollover_plateau_multiplier)
         if since_roll >= 86_400.0 - self.rollover_minutes_before * 60.0:
             before = self.pre_rollover_multiplier
             return self.rollover_multiplier if before is None else before
