@@ -42,8 +42,9 @@ def market_section(config: MarketConfig) -> dict[str, object]:
             holidays = value.get("holidays", [])
             if holidays:
                 section["holidays"] = [f"{day}T00:00:00Z" for day in holidays]
-        elif name in fields and value is not None:
-            section[name] = value
+        elif name in fields:
+            # A model switched off is None, which TOML cannot say; the section reads false so.
+            section[name] = False if value is None else value
     return section
 
 

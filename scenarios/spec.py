@@ -91,6 +91,13 @@ class MarketSection(_Section):
     holidays: tuple[datetime, ...] = ()
     replay: ReplayBars | None = None
 
+    @field_validator("regimes", "shape", mode="before")
+    @classmethod
+    def _false_is_none(cls, value: object) -> object:
+        # TOML has no null: `regimes = false` switches the regimes off (a fitted market's
+        # clustering replaces them), as `shape = false` keeps the market flat.
+        return None if value is False else value
+
     @model_validator(mode="after")
     def _replay_needs_data(self) -> MarketSection:
         if self.kind == "replay" and self.replay is None:
