@@ -32,6 +32,7 @@ from sim import calibration
 from sim.calibration import SimulatedQuotes
 from sim.market import MarketConfig, RegimeConfig, SymbolConfig
 from sim.quotes_csv import DataQualityReport, ProblemRows, QuoteSeries
+from sim.sessions import FxWeek
 from sim.spreads import SpreadConfig
 
 PIP = 0.0001
@@ -329,8 +330,9 @@ def test_a_market_file_read_back_as_a_scenarios_market_gives_the_market_written(
 
 def test_a_market_no_scenario_can_declare_is_refused_and_no_file_is_left(tmp_path):
     out = tmp_path / "market.toml"
-    with pytest.raises(MarketFileError, match="regimes would differ"):
-        write_market_file(out, MarketConfig(regimes=None))  # TOML has no None
+    # A scenario's week is the New York one: a week fixed in UTC cannot be declared.
+    with pytest.raises(MarketFileError, match="week would differ"):
+        write_market_file(out, MarketConfig(week=FxWeek(zone=None)))
     assert not out.exists()
 
 
@@ -353,16 +355,22 @@ def fake_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(calibration, "simulate", simulate)
 
 
-def test_calibrating_a_day_of_gbpusd_bars_writes_a_market_and_prints_the_report(
-    fx_data, tmp_path, monkeypatch
+def test_a_market_without_regimes_is_written_with_regimes_false():
+    text = market_toml(MarketConfig(regimes=None))
+    assert "regimes = false" in text
+    assert read_market(text, "m.toml").regimes is None
+
+
+def test_calibrating_gbpusd_bars_over_a_weekend_writes_a_market_and_prints_the_report(
+    fx_data, tmp_path
 ):
-    fake_fit(monkeypatch)
-    bid, ask = bar_slice(fx_data, tmp_path, 1440)
+    bid, ask = bar_slice(fx_data, tmp_path, 5000)  # Wednesday 1 to Monday 6 February
     out = tmp_path / "fitted" / "market.toml"
-    result = calibrate(str(bid), str(ask), "--out", str(out), "--days", "2")
+    result = calibrate(str(bid), str(ask), "--out", str(out), "--days", "7")
     assert result.exit_code == 0, result.stderr
     market = read_market(out.read_text(), str(out))
     assert market.symbols[0].symbol == "GBPUSD" and market.symbols[0].digits == 5
+    assert market.shape is not None and market.regimes is None  # clustering fitted instead
     assert "gbpusd-m1-bid-2012-02.csv" in out.read_text()  # where the numbers come from
     for fact in ("spread median (pips)", "excess kurtosis", "acf |r| lag 240 min"):
         assert fact in result.stdout
