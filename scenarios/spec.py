@@ -37,6 +37,7 @@ from sim.policies import BrokerPolicy
 from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, Digits, IntraBarPath, Symbol
 from sim.rejections import RejectionConfig
 from sim.sessions import FxWeek
+from sim.shape import MarketShape
 from sim.spreads import SpreadConfig
 from sim.textfiles import InputFileError, read_text, require_file
 from sim.venue import VenueConfig
@@ -86,8 +87,17 @@ class MarketSection(_Section):
     regimes: RegimeConfig | None = RegimeConfig()
     news: tuple[NewsAt, ...] = ()
     spreads: SpreadConfig = SpreadConfig()
+    # Intraday profiles, clustering, tails and reopen gaps; `arbitrex calibrate` fits one.
+    shape: MarketShape | None = MarketShape()
     holidays: tuple[datetime, ...] = ()
     replay: ReplayBars | None = None
+
+    @field_validator("regimes", "shape", mode="before")
+    @classmethod
+    def _false_is_none(cls, value: object) -> object:
+        # TOML has no null: `regimes = false` switches the regimes off (a fitted market's
+        # clustering replaces them), as `shape = false` keeps the market flat.
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _replay_needs_data(self) -> MarketSection:
@@ -219,6 +229,7 @@ class Scenario(_Section):
             regimes=m.regimes,
             news=news,
             spreads=m.spreads,
+            shape=m.shape,
         )
 
     def replay_source(self, base_dir: Path) -> BarQuotesConfig:
