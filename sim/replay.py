@@ -7,19 +7,24 @@ memory is the data's own size and no per-quote Python object is ever made.
 At t the market returns the latest quote at or before t, stamped with its own time, so a
 caller can see how old it is; before a symbol's first quote it returns None. While the week
 is closed the search stops at the close: the last quote before it stays and goes stale, as
-at a broker.
+at a broker. Once the market has reopened, a quote from before the closure is no price at
+all: until the first quote after the reopening arrives the market returns None, so the
+venue refuses (MT5 10021, PRICE_OFF) instead of filling on Friday's price, and the engine
+finds no market data. Data reopen later than the calendar's 22:00 (the GBP/USD sample's
+first Sunday quote comes at 22:00 or a few minutes after, the thin ones later still).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
 
 import numpy as np
 
 from engine.core.instruments import pip_size
 from engine.schemas import MarketSnapshot
 from sim.market import SymbolConfig
-from sim.quotes_csv import QuoteSeries, QuoteSource, load_quotes
+from sim.quotes_csv import FloatArray, QuoteSeries, QuoteSource, load_quotes
 from sim.sessions import FxWeek
 
 
@@ -38,17 +43,28 @@ def _symbol_config(series: QuoteSeries) -> SymbolConfig:
     )
 
 
+def _size(sizes: FloatArray | None, i: int) -> float | None:
+    if sizes is None or not np.isfinite(sizes[i]) or sizes[i] <= 0.0:
+        return None
+    return float(sizes[i])
+
+
 def _snapshot(symbol: str, series: QuoteSeries, i: int) -> MarketSnapshot:
-    """The i-th recorded quote. Valid by construction: the loader kept only positive,
-    uncrossed prices."""
+    """The i-th recorded quote, with the volume quoted at each side if the file had it.
+    Valid by construction: the loader kept only positive, uncrossed prices."""
     return MarketSnapshot.model_construct(
         symbol=symbol,
         bid=float(series.bid[i]),
         ask=float(series.ask[i]),
         time=float(series.time[i]),
-        bid_depth_units=None,
-        ask_depth_units=None,
+        bid_depth_units=_size(series.bid_size, i),
+        ask_depth_units=_size(series.ask_size, i),
     )
+
+
+def _holiday_start(day: date) -> float:
+    """The closure of a holiday's trading day begins at 22:00 UTC the evening before."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() - 7_200.0
 
 
 class ReplayMarket:
@@ -102,9 +118,25 @@ class ReplayMarket:
             return None
         effective = self.week.last_open_instant(t)
         i = int(np.searchsorted(series.time, effective, side="right")) - 1
-        if i < 0:
+        if i < 0 or self.closed_between(float(series.time[i]), effective):
             return None
         return _snapshot(symbol, series, i)
+
+    def closed_between(self, t0: float, t1: float) -> bool:
+        """Whether the market closed (a weekend or a holiday) at some moment in (t0, t1]:
+        a quote from t0 is then from before the reopening, no price at t1."""
+        week = self.week
+        if t1 <= t0:
+            return False
+        weekends = week.closed_seconds_until(np.array([t0, t1]))
+        if weekends[1] > weekends[0]:
+            return True
+        # Holidays are whole trading days (22:00 the day before to 22:00): one starts or
+        # is in force in (t0, t1] only if its closure meets that span.
+        return any(
+            (start := _holiday_start(day)) < t1 and start + 86_400.0 > t0
+            for day in week.holidays
+        )
 
     def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
         """The recorded quotes stamped in (t0, t1], oldest first (none while closed)."""
