@@ -75,22 +75,54 @@ def anchors(bid: FloatArray, ask: FloatArray) -> tuple[FloatArray, FloatArray]:
     return np.take_along_axis(bid, index, axis=1), np.take_along_axis(ask, index, axis=1)
 
 
+# Bars per batch of the path: a month of bars at hundreds of ticks a minute is tens of
+# millions of ticks, whose intermediate arrays would take gigabytes if made at once.
+_CHUNK_BARS = 2048
+
+
 def bridge(
     opens: FloatArray,
     bid: FloatArray,
     ask: FloatArray,
     digits: int,
     config: BridgeConfig,
-    rng: np.random.Generator,
+    seed: int,
 ) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
     """Tick times, bids, asks, and the bar each tick belongs to (an index into `opens`).
 
-    `bid` and `ask` hold each bar's anchors in path order (see `anchors`), uncrossed."""
+    `bid` and `ask` hold each bar's anchors in path order (see `anchors`), uncrossed. Each
+    batch of bars draws from its own generator, seeded by `seed` and the batch's number."""
+    mid = (bid + ask) / 2.0
+    ranges = mid.max(axis=1) - mid.min(axis=1)
+    typical = float(np.median(ranges)) if len(opens) else 0.0
+    activity = ranges / typical if typical > 0.0 else np.ones(len(opens))
+    parts = []
+    for number, first in enumerate(range(0, len(opens), _CHUNK_BARS)):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x62726467, number]))
+        chunk = slice(first, first + _CHUNK_BARS)
+        times, bids, asks, bar = _bridge(
+            opens[chunk], bid[chunk], ask[chunk], activity[chunk], digits, config, rng
+        )
+        parts.append((times, bids, asks, bar + first))
+    if not parts:
+        empty = np.zeros(0)
+        return empty, empty, empty, np.zeros(0, dtype=np.int64)
+    times, bids, asks, bars = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return times, bids, asks, bars
+
+
+def _bridge(
+    opens: FloatArray,
+    bid: FloatArray,
+    ask: FloatArray,
+    activity: FloatArray,
+    digits: int,
+    config: BridgeConfig,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
     n_bars = len(opens)
     mid = (bid + ask) / 2.0
     ranges = mid.max(axis=1) - mid.min(axis=1)
-    typical = float(np.median(ranges)) if n_bars else 0.0
-    activity = ranges / typical if typical > 0.0 else np.ones(n_bars)
     counts = rng.poisson(config.ticks_per_minute * activity)
     counts = np.clip(counts, 4, config.max_ticks_per_minute).astype(np.int64)
     sigma = ranges / math.sqrt(_FOUR_LN2 * BAR_SECONDS)
@@ -136,9 +168,7 @@ def bridge(
     increments = rng.standard_normal(total) * np.sqrt(np.maximum(steps, 0.0))
     wiener = np.cumsum(increments)
     wiener -= np.repeat(wiener[starts], counts)  # W = 0 at each bar's open
-    noise = sigma[bar_of] * (
-        wiener - wiener[left] - weight * (wiener[right] - wiener[left])
-    )
+    noise = sigma[bar_of] * (wiener - wiener[left] - weight * (wiener[right] - wiener[left]))
 
     def side(values: FloatArray) -> FloatArray:
         a, b = values[bar_of, segment], values[bar_of, segment + 1]

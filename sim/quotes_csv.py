@@ -202,27 +202,40 @@ def load_quotes(
         bid_bars = _read(source.bid_path, _BAR_COLUMNS)
         ask_bars = _read(source.ask_path, _BAR_COLUMNS)
         _check_aligned(bid_bars, ask_bars)
-        digits = _digits(source, max(bid_bars.decimals, ask_bars.decimals))
+        digits = _digits(
+            source, max(bid_bars.decimals, ask_bars.decimals), 2 * bid_bars.prices.size
+        )
         if source.intra_bar == "close":
             bid, ask = bid_bars.prices[:, 3:], ask_bars.prices[:, 3:]
         else:
             bid, ask = anchors(bid_bars.prices, ask_bars.prices)
         return _clean(source, digits, bid_bars, bid, ask, source.intra_bar, week)
     rows = _read(source.path, _TICK_COLUMNS, _SIZE_COLUMNS)
-    digits = _digits(source, rows.decimals)
+    digits = _digits(source, rows.decimals, rows.prices.size)
     return _clean(source, digits, rows, rows.prices[:, :1], rows.prices[:, 1:], None, week)
 
 
-def _digits(source: BarQuotesConfig | TickQuotesConfig, in_data: int) -> int:
-    """The data's digits, or a DigitsError if the source declares others."""
-    if source.digits is not None and source.digits != in_data:
+# Prices on a grid of d digits end in a zero at the d-th decimal one time in ten: with this
+# many prices and none using it, the grid is coarser than declared (p < 1e-100).
+_ENOUGH_PRICES = 100
+
+
+def _digits(source: BarQuotesConfig | TickQuotesConfig, in_data: int, prices: int) -> int:
+    """The data's digits, or a DigitsError if the source declares others: fewer than the
+    data needs, or more than enough prices ever use."""
+    declared = source.digits
+    if declared is None:
+        return in_data
+    if declared > in_data and prices < _ENOUGH_PRICES:
+        return declared
+    if declared != in_data:
         files = " + ".join(path.name for path in source.files)
         raise DigitsError(
-            f"{source.symbol}: digits = {source.digits} contradicts the data: {files} write"
-            f" prices with {in_data} decimals (a point of {10.0**-in_data:g}); declare"
+            f"{source.symbol}: digits = {declared} contradicts the data: {files} give"
+            f" prices to {in_data} decimals (a point of {10.0**-in_data:g}); declare"
             f" digits = {in_data} or leave it out"
         )
-    return in_data
+    return declared
 
 
 def _read(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> _Table:
@@ -310,9 +323,10 @@ def _price(path: Path, line: int, column: str, text: str) -> float:
 
 
 def _decimals(text: str) -> int:
-    """Decimals a price is written with: 5 in 1.32100, 0 in 86 or 1e-5's mantissa."""
+    """Decimals a price needs: 5 in 1.32101, 3 in 1.32100, 0 in 86."""
     mantissa = text.lower().partition("e")[0]
-    return len(mantissa.partition(".")[2])
+    # Trailing zeros say nothing: 1.10020 and 1.1002 are one price on either grid.
+    return len(mantissa.partition(".")[2].rstrip("0"))
 
 
 def _iso(t: float) -> str:
@@ -431,12 +445,16 @@ def _clean(
             quote_lines = lines[order]
         else:
             assert isinstance(source, BarQuotesConfig)
-            rng = np.random.default_rng(np.random.SeedSequence([source.seed, 0x62726467]))
-            quote_time, bid_q, ask_q, bar = bridge(
-                times[order], bid[order], ask[order], digits, source.bridge, rng
+            quote_time, bid_q, ask_q, _ = bridge(
+                times[order], bid[order], ask[order], digits, source.bridge, source.seed
             )
-            quote_lines = lines[order][bar]
-    gaps = _gaps(quote_time, quote_lines, source.max_gap_minutes, week)
+            # A bridge fills each bar's minute, so the gaps are those between bars; measured
+            # on the bars, not on millions of ticks.
+            quote_time_of_rows = times[order] + BAR_SECONDS
+    if intra_bar == "bridge":
+        gaps = _gaps(quote_time_of_rows, lines[order], source.max_gap_minutes, week)
+    else:
+        gaps = _gaps(quote_time, quote_lines, source.max_gap_minutes, week)
     return QuoteSeries(
         symbol=source.symbol,
         digits=digits,

@@ -134,8 +134,7 @@ class ReplayMarket:
         # Holidays are whole trading days (22:00 the day before to 22:00): one starts or
         # is in force in (t0, t1] only if its closure meets that span.
         return any(
-            (start := _holiday_start(day)) < t1 and start + 86_400.0 > t0
-            for day in week.holidays
+            (start := _holiday_start(day)) < t1 and start + 86_400.0 > t0 for day in week.holidays
         )
 
     def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
