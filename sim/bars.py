@@ -32,17 +32,23 @@ The bridge, per bar (times in seconds after the bar's open, T = 60):
    bid's, keeps ask ≥ bid), then rounded to the symbol's digits.
 
 Re-aggregating the path into minutes gives back each side's open, high, low and close.
-Everything is drawn from one `numpy.random.Generator` seeded by the caller.
+The path is drawn a chunk of bars at a time, each chunk from its own generator seeded by the
+caller's seed and the chunk's number (see `BridgePath`), so memory stays bounded however
+long the file and the path does not depend on the order chunks are read in.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+
+from sim.quote_store import Quote
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -75,9 +81,134 @@ def anchors(bid: FloatArray, ask: FloatArray) -> tuple[FloatArray, FloatArray]:
     return np.take_along_axis(bid, index, axis=1), np.take_along_axis(ask, index, axis=1)
 
 
-# Bars per batch of the path: a month of bars at hundreds of ticks a minute is tens of
-# millions of ticks, whose intermediate arrays would take gigabytes if made at once.
-_CHUNK_BARS = 2048
+# Bars per chunk of the path: a month of bars at hundreds of ticks a minute is tens of
+# millions of ticks, gigabytes if drawn at once; a chunk is about a day and a half of bars.
+CHUNK_BARS = 2048
+# Chunks kept drawn: the one a run is in, the one before it (a venue walking the quotes since
+# an order was placed may reach back across a boundary), and one spare for a look ahead.
+CACHED_CHUNKS = 3
+
+
+class BridgePath:
+    """A bridge's ticks, drawn a chunk of bars at a time when first asked for, and only the
+    last few chunks asked for kept; a `sim.quote_store.QuoteStore`.
+
+    Each chunk draws from its own generator, seeded by `seed` and the chunk's number, and the
+    tick rate's scale (the file's median range) is fixed for the whole file up front: a
+    chunk's ticks are the same whichever chunks were drawn before it, or evicted and drawn
+    again. `bid` and `ask` hold each bar's anchors in path order (see `anchors`), uncrossed.
+    """
+
+    def __init__(
+        self,
+        opens: FloatArray,
+        bid: FloatArray,
+        ask: FloatArray,
+        digits: int,
+        config: BridgeConfig,
+        seed: int,
+        chunk_bars: int = CHUNK_BARS,
+        cached_chunks: int = CACHED_CHUNKS,
+    ) -> None:
+        if not len(opens):
+            raise ValueError("a bridge needs at least one bar")
+        self._opens, self._bid, self._ask = opens, bid, ask
+        self._digits, self._config, self._seed = digits, config, seed
+        self._chunk_bars, self._cached = chunk_bars, max(cached_chunks, 1)
+        mid = (bid + ask) / 2.0
+        ranges = mid.max(axis=1) - mid.min(axis=1)
+        typical = float(np.median(ranges))
+        self._activity = ranges / typical if typical > 0.0 else np.ones(len(opens))
+        self._chunks: OrderedDict[int, tuple[FloatArray, FloatArray, FloatArray]] = OrderedDict()
+        # The tick counts are each chunk's first draw, so counting costs no path.
+        self.count = sum(int(self._ticks(number).sum()) for number in range(self.chunks))
+
+    @property
+    def chunks(self) -> int:
+        return -(-len(self._opens) // self._chunk_bars)
+
+    def _rng(self, number: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self._seed, 0x62726467, number]))
+
+    def _slice(self, number: int) -> slice:
+        return slice(number * self._chunk_bars, (number + 1) * self._chunk_bars)
+
+    def _ticks(self, number: int) -> IntArray:
+        """The chunk's ticks per bar, drawn as `_bridge` draws them first."""
+        means = self._config.ticks_per_minute * self._activity[self._slice(number)]
+        counts = self._rng(number).poisson(means)
+        return np.clip(counts, 4, self._config.max_ticks_per_minute).astype(np.int64)
+
+    def chunk(self, number: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The times, bids and asks of chunk `number`'s ticks, read-only."""
+        drawn = self._chunks.get(number)
+        if drawn is not None:
+            self._chunks.move_to_end(number)
+            return drawn
+        part = self._slice(number)
+        times, bids, asks, _ = _bridge(
+            self._opens[part],
+            self._bid[part],
+            self._ask[part],
+            self._activity[part],
+            self._digits,
+            self._config,
+            self._rng(number),
+        )
+        for values in (times, bids, asks):
+            values.setflags(write=False)
+        self._chunks[number] = drawn = (times, bids, asks)
+        while len(self._chunks) > self._cached:
+            self._chunks.popitem(last=False)
+        return drawn
+
+    def _chunk_of(self, t: float) -> int:
+        """The chunk holding the bar open at t (or last opened before it); -1 before any.
+        A bar's first tick is at its open, so the latest tick at t is in that chunk."""
+        bar = int(np.searchsorted(self._opens, t, side="right")) - 1
+        return bar // self._chunk_bars if bar >= 0 else -1
+
+    def latest(self, t: float) -> Quote | None:
+        number = self._chunk_of(t)
+        if number < 0:
+            return None
+        times, bids, asks = self.chunk(number)
+        i = int(np.searchsorted(times, t, side="right")) - 1
+        return Quote(float(times[i]), float(bids[i]), float(asks[i]))
+
+    def between(self, t0: float, t1: float) -> Iterator[Quote]:
+        if t1 <= t0:
+            return
+        for number in range(max(self._chunk_of(t0), 0), self._chunk_of(t1) + 1):
+            times, bids, asks = self.chunk(number)
+            start = int(np.searchsorted(times, t0, side="right"))
+            end = int(np.searchsorted(times, t1, side="right"))
+            for i in range(start, end):
+                yield Quote(float(times[i]), float(bids[i]), float(asks[i]))
+
+    @property
+    def first(self) -> Quote:
+        return Quote(float(self._opens[0]), float(self._bid[0, 0]), float(self._ask[0, 0]))
+
+    @property
+    def last(self) -> Quote:
+        times, bids, asks = self.chunk(self.chunks - 1)
+        return Quote(float(times[-1]), float(bids[-1]), float(asks[-1]))
+
+    def typical_spreads(self) -> FloatArray:
+        """The anchors' spreads: between them the path's spread is a straight line, so they
+        describe its distribution without drawing the path."""
+        return (self._ask - self._bid).ravel()
+
+    def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        drawn = [self.chunk(number) for number in range(self.chunks)]
+        times, bids, asks = (np.concatenate(column) for column in zip(*drawn, strict=True))
+        return times, bids, asks
+
+    def bars(self) -> IntArray:
+        """The bar each tick belongs to, in the order of `arrays`."""
+        counts = np.concatenate([self._ticks(number) for number in range(self.chunks)])
+        return np.repeat(np.arange(len(self._opens), dtype=np.int64), counts)
 
 
 def bridge(
@@ -88,27 +219,10 @@ def bridge(
     config: BridgeConfig,
     seed: int,
 ) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
-    """Tick times, bids, asks, and the bar each tick belongs to (an index into `opens`).
-
-    `bid` and `ask` hold each bar's anchors in path order (see `anchors`), uncrossed. Each
-    batch of bars draws from its own generator, seeded by `seed` and the batch's number."""
-    mid = (bid + ask) / 2.0
-    ranges = mid.max(axis=1) - mid.min(axis=1)
-    typical = float(np.median(ranges)) if len(opens) else 0.0
-    activity = ranges / typical if typical > 0.0 else np.ones(len(opens))
-    parts = []
-    for number, first in enumerate(range(0, len(opens), _CHUNK_BARS)):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x62726467, number]))
-        chunk = slice(first, first + _CHUNK_BARS)
-        times, bids, asks, bar = _bridge(
-            opens[chunk], bid[chunk], ask[chunk], activity[chunk], digits, config, rng
-        )
-        parts.append((times, bids, asks, bar + first))
-    if not parts:
-        empty = np.zeros(0)
-        return empty, empty, empty, np.zeros(0, dtype=np.int64)
-    times, bids, asks, bars = (np.concatenate(column) for column in zip(*parts, strict=True))
-    return times, bids, asks, bars
+    """The whole path at once: tick times, bids, asks, and the bar each tick belongs to (an
+    index into `opens`). For short stretches; a replay reads a `BridgePath` lazily."""
+    path = BridgePath(opens, bid, ask, digits, config, seed)
+    return (*path.arrays(), path.bars())
 
 
 def _bridge(

@@ -36,9 +36,9 @@ Policies:
 
 - "refuse" raises `BadQuotesError` listing the first rows of each problem found.
 - "drop" removes every problem row (a bridge cannot pass through a missing anchor, so a
-  crossed bar goes whole). An
-  out-of-order row is the one stamped late, so it goes; note that a single row stamped far
-  in the future would take every row below it along, which the report's counts make visible.
+  crossed bar goes whole). An out-of-order row is the one stamped late, so it goes; note
+  that a single row stamped far in the future would take every row below it along, which
+  the report's counts make visible.
 - "repair" sets both sides of a crossed quote to its mid, rounded to the symbol's digits, and
   stably sorts out-of-order rows into place. The mid, not a swap of the sides: a crossed pair
   of bars comes from bid and ask prices sampled at different ticks, so the mid is the best
@@ -68,7 +68,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
 
 from engine.schemas import SYMBOL_PATTERN
-from sim.bars import BAR_SECONDS, BridgeConfig, IntraBarPath, anchors, bridge
+from sim.bars import BAR_SECONDS, BridgeConfig, BridgePath, IntraBarPath, anchors
 from sim.quote_report import (
     EXAMPLE_ROWS,
     BadQuotePolicy,
@@ -76,6 +76,7 @@ from sim.quote_report import (
     GapReport,
     ProblemRows,
 )
+from sim.quote_store import ArrayQuotes, FloatArray, QuoteStore
 from sim.sessions import FxWeek
 from sim.textfiles import InputFileError, read_text
 
@@ -160,24 +161,39 @@ class BadQuotesError(ValueError):
         super().__init__(f"{report.symbol} ({' + '.join(report.files)}): {problem}")
 
 
-FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
 class QuoteSeries:
-    """One symbol's cleaned quotes: times strictly increasing, POSIX seconds; read-only.
-    `bid_size` and `ask_size` are the quoted volumes when the file has them."""
+    """One symbol's cleaned quotes, read through `quotes` (times strictly increasing, POSIX
+    seconds), and the data-quality report. `time`, `bid`, `ask` are every quote at once (a
+    long bridge takes gigabytes that way); the sizes are the quoted volumes of ticks whose
+    file has them."""
 
     symbol: str
     digits: int
-    time: FloatArray
-    bid: FloatArray
-    ask: FloatArray
+    quotes: QuoteStore
     report: DataQualityReport
-    bid_size: FloatArray | None = None
-    ask_size: FloatArray | None = None
+
+    @property
+    def time(self) -> FloatArray:
+        return self.quotes.arrays()[0]
+
+    @property
+    def bid(self) -> FloatArray:
+        return self.quotes.arrays()[1]
+
+    @property
+    def ask(self) -> FloatArray:
+        return self.quotes.arrays()[2]
+
+    @property
+    def sizes(self) -> tuple[FloatArray | None, FloatArray | None]:
+        if isinstance(self.quotes, ArrayQuotes):
+            return self.quotes.bid_size, self.quotes.ask_size
+        return None, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,35 +451,33 @@ def _clean(
     if not order.size:
         raise BadQuotesError(report(0, 0, None), f"no usable quote left under {policy!r}")
     sizes = rows.extra[order] if rows.extra is not None else None
+    quotes: QuoteStore
     if intra_bar is None:
-        quote_time, bid_q, ask_q = times[order], bid[order, 0], ask[order, 0]
-        quote_lines = lines[order]
+        quotes = ArrayQuotes(
+            times[order],
+            bid[order, 0],
+            ask[order, 0],
+            sizes[:, 0] if sizes is not None else None,
+            sizes[:, 1] if sizes is not None else None,
+        )
     else:
         _check_bar_spacing(rows.path, lines[order], times[order])
         if intra_bar == "close":
-            quote_time, bid_q, ask_q = times[order] + BAR_SECONDS, bid[order, 0], ask[order, 0]
-            quote_lines = lines[order]
+            quotes = ArrayQuotes(times[order] + BAR_SECONDS, bid[order, 0], ask[order, 0])
         else:
             assert isinstance(source, BarQuotesConfig)
-            quote_time, bid_q, ask_q, _ = bridge(
+            quotes = BridgePath(
                 times[order], bid[order], ask[order], digits, source.bridge, source.seed
             )
-            # A bridge fills each bar's minute, so the gaps are those between bars; measured
-            # on the bars, not on millions of ticks.
-            quote_time_of_rows = times[order] + BAR_SECONDS
-    if intra_bar == "bridge":
-        gaps = _gaps(quote_time_of_rows, lines[order], source.max_gap_minutes, week)
-    else:
-        gaps = _gaps(quote_time, quote_lines, source.max_gap_minutes, week)
+    # A bridge fills each bar's minute, so its gaps are those between bars, which close at
+    # their open + 60 s: measured on the bars, not on millions of ticks.
+    ends = times[order] + BAR_SECONDS if intra_bar == "bridge" else quotes.arrays()[0]
+    gaps = _gaps(ends, lines[order], source.max_gap_minutes, week)
     return QuoteSeries(
         symbol=source.symbol,
         digits=digits,
-        time=_frozen(quote_time),
-        bid=_frozen(bid_q),
-        ask=_frozen(ask_q),
-        report=report(len(order), len(quote_time), gaps),
-        bid_size=_frozen(sizes[:, 0]) if sizes is not None else None,
-        ask_size=_frozen(sizes[:, 1]) if sizes is not None else None,
+        quotes=quotes,
+        report=report(len(order), quotes.count, gaps),
     )
 
 
@@ -477,12 +491,6 @@ def _check_bar_spacing(path: Path, lines: IntArray, times: FloatArray) -> None:
             f"bar starts {times[i + 1] - times[i]:g} s after the bar at line {lines[i]};"
             f" one-minute bars must be at least {BAR_SECONDS:g} s apart",
         )
-
-
-def _frozen(values: FloatArray) -> FloatArray:
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    values.setflags(write=False)
-    return values
 
 
 def _gaps(times: FloatArray, lines: IntArray, threshold_minutes: float, week: FxWeek) -> GapReport:

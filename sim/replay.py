@@ -1,8 +1,10 @@
 """A market that replays recorded quotes, duck-typed like `sim.market.SyntheticMarket`.
 
 Each symbol's quotes are loaded and cleaned by `sim.quotes_csv` under a declared policy and
-held as three read-only numpy arrays (time, bid, ask); a look-up is one binary search, so
-memory is the data's own size and no per-quote Python object is ever made.
+read through a `sim.quote_store.QuoteStore`: recorded quotes in read-only arrays, the data's
+own size; a path between bars drawn a chunk at a time (`sim.bars.BridgePath`), so memory
+stays bounded however long the file. A look-up is a binary search; a quote becomes a Python
+object only when asked for.
 
 At t the market returns the latest quote at or before t, stamped with its own time, so a
 caller can see how old it is; before a symbol's first quote it returns None. While the week
@@ -24,7 +26,8 @@ import numpy as np
 from engine.core.instruments import pip_size
 from engine.schemas import MarketSnapshot
 from sim.market import SymbolConfig
-from sim.quotes_csv import FloatArray, QuoteSeries, QuoteSource, load_quotes
+from sim.quote_store import Quote
+from sim.quotes_csv import QuoteSeries, QuoteSource, load_quotes
 from sim.sessions import FxWeek
 
 
@@ -34,31 +37,26 @@ def _symbol_config(series: QuoteSeries) -> SymbolConfig:
     The spread is filled in so that the config describes the replayed symbol rather than
     carrying the synthetic model's default; the other synthetic-model fields keep theirs."""
     point = 10.0**-series.digits
-    spreads = (series.ask - series.bid) / pip_size(series.digits, point)
+    spreads = series.quotes.typical_spreads() / pip_size(series.digits, point)
+    first = series.quotes.first
     return SymbolConfig(
         symbol=series.symbol,
         digits=series.digits,
-        start_mid=float(series.bid[0] + series.ask[0]) / 2.0,
+        start_mid=(first.bid + first.ask) / 2.0,
         spread_pips=round(max(float(np.median(spreads)), 0.0), 2),
     )
 
 
-def _size(sizes: FloatArray | None, i: int) -> float | None:
-    if sizes is None or not np.isfinite(sizes[i]) or sizes[i] <= 0.0:
-        return None
-    return float(sizes[i])
-
-
-def _snapshot(symbol: str, series: QuoteSeries, i: int) -> MarketSnapshot:
-    """The i-th recorded quote, with the volume quoted at each side if the file had it.
-    Valid by construction: the loader kept only positive, uncrossed prices."""
+def _snapshot(symbol: str, quote: Quote) -> MarketSnapshot:
+    """A recorded or generated quote, with the volume quoted at each side if the file had
+    it. Valid by construction: the loader kept only positive, uncrossed prices."""
     return MarketSnapshot.model_construct(
         symbol=symbol,
-        bid=float(series.bid[i]),
-        ask=float(series.ask[i]),
-        time=float(series.time[i]),
-        bid_depth_units=_size(series.bid_size, i),
-        ask_depth_units=_size(series.ask_size, i),
+        bid=quote.bid,
+        ask=quote.ask,
+        time=quote.time,
+        bid_depth_units=quote.bid_size,
+        ask_depth_units=quote.ask_size,
     )
 
 
@@ -90,12 +88,12 @@ class ReplayMarket:
     @property
     def start(self) -> float:
         """The time of the earliest quote of any symbol."""
-        return min(float(s.time[0]) for s in self._series.values())
+        return min(s.quotes.first.time for s in self._series.values())
 
     @property
     def end(self) -> float:
         """The time of the latest quote of any symbol."""
-        return max(float(s.time[-1]) for s in self._series.values())
+        return max(s.quotes.last.time for s in self._series.values())
 
     def series(self, symbol: str) -> QuoteSeries:
         """The cleaned quotes and their data-quality report; KeyError for an unknown symbol."""
@@ -117,10 +115,10 @@ class ReplayMarket:
         if series is None:
             return None
         effective = self.week.last_open_instant(t)
-        i = int(np.searchsorted(series.time, effective, side="right")) - 1
-        if i < 0 or self.closed_between(float(series.time[i]), effective):
+        quote = series.quotes.latest(effective)
+        if quote is None or self.closed_between(quote.time, effective):
             return None
-        return _snapshot(symbol, series, i)
+        return _snapshot(symbol, quote)
 
     def closed_between(self, t0: float, t1: float) -> bool:
         """Whether the market closed (a weekend or a holiday) at some moment in (t0, t1]:
@@ -143,10 +141,8 @@ class ReplayMarket:
         if series is None:
             return
         week = self.week
-        start = int(np.searchsorted(series.time, week.last_open_instant(t0), side="right"))
-        end = int(np.searchsorted(series.time, week.last_open_instant(t1), side="right"))
-        for i in range(start, end):
-            yield _snapshot(symbol, series, i)
+        for quote in series.quotes.between(week.last_open_instant(t0), week.last_open_instant(t1)):
+            yield _snapshot(symbol, quote)
 
     def mid(self, symbol: str, t: float) -> float:
         snapshot = self.quote(symbol, t)

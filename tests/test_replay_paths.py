@@ -10,7 +10,7 @@ import pytest
 
 from scenarios.runner import run_scenario
 from scenarios.spec import load_scenario
-from sim.bars import BridgeConfig, anchors, bridge
+from sim.bars import BridgeConfig, BridgePath, anchors, bridge
 from sim.quotes_csv import DigitsError, TickQuotesConfig, load_quotes
 from tests.builders import FX_DATA as DATA
 
@@ -46,6 +46,37 @@ def test_a_bridge_is_the_same_for_a_seed_and_differs_for_another() -> None:
     assert len(first[0]) != len(other[0]) or not np.array_equal(first[1], other[1])
 
 
+def _seven_bars(cached_chunks: int) -> BridgePath:
+    """Seven bars in chunks of two, so that reads meet chunk boundaries."""
+    bid = np.tile(OHLC_BID, (4, 1))[:7]
+    ask_a, bid_a = anchors(bid + 0.0002, bid)[::-1]
+    opens = OPENS[0] + 60.0 * np.array([0, 1, 2, 3, 5, 6, 9])  # with two gaps
+    config = BridgeConfig(ticks_per_minute=50)
+    return BridgePath(opens, bid_a, ask_a, 5, config, 8, chunk_bars=2, cached_chunks=cached_chunks)
+
+
+def test_a_bridges_chunks_are_the_same_whatever_order_they_are_drawn_in() -> None:
+    forward = [_seven_bars(cached_chunks=4).chunk(n) for n in range(4)]
+    shuffled = _seven_bars(cached_chunks=1)
+    for number in (3, 1, 0, 2, 3, 0, 1):
+        for a, b in zip(shuffled.chunk(number), forward[number], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert shuffled.count == sum(len(chunk[0]) for chunk in forward)
+
+
+def test_a_bridge_is_read_across_its_chunks_as_one_path() -> None:
+    path = _seven_bars(cached_chunks=1)
+    times, bids, asks = path.arrays()
+    assert (np.diff(times) > 0).all()
+    for t in np.linspace(times[0] - 5.0, times[-1] + 5.0, 400):
+        i = int(np.searchsorted(times, t, side="right")) - 1
+        quote = path.latest(float(t))
+        assert (quote is None) if i < 0 else quote == (times[i], bids[i], asks[i], None, None)
+    t0, t1 = float(times[3]), float(times[-2])
+    walked = [quote.time for quote in path.between(t0, t1)]
+    assert walked == times[(times > t0) & (times <= t1)].tolist()
+
+
 def test_usdjpy_ticks_declared_with_five_digits_are_refused_in_one_line() -> None:
     source = TickQuotesConfig(
         symbol="USDJPY", digits=5, path=DATA / "usdjpy-ticks-2013-01.csv", bad_quotes="drop"
@@ -64,8 +95,9 @@ def test_ticks_with_sizes_reach_the_market_as_quoted_depth(tmp_path: Path) -> No
         "2024-01-10T12:00:00+00:00,1.10001,1.10012,1000000,2000000\n"
     )
     series = load_quotes(TickQuotesConfig(symbol="EURUSD", path=path, bad_quotes="refuse"))
-    assert series.bid_size is not None and series.ask_size is not None
-    assert (series.bid_size[0], series.ask_size[0], series.digits) == (1e6, 2e6, 5)
+    bid_size, ask_size = series.sizes
+    assert bid_size is not None and ask_size is not None
+    assert (bid_size[0], ask_size[0], series.digits) == (1e6, 2e6, 5)
 
 
 def test_the_tick_replay_scenario_runs_with_its_invariants() -> None:
