@@ -60,6 +60,10 @@ def _snapshot(symbol: str, quote: Quote) -> MarketSnapshot:
     )
 
 
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
 def _holiday_start(day: date) -> float:
     """The closure of a holiday's trading day begins at 22:00 UTC the evening before."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() - 7_200.0
@@ -144,10 +148,22 @@ class ReplayMarket:
         for quote in series.quotes.between(week.last_open_instant(t0), week.last_open_instant(t1)):
             yield _snapshot(symbol, quote)
 
+    def no_quote_reason(self, symbol: str, t: float) -> str:
+        series = self._series.get(symbol)
+        if series is None:
+            return f"no quote for {symbol}: not a symbol of this replay"
+        latest = series.quotes.latest(self.week.last_open_instant(t))
+        if latest is None:
+            first = _iso(series.quotes.first.time)
+            return f"no quote for {symbol} yet: the data's first is at {first}"
+        # The broker would otherwise fill on a price from before the weekend or holiday.
+        return (
+            f"no fresh quote for {symbol} since the market reopened: the last one, at"
+            f" {_iso(latest.time)}, is from before the closure"
+        )
+
     def mid(self, symbol: str, t: float) -> float:
         snapshot = self.quote(symbol, t)
         if snapshot is None:
-            if symbol not in self._series:
-                raise KeyError(f"unknown symbol {symbol}")
-            raise KeyError(f"no {symbol} quote at or before t={t}")
+            raise KeyError(self.no_quote_reason(symbol, t))
         return snapshot.mid

@@ -103,4 +103,3 @@ def _unheard(call: Callable[[], object]) -> None:
     hears it."""
     with contextlib.suppress(BrokerError):
         call()
-

@@ -12,6 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from brokers.mt5_codes import PRICE_OFF
+from engine.core.ports import BrokerRejected, OrderRequest
+from engine.schemas import Direction
 from sim.bars import BAR_SECONDS
 from sim.quotes_csv import (
     BadQuotesError,
@@ -21,6 +24,7 @@ from sim.quotes_csv import (
     load_quotes,
 )
 from sim.replay import ReplayMarket
+from sim.venue import Venue
 from tests.builders import FX_DATA as DATA
 
 BID = DATA / "gbpusd-m1-bid-2012-02.csv"
@@ -255,14 +259,14 @@ def test_a_market_of_two_symbols_serves_each_from_its_own_data(market: ReplayMar
     assert gbpusd_quote.symbol == "GBPUSD"
     # USD/JPY's data begins in 2013: in February 2012 it has no quote, and no mid.
     assert market.quote("USDJPY", february) is None
-    with pytest.raises(KeyError, match="no USDJPY quote"):
+    with pytest.raises(KeyError, match="no quote for USDJPY yet: the data's first is at 2013"):
         market.mid("USDJPY", february)
 
 
 def test_an_unknown_symbol_has_no_config_no_quote_and_no_mid(market: ReplayMarket) -> None:
     assert market.symbol_config("EURUSD") is None
     assert market.quote("EURUSD", market.start) is None
-    with pytest.raises(KeyError, match="unknown symbol"):
+    with pytest.raises(KeyError, match="EURUSD: not a symbol of this replay"):
         market.mid("EURUSD", market.start)
 
 
@@ -428,6 +432,32 @@ def test_a_tick_stamped_while_the_week_is_closed_is_never_a_price_after_the_reop
     assert (stale.time, replay.is_open(saturday + 3600)) == (friday, False)
     # Older than the reopening: no price until a quote after it arrives.
     assert replay.quote("EURUSD", _posix("2024-01-14T22:00:00+00:00")) is None
+
+
+def test_an_order_after_the_reopen_before_a_fresh_quote_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    friday = _posix("2024-01-12T21:59:00+00:00")
+    sunday = _posix("2024-01-14T22:03:00+00:00")
+    path = _ticks(tmp_path, [(friday, "1.1", "1.1002"), (sunday, "1.2", "1.2002")])
+    venue = Venue(ReplayMarket([_tick_source(path, "refuse")]))
+    request = OrderRequest(
+        client_order_id="AX1",
+        symbol="EURUSD",
+        direction=Direction.BUY,
+        units=100_000,
+        lots=1.0,
+        price=0.0,
+        deviation_points=None,
+    )
+
+    with pytest.raises(BrokerRejected) as refusal:
+        venue.place(request, _posix("2024-01-14T22:01:00+00:00"))
+    assert refusal.value.code == PRICE_OFF
+    assert refusal.value.detail.endswith(
+        "no fresh quote for EURUSD since the market reopened: the last one, at"
+        " 2024-01-12T21:59:00+00:00, is from before the closure"
+    )
 
 
 def _bars(folder: Path, name: str, rows: list[tuple[float, float, float, float, float]]) -> Path:
