@@ -99,7 +99,7 @@ def read_inputs(scenario: Scenario, seed: int, base_dir: Path) -> RunInputs:
     line of either raises here (a ValueError naming the file and line), before a run creates
     anything."""
     market = (
-        ReplayMarket([scenario.replay_source(base_dir)])
+        ReplayMarket([scenario.replay_source(base_dir, seed)])
         if scenario.market.kind == "replay"
         else scenario.market_config()
     )

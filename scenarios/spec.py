@@ -28,13 +28,15 @@ from engine.core.config import EngineConfig
 from scenarios.limits import MAX_RUN_SECONDS, RunSeconds, Seed
 from scenarios.orderflow import OrderFlowConfig
 from sim.account import AccountConfig
+from sim.bars import BridgeConfig, IntraBarPath
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig, TickSeconds
 from sim.mt5 import TerminalConfig
 from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
 from sim.policies import BrokerPolicy
-from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, Digits, IntraBarPath, Symbol
+from sim.quote_report import BadQuotePolicy
+from sim.quotes_csv import BarQuotesConfig, Digits, Symbol, TickQuotesConfig
 from sim.rejections import RejectionConfig
 from sim.sessions import FxWeek
 from sim.shape import MarketShape
@@ -71,13 +73,31 @@ class NewsAt(_Section):
     window_seconds: Annotated[float, Field(gt=0.0)] = 300.0
 
 
-class ReplayBars(_Section):
+class ReplaySection(_Section):
+    """Recorded quotes: bid and ask bars (`bid_path`, `ask_path`) or ticks (`path`).
+
+    Bars show at their close (`intra_bar = "close"`) or along a Brownian bridge between
+    closes at `bridge.ticks_per_minute` ("bridge", seeded by the run's seed); `digits` is
+    read from the data and, if declared, must agree with it (see `sim.quotes_csv`)."""
+
     symbol: Symbol
-    digits: Digits = 5
-    bid_path: Path
-    ask_path: Path
+    digits: Digits | None = None
+    bid_path: Path | None = None
+    ask_path: Path | None = None
+    path: Path | None = None
     bad_quotes: BadQuotePolicy = "drop"
-    intra_bar: IntraBarPath = "bar-direction"
+    intra_bar: IntraBarPath = "close"
+    bridge: BridgeConfig = BridgeConfig()
+    max_gap_minutes: Annotated[float, Field(gt=0.0)] = 5.0
+
+    @model_validator(mode="after")
+    def _bars_or_ticks(self) -> ReplaySection:
+        bars = (self.bid_path, self.ask_path)
+        if self.path is not None and any(p is not None for p in bars):
+            raise ValueError("give ticks (path) or bars (bid_path and ask_path), not both")
+        if self.path is None and any(p is None for p in bars):
+            raise ValueError("give ticks (path) or bars (both bid_path and ask_path)")
+        return self
 
 
 class MarketSection(_Section):
@@ -90,7 +110,7 @@ class MarketSection(_Section):
     # Intraday profiles, clustering, tails and reopen gaps; `arbitrex calibrate` fits one.
     shape: MarketShape | None = MarketShape()
     holidays: tuple[datetime, ...] = ()
-    replay: ReplayBars | None = None
+    replay: ReplaySection | None = None
 
     @field_validator("regimes", "shape", mode="before")
     @classmethod
@@ -232,22 +252,36 @@ class Scenario(_Section):
             shape=m.shape,
         )
 
-    def replay_source(self, base_dir: Path) -> BarQuotesConfig:
-        """The replay's quote files, found, or a ScenarioError naming the missing one."""
+    def replay_source(
+        self, base_dir: Path, seed: int | None = None
+    ) -> BarQuotesConfig | TickQuotesConfig:
+        """The replay's quote files, found, or a ScenarioError naming the missing one; a
+        bridge path is drawn from `seed` (default the scenario's)."""
         assert self.market.replay is not None
         r = self.market.replay
         paths = {}
-        for field, path in (("bid_path", r.bid_path), ("ask_path", r.ask_path)):
+        named = {"bid_path": r.bid_path, "ask_path": r.ask_path, "path": r.path}
+        for field, path in named.items():
+            if path is None:
+                continue
             try:
                 paths[field] = require_file((base_dir / path).resolve(), "quote file")
             except InputFileError as missing:
                 raise ScenarioError(f"market.replay.{field}: {missing}") from missing
+        common = {
+            "symbol": r.symbol,
+            "digits": r.digits,
+            "bad_quotes": r.bad_quotes,
+            "max_gap_minutes": r.max_gap_minutes,
+        }
         try:
+            if r.path is not None:
+                return TickQuotesConfig(**common, **paths)
             return BarQuotesConfig(
-                symbol=r.symbol,
-                digits=r.digits,
-                bad_quotes=r.bad_quotes,
+                **common,
                 intra_bar=r.intra_bar,
+                bridge=r.bridge,
+                seed=self.seed if seed is None else seed,
                 **paths,
             )
         except ValidationError as error:

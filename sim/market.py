@@ -51,6 +51,10 @@ class PriceSource(Protocol):
         """The volatility multiplier in force at t: 1 when calm."""
         ...
 
+    def no_quote_reason(self, symbol: str, t: float) -> str:
+        """Why `quote(symbol, t)` is None, in words, for the refusal that follows."""
+        ...
+
 
 # A price tick every millisecond at the finest: finer is below any FX feed's resolution, and
 # tick numbers (POSIX time over the tick) would outgrow a float's exact integers.
@@ -464,6 +468,10 @@ class SyntheticMarket:
                 ask_depth_units=None,
             )
         return walk.snapshot
+
+    def no_quote_reason(self, symbol: str, t: float) -> str:
+        # A walk quotes from its start at every instant: only an unknown symbol has none.
+        return f"no quote for {symbol}: not a symbol of this market"
 
     def mid(self, symbol: str, t: float) -> float:
         walk = self._walks.get(symbol)

@@ -185,7 +185,7 @@ class Venue:
             raise _refuse(codes.INVALID_VOLUME, f"{order.lots} lots != {order.units} units")
         quote = self.market.quote(order.symbol, t)
         if quote is None:
-            raise _refuse(codes.PRICE_OFF, f"no quote for {order.symbol} yet")
+            raise _refuse(codes.PRICE_OFF, self.market.no_quote_reason(order.symbol, t))
         limit = order.order_type is OrderType.LIMIT
         if limit:
             check_limit(order, quote, spec, t)

@@ -16,6 +16,7 @@ from engine.core.ports import FillPolicy, OrderRequest
 from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from scenarios.orderflow import OrderFlowConfig, order_flow
 from sim.account import Account, AccountConfig, MarginMode
+from sim.bars import BAR_SECONDS
 from sim.latency import (
     ConstantLatency,
     EmpiricalLatency,
@@ -26,7 +27,7 @@ from sim.latency import (
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig, SyntheticMarket
 from sim.network import FaultKind, FaultWindow, NetworkConfig
-from sim.quotes_csv import BAR_QUOTE_OFFSETS, BarQuotesConfig
+from sim.quotes_csv import BarQuotesConfig
 from sim.rejections import RejectionConfig, Rejections
 from sim.replay import ReplayMarket
 from sim.sessions import FxWeek
@@ -425,13 +426,13 @@ def test_replayed_gbpusd_bars_reach_the_broker_with_the_datas_own_spreads(fx_dat
         bid_path=fx_data / "gbpusd-m1-bid-2012-02.csv",
         ask_path=fx_data / "gbpusd-m1-ask-2012-02.csv",
         bad_quotes="drop",
-        intra_bar="bar-direction",
+        intra_bar="close",
     )
     market = ReplayMarket([source])
     venue = Venue(market)
     series = market.series("GBPUSD")
     assert series.report.crossed.count > 0  # reported, and handled by the declared policy
-    closes = np.unique(np.floor(series.time / 60) * 60) + BAR_QUOTE_OFFSETS[-1]
+    closes = np.unique(np.floor(series.time / 60) * 60) + BAR_SECONDS / 2  # mid-bar
     spreads = []
     for t in closes:
         quote = venue.quote("GBPUSD", float(t))

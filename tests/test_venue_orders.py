@@ -61,6 +61,9 @@ class ScriptedMarket:
         assert quote is not None
         return quote.mid
 
+    def no_quote_reason(self, symbol: str, t: float) -> str:
+        return f"no quote for {symbol} yet"
+
     def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
         self.walked += 1
         return (self._snapshot(row) for row in self.quotes if t0 < row[0] <= t1)
