@@ -167,10 +167,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True, slots=True)
 class QuoteSeries:
-    """One symbol's cleaned quotes, read through `quotes` (times strictly increasing, POSIX
-    seconds), and the data-quality report. `time`, `bid`, `ask` are every quote at once (a
-    long bridge takes gigabytes that way); the sizes are the quoted volumes of ticks whose
-    file has them."""
+    """One symbol's cleaned quotes, read through `quotes`, and the data-quality report.
+    `time`, `bid`, `ask`: every quote at once (for tests: a long bridge takes gigabytes)."""
 
     symbol: str
     digits: int
@@ -191,6 +189,7 @@ class QuoteSeries:
 
     @property
     def sizes(self) -> tuple[FloatArray | None, FloatArray | None]:
+        """The volumes quoted at bid and ask, for ticks whose file has them."""
         if isinstance(self.quotes, ArrayQuotes):
             return self.quotes.bid_size, self.quotes.ask_size
         return None, None
