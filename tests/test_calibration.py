@@ -37,7 +37,7 @@ def gbpusd(fx_data: Path) -> QuoteSeries:
             bid_path=fx_data / "gbpusd-m1-bid-2012-02.csv",
             ask_path=fx_data / "gbpusd-m1-ask-2012-02.csv",
             bad_quotes="drop",
-            intra_bar="OHLC",
+            intra_bar="close",
         )
     )
 

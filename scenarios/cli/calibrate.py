@@ -205,7 +205,7 @@ def _load(
                 ask_path=pair["ask"],
                 bad_quotes=policy,
                 # The minute's quote is its close, which every intra-bar path ends on.
-                intra_bar="bar-direction",
+                intra_bar="close",
             )
         )
     loaded = [load_quotes(source) for source in sources]
