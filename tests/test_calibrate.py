@@ -31,6 +31,7 @@ from scenarios.spec import Scenario
 from sim import calibration
 from sim.calibration import SimulatedQuotes
 from sim.market import MarketConfig, RegimeConfig, SymbolConfig
+from sim.quote_store import ArrayQuotes
 from sim.quotes_csv import DataQualityReport, ProblemRows, QuoteSeries
 from sim.sessions import FxWeek
 from sim.spreads import SpreadConfig
@@ -150,7 +151,7 @@ def series(time: list[float], bid: list[float], ask: list[float]) -> QuoteSeries
         gaps=None,
     )
     arrays = (np.array(v, dtype=float) for v in (time, bid, ask))
-    return QuoteSeries("GBPUSD", 5, *arrays, report=report)
+    return QuoteSeries("GBPUSD", 5, ArrayQuotes(*arrays), report)
 
 
 def test_the_quote_of_a_minute_is_the_last_one_struck_in_it():
