@@ -33,6 +33,8 @@ from sim.spreads import SpreadConfig
 
 FloatArray = npt.NDArray[np.float64]
 ACF_LAGS = (1, 5, 15, 60, 240)
+REFINE_MONTHS = 4
+REFINE_ROUNDS = 2
 DEFAULT_SIMULATION_START = 1_704_672_000.0  # Monday 2024-01-08 00:00 UTC
 
 
@@ -68,13 +70,20 @@ class Minutes:
     pip: float
 
 
+def last_of_each_minute(times: FloatArray) -> npt.NDArray[np.int64]:
+    """Indices of the last quote struck in each UTC minute (times in increasing order): a
+    bar's close, or the tick in force at the minute's end."""
+    minute = np.floor(np.asarray(times) / 60.0)
+    return np.flatnonzero(np.append(np.diff(minute) != 0, True))
+
+
 def minutes(series: Quotes) -> Minutes:
     """The last quote of every minute (a bar's close, or the last tick)."""
-    minute = np.floor(np.asarray(series.time) / 60.0)
-    last = np.flatnonzero(np.append(np.diff(minute) != 0, True))
+    last = last_of_each_minute(series.time)
+    minute = np.floor(np.asarray(series.time)[last] / 60.0)
     pip = pip_size(series.digits, 10.0**-series.digits)
     bid, ask = np.asarray(series.bid)[last], np.asarray(series.ask)[last]
-    return Minutes(minute[last] * 60.0, (bid + ask) / 2.0 / pip, (ask - bid) / pip, pip)
+    return Minutes(minute * 60.0, (bid + ask) / 2.0 / pip, (ask - bid) / pip, pip)
 
 
 def returns(m: Minutes) -> tuple[FloatArray, FloatArray]:
@@ -98,18 +107,32 @@ def _grid_acf(values: FloatArray, times: FloatArray, lags: Sequence[int]) -> dic
     index = ((times - times[0]) // 60.0).astype(np.int64)
     grid = np.full(int(index[-1]) + 1, np.nan)
     grid[index] = values
-    mean, var = np.nanmean(grid), np.nanvar(grid)
-    out = {}
-    for lag in lags:
-        a, b = grid[:-lag] - mean, grid[lag:] - mean
-        ok = ~(np.isnan(a) | np.isnan(b))
-        out[lag] = float(np.mean(a[ok] * b[ok]) / var)
-    return out
+    return {lag: autocorrelation(grid, lag) for lag in lags}
+
+
+def autocorrelation(grid: FloatArray, lag: int) -> float:
+    """corr(x(t + lag), x(t)) over the pairs where both are measured (NaN marks a minute
+    without a value), with the mean and variance of all measured values, as the sample
+    autocorrelation of a series with gaps is usually taken (Cont 2001, section 2)."""
+    measured = grid[~np.isnan(grid)]
+    if measured.size < 2 or lag >= grid.size:
+        return math.nan
+    mean, variance = measured.mean(), measured.var()
+    if variance == 0.0:
+        return math.nan
+    products = (grid[:-lag] - mean) * (grid[lag:] - mean)
+    pairs = products[~np.isnan(products)]
+    return float(pairs.mean() / variance) if pairs.size else math.nan
 
 
 def excess_kurtosis(values: FloatArray) -> float:
+    """Cont's kappa: the fourth central moment over the squared variance, minus 3 (the
+    population moments, no small-sample correction: a month holds ~30,000 returns)."""
     centred = values - values.mean()
-    return float(np.mean(centred**4) / np.mean(centred**2) ** 2 - 3.0)
+    variance = float(np.mean(centred**2))
+    if variance == 0.0:
+        return math.nan
+    return float(np.mean(centred**4)) / variance**2 - 3.0
 
 
 def fit_market(
@@ -119,24 +142,34 @@ def fit_market(
     the shape is fitted to the first, each symbol's levels to its own data).
 
     The closed forms leave out what the hourly profile and the roll add to the raw facts;
-    `refine` simulates the first fit for a month (seed 0) and fits once more with the
-    targets moved by what the simulation missed (absolute-return autocorrelations, kurtosis,
-    the spread's p95 over its median)."""
+    `refine` simulates the fit for REFINE_MONTHS months and fits again with the targets
+    moved by what the simulation missed (absolute-return autocorrelations, kurtosis, the
+    spread's p95 over its median), REFINE_ROUNDS times."""
     config = _fit(series, week, None)
     if not refine:
         return config
     data = minutes(series[0] if isinstance(series, Sequence) else series)
-    simulated = minutes(simulate(config, 0, 29, start=DEFAULT_SIMULATION_START))
     r_data, _ = returns(data)
-    r_sim, _ = returns(simulated)
-    acf_data, acf_sim = abs_autocorrelation(data), abs_autocorrelation(simulated)
-    spread_ratio = _log_p95_over_median(data.spread) / _log_p95_over_median(simulated.spread)
-    correction = _Correction(
-        acf={k: acf_data[k] - acf_sim[k] for k in ACF_LAGS},
-        kurtosis=(1.0 + excess_kurtosis(r_data)) / (1.0 + excess_kurtosis(r_sim)),
-        spread_noise=spread_ratio,
-    )
-    return _fit(series, week, correction)
+    acf_data = abs_autocorrelation(data)
+    correction = _Correction({k: 0.0 for k in ACF_LAGS}, 1.0, 1.0)
+    for _ in range(REFINE_ROUNDS):
+        # One simulated month's autocorrelations wander by a few hundredths from seed to
+        # seed (a month holds few independent volatility episodes): each round corrects by
+        # the mean over REFINE_MONTHS months, the model's bias rather than one month's luck.
+        months = [
+            minutes(simulate(config, seed, 29, start=DEFAULT_SIMULATION_START))
+            for seed in range(REFINE_MONTHS)
+        ]
+        acf_sim = {k: float(np.mean([abs_autocorrelation(m)[k] for m in months])) for k in ACF_LAGS}
+        kurtosis_sim = float(np.mean([excess_kurtosis(returns(m)[0]) for m in months]))
+        spread_sim = float(np.mean([_log_p95_over_median(m.spread) for m in months]))
+        correction = _Correction(
+            acf={k: correction.acf[k] + acf_data[k] - acf_sim[k] for k in ACF_LAGS},
+            kurtosis=correction.kurtosis * (1.0 + excess_kurtosis(r_data)) / (1.0 + kurtosis_sim),
+            spread_noise=correction.spread_noise * _log_p95_over_median(data.spread) / spread_sim,
+        )
+        config = _fit(series, week, correction)
+    return config
 
 
 @dataclass(frozen=True, slots=True)

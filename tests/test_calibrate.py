@@ -362,6 +362,7 @@ def test_a_market_without_regimes_is_written_with_regimes_false():
     assert read_market(text, "m.toml").regimes is None
 
 
+@pytest.mark.slow  # a fit refines over four simulated months: ~15 s
 def test_calibrating_gbpusd_bars_over_a_weekend_writes_a_market_and_prints_the_report(
     fx_data, tmp_path
 ):

@@ -61,6 +61,7 @@ def facts(series) -> dict:
     }
 
 
+@pytest.mark.slow  # the fit of a month refines over four simulated ones: ~15 s
 def test_a_month_simulated_from_the_gbpusd_fit_matches_the_datas_stylized_facts(gbpusd, fitted):
     data, sim = facts(gbpusd), facts(simulate(fitted, seed=1, days=29))
     assert sim["median"] == pytest.approx(data["median"], rel=0.10)
@@ -72,6 +73,7 @@ def test_a_month_simulated_from_the_gbpusd_fit_matches_the_datas_stylized_facts(
     assert np.corrcoef(data["hourly"], sim["hourly"])[0, 1] > 0.8
 
 
+@pytest.mark.slow  # shares the month's fit
 def test_the_fit_finds_an_hour_long_roll_fat_tails_and_clustering_that_lasts_hours(fitted):
     spreads, shape = fitted.spreads, fitted.shape
     assert shape is not None

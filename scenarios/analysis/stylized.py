@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.instruments import pip_size
+from sim.calibration import Quotes, autocorrelation, excess_kurtosis, last_of_each_minute
 from sim.sessions import FxWeek
 
 FloatArray = npt.NDArray[np.float64]
@@ -52,22 +53,6 @@ ACF_TOLERANCE = 0.05  # absolute, at lags up to CHECKED_ACF_MAX_LAG
 CHECKED_ACF_MAX_LAG = 60
 PROFILE_CORRELATION = 0.8
 PROFILE_ROW = "hourly median spread: correlation"
-
-
-class Quotes(Protocol):
-    """Quotes as the loader (`sim.quotes_csv.QuoteSeries`) and the simulation
-    (`sim.calibration.SimulatedQuotes`) give them."""
-
-    @property
-    def symbol(self) -> str: ...
-    @property
-    def digits(self) -> int: ...
-    @property
-    def time(self) -> FloatArray: ...
-    @property
-    def bid(self) -> FloatArray: ...
-    @property
-    def ask(self) -> FloatArray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +82,11 @@ def minute_quotes(series: Quotes) -> MinuteQuotes:
     """The last quote of each UTC minute: the bar's close for bars, the quote in force at the
     minute's end for ticks. Sampling ticks on the minute grid makes them comparable with bars
     and with a simulation sampled the same way."""
-    minute = np.floor(series.time / MINUTE)
-    last = np.flatnonzero(np.append(minute[1:] != minute[:-1], True))
+    last = last_of_each_minute(series.time)
     return MinuteQuotes(
         symbol=series.symbol,
         pip=pip_size(series.digits, 10.0**-series.digits),
-        time=minute[last] * MINUTE,
+        time=np.floor(series.time[last] / MINUTE) * MINUTE,
         bid=np.asarray(series.bid[last], dtype=np.float64),
         ask=np.asarray(series.ask[last], dtype=np.float64),
     )
@@ -195,31 +179,6 @@ def stylized_facts(quotes: MinuteQuotes, week: FxWeek | None = None) -> Stylized
         abs_return_acf={lag: _or_none(autocorrelation(np.abs(grid), lag)) for lag in ACF_LAGS},
         reopen_gaps_pips=tuple(float(g) for g in change[closed]),
     )
-
-
-def excess_kurtosis(values: FloatArray) -> float:
-    """Cont's kappa: the fourth central moment over the squared variance, minus 3 (the
-    population moments, no small-sample correction: a month holds ~30,000 returns)."""
-    centred = values - values.mean()
-    variance = float(np.mean(centred**2))
-    if variance == 0.0:
-        return math.nan
-    return float(np.mean(centred**4)) / variance**2 - 3.0
-
-
-def autocorrelation(grid: FloatArray, lag: int) -> float:
-    """corr(x(t + lag), x(t)) over the pairs where both are measured (NaN marks a minute
-    without a value), with the mean and variance of all measured values, as the sample
-    autocorrelation of a series with gaps is usually taken."""
-    measured = grid[~np.isnan(grid)]
-    if measured.size < 2 or lag >= grid.size:
-        return math.nan
-    mean, variance = measured.mean(), measured.var()
-    if variance == 0.0:
-        return math.nan
-    products = (grid[:-lag] - mean) * (grid[lag:] - mean)
-    pairs = products[~np.isnan(products)]
-    return float(pairs.mean() / variance) if pairs.size else math.nan
 
 
 def _std(values: FloatArray) -> float:
