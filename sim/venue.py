@@ -297,7 +297,16 @@ class Venue:
         signed = int(ledger_order.direction) * units
         self.account.book(ledger_order.symbol, signed, price, t, booked.closes_at)
         if self.account.costs is not None:
-            self.account.charge_commission(ledger_order.symbol, units, t, ledger_order.ticket)
+            # A stop or target the server triggered is the cost of the order that opened
+            # the position it closes: that execution's round trip.
+            owner = (
+                ledger_order.client_order_id
+                if ledger_order.reason is None
+                else position.client_order_id
+            )
+            self.account.charge_commission(
+                ledger_order.symbol, units, t, ledger_order.ticket, deal, owner
+            )
         if booked.holds and (
             ledger_order.stop_loss is not None or ledger_order.take_profit is not None
         ):
