@@ -368,6 +368,11 @@ class Venue:
 
     # -- last look ----------------------------------------------------------------------
 
+    @property
+    def holds_orders(self) -> bool:
+        """True if the venue holds market orders for a last look before answering."""
+        return self.dealer is not None and self.dealer.hold > 0.0
+
     def held_until(self, order_id: str) -> float | None:
         """When the last look of a held order ends; None if it is not held."""
         if self.dealer is None or not order_id.isdigit():
