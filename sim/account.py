@@ -65,6 +65,10 @@ class Charge:
     amount: float  # in the account currency: negative, paid; positive, earned
     ticket: int = 0  # the order whose deal paid the commission; 0 for swap
     units: int = 0  # signed units the swap was charged on; the deal's for commission
+    deal: int = 0  # the deal that paid the commission; 0 for swap
+    # Whose cost it is: the tag of the order that paid, or for a deal the server made (a
+    # stop-loss or take-profit), of the order that opened its position; "" for swap.
+    client_order_id: str = ""
 
 
 def rollover_after(t: float) -> float:
@@ -182,7 +186,9 @@ class Account:
 
     # -- costs -----------------------------------------------------------------------------
 
-    def charge_commission(self, symbol: str, units: int, t: float, ticket: int) -> None:
+    def charge_commission(
+        self, symbol: str, units: int, t: float, ticket: int, deal: int, client_order_id: str
+    ) -> None:
         """A deal's commission: per lot, per side, in the account currency."""
         assert self.costs is not None
         config = self.prices.symbol_config(symbol)
@@ -190,7 +196,9 @@ class Account:
         amount = -self.costs.commission_per_lot * units / contract
         if amount:
             self.balance += amount
-            self.charges.append(Charge("commission", symbol, t, amount, ticket, units))
+            self.charges.append(
+                Charge("commission", symbol, t, amount, ticket, units, deal, client_order_id)
+            )
 
     def accrue_swaps(self, t: float) -> None:
         """Book the swap of every rollover passed by t on the positions open then: each

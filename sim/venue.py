@@ -297,7 +297,16 @@ class Venue:
         signed = int(ledger_order.direction) * units
         self.account.book(ledger_order.symbol, signed, price, t, booked.closes_at)
         if self.account.costs is not None:
-            self.account.charge_commission(ledger_order.symbol, units, t, ledger_order.ticket)
+            # A stop or target the server triggered is the cost of the order that opened
+            # the position it closes: that execution's round trip.
+            owner = (
+                ledger_order.client_order_id
+                if ledger_order.reason is None
+                else position.client_order_id
+            )
+            self.account.charge_commission(
+                ledger_order.symbol, units, t, ledger_order.ticket, deal, owner
+            )
         if booked.holds and (
             ledger_order.stop_loss is not None or ledger_order.take_profit is not None
         ):
@@ -358,6 +367,11 @@ class Venue:
         return ledger_order
 
     # -- last look ----------------------------------------------------------------------
+
+    @property
+    def holds_orders(self) -> bool:
+        """True if the venue holds market orders for a last look before answering."""
+        return self.dealer is not None and self.dealer.hold > 0.0
 
     def held_until(self, order_id: str) -> float | None:
         """When the last look of a held order ends; None if it is not held."""

@@ -4,16 +4,19 @@ flow."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from engine.core.ports import BrokerRejected, OrderRequest
 from engine.schemas import Direction
+from scenarios.runner import run_scenario
 from scenarios.spec import ScenarioError, load_scenario
 from sim import rejections as codes
 from sim.account import AccountConfig, MarginMode, rollover_after
@@ -299,3 +302,36 @@ def test_a_bad_broker_table_is_refused_on_one_line(tmp_path: Path) -> None:
         load_scenario(path)
     message = str(error.value)
     assert "\n" not in message and "feed_delay_ms" in message
+
+
+def test_a_run_writes_what_the_broker_charged_per_execution_per_charge_and_in_total(
+    tmp_path: Path,
+) -> None:
+    # Sixty orders, one a minute from 21:30 UTC on a Tuesday in winter: the 22:00 rollover
+    # (17:00 New York) falls inside the run, with the positions the flow opened still held.
+    scenario = load_scenario(SCENARIOS / "neutral_ecn.toml").with_overrides(
+        {
+            "orders.orders": 60,
+            "orders.rate_per_second": 1 / 60,
+            "start": datetime(2024, 1, 9, 21, 30, tzinfo=UTC),
+        }
+    )
+    summary = run_scenario(scenario, SCENARIOS, out_dir=tmp_path)
+    assert summary.ok
+    executions = pd.read_parquet(tmp_path / "executions.parquet")
+    charges = pd.read_parquet(tmp_path / "charges.parquet")
+    written = json.loads((tmp_path / "summary.json").read_text())
+    commission = charges[charges.kind == "commission"]
+    swap = charges[charges.kind == "swap"]
+    assert summary.commission < 0.0 and summary.swap != 0.0
+    assert written["commission"] == summary.commission and written["swap"] == summary.swap
+    assert commission.amount.sum() == pytest.approx(summary.commission)
+    assert swap.amount.sum() == pytest.approx(summary.swap)
+    # Every commission belongs to an execution, and the executions' add up to the total.
+    assert commission.execution_id.notna().all()
+    assert executions.commission.sum() == pytest.approx(summary.commission)
+    # 3.5 per lot per side, on the units each execution filled (no stops in this flow).
+    filled = executions[executions.executed_units > 0]
+    assert np.allclose(filled.commission, -3.5 * filled.executed_units / 100_000)
+    assert (executions[executions.executed_units == 0].commission == 0.0).all()
+    assert swap.execution_id.isna().all() and (swap.ticket == 0).all()
