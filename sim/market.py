@@ -55,6 +55,10 @@ class PriceSource(Protocol):
         """Why `quote(symbol, t)` is None, in words, for the refusal that follows."""
         ...
 
+    def liquidity(self, symbol: str, t: float) -> float:
+        """The share (0..1] of the venue's usual depth on the book at t."""
+        ...
+
 
 # A price tick every millisecond at the finest: finer is below any FX feed's resolution, and
 # tick numbers (POSIX time over the tick) would outgrow a float's exact integers.

@@ -148,6 +148,10 @@ class ReplayMarket:
         for quote in series.quotes.between(week.last_open_instant(t0), week.last_open_instant(t1)):
             yield _snapshot(symbol, quote)
 
+    def liquidity(self, symbol: str, t: float) -> float:
+        """All of it: replayed depth is what the data quoted (tick sizes), not a model."""
+        return 1.0
+
     def no_quote_reason(self, symbol: str, t: float) -> str:
         series = self._series.get(symbol)
         if series is None:

@@ -31,15 +31,16 @@ from engine.core.vocabulary import ExitReason, OrderType
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 from sim import rejections as codes
 from sim.account import Account, AccountConfig, Charge, MarginMode
+from sim.impact import Liquidity, PriceImpactConfig
 from sim.ledger import Ledger, LedgerOrder
 from sim.liquidity import DepthLadder
 from sim.market import PriceSource
 from sim.policies import Dealer, ExecutionPolicy, check_deviation
-from sim.positions import PositionBook, VenuePosition, frozen_level, stops_problem
+from sim.positions import PositionBook, VenuePosition
 from sim.rejections import RejectionConfig, Rejections
 from sim.rejections import refuse as _refuse
 from sim.resting import QueueConfig, Triggers, check_limit, check_order_stops
-from sim.venue_checks import check_close, check_tradable
+from sim.venue_checks import check_close, check_protection, check_tradable
 
 R = ExecutionRejectionReason
 
@@ -60,6 +61,8 @@ class VenueConfig(BaseModel):
     # How the broker treats its client beyond the market: feed delay, last look, asymmetric
     # slippage and requotes, commission and swap (`sim.policies`); the default adds none.
     policy: ExecutionPolicy = ExecutionPolicy()
+    # Temporary price impact of the venue's own fills, decaying (`sim.impact`); None: none.
+    impact: PriceImpactConfig | None = None
 
 
 class Venue:
@@ -85,6 +88,7 @@ class Venue:
         self._next_ticket = 1
         self._next_deal = 1
         self.book = PositionBook(self.account.config.margin_mode is MarginMode.HEDGING)
+        self.liquidity = Liquidity(market, self.config.depth, self.config.impact)
         # The working orders that will close a position (named, reduce-only, or the
         # server's own stop-loss and take-profit): ticket -> the position's identifier.
         self.closing: dict[int, int] = {}
@@ -119,7 +123,13 @@ class Venue:
 
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         self.advance(t)
-        return self._published(self.market.quote(symbol, t))
+        return self._published(self._shown(symbol, t), t)
+
+    def _shown(self, symbol: str, t: float) -> MarketSnapshot | None:
+        """The market's quote, moved by what is left of the venue's own price impact."""
+        quote = self.market.quote(symbol, t)
+        spec = self.spec(symbol)
+        return self.liquidity.shown(quote, t, spec.pip, spec.digits) if spec else quote
 
     def feed_quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         """The quote the client's price feed shows at t: the server's own, or with a
@@ -127,10 +137,10 @@ class Venue:
         if self.dealer is None or not self.dealer.delay:
             return self.quote(symbol, t)
         self.advance(t)
-        return self._published(self.dealer.feed_quote(symbol, t))
+        return self._published(self.dealer.feed_quote(symbol, t), t)
 
-    def _published(self, quote: MarketSnapshot | None) -> MarketSnapshot | None:
-        depth = self.config.depth
+    def _published(self, quote: MarketSnapshot | None, t: float) -> MarketSnapshot | None:
+        depth = self.liquidity.depth(quote.symbol, t) if quote is not None else None
         if quote is None or depth is None or not depth.published:
             return quote
         total = depth.total_units
@@ -203,7 +213,7 @@ class Venue:
             free = self.account.state(t).free_margin
             if needed > free:
                 raise _refuse(codes.NO_MONEY, f"margin {needed:.2f} exceeds free margin {free:.2f}")
-        depth = self.config.depth
+        depth = self.liquidity.depth(order.symbol, t)
         if (
             not limit
             and order.fill_policy is FillPolicy.FOK
@@ -251,11 +261,11 @@ class Venue:
 
     def match(self, ledger_order: LedgerOrder, spec: SymbolSpec, t: float) -> None:
         """Fill at the quote prevailing at t, as deep as the book goes; IOC drops the rest."""
-        quote = self.market.quote(ledger_order.symbol, t)
+        quote = self._shown(ledger_order.symbol, t)
         assert quote is not None  # an order only rests once a quote exists
         buy = ledger_order.direction is Direction.BUY
         touch = quote.ask if buy else quote.bid
-        depth = self.config.depth
+        depth = self.liquidity.depth(ledger_order.symbol, t)
         units, price = self._closable(ledger_order), touch
         if depth is not None and units:
             units, price = depth.walk(units, touch, 1 if buy else -1, spec.pip)
@@ -296,6 +306,7 @@ class Venue:
         ledger_order.fills.append(BrokerFill(str(deal), units, price, t, str(position.identifier)))
         signed = int(ledger_order.direction) * units
         self.account.book(ledger_order.symbol, signed, price, t, booked.closes_at)
+        self.liquidity.traded(ledger_order.symbol, signed, t)
         if self.account.costs is not None:
             # A stop or target the server triggered is the cost of the order that opened
             # the position it closes: that execution's round trip.
@@ -447,19 +458,10 @@ class Venue:
         position = self.book.get(int(position_id)) if position_id.isdigit() else None
         if position is None:
             raise _refuse(codes.POSITION_CLOSED, f"no position {position_id}")
-        if (position.stop_loss, position.take_profit) == (stop_loss, take_profit):
-            raise _refuse(codes.NO_CHANGES, f"position {position_id} has these levels")
         spec = self.spec(position.symbol)
         quote = self.market.quote(position.symbol, t)
         assert spec is not None and quote is not None  # a position has both
-        frozen = frozen_level(position, quote.bid, quote.ask, spec)
-        if frozen is not None:
-            raise _refuse(codes.FROZEN, frozen)
-        long = position.direction is Direction.BUY
-        reference = quote.bid if long else quote.ask
-        problem = stops_problem(position.direction, stop_loss, take_profit, reference, spec)
-        if problem is not None:
-            raise _refuse(codes.INVALID_STOPS, problem)
+        check_protection(position, stop_loss, take_profit, quote, spec)
         self.book.set_levels(position, stop_loss, take_profit, t)
         return position.public()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from engine.core.instruments import SymbolSpec, TradeMode
 from engine.core.ports import OrderRequest
-from engine.schemas import Direction
+from engine.schemas import Direction, MarketSnapshot
 from sim import rejections as codes
 from sim.account import Account
-from sim.positions import PositionBook
+from sim.positions import PositionBook, VenuePosition, frozen_level, stops_problem
 from sim.rejections import refuse as _refuse
 
 
@@ -55,3 +55,25 @@ def check_close(order: OrderRequest, book: PositionBook, closing: dict[int, int]
     if order.units > position.units:
         raise _refuse(codes.INVALID_CLOSE_VOLUME, f"{order.units} units, {position.units} held")
     return position.identifier
+
+
+def check_protection(
+    position: VenuePosition,
+    stop_loss: float | None,
+    take_profit: float | None,
+    quote: MarketSnapshot,
+    spec: SymbolSpec,
+) -> None:
+    """Whether a position's stops may become these, as TRADE_ACTION_SLTP is answered: 10025
+    NO_CHANGES for the levels it has, 10029 FROZEN when a current level is within the freeze
+    level of the market, 10016 for a new level on the wrong side or nearer than the stops
+    level (the MQL4 book's "Requirements and Limitations in Making Trades")."""
+    if (position.stop_loss, position.take_profit) == (stop_loss, take_profit):
+        raise _refuse(codes.NO_CHANGES, f"position {position.identifier} has these levels")
+    frozen = frozen_level(position, quote.bid, quote.ask, spec)
+    if frozen is not None:
+        raise _refuse(codes.FROZEN, frozen)
+    reference = quote.bid if position.direction is Direction.BUY else quote.ask
+    problem = stops_problem(position.direction, stop_loss, take_profit, reference, spec)
+    if problem is not None:
+        raise _refuse(codes.INVALID_STOPS, problem)
