@@ -29,6 +29,7 @@ from scenarios.limits import MAX_RUN_SECONDS, RunSeconds, Seed
 from scenarios.orderflow import OrderFlowConfig
 from sim.account import AccountConfig
 from sim.bars import BridgeConfig, IntraBarPath
+from sim.impact import PriceImpactConfig
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig, TickSeconds
@@ -155,6 +156,8 @@ class VenueSection(_Section):
     # per quote (the venue's own seeded stream).
     limit_queue: Literal["through", "touch"] = "through"
     touch_fill_probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    # The temporary price impact of the venue's own fills (`sim.impact`); none if absent.
+    impact: PriceImpactConfig | None = None
 
 
 class OrdersSection(OrderFlowConfig):
@@ -309,6 +312,7 @@ class Scenario(_Section):
             limit_queue=self.venue.limit_queue,
             touch_fill_probability=self.venue.touch_fill_probability,
             policy=self.broker_policy.policy(),
+            impact=self.venue.impact,
         )
 
     def with_overrides(self, overrides: dict[str, object]) -> Scenario:
