@@ -12,7 +12,6 @@ weekend's worth of diffusion.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterator
 from typing import Annotated, Protocol
@@ -23,6 +22,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from engine.core.instruments import SymbolSpec, TradeMode, pip_size
 from engine.core.ports import FillPolicy
 from engine.schemas import SYMBOL_PATTERN, MarketSnapshot
+from sim.regimes import RegimeConfig as RegimeConfig
+from sim.regimes import Regimes
 from sim.sessions import FxWeek
 from sim.shape import MarketShape, MinutePath
 from sim.spreads import SpreadConfig
@@ -125,18 +126,6 @@ DEFAULT_SYMBOLS = (
 )
 
 
-class RegimeConfig(BaseModel):
-    """A two-state Markov switch between calm and volatile markets."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    # Six seconds at least: switches are drawn one by one up to the instant asked about, so
-    # regimes a few microseconds long would be millions of draws, and shorter ones endless.
-    mean_calm_minutes: Annotated[float, Field(ge=0.1)] = 180.0
-    mean_volatile_minutes: Annotated[float, Field(ge=0.1)] = 20.0
-    volatile_multiplier: Annotated[float, Field(ge=1.0)] = 2.5
-
-
 class NewsEvent(BaseModel):
     """A scheduled release: a jump at `at`, then `window_seconds` of higher volatility."""
 
@@ -168,45 +157,6 @@ class MarketConfig(BaseModel):
     # Intraday profiles, clustering, tails, stochastic spreads, reopen gaps (None: a flat,
     # Gaussian market that still freezes while closed, without a reopen gap).
     shape: MarketShape | None = MarketShape()
-
-
-class _Regimes:
-    """Switch times generated forward from their own stream: independent of who asks when."""
-
-    def __init__(self, config: RegimeConfig | None, rng: np.random.Generator, start: float) -> None:
-        self.config = config
-        self.rng = rng
-        self.switches: list[float] = []  # calm until the first, volatile until the second, ...
-        self._horizon = start
-
-    def _extend(self, t: float) -> None:
-        assert self.config is not None
-        while self._horizon <= t:
-            volatile_next = len(self.switches) % 2 == 0
-            mean = (
-                self.config.mean_calm_minutes
-                if volatile_next
-                else self.config.mean_volatile_minutes
-            )
-            self._horizon += float(self.rng.exponential(mean * 60.0))
-            self.switches.append(self._horizon)
-
-    def volatile(self, t: float) -> bool:
-        if self.config is None:
-            return False
-        self._extend(t)
-        return bisect.bisect_right(self.switches, t) % 2 == 1
-
-    def multiplier(self, t: float) -> float:
-        return self.config.volatile_multiplier if self.config and self.volatile(t) else 1.0
-
-    def switches_between(self, t0: float, t1: float) -> list[float]:
-        if self.config is None:
-            return []
-        self._extend(t1)
-        return self.switches[
-            bisect.bisect_right(self.switches, t0) : bisect.bisect_left(self.switches, t1)
-        ]
 
 
 class _Walk:
@@ -261,7 +211,7 @@ class SyntheticMarket:
         # index only: adding streams leaves the others as they were).
         count = len(config.symbols)
         streams = np.random.SeedSequence(seed).spawn(4 * count + 1)
-        self._regimes = _Regimes(config.regimes, np.random.default_rng(streams[0]), start)
+        self._regimes = Regimes(config.regimes, np.random.default_rng(streams[0]), start)
         news = sorted(config.news, key=lambda n: n.start)
         self._news = news
         shape = config.shape
