@@ -19,7 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
+from engine.core.ids import execution_id_of_tag
 from engine.core.lifecycle import Execution
+from sim.account import Charge
 from sim.spilled import scratch_database
 
 ROWS_PER_GROUP = 8192
@@ -54,6 +56,10 @@ EXECUTION_COLUMNS = pa.schema(
         ("child_orders", pa.int64()),
         ("protection_gap_seconds", pa.float64()),
         ("unprotected_positions", pa.int64()),  # how many the broker left without stops
+        # Commission in the account currency, negative when paid: on the execution's own
+        # deals and on the stops and targets that closed the positions it opened (its round
+        # trip). A close decision is an execution of its own and pays its own.
+        ("commission", pa.float64()),
     ]
 )
 # One row per deal that closed (part of) a position an execution opened: by its stop-loss,
@@ -74,13 +80,28 @@ EXIT_COLUMNS = pa.schema(
         ("slippage_pips", pa.float64()),
     ]
 )
+# One row per cost the broker booked (`sim.account.Charge`): commission on a deal, swap on
+# a symbol's open positions at a rollover. Amounts in the account currency, negative: paid.
+CHARGE_COLUMNS = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("symbol", pa.string()),
+        ("time", pa.float64()),
+        ("amount", pa.float64()),
+        ("execution_id", pa.string()),  # whose commission; null for swap
+        ("ticket", pa.int64()),  # the order that paid the commission; 0 for swap
+        ("deal_id", pa.string()),  # joins exits.parquet; null for swap
+        ("units", pa.int64()),  # the deal's units; signed units held, for swap
+    ]
+)
 QUOTE_COLUMNS = pa.schema(
     [("symbol", pa.string()), ("time", pa.float64()), ("bid", pa.float64()), ("ask", pa.float64())]
 )
 
 
-def execution_row(e: Execution) -> dict[str, Any]:
-    """One execution as the row executions.parquet holds (EXECUTION_COLUMNS)."""
+def execution_row(e: Execution, commission: float = 0.0) -> dict[str, Any]:
+    """One execution as the row executions.parquet holds (EXECUTION_COLUMNS); `commission`
+    is the broker's to tell (`commission_by_execution`), not the engine's."""
     request = e.request
     assert request is not None
     return {
@@ -112,7 +133,37 @@ def execution_row(e: Execution) -> dict[str, Any]:
         "child_orders": e.child_orders,
         "protection_gap_seconds": e.protection_gap_seconds,
         "unprotected_positions": len(e.unprotected),
+        "commission": commission,
     }
+
+
+def charge_row(charge: Charge) -> dict[str, Any]:
+    """One charge as charges.parquet holds it (CHARGE_COLUMNS)."""
+    commission = charge.kind == "commission"
+    return {
+        "kind": charge.kind,
+        "symbol": charge.symbol,
+        "time": charge.time,
+        "amount": charge.amount,
+        "execution_id": execution_id_of_tag(charge.client_order_id) if commission else None,
+        "ticket": charge.ticket,
+        "deal_id": str(charge.deal) if commission else None,
+        "units": charge.units,
+    }
+
+
+def commission_by_execution(charges: Iterable[Charge]) -> dict[str, float]:
+    """The commission each execution paid, by execution id (the tag of the order that paid,
+    or of the order that opened the position a stop or target closed). Summed with fsum:
+    the same total whatever order the deals came in."""
+    amounts: dict[str, list[float]] = {}
+    for charge in charges:
+        if charge.kind != "commission":
+            continue
+        execution_id = execution_id_of_tag(charge.client_order_id)
+        if execution_id is not None:
+            amounts.setdefault(execution_id, []).append(charge.amount)
+    return {execution_id: math.fsum(paid) for execution_id, paid in amounts.items()}
 
 
 def exit_slippage_pips(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from collections import Counter
 from collections.abc import Callable, Generator
@@ -35,12 +36,15 @@ from scenarios.closing import feed, flatten, open_positions
 from scenarios.invariants import Evidence, InvariantChecks, Violation, cases, positions_by_tag
 from scenarios.orderflow import DecisionsFile, OrderFlowConfig, SyntheticFlow
 from scenarios.run_outputs import (
+    CHARGE_COLUMNS,
     EXECUTION_COLUMNS,
     EXIT_COLUMNS,
     QUOTE_COLUMNS,
     ParquetRows,
     Percentiles,
     SpilledSamples,
+    charge_row,
+    commission_by_execution,
     execution_row,
     exit_rows,
     write_text_atomically,
@@ -68,6 +72,10 @@ class RunSummary(BaseModel):
     broker_orders: int
     closed_at_end: int = 0  # close decisions sent for the positions left (flatten_at_end)
     exits_by_reason: dict[str, int] = {}  # deals that closed positions the run opened
+    # What the broker charged, in the account currency, negative when paid (charges.parquet
+    # has each charge): commission on every deal, swap at the rollovers the run crossed.
+    commission: float = 0.0
+    swap: float = 0.0
     faults_injected: dict[str, int]
     virtual_seconds: float
     invariants_checked: tuple[str, ...]
@@ -99,7 +107,7 @@ def read_inputs(scenario: Scenario, seed: int, base_dir: Path) -> RunInputs:
     line of either raises here (a ValueError naming the file and line), before a run creates
     anything."""
     market = (
-        ReplayMarket([scenario.replay_source(base_dir)])
+        ReplayMarket([scenario.replay_source(base_dir, seed)])
         if scenario.market.kind == "replay"
         else scenario.market_config()
     )
@@ -252,13 +260,14 @@ def _check_and_summarise(
     tally = _Tally(scenario.t0)
     table = ParquetRows(out_dir / "executions.parquet" if out_dir else None, EXECUTION_COLUMNS)
     exits = ParquetRows(out_dir / "exits.parquet" if out_dir else None, EXIT_COLUMNS)
+    commission = commission_by_execution(world.venue.charges())
     try:
         for case in cases(evidence.database.executions(), world.venue.orders.by_client()):
             checks.see(case)
             e = case.execution
             if e is not None:
                 tally.add(e)
-                table.add(execution_row(e))
+                table.add(execution_row(e, commission.get(e.execution_id, 0.0)))
                 if e.exits and e.request is not None and e.request.symbol is not None:
                     spec = world.venue.spec(e.request.symbol)
                     assert spec is not None  # it filled, so the broker carries the symbol
@@ -266,10 +275,19 @@ def _check_and_summarise(
                         exits.add(row)
         table.close()
         exits.close()
+        _write_charges(world, out_dir)
         summary = tally.summary(scenario, seed, world, checks.violations())
         return summary.model_copy(update={"closed_at_end": closed_at_end})
     finally:
         tally.close()
+
+
+def _write_charges(world: SimulatedWorld, out_dir: Path | None) -> None:
+    """charges.parquet: every commission and swap the broker booked, in booking order."""
+    charges = ParquetRows(out_dir / "charges.parquet" if out_dir else None, CHARGE_COLUMNS)
+    for charge in world.venue.charges():
+        charges.add(charge_row(charge))
+    charges.close()
 
 
 def _record_quotes(world: SimulatedWorld, tape: ParquetRows) -> Generator[Any, Any, None]:
@@ -366,6 +384,11 @@ class _Tally:
             if number:
                 self.digest.update(b"\n")
             self.digest.update(repr(row).encode())
+        charges = world.venue.charges()
+        commission = math.fsum(c.amount for c in charges if c.kind == "commission")
+        swap = math.fsum(c.amount for c in charges if c.kind == "swap")
+        if charges:  # only then: a run that pays nothing keeps its hash
+            self.digest.update(f"\ncharges|{commission!r}|{swap!r}".encode())
         return RunSummary(
             scenario=scenario.name,
             seed=seed,
@@ -376,6 +399,8 @@ class _Tally:
             fill_time_seconds=self.samples.percentiles("fill_time_seconds"),
             broker_orders=len(world.venue.orders),
             exits_by_reason=dict(sorted(self.exits.items())),
+            commission=round(commission, 6),
+            swap=round(swap, 6),
             faults_injected=dict(sorted(faults.items())),
             virtual_seconds=round(self.finished - scenario.t0, 6),
             invariants_checked=tuple(scenario.invariants),

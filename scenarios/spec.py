@@ -28,14 +28,19 @@ from engine.core.config import EngineConfig
 from scenarios.limits import MAX_RUN_SECONDS, RunSeconds, Seed
 from scenarios.orderflow import OrderFlowConfig
 from sim.account import AccountConfig
+from sim.bars import BridgeConfig, IntraBarPath
+from sim.impact import PriceImpactConfig
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig, TickSeconds
 from sim.mt5 import TerminalConfig
 from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
-from sim.quotes_csv import BadQuotePolicy, BarQuotesConfig, Digits, IntraBarPath, Symbol
+from sim.policies import BrokerPolicy
+from sim.quote_report import BadQuotePolicy
+from sim.quotes_csv import BarQuotesConfig, Digits, Symbol, TickQuotesConfig
 from sim.rejections import RejectionConfig
 from sim.sessions import FxWeek
+from sim.shape import MarketShape
 from sim.spreads import SpreadConfig
 from sim.textfiles import InputFileError, read_text, require_file
 from sim.venue import VenueConfig
@@ -69,13 +74,31 @@ class NewsAt(_Section):
     window_seconds: Annotated[float, Field(gt=0.0)] = 300.0
 
 
-class ReplayBars(_Section):
+class ReplaySection(_Section):
+    """Recorded quotes: bid and ask bars (`bid_path`, `ask_path`) or ticks (`path`).
+
+    Bars show at their close (`intra_bar = "close"`) or along a Brownian bridge between
+    closes at `bridge.ticks_per_minute` ("bridge", seeded by the run's seed); `digits` is
+    read from the data and, if declared, must agree with it (see `sim.quotes_csv`)."""
+
     symbol: Symbol
-    digits: Digits = 5
-    bid_path: Path
-    ask_path: Path
+    digits: Digits | None = None
+    bid_path: Path | None = None
+    ask_path: Path | None = None
+    path: Path | None = None
     bad_quotes: BadQuotePolicy = "drop"
-    intra_bar: IntraBarPath = "bar-direction"
+    intra_bar: IntraBarPath = "close"
+    bridge: BridgeConfig = BridgeConfig()
+    max_gap_minutes: Annotated[float, Field(gt=0.0)] = 5.0
+
+    @model_validator(mode="after")
+    def _bars_or_ticks(self) -> ReplaySection:
+        bars = (self.bid_path, self.ask_path)
+        if self.path is not None and any(p is not None for p in bars):
+            raise ValueError("give ticks (path) or bars (bid_path and ask_path), not both")
+        if self.path is None and any(p is None for p in bars):
+            raise ValueError("give ticks (path) or bars (both bid_path and ask_path)")
+        return self
 
 
 class MarketSection(_Section):
@@ -85,8 +108,17 @@ class MarketSection(_Section):
     regimes: RegimeConfig | None = RegimeConfig()
     news: tuple[NewsAt, ...] = ()
     spreads: SpreadConfig = SpreadConfig()
+    # Intraday profiles, clustering, tails and reopen gaps; `arbitrex calibrate` fits one.
+    shape: MarketShape | None = MarketShape()
     holidays: tuple[datetime, ...] = ()
-    replay: ReplayBars | None = None
+    replay: ReplaySection | None = None
+
+    @field_validator("regimes", "shape", mode="before")
+    @classmethod
+    def _false_is_none(cls, value: object) -> object:
+        # TOML has no null: `regimes = false` switches the regimes off (a fitted market's
+        # clustering replaces them), as `shape = false` keeps the market flat.
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _replay_needs_data(self) -> MarketSection:
@@ -124,6 +156,8 @@ class VenueSection(_Section):
     # per quote (the venue's own seeded stream).
     limit_queue: Literal["through", "touch"] = "through"
     touch_fill_probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    # The temporary price impact of the venue's own fills (`sim.impact`); none if absent.
+    impact: PriceImpactConfig | None = None
 
 
 class OrdersSection(OrderFlowConfig):
@@ -147,6 +181,9 @@ class Scenario(_Section):
     seed: Seed = 1
     start: AwareDatetime = datetime(2024, 1, 8, 7, 0, tzinfo=UTC)  # naive: refused
     broker: Literal["sim", "mt5-emulated"] = "sim"
+    # How the broker treats orders (`sim.policies`): written as a `[broker]` table, with
+    # `kind` for the broker above, `profile` for one of the library's and any overrides.
+    broker_policy: BrokerPolicy = BrokerPolicy()
     # The emulated MT5 terminal (broker = "mt5-emulated"): history sync, execution modes,
     # hidden symbols, the server's clock, its permissions.
     terminal: TerminalConfig = TerminalConfig()
@@ -161,6 +198,19 @@ class Scenario(_Section):
     invariants: tuple[Literal[INVARIANTS], ...] = INVARIANTS  # type: ignore[valid-type]
     # Recovery after the order flow: settle what lost replies left open (seconds later).
     settle_after_seconds: RunSeconds = 120.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broker_table(cls, data: object) -> object:
+        """`[broker]` as a table: its `kind` is the broker, the rest its policy."""
+        if isinstance(data, dict) and isinstance(data.get("broker"), dict):
+            if "broker_policy" in data:
+                raise ValueError("broker: give the policy in [broker] or [broker_policy], not both")
+            data = dict(data)
+            policy = dict(data["broker"])
+            data["broker"] = policy.pop("kind", "sim")
+            data["broker_policy"] = policy
+        return data
 
     @field_validator("start")
     @classmethod
@@ -202,24 +252,39 @@ class Scenario(_Section):
             regimes=m.regimes,
             news=news,
             spreads=m.spreads,
+            shape=m.shape,
         )
 
-    def replay_source(self, base_dir: Path) -> BarQuotesConfig:
-        """The replay's quote files, found, or a ScenarioError naming the missing one."""
+    def replay_source(
+        self, base_dir: Path, seed: int | None = None
+    ) -> BarQuotesConfig | TickQuotesConfig:
+        """The replay's quote files, found, or a ScenarioError naming the missing one; a
+        bridge path is drawn from `seed` (default the scenario's)."""
         assert self.market.replay is not None
         r = self.market.replay
         paths = {}
-        for field, path in (("bid_path", r.bid_path), ("ask_path", r.ask_path)):
+        named = {"bid_path": r.bid_path, "ask_path": r.ask_path, "path": r.path}
+        for field, path in named.items():
+            if path is None:
+                continue
             try:
                 paths[field] = require_file((base_dir / path).resolve(), "quote file")
             except InputFileError as missing:
                 raise ScenarioError(f"market.replay.{field}: {missing}") from missing
+        common = {
+            "symbol": r.symbol,
+            "digits": r.digits,
+            "bad_quotes": r.bad_quotes,
+            "max_gap_minutes": r.max_gap_minutes,
+        }
         try:
+            if r.path is not None:
+                return TickQuotesConfig(**common, **paths)
             return BarQuotesConfig(
-                symbol=r.symbol,
-                digits=r.digits,
-                bad_quotes=r.bad_quotes,
+                **common,
                 intra_bar=r.intra_bar,
+                bridge=r.bridge,
+                seed=self.seed if seed is None else seed,
                 **paths,
             )
         except ValidationError as error:
@@ -246,6 +311,8 @@ class Scenario(_Section):
             rejections=self.faults.rejections,
             limit_queue=self.venue.limit_queue,
             touch_fill_probability=self.venue.touch_fill_probability,
+            policy=self.broker_policy.policy(),
+            impact=self.venue.impact,
         )
 
     def with_overrides(self, overrides: dict[str, object]) -> Scenario:

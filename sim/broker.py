@@ -10,13 +10,14 @@ the wire's business, not this one's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from brokers.mt5_codes import NO_CHANGES
 from engine.core.instruments import SymbolSpec
 from engine.core.ports import (
     AccountState,
     BrokerInterface,
+    BrokerOrderState,
     BrokerRejected,
     OrderReport,
     OrderRequest,
@@ -25,7 +26,7 @@ from engine.core.ports import (
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 from sim.venue import Venue
-from sim.wire import Wire
+from sim.wire import Deferred, Wire
 
 T = TypeVar("T")
 
@@ -49,7 +50,8 @@ class SimulatedBroker(BrokerInterface):
         return self.venue.spec(symbol)
 
     def market_snapshot(self, symbol: str) -> MarketSnapshot | None:
-        return self.venue.quote(symbol, self._local())
+        # The terminal's price feed: late by the broker's feed delay, if it has one.
+        return self.venue.feed_quote(symbol, self._local())
 
     def account(self) -> AccountState:
         return self.venue.account_state(self._local())
@@ -64,7 +66,25 @@ class SimulatedBroker(BrokerInterface):
         return self.venue.margin_required(symbol, round(lots * spec.contract_size), now)
 
     def place_order(self, order: OrderRequest) -> OrderReport:
-        return self._remote(lambda t: self.venue.place(order, t), acts=True)
+        return self._remote(lambda t: self._place(order, t), acts=True)
+
+    def _place(self, order: OrderRequest, t: float) -> OrderReport:
+        """The venue's answer; for an order it holds for a last look, the answer it gives
+        when the window ends — the fill, or its rejection — which the wire waits for."""
+        report = self.venue.place(order, t)
+        if report.state is not BrokerOrderState.WORKING:
+            return report
+        due = self.venue.held_until(report.order_id)
+        if due is None:
+            return report
+        return cast(OrderReport, Deferred(due - t, lambda: self._after_last_look(report.order_id)))
+
+    def _after_last_look(self, order_id: str) -> OrderReport:
+        now = self.wire.clock.now()
+        refusal = self.venue.last_look_refusal(order_id, now)
+        if refusal is not None:
+            raise refusal
+        return self.venue.status(order_id, now)
 
     def order_status(self, order_id: str) -> OrderReport:
         return self._remote(lambda t: self.venue.status(order_id, t))

@@ -20,6 +20,9 @@ AUTHKEY = b"arbitrex-sim-broker"
 _ALLOWED = {
     "spec",
     "quote",
+    "feed_quote",
+    "held_until",
+    "last_look_refusal",
     "margin_required",
     "account_state",
     "place",

@@ -171,6 +171,18 @@ class Ledger(Mapping[int, LedgerOrder]):
         self._live[order.ticket] = order
         self._live_by_client[order.client_order_id] = order.ticket
 
+    def discard(self, order: LedgerOrder) -> None:
+        """Forget a working order that never was: a request the dealer held and then
+        rejected (its last look), which MT5 answers with no order (result.order 0)."""
+        del self._live[order.ticket]
+        client = order.client_order_id
+        if self._live_by_client.get(client) == order.ticket:
+            earlier = [t for t, o in self._live.items() if o.client_order_id == client]
+            if earlier:
+                self._live_by_client[client] = max(earlier)
+            else:
+                del self._live_by_client[client]
+
     def closed(self, order: LedgerOrder) -> None:
         """The order will not change again: it may leave memory."""
         self._closed.append(order.ticket)
@@ -282,6 +294,23 @@ class Ledger(Mapping[int, LedgerOrder]):
 
     def __iter__(self) -> Iterator[int]:
         return (order.ticket for order in self._in_order())
+
+    def rows(self) -> Iterator[tuple[int, str, str, int, int, str, int, float, float]]:
+        """Every order and its deals as plain rows, in ticket order: what a byte-for-byte
+        comparison of two ledgers reads, one row at a time."""
+        for ticket, o in self.items():
+            for fill in o.fills or [None]:
+                yield (
+                    ticket,
+                    o.client_order_id,
+                    o.symbol,
+                    int(o.direction),
+                    o.units,
+                    o.state.value,
+                    fill.units if fill else 0,
+                    fill.price if fill else 0.0,
+                    fill.time if fill else o.time,
+                )
 
     def values(self) -> ValuesView[LedgerOrder]:
         return _Values(self)

@@ -24,6 +24,13 @@ class DepthLadder(BaseModel):
     # Show the total depth in the quote (an ECN's book) or not (MT5's tick carries none).
     published: bool = False
 
+    def thinned(self, share: float) -> DepthLadder:
+        """The ladder with `share` (0..1] of its size, as `SyntheticMarket.liquidity` gives:
+        depth thins when spreads widen (at least one unit per level stays)."""
+        if share >= 1.0:
+            return self
+        return self.model_copy(update={"top_units": max(1, int(self.top_units * share))})
+
     @property
     def total_units(self) -> int:
         return sum(self._level_units(i) for i in range(self.levels))

@@ -1,16 +1,17 @@
 """The synthetic price process, and the interface every price source offers the venue.
 
-The mid of each symbol is Brownian on a tick grid: asked at a later tick, it moves by one
-normal draw scaled to the variance accumulated since, so a quiet symbol costs nothing and
-a weekend costs one draw. The variance follows a two-state volatility regime (calm and
-volatile, switching at random) and scheduled news (a jump at the release, then a volatile
-window). Spreads come from `sim.spreads`. Prices freeze while the market is closed, so
-the last quote goes stale, as at a broker.
+The mid of each symbol moves on a tick grid, one innovation per open tick drawn in tick
+order (normal, or Student-t for fat tails), scaled by the volatility in force: the symbol's
+level, times the hour of day's profile and a clustering factor per minute (`sim.shape`),
+times a two-state regime (calm and volatile, switching at random) and scheduled news (a
+jump at the release, then a volatile window); rare jumps come on top. Spreads come from
+`sim.spreads` and `sim.shape`. The market is frozen while closed: the last quote goes
+stale, as at a broker, and the price reopens with a gap drawn from a distribution, not a
+weekend's worth of diffusion.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterator
 from typing import Annotated, Protocol
@@ -21,7 +22,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from engine.core.instruments import SymbolSpec, TradeMode, pip_size
 from engine.core.ports import FillPolicy
 from engine.schemas import SYMBOL_PATTERN, MarketSnapshot
+from sim.regimes import RegimeConfig as RegimeConfig
+from sim.regimes import Regimes
 from sim.sessions import FxWeek
+from sim.shape import MarketShape, MinutePath
 from sim.spreads import SpreadConfig
 
 
@@ -46,6 +50,14 @@ class PriceSource(Protocol):
 
     def volatility(self, t: float) -> float:
         """The volatility multiplier in force at t: 1 when calm."""
+        ...
+
+    def no_quote_reason(self, symbol: str, t: float) -> str:
+        """Why `quote(symbol, t)` is None, in words, for the refusal that follows."""
+        ...
+
+    def liquidity(self, symbol: str, t: float) -> float:
+        """The share (0..1] of the venue's usual depth on the book at t."""
         ...
 
 
@@ -114,18 +126,6 @@ DEFAULT_SYMBOLS = (
 )
 
 
-class RegimeConfig(BaseModel):
-    """A two-state Markov switch between calm and volatile markets."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    # Six seconds at least: switches are drawn one by one up to the instant asked about, so
-    # regimes a few microseconds long would be millions of draws, and shorter ones endless.
-    mean_calm_minutes: Annotated[float, Field(ge=0.1)] = 180.0
-    mean_volatile_minutes: Annotated[float, Field(ge=0.1)] = 20.0
-    volatile_multiplier: Annotated[float, Field(ge=1.0)] = 2.5
-
-
 class NewsEvent(BaseModel):
     """A scheduled release: a jump at `at`, then `window_seconds` of higher volatility."""
 
@@ -154,51 +154,28 @@ class MarketConfig(BaseModel):
     regimes: RegimeConfig | None = RegimeConfig()
     news: tuple[NewsEvent, ...] = ()
     spreads: SpreadConfig = SpreadConfig()
-
-
-class _Regimes:
-    """Switch times generated forward from their own stream: independent of who asks when."""
-
-    def __init__(self, config: RegimeConfig | None, rng: np.random.Generator, start: float) -> None:
-        self.config = config
-        self.rng = rng
-        self.switches: list[float] = []  # calm until the first, volatile until the second, ...
-        self._horizon = start
-
-    def _extend(self, t: float) -> None:
-        assert self.config is not None
-        while self._horizon <= t:
-            volatile_next = len(self.switches) % 2 == 0
-            mean = (
-                self.config.mean_calm_minutes
-                if volatile_next
-                else self.config.mean_volatile_minutes
-            )
-            self._horizon += float(self.rng.exponential(mean * 60.0))
-            self.switches.append(self._horizon)
-
-    def volatile(self, t: float) -> bool:
-        if self.config is None:
-            return False
-        self._extend(t)
-        return bisect.bisect_right(self.switches, t) % 2 == 1
-
-    def multiplier(self, t: float) -> float:
-        return self.config.volatile_multiplier if self.config and self.volatile(t) else 1.0
-
-    def switches_between(self, t0: float, t1: float) -> list[float]:
-        if self.config is None:
-            return []
-        self._extend(t1)
-        return self.switches[
-            bisect.bisect_right(self.switches, t0) : bisect.bisect_left(self.switches, t1)
-        ]
+    # Intraday profiles, clustering, tails, stochastic spreads, reopen gaps (None: a flat,
+    # Gaussian market that still freezes while closed, without a reopen gap).
+    shape: MarketShape | None = MarketShape()
 
 
 class _Walk:
     """One symbol's mid: its own generator, the last tick index and price."""
 
-    __slots__ = ("config", "half_spread", "jumps", "mid", "news", "pip", "rng", "snapshot", "tick")
+    __slots__ = (
+        "config",
+        "gap_seed",
+        "half_spread",
+        "jumps",
+        "mid",
+        "news",
+        "path",
+        "pip",
+        "rng",
+        "snapshot",
+        "spread_ratio",
+        "tick",
+    )
 
     def __init__(
         self,
@@ -206,9 +183,14 @@ class _Walk:
         rng: np.random.Generator,
         news: list[NewsEvent],
         jumps: np.random.Generator,
+        path: MinutePath | None,
+        gap_seed: int,
     ) -> None:
         self.config = config
         self.rng = rng
+        self.path = path
+        self.gap_seed = gap_seed  # with a closure's start, seeds that closure's reopen gap
+        self.spread_ratio = 1.0  # the last quote's spread over the symbol's base spread
         # Each news event's jump in pips, drawn now from a stream of their own: the tick
         # draws then stay one per tick, whenever the walk crosses a release.
         self.jumps = [event.jump_pips * float(jumps.standard_normal()) for event in news]
@@ -224,23 +206,30 @@ class SyntheticMarket:
     def __init__(self, config: MarketConfig, seed: int, start: float) -> None:
         """`start` anchors the regime switches: the same seed and start, the same regimes."""
         self.config = config
-        # Streams 1..n walk the symbols, n+1..2n draw their news jumps (spawned children
-        # depend on their index only: adding the jump streams left the others as they were).
+        # Streams 1..n walk the symbols, n+1..2n draw their news jumps, 2n+1..3n their
+        # minute paths, 3n+1..4n seed their reopen gaps (spawned children depend on their
+        # index only: adding streams leaves the others as they were).
         count = len(config.symbols)
-        streams = np.random.SeedSequence(seed).spawn(2 * count + 1)
-        self._regimes = _Regimes(config.regimes, np.random.default_rng(streams[0]), start)
+        streams = np.random.SeedSequence(seed).spawn(4 * count + 1)
+        self._regimes = Regimes(config.regimes, np.random.default_rng(streams[0]), start)
         news = sorted(config.news, key=lambda n: n.start)
         self._news = news
+        shape = config.shape
+        first_minute = math.floor(start / 60.0)
+        self._shape = shape
+        self._volatility_profile = np.array(shape.volatility_profile) if shape else None
         self._walks = {
             sym.symbol: _Walk(
                 sym,
-                np.random.default_rng(stream),
+                np.random.default_rng(streams[1 + i]),
                 [n for n in news if n.affects(sym.symbol)],
-                np.random.default_rng(jump_stream),
+                np.random.default_rng(streams[1 + count + i]),
+                MinutePath(shape, np.random.default_rng(streams[1 + 2 * count + i]), first_minute)
+                if shape
+                else None,
+                int(streams[1 + 3 * count + i].generate_state(1)[0]),
             )
-            for sym, stream, jump_stream in zip(
-                config.symbols, streams[1 : count + 1], streams[count + 1 :], strict=True
-            )
+            for i, sym in enumerate(config.symbols)
         }
         # The session at the instant last asked about: every call the venue and the engine
         # make at one virtual instant asks it several times. (instant, open, tick)
@@ -309,39 +298,109 @@ class SyntheticMarket:
         self._walk_to_tick(walk, self._session(t)[2])
 
     def _walk_to_tick(self, walk: _Walk, tick: int) -> None:
-        """Move the mid to `tick`: one standard normal per tick, drawn in tick order from the
+        """Move the mid to `tick`: one innovation per open tick, drawn in tick order from the
         symbol's own stream, so the path is a function of time alone — the same whether the
         walk is asked every tick or once an hour, so brokers that read at other instants
-        meet the same market. News jumps are drawn up front, one per event."""
+        meet the same market. News jumps are drawn up front, one per event; the minute
+        path's blocks in order; a reopen gap from a generator seeded by the closure's start.
+        A closure costs no draws: the price is frozen, then gaps."""
         if walk.tick is not None and tick <= walk.tick:
             return
         if walk.tick is not None:
-            first, count = walk.tick + 1, tick - walk.tick
-            scale = walk.config.volatility_pips * math.sqrt(self.config.tick_seconds)
-            runs = self._tick_multipliers(walk, first, tick)
-            if count == 1:
-                step = scale * runs[0][1] * float(walk.rng.standard_normal())
-            else:
-                draws = walk.rng.standard_normal(count)
-                ends = [*(start for start, _ in runs[1:]), tick + 1]
-                step = sum(
-                    scale * m * float(draws[start - first : end - first].sum())
-                    for (start, m), end in zip(runs, ends, strict=True)
-                )
-            t0, t1 = walk.tick * self.config.tick_seconds, tick * self.config.tick_seconds
-            for event, jump in zip(walk.news, walk.jumps, strict=True):
-                if t0 < event.start <= t1:
-                    step += jump
-            walk.mid += step * walk.pip
+            ts = self.config.tick_seconds
+            cursor = walk.tick
+            # A closure lasts a day at least: two ticks less than a day apart have none.
+            while (tick - cursor) * ts >= 86_000.0:
+                week = self.config.week
+                close = week.next_closure_start(cursor * ts)
+                frozen = math.floor(close / ts)
+                if frozen >= tick:
+                    break
+                self._diffuse(walk, cursor, frozen)
+                reopen = week.next_open_instant(close)
+                cursor = max(math.ceil(reopen / ts - 1e-9), frozen + 1)
+                walk.mid += self._reopen_gap(walk, close) * walk.pip
+                if cursor >= tick:
+                    cursor = tick
+                    break
+            self._diffuse(walk, cursor, tick)
         walk.tick = tick
         walk.snapshot = None
+
+    def _reopen_gap(self, walk: _Walk, close: float) -> float:
+        shape = self._shape
+        if shape is None or not shape.reopen_gap_pips:
+            return 0.0
+        rng = np.random.default_rng([walk.gap_seed, int(close)])
+        return shape.reopen_gap_pips * float(rng.standard_normal())
+
+    def _draws(self, walk: _Walk, count: int) -> np.ndarray:
+        df = self._shape.tail_df if self._shape else None
+        if df is None:
+            return walk.rng.standard_normal(count)
+        # Student-t scaled to unit variance: the level stays volatility_pips.
+        return walk.rng.standard_t(df, count) * math.sqrt((df - 2.0) / df)
+
+    def _diffuse(self, walk: _Walk, start: int, tick: int) -> None:
+        """Ticks start+1..tick, all open (or the close's own tick)."""
+        if tick <= start:
+            return
+        first, count = start + 1, tick - start
+        ts = self.config.tick_seconds
+        scale = walk.config.volatility_pips * math.sqrt(ts)
+        runs = self._tick_multipliers(walk, first, tick)
+        path, profile = walk.path, self._volatility_profile
+        draws = self._draws(walk, count)
+        if path is not None and profile is not None:
+            # A tick's volatility is the one in force when its interval begins.
+            if count == 1:
+                begin = start * ts
+                draws *= path.factors(begin)[0] * profile[int(begin % 86_400.0 // 3600.0)]
+            else:
+                begins = np.arange(start, tick, dtype=np.float64) * ts
+                hours = (begins % 86_400.0 // 3600.0).astype(np.int64)
+                draws *= path.volatility_at(begins) * profile[hours]
+        if count == 1:
+            step = scale * runs[0][1] * float(draws[0])
+        else:
+            ends = [*(s for s, _ in runs[1:]), tick + 1]
+            step = sum(
+                scale * m * float(draws[s - first : end - first].sum())
+                for (s, m), end in zip(runs, ends, strict=True)
+            )
+        t0, t1 = start * ts, tick * ts
+        for event, jump in zip(walk.news, walk.jumps, strict=True):
+            if t0 < event.start <= t1:
+                step += jump
+        if path is not None:
+            step += path.jumps_between(t0, t1)
+        walk.mid += step * walk.pip
 
     def _spread_multiplier(self, walk: _Walk, t: float) -> float:
         week = self.config.week
         news_active = self._news_multiplier(walk.news, t) > 1.0
-        return self.config.spreads.multiplier(
-            t, week.seconds_since_open(t), news_active, self._regimes.volatile(t)
+        events = self.config.spreads.multiplier(
+            t,
+            week.seconds_since_open(t),
+            news_active,
+            self._regimes.volatile(t),
+            week.roll_hour_utc(t),
         )
+        shape, path = self._shape, walk.path
+        if shape is None or path is None:
+            return events
+        hour = int(t % 86_400.0 // 3600.0)
+        return events * shape.spread_profile[hour] * path.factors(t)[1]
+
+    def liquidity(self, symbol: str, t: float) -> float:
+        """The share of the venue's usual depth on the book at t: depth thins as spreads
+        widen, (base spread / spread) ** depth_elasticity, at most 1 (`DepthLadder.thinned`)."""
+        quote = self.quote(symbol, t)
+        walk = self._walks[symbol]
+        shape = self._shape
+        if quote is None or shape is None or walk.spread_ratio <= 1.0:
+            return 1.0
+        return float(walk.spread_ratio**-shape.depth_elasticity)
 
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         """The quote prevailing at t; its time is the tick it was struck at."""
@@ -351,7 +410,8 @@ class SyntheticMarket:
         self._walk_to(walk, t)
         if walk.snapshot is None:
             struck = walk.tick * self.config.tick_seconds
-            half = walk.half_spread * self._spread_multiplier(walk, struck)
+            ratio = walk.spread_ratio = self._spread_multiplier(walk, struck)
+            half = walk.half_spread * ratio
             digits = walk.config.digits
             walk.snapshot = MarketSnapshot.model_construct(
                 symbol=symbol,
@@ -362,6 +422,10 @@ class SyntheticMarket:
                 ask_depth_units=None,
             )
         return walk.snapshot
+
+    def no_quote_reason(self, symbol: str, t: float) -> str:
+        # A walk quotes from its start at every instant: only an unknown symbol has none.
+        return f"no quote for {symbol}: not a symbol of this market"
 
     def mid(self, symbol: str, t: float) -> float:
         walk = self._walks.get(symbol)

@@ -2,8 +2,14 @@
 
 Two shapes are read. One-minute bars of the bid and of the ask, in two files whose rows carry
 the same timestamps (`timestamp,open,high,low,close`; the timestamp is the bar's open), and
-ticks (`timestamp,bid,ask`). Timestamps are ISO 8601 with a UTC offset; prices are decimal
-strings. Further columns are ignored; blank lines are skipped.
+ticks (`timestamp,bid,ask`, and optionally `bid_size,ask_size`, the volume quoted at each
+side). Timestamps are ISO 8601 with a UTC offset; prices are decimal strings. Further columns
+are ignored; blank lines are skipped. Bars become quotes as `sim.bars` says: at their close,
+or along a declared intra-bar path.
+
+The symbol's digits are the most decimals any price of the file is written with (files write
+prices to the point: GBP/USD 1.32100, USD/JPY 86.655). A source that declares other digits
+is refused with `DigitsError`: pips would be 10^n times off, and every spread check with them.
 
 A file that cannot be read as quotes raises `QuoteFileError` naming the file, the line and the
 problem: a missing column, a row whose field count differs from the header's, a timestamp that
@@ -15,8 +21,9 @@ data-quality problem like the others.
 Data-quality problems are counted in a `DataQualityReport`, judged on the rows as read, and
 handled by the declared policy `bad_quotes`, never silently:
 
-- crossed: a quote whose ask is below its bid. Bars are judged after their expansion into
-  quotes (see `BAR_QUOTE_OFFSETS`), one bar being crossed if any of its four quotes is.
+- crossed: a quote whose ask is below its bid. A bar replayed at its close is judged on its
+  closes; one replayed along a bridge on its four anchors (the open, the two extremes in
+  path order, the close: bid and ask paired at one instant), crossed if any of them is.
 - missing / non_positive: a row with an empty or a zero or negative price on either side.
 - duplicates: rows sharing their timestamp with a later row. The last row at an instant is
   taken as the quote at that instant, being the later update; the earlier ones are the problem.
@@ -28,9 +35,10 @@ handled by the declared policy `bad_quotes`, never silently:
 Policies:
 
 - "refuse" raises `BadQuotesError` listing the first rows of each problem found.
-- "drop" removes every problem row (for bars, a crossed quote, not its whole bar). An
-  out-of-order row is the one stamped late, so it goes; note that a single row stamped far
-  in the future would take every row below it along, which the report's counts make visible.
+- "drop" removes every problem row (a bridge cannot pass through a missing anchor, so a
+  crossed bar goes whole). An out-of-order row is the one stamped late, so it goes; note
+  that a single row stamped far in the future would take every row below it along, which
+  the report's counts make visible.
 - "repair" sets both sides of a crossed quote to its mid, rounded to the symbol's digits, and
   stably sorts out-of-order rows into place. The mid, not a swap of the sides: a crossed pair
   of bars comes from bid and ask prices sampled at different ticks, so the mid is the best
@@ -60,19 +68,18 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
 
 from engine.schemas import SYMBOL_PATTERN
+from sim.bars import BAR_SECONDS, BridgeConfig, BridgePath, IntraBarPath, anchors
+from sim.quote_report import (
+    EXAMPLE_ROWS,
+    BadQuotePolicy,
+    DataQualityReport,
+    GapReport,
+    ProblemRows,
+)
+from sim.quote_store import ArrayQuotes, FloatArray, QuoteStore
 from sim.sessions import FxWeek
 from sim.textfiles import InputFileError, read_text
 
-BadQuotePolicy = Literal["drop", "repair", "refuse"]
-IntraBarPath = Literal["OHLC", "OLHC", "bar-direction"]
-
-# Where inside its minute each of a bar's four quotes is placed, in seconds after the bar's
-# open: the open at once, the first extreme at +15 s, the second at +30 s, the close at +45 s.
-# The close comes before the minute ends so that a sample taken at the close point sees the
-# close, and it prevails for the last quarter of the minute until the next bar opens at +60 s.
-BAR_QUOTE_OFFSETS = (0.0, 15.0, 30.0, 45.0)
-BAR_SECONDS = 60.0
-EXAMPLE_ROWS = 10
 # No currency has traded above a billion units of another (the bolivar before its
 # redenominations came nearest, in millions): a larger number is a corrupt field, and one
 # near the float's limit would overflow the spreads measured from it.
@@ -80,9 +87,7 @@ MAX_PRICE = 1e9
 
 _BAR_COLUMNS = ("open", "high", "low", "close")
 _TICK_COLUMNS = ("bid", "ask")
-# Column indices into (open, high, low, close) for the two orders of the extremes.
-_HIGH_FIRST = np.array([0, 1, 2, 3])
-_LOW_FIRST = np.array([0, 2, 1, 3])
+_SIZE_COLUMNS = ("bid_size", "ask_size")
 
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN.pattern)]
 Digits = Annotated[int, Field(ge=0, le=8)]
@@ -95,15 +100,19 @@ class _Config(BaseModel):
 
 class BarQuotesConfig(_Config):
     """One-minute bid and ask bars in two files. The policy and the path have no default:
-    both change what is replayed, so a caller declares them."""
+    both change what is replayed, so a caller declares them. `digits` None: as the data
+    has them; declared, it must agree with the data. `seed` and `bridge` shape the
+    "bridge" path only."""
 
     kind: Literal["bars"] = "bars"
     symbol: Symbol
-    digits: Digits
+    digits: Digits | None = None
     bid_path: FilePath
     ask_path: FilePath
     bad_quotes: BadQuotePolicy
     intra_bar: IntraBarPath
+    bridge: BridgeConfig = BridgeConfig()
+    seed: Annotated[int, Field(ge=0)] = 0
     max_gap_minutes: GapMinutes = 5.0
 
     @model_validator(mode="after")
@@ -118,11 +127,12 @@ class BarQuotesConfig(_Config):
 
 
 class TickQuotesConfig(_Config):
-    """Bid and ask ticks in one file. The policy has no default; see `BarQuotesConfig`."""
+    """Bid and ask ticks in one file, with `bid_size` and `ask_size` columns or without.
+    The policy has no default; `digits` as in `BarQuotesConfig`."""
 
     kind: Literal["ticks"] = "ticks"
     symbol: Symbol
-    digits: Digits
+    digits: Digits | None = None
     path: FilePath
     bad_quotes: BadQuotePolicy
     max_gap_minutes: GapMinutes = 5.0
@@ -135,87 +145,12 @@ class TickQuotesConfig(_Config):
 QuoteSource = Annotated[BarQuotesConfig | TickQuotesConfig, Field(discriminator="kind")]
 
 
-class ProblemRows(_Config):
-    count: Annotated[int, Field(ge=0)] = 0
-    rows: tuple[int, ...] = Field(
-        default=(), description=f"the first {EXAMPLE_ROWS} line numbers with the problem"
-    )
-
-    def describe(self) -> str:
-        if not self.count:
-            return "0"
-        more = ", ..." if self.count > len(self.rows) else ""
-        return f"{self.count} (lines {', '.join(map(str, self.rows))}{more})"
-
-
-class GapReport(_Config):
-    threshold_minutes: float
-    count: Annotated[int, Field(ge=0)]
-    longest_minutes: float = Field(
-        description="the longest stretch of open market without a quote, a gap or not"
-    )
-    rows: tuple[int, ...] = Field(
-        description=f"line of the first quote after each of the first {EXAMPLE_ROWS} gaps"
-    )
-
-
-class DataQualityReport(_Config):
-    """What was wrong with a source, judged on its rows as read, and what the policy did.
-
-    `rows_used` counts rows of which at least one quote was kept; `quotes_used` counts the
-    quotes replayed (four per bar, one per tick). `crossed` counts rows, `crossed_quotes` the
-    crossed quotes within them. Printing the report gives a summary a person can read.
-    """
-
-    symbol: str
-    files: tuple[str, ...]
-    policy: BadQuotePolicy
-    intra_bar: IntraBarPath | None
-    rows_read: Annotated[int, Field(ge=0)]
-    rows_used: Annotated[int, Field(ge=0)]
-    quotes_used: Annotated[int, Field(ge=0)]
-    crossed: ProblemRows
-    crossed_quotes: Annotated[int, Field(ge=0)]
-    missing: ProblemRows
-    non_positive: ProblemRows
-    duplicates: ProblemRows
-    out_of_order: ProblemRows
-    gaps: GapReport | None = Field(description="None when nothing is replayed to measure")
-
-    def problems(self) -> dict[str, ProblemRows]:
-        """The problems a policy acts on, by name."""
-        return {
-            "crossed": self.crossed,
-            "missing": self.missing,
-            "non_positive": self.non_positive,
-            "duplicates": self.duplicates,
-            "out_of_order": self.out_of_order,
-        }
-
-    def __str__(self) -> str:
-        lines = [
-            f"{self.symbol}: {' + '.join(self.files)}",
-            f"  policy {self.policy}"
-            + (f", intra-bar path {self.intra_bar}" if self.intra_bar else ""),
-            f"  rows read {self.rows_read}, used {self.rows_used}; quotes used {self.quotes_used}",
-        ]
-        for name, problem in self.problems().items():
-            extra = f"; {self.crossed_quotes} crossed quotes in them" if name == "crossed" else ""
-            lines.append(f"  {name:<13}{problem.describe()}{extra}")
-        gaps = self.gaps
-        if gaps is None:
-            lines.append(f"  {'gaps':<13}not measured: nothing is replayed")
-        else:
-            found = ProblemRows(count=gaps.count, rows=gaps.rows).describe()
-            lines.append(
-                f"  {'gaps':<13}{found} longer than {gaps.threshold_minutes:g} min of open"
-                f" market; longest quiet stretch {gaps.longest_minutes:.2f} min"
-            )
-        return "\n".join(lines)
-
-
 class QuoteFileError(InputFileError):
     """A file that cannot be read as quotes; the message reads `path:line: problem`."""
+
+
+class DigitsError(ValueError):
+    """A source whose declared digits the data contradicts; the message is one line."""
 
 
 class BadQuotesError(ValueError):
@@ -226,31 +161,51 @@ class BadQuotesError(ValueError):
         super().__init__(f"{report.symbol} ({' + '.join(report.files)}): {problem}")
 
 
-FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
 class QuoteSeries:
-    """One symbol's cleaned quotes: times strictly increasing, POSIX seconds; read-only."""
+    """One symbol's cleaned quotes, read through `quotes`, and the data-quality report.
+    `time`, `bid`, `ask`: every quote at once (for tests: a long bridge takes gigabytes)."""
 
     symbol: str
     digits: int
-    time: FloatArray
-    bid: FloatArray
-    ask: FloatArray
+    quotes: QuoteStore
     report: DataQualityReport
+
+    @property
+    def time(self) -> FloatArray:
+        return self.quotes.arrays()[0]
+
+    @property
+    def bid(self) -> FloatArray:
+        return self.quotes.arrays()[1]
+
+    @property
+    def ask(self) -> FloatArray:
+        return self.quotes.arrays()[2]
+
+    @property
+    def sizes(self) -> tuple[FloatArray | None, FloatArray | None]:
+        """The volumes quoted at bid and ask, for ticks whose file has them."""
+        if isinstance(self.quotes, ArrayQuotes):
+            return self.quotes.bid_size, self.quotes.ask_size
+        return None, None
 
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """A file's rows: line numbers, times, and prices (NaN where a field was empty)."""
+    """A file's rows: line numbers, times, prices (NaN where a field was empty), the most
+    decimals a price was written with, and the optional columns if the file has them."""
 
     path: Path
     lines: IntArray
     time: FloatArray
     prices: FloatArray  # one column per price column asked for
+    decimals: int
+    extra: FloatArray | None = None
 
 
 def load_quotes(
@@ -262,23 +217,49 @@ def load_quotes(
         bid_bars = _read(source.bid_path, _BAR_COLUMNS)
         ask_bars = _read(source.ask_path, _BAR_COLUMNS)
         _check_aligned(bid_bars, ask_bars)
-        bid, ask = _intra_bar_path(bid_bars.prices, ask_bars.prices, source.intra_bar)
-        rows = bid_bars
-        offsets = np.array(BAR_QUOTE_OFFSETS)
-        intra_bar: IntraBarPath | None = source.intra_bar
-    else:
-        rows = _read(source.path, _TICK_COLUMNS)
-        bid, ask = rows.prices[:, :1], rows.prices[:, 1:]
-        offsets = np.zeros(1)
-        intra_bar = None
-    return _clean(source, rows, bid, ask, offsets, intra_bar, week)
+        digits = _digits(
+            source, max(bid_bars.decimals, ask_bars.decimals), 2 * bid_bars.prices.size
+        )
+        if source.intra_bar == "close":
+            bid, ask = bid_bars.prices[:, 3:], ask_bars.prices[:, 3:]
+        else:
+            bid, ask = anchors(bid_bars.prices, ask_bars.prices)
+        return _clean(source, digits, bid_bars, bid, ask, source.intra_bar, week)
+    rows = _read(source.path, _TICK_COLUMNS, _SIZE_COLUMNS)
+    digits = _digits(source, rows.decimals, rows.prices.size)
+    return _clean(source, digits, rows, rows.prices[:, :1], rows.prices[:, 1:], None, week)
 
 
-def _read(path: Path, columns: tuple[str, ...]) -> _Table:
+# Prices on a grid of d digits end in a zero at the d-th decimal one time in ten: with this
+# many prices and none using it, the grid is coarser than declared (p < 1e-100).
+_ENOUGH_PRICES = 100
+
+
+def _digits(source: BarQuotesConfig | TickQuotesConfig, in_data: int, prices: int) -> int:
+    """The data's digits, or a DigitsError if the source declares others: fewer than the
+    data needs, or more than enough prices ever use."""
+    declared = source.digits
+    if declared is None:
+        return in_data
+    if declared > in_data and prices < _ENOUGH_PRICES:
+        return declared
+    if declared != in_data:
+        files = " + ".join(path.name for path in source.files)
+        raise DigitsError(
+            f"{source.symbol}: digits = {declared} contradicts the data: {files} give"
+            f" prices to {in_data} decimals (a point of {10.0**-in_data:g}); declare"
+            f" digits = {in_data} or leave it out"
+        )
+    return declared
+
+
+def _read(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> _Table:
     text = read_text(path, "quote file", QuoteFileError)
     lines: list[int] = []
     times: list[float] = []
     prices: list[float] = []
+    extra: list[float] = []
+    decimals = 0
     with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         try:
@@ -294,6 +275,12 @@ def _read(path: Path, columns: tuple[str, ...]) -> _Table:
                 )
             time_at = header.index("timestamp")
             price_at = [header.index(name) for name in columns]
+            # Optional columns count only all together: sizes for one side are no depth.
+            extra_at = (
+                [header.index(name) for name in optional]
+                if optional and all(name in header for name in optional)
+                else []
+            )
             for fields in reader:
                 if not fields:
                     continue
@@ -306,7 +293,11 @@ def _read(path: Path, columns: tuple[str, ...]) -> _Table:
                 lines.append(line)
                 times.append(_timestamp(path, line, fields[time_at].strip()))
                 for name, at in zip(columns, price_at, strict=True):
-                    prices.append(_price(path, line, name, fields[at].strip()))
+                    text = fields[at].strip()
+                    prices.append(_price(path, line, name, text))
+                    decimals = max(decimals, _decimals(text))
+                for name, at in zip(optional, extra_at, strict=False):
+                    extra.append(_price(path, line, name, fields[at].strip()))
         except csv.Error as exc:
             raise QuoteFileError(path, reader.line_num, f"not valid CSV: {exc}") from None
         if not lines:
@@ -316,6 +307,8 @@ def _read(path: Path, columns: tuple[str, ...]) -> _Table:
         np.array(lines, dtype=np.int64),
         np.array(times, dtype=np.float64),
         np.array(prices, dtype=np.float64).reshape(len(lines), len(columns)),
+        decimals,
+        np.array(extra, dtype=np.float64).reshape(len(lines), -1) if extra_at else None,
     )
 
 
@@ -344,6 +337,13 @@ def _price(path: Path, line: int, column: str, text: str) -> float:
     return value
 
 
+def _decimals(text: str) -> int:
+    """Decimals a price needs: 5 in 1.32101, 3 in 1.32100, 0 in 86."""
+    mantissa = text.lower().partition("e")[0]
+    # Trailing zeros say nothing: 1.10020 and 1.1002 are one price on either grid.
+    return len(mantissa.partition(".")[2].rstrip("0"))
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
@@ -370,25 +370,6 @@ def _check_aligned(bid: _Table, ask: _Table) -> None:
         )
 
 
-def _intra_bar_path(
-    bid: FloatArray, ask: FloatArray, order: IntraBarPath
-) -> tuple[FloatArray, FloatArray]:
-    """Reorder (open, high, low, close) columns into the declared order of quotes.
-
-    "bar-direction" reads the direction from the mid, so that bid and ask, which may disagree
-    on a flat bar, follow one path: a bar that closed at or above its open is taken to have
-    made its low first, one that closed below to have made its high first.
-    """
-    if order == "OHLC":
-        index = np.broadcast_to(_HIGH_FIRST, bid.shape)
-    elif order == "OLHC":
-        index = np.broadcast_to(_LOW_FIRST, bid.shape)
-    else:
-        rising = (bid[:, 3] + ask[:, 3]) >= (bid[:, 0] + ask[:, 0])
-        index = np.where(rising[:, None], _LOW_FIRST, _HIGH_FIRST)
-    return np.take_along_axis(bid, index, axis=1), np.take_along_axis(ask, index, axis=1)
-
-
 def _problem(mask: BoolArray, lines: IntArray) -> ProblemRows:
     return ProblemRows(
         count=int(mask.sum()), rows=tuple(int(n) for n in lines[mask][:EXAMPLE_ROWS])
@@ -406,16 +387,17 @@ def _duplicated_keep_last(times: FloatArray) -> BoolArray:
 
 def _clean(
     source: BarQuotesConfig | TickQuotesConfig,
+    digits: int,
     rows: _Table,
     bid: FloatArray,
     ask: FloatArray,
-    offsets: FloatArray,
     intra_bar: IntraBarPath | None,
     week: FxWeek,
 ) -> QuoteSeries:
-    """Judge the rows, apply the policy, and flatten the rows into quotes.
+    """Judge the rows, apply the policy, and turn the rows into quotes.
 
-    `bid` and `ask` hold one column per quote of a row, in time order (four for a bar)."""
+    `bid` and `ask` hold one column per price of a row that is judged (a bar's closes, or
+    its four anchors in path order; a tick's prices)."""
     lines, times = rows.lines, rows.time
     both = np.concatenate([bid, ask], axis=1)
     missing = np.isnan(both).any(axis=1)
@@ -435,15 +417,15 @@ def _clean(
         "out_of_order": _problem(out_of_order, lines),
     }
 
-    def report(used: BoolArray, gaps: GapReport | None) -> DataQualityReport:
+    def report(used_rows: int, quotes: int, gaps: GapReport | None) -> DataQualityReport:
         return DataQualityReport(
             symbol=source.symbol,
             files=tuple(path.name for path in source.files),
             policy=policy,
             intra_bar=intra_bar,
             rows_read=len(times),
-            rows_used=int(used.any(axis=1).sum()),
-            quotes_used=int(used.sum()),
+            rows_used=used_rows,
+            quotes_used=quotes,
             crossed_quotes=int(crossed_quotes.sum()),
             gaps=gaps,
             **problems,
@@ -451,12 +433,9 @@ def _clean(
 
     keep_rows = ~(missing | non_positive | duplicates)
     if policy == "drop":
-        keep_rows &= ~out_of_order
-    keep = np.repeat(keep_rows[:, None], bid.shape[1], axis=1)
-    if policy == "drop":
-        keep &= ~crossed_quotes
+        keep_rows &= ~(out_of_order | crossed)
     elif policy == "repair":
-        mid = np.round((bid + ask) / 2.0, source.digits)
+        mid = np.round((bid + ask) / 2.0, digits)
         bid = np.where(crossed_quotes, mid, bid)
         ask = np.where(crossed_quotes, mid, ask)
 
@@ -464,26 +443,40 @@ def _clean(
         found = "; ".join(
             f"{name} {problem.describe()}" for name, problem in problems.items() if problem.count
         )
-        raise BadQuotesError(report(np.zeros_like(keep), None), f"refused: {found}")
+        raise BadQuotesError(report(0, 0, None), f"refused: {found}")
 
     # Drop leaves the kept rows in order already, so one stable sort serves both policies.
     order = np.flatnonzero(keep_rows)[np.argsort(times[keep_rows], kind="stable")]
-    if len(offsets) > 1:
+    if not order.size:
+        raise BadQuotesError(report(0, 0, None), f"no usable quote left under {policy!r}")
+    sizes = rows.extra[order] if rows.extra is not None else None
+    quotes: QuoteStore
+    if intra_bar is None:
+        quotes = ArrayQuotes(
+            times[order],
+            bid[order, 0],
+            ask[order, 0],
+            sizes[:, 0] if sizes is not None else None,
+            sizes[:, 1] if sizes is not None else None,
+        )
+    else:
         _check_bar_spacing(rows.path, lines[order], times[order])
-    kept = keep[order]
-    quote_time = (times[order, None] + offsets[None, :])[kept]
-    quote_lines = np.repeat(lines[order, None], len(offsets), axis=1)[kept]
-    used = np.zeros_like(keep)
-    used[order] = kept
-    if not quote_time.size:
-        raise BadQuotesError(report(used, None), f"no usable quote left under {policy!r}")
+        if intra_bar == "close":
+            quotes = ArrayQuotes(times[order] + BAR_SECONDS, bid[order, 0], ask[order, 0])
+        else:
+            assert isinstance(source, BarQuotesConfig)
+            quotes = BridgePath(
+                times[order], bid[order], ask[order], digits, source.bridge, source.seed
+            )
+    # A bridge fills each bar's minute, so its gaps are those between bars, which close at
+    # their open + 60 s: measured on the bars, not on millions of ticks.
+    ends = times[order] + BAR_SECONDS if intra_bar == "bridge" else quotes.arrays()[0]
+    gaps = _gaps(ends, lines[order], source.max_gap_minutes, week)
     return QuoteSeries(
         symbol=source.symbol,
-        digits=source.digits,
-        time=_frozen(quote_time),
-        bid=_frozen(bid[order][kept]),
-        ask=_frozen(ask[order][kept]),
-        report=report(used, _gaps(quote_time, quote_lines, source.max_gap_minutes, week)),
+        digits=digits,
+        quotes=quotes,
+        report=report(len(order), quotes.count, gaps),
     )
 
 
@@ -497,12 +490,6 @@ def _check_bar_spacing(path: Path, lines: IntArray, times: FloatArray) -> None:
             f"bar starts {times[i + 1] - times[i]:g} s after the bar at line {lines[i]};"
             f" one-minute bars must be at least {BAR_SECONDS:g} s apart",
         )
-
-
-def _frozen(values: FloatArray) -> FloatArray:
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    values.setflags(write=False)
-    return values
 
 
 def _gaps(times: FloatArray, lines: IntArray, threshold_minutes: float, week: FxWeek) -> GapReport:

@@ -223,7 +223,7 @@ class Triggers:
                 self.drop(order)
                 self.venue.finish(order, BrokerOrderState.CANCELLED)
                 return
-        depth = self.venue.config.depth
+        depth = self.venue.liquidity.depth(order.symbol, quote.time)
         units = left if depth is None else min(left, depth.top_units)
         self.venue.fill(order, units, price, max(quote.time, order.time))
         if sum(f.units for f in order.fills) >= order.units:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.core.instruments import SymbolSpec, TradeMode, VolumeError, units_to_lots
+from engine.core.instruments import SymbolSpec, VolumeError, units_to_lots
 from engine.core.ports import (
     AccountState,
     BrokerFill,
@@ -30,14 +30,17 @@ from engine.core.ports import (
 from engine.core.vocabulary import ExitReason, OrderType
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
 from sim import rejections as codes
-from sim.account import Account, AccountConfig, MarginMode
+from sim.account import Account, AccountConfig, Charge, MarginMode
+from sim.impact import Liquidity, PriceImpactConfig
 from sim.ledger import Ledger, LedgerOrder
 from sim.liquidity import DepthLadder
 from sim.market import PriceSource
-from sim.positions import PositionBook, VenuePosition, frozen_level, stops_problem
+from sim.policies import Dealer, ExecutionPolicy, check_deviation
+from sim.positions import PositionBook, VenuePosition
 from sim.rejections import RejectionConfig, Rejections
 from sim.rejections import refuse as _refuse
 from sim.resting import QueueConfig, Triggers, check_limit, check_order_stops
+from sim.venue_checks import check_close, check_protection, check_tradable
 
 R = ExecutionRejectionReason
 
@@ -55,6 +58,11 @@ class VenueConfig(BaseModel):
     # Resting limit orders: where they stand in the queue at their price (`sim.resting`).
     limit_queue: Literal["through", "touch"] = "through"
     touch_fill_probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    # How the broker treats its client beyond the market: feed delay, last look, asymmetric
+    # slippage and requotes, commission and swap (`sim.policies`); the default adds none.
+    policy: ExecutionPolicy = ExecutionPolicy()
+    # Temporary price impact of the venue's own fills, decaying (`sim.impact`); None: none.
+    impact: PriceImpactConfig | None = None
 
 
 class Venue:
@@ -67,13 +75,20 @@ class Venue:
     ) -> None:
         self.market = market
         self.config = config or VenueConfig()
-        self.account = Account(account or AccountConfig(), market)
+        policy = self.config.policy
+        self.account = Account(
+            account or AccountConfig(), market, policy if policy.charges else None
+        )
+        # None unless a policy changes how orders meet the market: a neutral venue pays for
+        # the policies with one test per order.
+        self.dealer = None if policy.trades_as_market else Dealer(policy, market)
         self.rejections = Rejections(self.config.rejections, seed)
         self.orders = Ledger()
         self.refusals: dict[int, int] = {}  # MT5 code -> count: what the broker refused
         self._next_ticket = 1
         self._next_deal = 1
         self.book = PositionBook(self.account.config.margin_mode is MarginMode.HEDGING)
+        self.liquidity = Liquidity(market, self.config.depth, self.config.impact)
         # The working orders that will close a position (named, reduce-only, or the
         # server's own stop-loss and take-profit): ticket -> the position's identifier.
         self.closing: dict[int, int] = {}
@@ -100,13 +115,32 @@ class Venue:
     def advance(self, t: float) -> None:
         """Bring the server up to t: expiries, stop-loss and take-profit triggers and limit
         fills on the quotes struck since it last looked (`sim.resting`). Every public entry
-        point calls it first; with nothing watched it costs one test."""
+        point calls it first; with nothing watched it costs one test. Orders held for a
+        last look are decided first, on the market as it stood when their window ended."""
+        if self.dealer is not None and self.dealer.held:
+            self.dealer.decide_held(self, t)
         self.triggers.advance(t)
 
     def quote(self, symbol: str, t: float) -> MarketSnapshot | None:
         self.advance(t)
+        return self._published(self._shown(symbol, t), t)
+
+    def _shown(self, symbol: str, t: float) -> MarketSnapshot | None:
+        """The market's quote, moved by what is left of the venue's own price impact."""
         quote = self.market.quote(symbol, t)
-        depth = self.config.depth
+        spec = self.spec(symbol)
+        return self.liquidity.shown(quote, t, spec.pip, spec.digits) if spec else quote
+
+    def feed_quote(self, symbol: str, t: float) -> MarketSnapshot | None:
+        """The quote the client's price feed shows at t: the server's own, or with a
+        feed delay the one it had that long ago."""
+        if self.dealer is None or not self.dealer.delay:
+            return self.quote(symbol, t)
+        self.advance(t)
+        return self._published(self.dealer.feed_quote(symbol, t), t)
+
+    def _published(self, quote: MarketSnapshot | None, t: float) -> MarketSnapshot | None:
+        depth = self.liquidity.depth(quote.symbol, t) if quote is not None else None
         if quote is None or depth is None or not depth.published:
             return quote
         total = depth.total_units
@@ -146,7 +180,7 @@ class Venue:
         spec = self.spec(order.symbol)
         if symbol_config is None or spec is None:
             raise _refuse(codes.INVALID, f"unknown symbol {order.symbol}")
-        self._check_tradable(spec, order)
+        check_tradable(spec, order, self.account)
         if order.fill_policy not in symbol_config.fill_policies:
             raise _refuse(
                 codes.INVALID_FILL, f"{order.fill_policy.value} not allowed for {order.symbol}"
@@ -161,20 +195,17 @@ class Venue:
             raise _refuse(codes.INVALID_VOLUME, f"{order.lots} lots != {order.units} units")
         quote = self.market.quote(order.symbol, t)
         if quote is None:
-            raise _refuse(codes.PRICE_OFF, f"no quote for {order.symbol} yet")
+            raise _refuse(codes.PRICE_OFF, self.market.no_quote_reason(order.symbol, t))
         limit = order.order_type is OrderType.LIMIT
         if limit:
             check_limit(order, quote, spec, t)
         else:
             price = quote.ask if order.direction is Direction.BUY else quote.bid
-            if order.deviation_points is not None:
-                moved = abs(price - order.price) / spec.point
-                if moved > order.deviation_points + 1e-6:
-                    raise _refuse(
-                        codes.REQUOTE,
-                        f"price moved {moved:.0f} points, deviation {order.deviation_points}",
-                    )
-        closes = self._check_close(order)
+            if self.dealer is None:
+                check_deviation(order, price, spec)
+            else:
+                self.dealer.check_price(order, price, spec)
+        closes = check_close(order, self.book, self.closing)
         if order.stop_loss is not None or order.take_profit is not None:
             check_order_stops(order, quote, spec, closes)
         if not closes:  # a close frees margin: it needs none
@@ -182,7 +213,7 @@ class Venue:
             free = self.account.state(t).free_margin
             if needed > free:
                 raise _refuse(codes.NO_MONEY, f"margin {needed:.2f} exceeds free margin {free:.2f}")
-        depth = self.config.depth
+        depth = self.liquidity.depth(order.symbol, t)
         if (
             not limit
             and order.fill_policy is FillPolicy.FOK
@@ -197,55 +228,11 @@ class Venue:
             self.closing[ledger_order.ticket] = closes
         if limit:
             self.triggers.rest(ledger_order)
+        elif self.dealer is not None and self.dealer.accept(ledger_order.ticket, order, t):
+            pass  # held for a last look: `advance` decides it when the window ends
         elif self.config.fill_delay_seconds == 0.0:
-            self._match(ledger_order, spec, t)
+            self.match(ledger_order, spec, t)
         return ledger_order.report()
-
-    def _check_tradable(self, spec: SymbolSpec, order: OrderRequest) -> None:
-        mode, buy = spec.trade_mode, order.direction is Direction.BUY
-        if mode is TradeMode.DISABLED:
-            raise _refuse(codes.TRADE_DISABLED, f"{spec.symbol} trading disabled")
-        if mode is TradeMode.LONG_ONLY and not buy:
-            raise _refuse(codes.LONG_ONLY, spec.symbol)
-        if mode is TradeMode.SHORT_ONLY and buy:
-            raise _refuse(codes.SHORT_ONLY, spec.symbol)
-        if mode is TradeMode.CLOSE_ONLY:
-            held = self.account.net_units(order.symbol)
-            reduces = held != 0 and (held > 0) != buy and order.units <= abs(held)
-            if not reduces:
-                raise _refuse(codes.CLOSE_ONLY, spec.symbol)
-
-    @property
-    def _hedging(self) -> bool:
-        return self.book.hedging
-
-    def _check_close(self, order: OrderRequest) -> int:
-        """The identifier of the position the order closes (0: none), if it may, as MT5
-        answers: 10036 for a position that is not open, 10039 while another order is closing
-        it, 10038 for more volume than it holds (MQL5 reference, trade server return
-        codes)."""
-        if order.position_id is None and not order.reduce_only:
-            return 0
-        if order.position_id is not None:
-            named = int(order.position_id) if order.position_id.isdigit() else 0
-            position = self.book.get(named)
-            if position is None or position.symbol != order.symbol:
-                raise _refuse(codes.POSITION_CLOSED, f"no position {order.position_id}")
-        elif self._hedging:
-            # A hedging account holds many positions of a symbol: a close must name one.
-            raise _refuse(codes.INVALID, "reduce_only on a hedging account names no position")
-        else:
-            position = self.book.of_symbol(order.symbol)
-            if position is None:
-                raise _refuse(codes.POSITION_CLOSED, f"no {order.symbol} position")
-        if position.identifier in self.closing.values():
-            raise _refuse(codes.CLOSE_ORDER_EXIST, f"position {position.identifier}")
-        if position.direction is order.direction:
-            # Unconfirmed which code a server gives: the stricter reading, a bad request.
-            raise _refuse(codes.INVALID, "a close must trade against the position")
-        if order.units > position.units:
-            raise _refuse(codes.INVALID_CLOSE_VOLUME, f"{order.units} units, {position.units} held")
-        return position.identifier
 
     def new_ticket(self) -> int:
         """The next ticket: an order's, or one the MT5 server gives a re-opened position."""
@@ -272,16 +259,18 @@ class Venue:
         self.orders.add(ledger_order)
         return ledger_order
 
-    def _match(self, ledger_order: LedgerOrder, spec: SymbolSpec, t: float) -> None:
+    def match(self, ledger_order: LedgerOrder, spec: SymbolSpec, t: float) -> None:
         """Fill at the quote prevailing at t, as deep as the book goes; IOC drops the rest."""
-        quote = self.market.quote(ledger_order.symbol, t)
+        quote = self._shown(ledger_order.symbol, t)
         assert quote is not None  # an order only rests once a quote exists
         buy = ledger_order.direction is Direction.BUY
         touch = quote.ask if buy else quote.bid
-        depth = self.config.depth
+        depth = self.liquidity.depth(ledger_order.symbol, t)
         units, price = self._closable(ledger_order), touch
         if depth is not None and units:
             units, price = depth.walk(units, touch, 1 if buy else -1, spec.pip)
+        if self.dealer is not None:
+            price = self.dealer.fill_price(ledger_order.ticket, ledger_order.direction, price, spec)
         if units:
             self.fill(ledger_order, units, price, t)
         self.finish(ledger_order, BrokerOrderState.DONE)
@@ -317,6 +306,18 @@ class Venue:
         ledger_order.fills.append(BrokerFill(str(deal), units, price, t, str(position.identifier)))
         signed = int(ledger_order.direction) * units
         self.account.book(ledger_order.symbol, signed, price, t, booked.closes_at)
+        self.liquidity.traded(ledger_order.symbol, signed, t)
+        if self.account.costs is not None:
+            # A stop or target the server triggered is the cost of the order that opened
+            # the position it closes: that execution's round trip.
+            owner = (
+                ledger_order.client_order_id
+                if ledger_order.reason is None
+                else position.client_order_id
+            )
+            self.account.charge_commission(
+                ledger_order.symbol, units, t, ledger_order.ticket, deal, owner
+            )
         if booked.holds and (
             ledger_order.stop_loss is not None or ledger_order.take_profit is not None
         ):
@@ -369,11 +370,34 @@ class Venue:
             ledger_order.state is BrokerOrderState.WORKING
             and ledger_order.order_type is OrderType.MARKET
             and t >= due
+            and (self.dealer is None or ledger_order.ticket not in self.dealer.held)
         ):
             spec = self.spec(ledger_order.symbol)
             assert spec is not None
-            self._match(ledger_order, spec, t)
+            self.match(ledger_order, spec, t)
         return ledger_order
+
+    # -- last look ----------------------------------------------------------------------
+
+    @property
+    def holds_orders(self) -> bool:
+        """True if the venue holds market orders for a last look before answering."""
+        return self.dealer is not None and self.dealer.hold > 0.0
+
+    def held_until(self, order_id: str) -> float | None:
+        """When the last look of a held order ends; None if it is not held."""
+        if self.dealer is None or not order_id.isdigit():
+            return None
+        held = self.dealer.held.get(int(order_id))
+        return held.due if held is not None else None
+
+    def last_look_refusal(self, order_id: str, t: float) -> BrokerRejected | None:
+        """The rejection an order met at the end of its last look, if it did by t."""
+        self.advance(t)
+        if self.dealer is None or not order_id.isdigit():
+            return None
+        why = self.dealer.refused.get(int(order_id))
+        return _refuse(codes.REJECT, why) if why is not None else None
 
     def status(self, order_id: str, t: float) -> OrderReport:
         self.advance(t)
@@ -434,19 +458,10 @@ class Venue:
         position = self.book.get(int(position_id)) if position_id.isdigit() else None
         if position is None:
             raise _refuse(codes.POSITION_CLOSED, f"no position {position_id}")
-        if (position.stop_loss, position.take_profit) == (stop_loss, take_profit):
-            raise _refuse(codes.NO_CHANGES, f"position {position_id} has these levels")
         spec = self.spec(position.symbol)
         quote = self.market.quote(position.symbol, t)
         assert spec is not None and quote is not None  # a position has both
-        frozen = frozen_level(position, quote.bid, quote.ask, spec)
-        if frozen is not None:
-            raise _refuse(codes.FROZEN, frozen)
-        long = position.direction is Direction.BUY
-        reference = quote.bid if long else quote.ask
-        problem = stops_problem(position.direction, stop_loss, take_profit, reference, spec)
-        if problem is not None:
-            raise _refuse(codes.INVALID_STOPS, problem)
+        check_protection(position, stop_loss, take_profit, quote, spec)
         self.book.set_levels(position, stop_loss, take_profit, t)
         return position.public()
 
@@ -471,21 +486,12 @@ class Venue:
         return {orders[0].client_order_id: orders for orders in self.orders.by_client()}
 
     def ledger_rows(self) -> Iterator[tuple[int, str, str, int, int, str, int, float, float]]:
-        """Every order and its deals as plain rows, in ticket order: what a byte-for-byte
-        comparison reads, one row at a time."""
-        for ticket, o in self.orders.items():
-            for fill in o.fills or [None]:
-                yield (
-                    ticket,
-                    o.client_order_id,
-                    o.symbol,
-                    int(o.direction),
-                    o.units,
-                    o.state.value,
-                    fill.units if fill else 0,
-                    fill.price if fill else 0.0,
-                    fill.time if fill else o.time,
-                )
+        """Every order and its deals as plain rows, in ticket order (`Ledger.rows`)."""
+        return self.orders.rows()
+
+    def charges(self) -> list[Charge]:
+        """Commission and swap the account paid (or earned), in the order booked."""
+        return self.account.charges
 
     def ledger_orders(self) -> list[LedgerOrder]:
         return list(self.orders.values())

@@ -20,16 +20,34 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from engine.clock import Clock
 from engine.core.ports import BrokerError, RequestNotSent
 from engine.driving import run_blocking
+from sim.holding import HeldCall, wait_out
 from sim.network import FaultKind, Network
 
 T = TypeVar("T")
 
 Crossing = Generator[float, None, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred(Generic[T]):
+    """An answer the server gives only `seconds` after the request arrived (a dealer's
+    last look): the reply leaves then, with what `then` answers at that instant. MT5's
+    order_send blocks until the server decides, so the client waits out the window."""
+
+    seconds: float
+    then: Callable[[], T]
+
+
+def _after_hold(held: Deferred[T]) -> Crossing[T]:
+    """The server's answer once the hold it announced has passed."""
+    yield held.seconds
+    return held.then()
 
 
 class SchedulingClock(Clock, Protocol):
@@ -40,11 +58,20 @@ class SchedulingClock(Clock, Protocol):
 
 class Wire:
     def __init__(
-        self, network: Network | None, clock: SchedulingClock, *, carried_by_driver: bool = False
+        self,
+        network: Network | None,
+        clock: SchedulingClock,
+        *,
+        carried_by_driver: bool = False,
+        holds_inside: bool = False,
     ) -> None:
+        """`holds_inside`: a call carried across this wire may meet a server's hold deep
+        inside synchronous code (MT5Broker's order_send, before a last look): each call
+        that acts then runs on a thread of its own that can block (`sim.holding`)."""
         self.network = network
         self.clock = clock
         self.carried_by_driver = carried_by_driver
+        self.holds_inside = holds_inside
 
     def fault(self) -> FaultKind | None:
         """The fault on the wire now, if any."""
@@ -64,7 +91,7 @@ class Wire:
         A call that `acts` at the server (an order, a cancel) may be executed late.
         """
         if self.network is None:
-            return call()
+            return (yield from self._answer(call, acts))
         schedule = self.network.plan(self.clock.now()).schedule(timeout)
         # A zero-length leg is no wait at all (time.sleep(0) still costs a system call,
         # and a SimPy timeout would reorder events).
@@ -80,7 +107,7 @@ class Wire:
             self.clock.call_later(late, lambda: _unheard(call))
         elif schedule.reaches_broker:
             try:
-                result = call()
+                result = yield from self._answer(call, acts)
             except BrokerError as error:
                 answer = error
         if schedule.after:
@@ -90,11 +117,27 @@ class Wire:
             raise failure
         return result  # type: ignore[return-value]  # reached the broker, which answered
 
+    def _answer(self, call: Callable[[], T], acts: bool) -> Crossing[T]:
+        """The server's answer to a call that reached it, after any hold it announced."""
+        if acts and self.holds_inside:
+            answered = yield from HeldCall(call).steps()
+        else:
+            answered = call()
+        # Checked by type, not isinstance: one comparison on every remote call.
+        if type(answered) is Deferred:
+            return (yield from _after_hold(answered))
+        return answered
+
     def call(self, call: Callable[[], T], timeout: float, acts: bool = True) -> T:
         """Cross the wire blocking on this wire's clock (or not at all, if the SimPy driver
-        carries the crossing around this call)."""
+        carries the crossing around this call: a hold the server announces deep inside it
+        then blocks the call's own thread while the driver waits it out)."""
         if self.carried_by_driver:
-            return call()
+            answered = call()
+            if type(answered) is Deferred and self.holds_inside:
+                wait_out(answered.seconds)
+                return answered.then()
+            return answered  # a held answer the driver's own crossing waits out
         return run_blocking(self.crossing(call, timeout, acts), self.clock.sleep)
 
 
@@ -103,4 +146,3 @@ def _unheard(call: Callable[[], object]) -> None:
     hears it."""
     with contextlib.suppress(BrokerError):
         call()
-

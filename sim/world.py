@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -73,7 +74,9 @@ class SimulatedWorld:
         engine_config = config or EngineConfig()
         # The SimPy driver carries every remote call across the wire itself, in virtual
         # time: the broker behind it answers at the instant a request arrives.
-        wire = Wire(sim_network, clock, carried_by_driver=True)
+        # MT5Broker's order_send blocks through a last look deep inside its own code.
+        holds_inside = broker_kind == "mt5-emulated" and sim_venue.holds_orders
+        wire = Wire(sim_network, clock, carried_by_driver=True, holds_inside=holds_inside)
         driver = SimPyDriver(wire, engine_config.request_timeout_seconds)
         terminal = None
         if broker_kind == "mt5-emulated":
@@ -92,7 +95,8 @@ class SimulatedWorld:
         clock = self.driver.clock
         clock.env = simpy.Environment(initial_time=self.env.now)
         engine_config = config or self.engine.config
-        wire = Wire(self.network, clock, carried_by_driver=True)
+        holds_inside = self.terminal is not None and self.venue.holds_orders
+        wire = Wire(self.network, clock, carried_by_driver=True, holds_inside=holds_inside)
         driver = SimPyDriver(wire, engine_config.request_timeout_seconds)
         broker = _broker(self.venue, wire, self.terminal)
         database = self.engine.database
@@ -117,7 +121,14 @@ def _broker(venue: Venue, wire: Wire, terminal: MT5Emulator | None) -> BrokerInt
     if terminal is not None:
         # In virtual time a broker call cannot block: reconnecting waits no backoff (the
         # engine's own retries space the attempts out).
-        broker = MT5Broker(terminal, MT5Config(reconnect_backoff_seconds=0.0), clock=wire.clock)
+        # A call blocked through a last look runs on its own thread (`sim.holding`) and
+        # waits for the driver; with the terminal's lock held, the driver's next call would
+        # wait for it in turn, forever. The threads never run at once, so the lock guards
+        # nothing here. Unlike a real terminal, whose module serialises calls, the emulated
+        # one then lets other calls through while an order_send is held.
+        lock = contextlib.nullcontext() if wire.holds_inside else None
+        config = MT5Config(reconnect_backoff_seconds=0.0)
+        broker = MT5Broker(terminal, config, clock=wire.clock, lock=lock)
         broker.start()
         return broker
     return SimulatedBroker(venue, wire)

@@ -85,7 +85,7 @@ settle_after_seconds = 0
 [market]
 kind = "replay"
 replay = { symbol = "EURUSD", bid_path = "bid.csv", ask_path = "ask.csv", bad_quotes = "drop", \
-intra_bar = "OHLC" }
+intra_bar = "close" }
 [orders]
 orders = 5
 symbols = ["EURUSD"]

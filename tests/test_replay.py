@@ -12,8 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from brokers.mt5_codes import PRICE_OFF
+from engine.core.ports import BrokerRejected, OrderRequest
+from engine.schemas import Direction
+from sim.bars import BAR_SECONDS
 from sim.quotes_csv import (
-    BAR_QUOTE_OFFSETS,
     BadQuotesError,
     BarQuotesConfig,
     QuoteFileError,
@@ -21,6 +24,7 @@ from sim.quotes_csv import (
     load_quotes,
 )
 from sim.replay import ReplayMarket
+from sim.venue import Venue
 from tests.builders import FX_DATA as DATA
 
 BID = DATA / "gbpusd-m1-bid-2012-02.csv"
@@ -28,7 +32,7 @@ ASK = DATA / "gbpusd-m1-ask-2012-02.csv"
 TICKS = DATA / "usdjpy-ticks-2013-01.csv"
 GBPUSD_PIP = 0.0001
 USDJPY_PIP = 0.01
-CLOSE_OFFSET = BAR_QUOTE_OFFSETS[-1]
+CLOSE_OFFSET = BAR_SECONDS  # a bar shows at its close
 # The README's figures are quoted to a tenth of a pip; this allows rounding, not drift.
 PIP_TOLERANCE = 0.05
 # A Wednesday noon, well inside the FX week.
@@ -39,7 +43,7 @@ def _posix(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def gbpusd(policy: str, intra_bar: str = "bar-direction", **extra: object) -> BarQuotesConfig:
+def gbpusd(policy: str, intra_bar: str = "close", **extra: object) -> BarQuotesConfig:
     return BarQuotesConfig.model_validate(
         {
             "symbol": "GBPUSD",
@@ -122,11 +126,12 @@ def test_crossed_gbpusd_minutes_are_reported_with_their_line_numbers(
     market: ReplayMarket, raw_bars: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     _, bid, ask = raw_bars
-    crossed_rows = np.flatnonzero((ask < bid).any(axis=1))
+    # Bars replayed at their close are judged on their closes.
+    crossed_rows = np.flatnonzero(ask[:, 3] < bid[:, 3])
     report = market.series("GBPUSD").report
 
     assert report.crossed.count == len(crossed_rows) > 0
-    assert report.crossed_quotes == int((ask < bid).sum())
+    assert report.crossed_quotes == len(crossed_rows)
     # Line 1 is the header, so data row i sits on line i + 2.
     assert report.crossed.rows == tuple(int(i) + 2 for i in crossed_rows[:10])
     assert "crossed" in str(report)
@@ -140,7 +145,7 @@ def test_dropping_crossed_gbpusd_quotes_leaves_none_and_keeps_the_rest(
     series = dropped.series("GBPUSD")
 
     assert (series.ask >= series.bid).all()
-    assert series.report.quotes_used == bid.size - int((ask < bid).sum())
+    assert series.report.quotes_used == len(bid) - int((ask[:, 3] < bid[:, 3]).sum())
     assert series.report.rows_read == len(bid)
 
 
@@ -148,7 +153,7 @@ def test_repairing_crossed_gbpusd_quotes_leaves_none_crossed(market: ReplayMarke
     series = market.series("GBPUSD")
 
     assert (series.ask >= series.bid).all()
-    assert series.report.quotes_used == 4 * series.report.rows_read
+    assert series.report.quotes_used == series.report.rows_read
     assert series.report.crossed.count > 0
 
 
@@ -156,7 +161,7 @@ def test_refusing_the_gbpusd_bars_raises_naming_the_first_crossed_rows(
     fx_data: Path, raw_bars: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     _, bid, ask = raw_bars
-    first = [int(i) + 2 for i in np.flatnonzero((ask < bid).any(axis=1))[:3]]
+    first = [int(i) + 2 for i in np.flatnonzero(ask[:, 3] < bid[:, 3])[:3]]
 
     with pytest.raises(BadQuotesError, match="crossed") as caught:
         ReplayMarket([gbpusd("refuse")])
@@ -173,8 +178,8 @@ def test_gbpusd_bars_have_no_gap_under_five_minutes_of_open_market_but_weekends(
 
     assert gaps is not None
     assert gaps.count == 0
-    # The longest weekday silence is 4¼ minutes, while weekends last two days.
-    assert gaps.longest_minutes == pytest.approx(4.25)
+    # The longest weekday silence is 5 minutes between closes, while weekends last two days.
+    assert gaps.longest_minutes == pytest.approx(5.0)
 
 
 def test_a_tighter_gap_threshold_finds_the_quiet_weekday_minutes(fx_data: Path) -> None:
@@ -193,7 +198,7 @@ def test_the_weekend_is_closed_and_the_friday_quote_stays_and_goes_stale(
     sunday_before_open = _posix("2012-02-05T21:59:00+00:00")
     sunday_after_open = _posix("2012-02-05T22:30:00+00:00")
 
-    assert market.is_open(friday_last_close)
+    assert not market.is_open(friday_last_close)  # the week's last bar closes with it
     assert not market.is_open(saturday)
     stale = market.quote("GBPUSD", saturday)
     assert stale is not None
@@ -213,9 +218,9 @@ def test_gbpusd_symbol_config_has_five_digits_and_the_first_quotes_mid(
 
     assert config is not None
     assert config.digits == 5
-    assert config.start_mid == pytest.approx((bid[0, 0] + ask[0, 0]) / 2)
+    assert config.start_mid == pytest.approx((bid[0, 3] + ask[0, 3]) / 2)
     assert config.spread_pips == pytest.approx(0.7)
-    assert market.start == times[0]
+    assert market.start == times[0] + CLOSE_OFFSET
 
 
 # -- the USD/JPY ticks -----------------------------------------------------------------------
@@ -254,14 +259,14 @@ def test_a_market_of_two_symbols_serves_each_from_its_own_data(market: ReplayMar
     assert gbpusd_quote.symbol == "GBPUSD"
     # USD/JPY's data begins in 2013: in February 2012 it has no quote, and no mid.
     assert market.quote("USDJPY", february) is None
-    with pytest.raises(KeyError, match="no USDJPY quote"):
+    with pytest.raises(KeyError, match="no quote for USDJPY yet: the data's first is at 2013"):
         market.mid("USDJPY", february)
 
 
 def test_an_unknown_symbol_has_no_config_no_quote_and_no_mid(market: ReplayMarket) -> None:
     assert market.symbol_config("EURUSD") is None
     assert market.quote("EURUSD", market.start) is None
-    with pytest.raises(KeyError, match="unknown symbol"):
+    with pytest.raises(KeyError, match="EURUSD: not a symbol of this replay"):
         market.mid("EURUSD", market.start)
 
 
@@ -414,7 +419,7 @@ def test_a_weekday_silence_is_a_gap_but_a_weekend_is_not(tmp_path: Path) -> None
     assert (gaps.count, gaps.longest_minutes) == (0, pytest.approx(3.0))
 
 
-def test_a_tick_stamped_while_the_week_is_closed_stays_hidden_until_the_reopen(
+def test_a_tick_stamped_while_the_week_is_closed_is_never_a_price_after_the_reopen(
     tmp_path: Path,
 ) -> None:
     friday = _posix("2024-01-12T21:59:00+00:00")
@@ -425,9 +430,34 @@ def test_a_tick_stamped_while_the_week_is_closed_stays_hidden_until_the_reopen(
     stale = replay.quote("EURUSD", saturday + 3600)
     assert stale is not None
     assert (stale.time, replay.is_open(saturday + 3600)) == (friday, False)
-    reopened = replay.quote("EURUSD", _posix("2024-01-14T22:00:00+00:00"))
-    assert reopened is not None
-    assert reopened.time == saturday
+    # Older than the reopening: no price until a quote after it arrives.
+    assert replay.quote("EURUSD", _posix("2024-01-14T22:00:00+00:00")) is None
+
+
+def test_an_order_after_the_reopen_before_a_fresh_quote_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    friday = _posix("2024-01-12T21:59:00+00:00")
+    sunday = _posix("2024-01-14T22:03:00+00:00")
+    path = _ticks(tmp_path, [(friday, "1.1", "1.1002"), (sunday, "1.2", "1.2002")])
+    venue = Venue(ReplayMarket([_tick_source(path, "refuse")]))
+    request = OrderRequest(
+        client_order_id="AX1",
+        symbol="EURUSD",
+        direction=Direction.BUY,
+        units=100_000,
+        lots=1.0,
+        price=0.0,
+        deviation_points=None,
+    )
+
+    with pytest.raises(BrokerRejected) as refusal:
+        venue.place(request, _posix("2024-01-14T22:01:00+00:00"))
+    assert refusal.value.code == PRICE_OFF
+    assert refusal.value.detail.endswith(
+        "no fresh quote for EURUSD since the market reopened: the last one, at"
+        " 2024-01-12T21:59:00+00:00, is from before the closure"
+    )
 
 
 def _bars(folder: Path, name: str, rows: list[tuple[float, float, float, float, float]]) -> Path:
@@ -453,42 +483,40 @@ RISING = (1.10000, 1.10300, 1.09900, 1.10200)
 FALLING = (1.10200, 1.10300, 1.09900, 1.10000)
 
 
-@pytest.mark.parametrize(
-    ("intra_bar", "bar", "expected"),
-    [
-        ("OHLC", RISING, (1.10000, 1.10300, 1.09900, 1.10200)),
-        ("OLHC", RISING, (1.10000, 1.09900, 1.10300, 1.10200)),
-        ("bar-direction", RISING, (1.10000, 1.09900, 1.10300, 1.10200)),
-        ("bar-direction", FALLING, (1.10200, 1.10300, 1.09900, 1.10000)),
-    ],
-)
-def test_a_bar_expands_into_four_quotes_in_the_declared_order_at_fixed_offsets(
+def test_a_bar_shows_only_at_its_close_so_nothing_is_seen_before_the_minute_is_over(
     tmp_path: Path,
-    intra_bar: str,
-    bar: tuple[float, float, float, float],
-    expected: tuple[float, ...],
 ) -> None:
-    bid = _bars(tmp_path, "bid.csv", [(WEDNESDAY, *bar)])
-    ask = _bars(tmp_path, "ask.csv", [(WEDNESDAY, *(p + SPREAD for p in bar))])
-    series = load_quotes(_bar_source(bid, ask, "refuse", intra_bar))
+    bid = _bars(tmp_path, "bid.csv", [(WEDNESDAY, *RISING), (WEDNESDAY + 60, *FALLING)])
+    ask = _bars(
+        tmp_path,
+        "ask.csv",
+        [
+            (WEDNESDAY, *(p + SPREAD for p in RISING)),
+            (WEDNESDAY + 60, *(p + SPREAD for p in FALLING)),
+        ],
+    )
+    market = ReplayMarket([_bar_source(bid, ask, "refuse", "close")])
 
-    assert (series.time - WEDNESDAY).tolist() == list(BAR_QUOTE_OFFSETS)
-    np.testing.assert_allclose(series.bid, expected)
-    np.testing.assert_allclose(series.ask - series.bid, SPREAD)
+    assert market.quote("EURUSD", WEDNESDAY + 59.999) is None
+    at_close = market.quote("EURUSD", WEDNESDAY + 60)
+    assert at_close is not None and at_close.bid == RISING[3]
+    assert at_close.ask - at_close.bid == pytest.approx(SPREAD)
+    during_next = market.quote("EURUSD", WEDNESDAY + 119.9)
+    assert during_next is not None and during_next.bid == RISING[3]
 
 
-def test_a_bar_crossed_at_one_point_only_loses_or_repairs_that_quote_alone(
+def test_a_bar_crossed_at_its_close_is_dropped_or_repaired_to_its_mid(
     tmp_path: Path,
 ) -> None:
     bid = _bars(tmp_path, "bid.csv", [(WEDNESDAY, *RISING)])
-    # The ask's high lies below the bid's: crossed at the high only.
-    ask = _bars(tmp_path, "ask.csv", [(WEDNESDAY, 1.10020, 1.10290, 1.09920, 1.10220)])
+    # The ask's close lies below the bid's: crossed where the close is replayed.
+    ask = _bars(tmp_path, "ask.csv", [(WEDNESDAY, 1.10020, 1.10320, 1.09920, 1.10190)])
 
-    dropped = load_quotes(_bar_source(bid, ask, "drop", "OHLC"))
-    assert dropped.report.crossed.rows == (2,)
-    assert (dropped.time - WEDNESDAY).tolist() == [0.0, 30.0, 45.0]
-    repaired = load_quotes(_bar_source(bid, ask, "repair", "OHLC"))
-    assert repaired.bid[1] == repaired.ask[1] == pytest.approx(1.10295, abs=1e-9)
+    with pytest.raises(BadQuotesError, match="no usable quote"):
+        load_quotes(_bar_source(bid, ask, "drop", "close"))
+    repaired = load_quotes(_bar_source(bid, ask, "repair", "close"))
+    assert repaired.report.crossed.rows == (2,)
+    assert repaired.bid[0] == repaired.ask[0] == pytest.approx(1.10195, abs=1e-9)
 
 
 # -- malformed files: clear errors, never a traceback from inside a library ----------------
@@ -547,7 +575,7 @@ def test_bid_and_ask_bars_whose_timestamps_differ_are_refused_at_the_first_diffe
     ask = _bars(tmp_path, "ask.csv", [(WEDNESDAY, *RISING), (WEDNESDAY + 120, *RISING)])
 
     with pytest.raises(QuoteFileError) as caught:
-        load_quotes(_bar_source(bid, ask, "drop", "OHLC"))
+        load_quotes(_bar_source(bid, ask, "drop", "close"))
     assert str(caught.value).startswith(f"{ask}:3: timestamp")
     assert "differs from bid.csv line 3" in str(caught.value)
 
@@ -559,7 +587,7 @@ def test_bid_and_ask_bar_files_of_different_lengths_are_refused_at_the_first_ext
     ask = _bars(tmp_path, "ask.csv", [(WEDNESDAY, *RISING)])
 
     with pytest.raises(QuoteFileError, match=r"bid.csv:3: 2 bars, but the other file has 1"):
-        load_quotes(_bar_source(bid, ask, "drop", "OHLC"))
+        load_quotes(_bar_source(bid, ask, "drop", "close"))
 
 
 def test_bars_less_than_a_minute_apart_are_refused(tmp_path: Path) -> None:
@@ -567,7 +595,7 @@ def test_bars_less_than_a_minute_apart_are_refused(tmp_path: Path) -> None:
     bid, ask = _bars(tmp_path, "bid.csv", rows), _bars(tmp_path, "ask.csv", rows)
 
     with pytest.raises(QuoteFileError, match=r"bid.csv:3: bar starts 30 s after"):
-        load_quotes(_bar_source(bid, ask, "drop", "OHLC"))
+        load_quotes(_bar_source(bid, ask, "drop", "close"))
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -600,7 +628,7 @@ def test_a_bar_source_needs_two_different_files_and_a_declared_intra_bar_path(
     ask = _bars(tmp_path, "ask.csv", [(WEDNESDAY, *RISING)])
 
     with pytest.raises(ValidationError, match="two different files"):
-        _bar_source(bid, bid, "drop", "OHLC")
+        _bar_source(bid, bid, "drop", "close")
     with pytest.raises(ValidationError, match="intra_bar"):
         _bar_source(bid, ask, "drop", "HLOC")
 

@@ -405,3 +405,23 @@ def test_the_same_scenario_gives_the_same_executions_through_the_emulated_mt5(na
         on_sim[2][exits].sort_values(exits).reset_index(drop=True),
         on_mt5[2][exits].sort_values(exits).reset_index(drop=True),
     )
+
+
+def test_a_last_look_gives_the_same_executions_through_the_emulated_mt5(tmp_path):
+    # The emulated order_send blocks through the dealer's hold and answers 10006 with no
+    # ticket, or the deal: what the simulator's broker answers after the same hold.
+    on_sim = run_with_outputs("retail_dealing_desk", tmp_path / "sim")
+    on_mt5 = run_with_outputs("retail_dealing_desk", tmp_path / "mt5", broker="mt5-emulated")
+
+    assert on_sim[0].violations == () and on_mt5[0].violations == ()
+    columns = [*SAME_EXECUTION, "outcome_reason"]
+
+    def same(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[columns].sort_values("execution_id").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(same(on_sim[1]), same(on_mt5[1]))
+    # Some requests were rejected at the end of their last look (10006 REJECT).
+    assert on_mt5[0].faults_injected.get("broker refused 10006", 0) > 0
+    # Not compared: exits. On this netting account an opposite order reduces the position;
+    # MT5Broker reads that deal (DEAL_ENTRY_OUT) as an exit, the simulator's broker reports
+    # exits only of orders that name a position, and of stops and targets.

@@ -16,6 +16,7 @@ from engine.core.ports import FillPolicy, OrderRequest
 from engine.schemas import Direction, ExecutionRejectionReason, ExecutionStatus
 from scenarios.orderflow import OrderFlowConfig, order_flow
 from sim.account import Account, AccountConfig, MarginMode
+from sim.bars import BAR_SECONDS
 from sim.latency import (
     ConstantLatency,
     EmpiricalLatency,
@@ -26,7 +27,7 @@ from sim.latency import (
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, NewsEvent, RegimeConfig, SymbolConfig, SyntheticMarket
 from sim.network import FaultKind, FaultWindow, NetworkConfig
-from sim.quotes_csv import BAR_QUOTE_OFFSETS, BarQuotesConfig
+from sim.quotes_csv import BarQuotesConfig
 from sim.rejections import RejectionConfig, Rejections
 from sim.replay import ReplayMarket
 from sim.sessions import FxWeek
@@ -177,7 +178,8 @@ def test_a_filling_policy_the_symbol_does_not_allow_is_refused_with_10030():
 
 def still_market(**extra: object) -> SyntheticMarket:
     symbols = (SymbolConfig(symbol="EURUSD", start_mid=1.1, spread_pips=1.0, volatility_pips=0.0),)
-    return SyntheticMarket(MarketConfig(symbols=symbols, regimes=None, **extra), 1, MONDAY)
+    config = MarketConfig(symbols=symbols, regimes=None, shape=None, **extra)  # flat spreads
+    return SyntheticMarket(config, 1, MONDAY)
 
 
 def spread_at(market: SyntheticMarket, text: str) -> float:
@@ -186,16 +188,30 @@ def spread_at(market: SyntheticMarket, text: str) -> float:
     return round((quote.ask - quote.bid) / 0.0001, 6)
 
 
-def test_spreads_widen_at_the_22_utc_rollover_and_after_the_weekly_open():
+def test_spreads_widen_at_the_roll_for_about_an_hour_and_after_the_weekly_open():
+    # Defaults fitted to GBP/USD, February 2012 (sim/spreads.py): 1.5x for ten minutes
+    # before the roll, 5.3x at it, a spike decaying in minutes onto a 1.8x plateau that
+    # lasts the hour.
     market = still_market()
     assert spread_at(market, "2024-01-09T12:00") == 1.0
-    assert spread_at(market, "2024-01-09T21:56") == 4.0  # five minutes before the roll
-    assert spread_at(market, "2024-01-09T22:10") == 4.0
-    assert spread_at(market, "2024-01-09T22:20") == 1.0
+    assert spread_at(market, "2024-01-09T21:56") == pytest.approx(1.5, abs=0.1)
+    assert spread_at(market, "2024-01-09T22:00") == pytest.approx(5.3, abs=0.1)
+    assert spread_at(market, "2024-01-09T22:05") == pytest.approx(
+        1 + 4.3 / math.e ** (5 / 6), abs=0.1
+    )
+    assert spread_at(market, "2024-01-09T22:50") == pytest.approx(1.8, abs=0.1)
+    assert spread_at(market, "2024-01-09T23:01") == 1.0
     sunday = still_market()
-    assert spread_at(sunday, "2024-01-14T22:05") == 4.0  # reopen and roll at once: widest
-    assert spread_at(sunday, "2024-01-14T22:45") == 3.0  # first hour of the week
+    assert spread_at(sunday, "2024-01-14T22:05") == pytest.approx(2.87, abs=0.15)  # the roll
+    assert spread_at(sunday, "2024-01-14T22:45") == pytest.approx(1.8, abs=0.1)
     assert spread_at(sunday, "2024-01-15T00:00") == 1.0
+
+
+def test_the_roll_follows_new_york_daylight_saving():
+    market = SyntheticMarket(still_market().config, 1, at("2024-07-08T07:00"))
+    assert spread_at(market, "2024-07-09T21:00") == pytest.approx(5.3, abs=0.1)  # 17:00 EDT
+    assert spread_at(market, "2024-07-09T22:30") == 1.0
+    assert not FxWeek().is_open(at("2024-07-12T21:00")) and FxWeek().is_open(at("2024-07-12T20:59"))
 
 
 def test_spreads_widen_around_news():
@@ -410,13 +426,13 @@ def test_replayed_gbpusd_bars_reach_the_broker_with_the_datas_own_spreads(fx_dat
         bid_path=fx_data / "gbpusd-m1-bid-2012-02.csv",
         ask_path=fx_data / "gbpusd-m1-ask-2012-02.csv",
         bad_quotes="drop",
-        intra_bar="bar-direction",
+        intra_bar="close",
     )
     market = ReplayMarket([source])
     venue = Venue(market)
     series = market.series("GBPUSD")
     assert series.report.crossed.count > 0  # reported, and handled by the declared policy
-    closes = np.unique(np.floor(series.time / 60) * 60) + BAR_QUOTE_OFFSETS[-1]
+    closes = np.unique(np.floor(series.time / 60) * 60) + BAR_SECONDS / 2  # mid-bar
     spreads = []
     for t in closes:
         quote = venue.quote("GBPUSD", float(t))

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.core.ports import BrokerOrderState, BrokerRejected, OrderRequest
+from engine.core.ports import BrokerOrderState, BrokerRejected, FillPolicy, OrderRequest
 from engine.core.vocabulary import ExitReason, OrderType
 from engine.schemas import Direction, MarketSnapshot
 from sim.account import AccountConfig, MarginMode
+from sim.impact import PriceImpactConfig
 from sim.ledger import Ledger
 from sim.liquidity import DepthLadder
 from sim.market import MarketConfig, SymbolConfig, SyntheticMarket
@@ -60,6 +61,12 @@ class ScriptedMarket:
         quote = self.quote(symbol, t)
         assert quote is not None
         return quote.mid
+
+    def no_quote_reason(self, symbol: str, t: float) -> str:
+        return f"no quote for {symbol} yet"
+
+    def liquidity(self, symbol: str, t: float) -> float:
+        return 1.0
 
     def quotes_between(self, symbol: str, t0: float, t1: float) -> Iterator[MarketSnapshot]:
         self.walked += 1
@@ -399,3 +406,46 @@ def test_a_closed_market_strikes_no_quotes():
     assert not FxWeek().is_open(saturday)
     market.quote("EURUSD", saturday)
     assert list(market.quotes_between("EURUSD", saturday, saturday + 3600)) == []
+
+
+# -- the book after the venue's own trades, and when spreads widen -----------------------------
+
+
+def test_a_fill_moves_the_price_the_trades_way_and_the_move_decays_by_half_each_half_life():
+    impact = PriceImpactConfig(pips_per_million=1.0, half_life_seconds=10.0)
+    venue = venue_on([(0.0, 1.10000, 1.10010)], config=VenueConfig(depth=None, impact=impact))
+    first = venue.place(order(Direction.BUY, 1_000_000, "AX1"), 1.0)
+    assert first.fills[0].price == 1.1001  # the quote as it was
+
+    pushed = venue.quote("EURUSD", 1.0)
+    half = venue.quote("EURUSD", 11.0)
+    assert pushed is not None and half is not None
+    assert (pushed.bid, pushed.ask) == (1.1001, 1.1002)  # one pip up
+    assert (half.bid, half.ask) == (1.10005, 1.10015)  # half a pip left
+    second = venue.place(order(Direction.BUY, 100_000, "AX2"), 11.0)
+    assert second.fills[0].price == 1.10015  # the next buyer pays what is left of it
+
+
+def test_selling_after_buying_pushes_the_price_back():
+    impact = PriceImpactConfig(pips_per_million=1.0, half_life_seconds=10.0)
+    venue = venue_on([(0.0, 1.10000, 1.10010)], config=VenueConfig(depth=None, impact=impact))
+    venue.place(order(Direction.BUY, 1_000_000, "AX1"), 1.0)
+    venue.place(order(Direction.SELL, 1_000_000, "AX2"), 1.0)
+    quote = venue.quote("EURUSD", 1.0)
+    assert quote is not None and (quote.bid, quote.ask) == (1.1, 1.1001)
+
+
+def test_the_book_thins_when_the_market_widens_its_spread():
+    """At the rollover the synthetic market's spread widens and its liquidity share falls:
+    an all-or-nothing order the London book fills is refused there for want of depth."""
+    tuesday_london, tuesday_roll = 1_704_790_800.0, 1_704_837_600.0  # 09:00, 22:00 UTC
+    market = SyntheticMarket(MarketConfig(), 3, tuesday_london)
+    venue = Venue(market, None, VenueConfig(depth=DepthLadder(top_units=500_000, levels=2)), 3)
+    units = 1_000_000
+    london = venue.place(
+        order(Direction.BUY, units, "AX1", fill_policy=FillPolicy.FOK), tuesday_london
+    )
+    assert london.filled_units == units
+    assert market.liquidity("EURUSD", tuesday_roll) < 0.8
+    with pytest.raises(BrokerRejected, match="units on the book, FOK needs"):
+        venue.place(order(Direction.SELL, units, "AX2", fill_policy=FillPolicy.FOK), tuesday_roll)

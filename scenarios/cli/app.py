@@ -19,6 +19,7 @@ from rich.text import Text
 from engine.store import StoreUnavailable
 from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
+from scenarios.cli.calibrate import calibrate
 from scenarios.cli.common import OneLineErrors, console, err, fail, open_store
 from scenarios.crash import KillPhase, crash_run
 from scenarios.demo import demo_scenario
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(api_app)  # serve, keys
+app.command()(calibrate)
 
 
 @app.callback()

@@ -19,11 +19,18 @@ no change within SYMBOL_TRADE_FREEZE_LEVEL), "Trade Server Return Codes".
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from brokers import mt5_codes as codes
 from engine.core.instruments import lots_to_units, units_to_lots
-from engine.core.ports import BrokerOrderState, BrokerRejected, FillPolicy, OrderRequest
+from engine.core.ports import (
+    BrokerOrderState,
+    BrokerRejected,
+    FillPolicy,
+    OrderReport,
+    OrderRequest,
+)
 from engine.core.vocabulary import OrderType
 from engine.schemas import Direction
 from sim.market import SymbolConfig
@@ -31,6 +38,7 @@ from sim.mt5.book import Book, Tag
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import Execution, K
 from sim.venue import Venue
+from sim.wire import Deferred
 
 BUYS = (K.ORDER_TYPE_BUY, K.ORDER_TYPE_BUY_LIMIT)
 LIMITS = (K.ORDER_TYPE_BUY_LIMIT, K.ORDER_TYPE_SELL_LIMIT)
@@ -114,6 +122,30 @@ class TradeServer:
             report = self.venue.place(order, t)
         except BrokerRejected as refusal:
             return self._result(trade, refusal.code or codes.REJECT, t)
+        due = self.venue.held_until(report.order_id)
+        if due is not None:
+            # A last look: order_send blocks until the dealer decides, and the terminal
+            # learns of the order only then (a rejected one never was).
+            answer = partial(self._after_last_look, trade, report.order_id, due, closes)
+            return Deferred(due - t, answer)
+        return self._answer(trade, report, t, closes, limit)
+
+    def _after_last_look(self, trade: Any, order_id: str, due: float, closes: int | None) -> Any:
+        """The answer when the last look ends: 10006 with no order or deal (MT5's market
+        execution relays a dealer's refusal so), or the deal."""
+        if self.venue.last_look_refusal(order_id, due) is not None:
+            return self._result(trade, codes.REJECT, due)
+        # Only market orders are held: a limit rests and is answered at once.
+        return self._answer(trade, self.venue.status(order_id, due), due, closes, limit=False)
+
+    def _answer(
+        self, trade: Any, report: OrderReport, t: float, closes: int | None, limit: bool
+    ) -> Any:
+        """The result of an order the venue took, recorded in the terminal's book."""
+        config = self.venue.market.symbol_config(trade.symbol)
+        assert config is not None  # the venue took an order for it
+        spec = config.spec()
+        units = report.requested_units
         ticket = int(report.order_id)
         specified = limit and trade.type_time == K.ORDER_TIME_SPECIFIED
         tag = Tag(

@@ -324,7 +324,8 @@ class MT5Emulator(MT5Constants):
         listed, symbol = symbol, config.symbol  # the terminal's name, and the venue's
         # The terminal receives no quotes for a symbol out of the Market Watch: it answers
         # for it, with zero prices (unconfirmed: the stricter reading of stale ones).
-        quote = self.venue.quote(symbol, now) if symbol not in self.hidden else None
+        # The terminal's price feed: late by the broker's feed delay, if it has one.
+        quote = self.venue.feed_quote(symbol, now) if symbol not in self.hidden else None
         bid, ask = (quote.bid, quote.ask) if quote else (0.0, 0.0)
         point = config.point
         rule = execution(config, self.config.execution_modes.get(symbol))
@@ -379,7 +380,7 @@ class MT5Emulator(MT5Constants):
         if config is None:
             return None
         hidden = config.symbol in self.hidden
-        quote = None if hidden else self.venue.quote(config.symbol, self.clock())
+        quote = None if hidden else self.venue.feed_quote(config.symbol, self.clock())
         if quote is None:
             self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
             return None
