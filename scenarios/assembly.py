@@ -14,12 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from engine.clock import WallClock
+from engine.core.config import EngineConfig
 from engine.engine import ExecutionEngine
+from engine.live import LiveDriver
 from engine.store import ExecutionDatabase
 from sim.broker import SimulatedBroker
+from sim.broker_process import VenueProxy
 from sim.latency import LatencyConfig
-from sim.network import NetworkConfig
+from sim.market import MarketConfig, SyntheticMarket
+from sim.network import Network, NetworkConfig
 from sim.venue import Venue
+from sim.wire import Wire
 from sim.world import paper_engine
 
 
@@ -49,11 +55,16 @@ class _SerialVenue:
 
 
 def paper_trading_engine(
-    seed: int, database: ExecutionDatabase, latency_ms: float | None = None
+    seed: int,
+    database: ExecutionDatabase,
+    latency_ms: float | None = None,
+    venue: VenueProxy | None = None,
 ) -> tuple[ExecutionEngine, Venue]:
     """The simulator in wall-clock time, safe to execute on from many threads at once.
 
     `latency_ms`: a constant one-way latency; None keeps the simulator's latency model.
+    `venue`: a venue in a process of its own (`scenarios.paper_venue`), which outlives this
+    engine; None builds one inside this process, whose ledger dies with it.
     Returns the engine and the venue, whose ledger says what really reached the broker.
     """
     network = (
@@ -61,11 +72,31 @@ def paper_trading_engine(
         if latency_ms is not None
         else None
     )
+    if venue is not None:
+        return _remote_paper_engine(seed, database, network, venue), cast(Venue, venue)
     engine, venue = paper_engine(seed, network=network, database=database)
     broker = engine.broker
     assert isinstance(broker, SimulatedBroker)
     broker.venue = cast(Venue, _SerialVenue(venue))
     return engine, venue
+
+
+def _remote_paper_engine(
+    seed: int, database: ExecutionDatabase, network: NetworkConfig | None, venue: VenueProxy
+) -> ExecutionEngine:
+    """The engine on a venue process: on the venue's clock, which it keeps across our
+    restarts (a restarted engine on a fresh clock would see its own records in the future,
+    and the venue's market go back in time). The venue process answers one request at a
+    time, so no lock is needed here."""
+    about = venue.about()
+    clock = WallClock(about["start"], about["origin"])
+    # Latency follows the market's volatility: the venue's market, rebuilt here from the
+    # same seed and start (a deterministic function of them) rather than asked over the wire.
+    market = SyntheticMarket(MarketConfig(), about["seed"], about["start"])
+    wire = Wire(Network(network or NetworkConfig(), seed, market.volatility), clock)
+    config = EngineConfig()
+    broker = SimulatedBroker(cast(Venue, venue), wire, config.request_timeout_seconds)
+    return ExecutionEngine(broker, database, config, LiveDriver(clock))
 
 
 class BrokerNotAvailable(Exception):

@@ -84,6 +84,13 @@ def serve(
             help="Log a line per HTTP request (the audit trail records every execution anyway)"
         ),
     ] = True,
+    paper_venue: Annotated[
+        str | None,
+        typer.Option(
+            help="sim: the venue in a process of its own, which outlives the server (a Unix "
+            "socket path, or HOST:PORT on loopback); started there if none runs"
+        ),
+    ] = None,
 ) -> None:
     """Serve the REST API until interrupted (Ctrl-C)."""
     try:
@@ -100,7 +107,17 @@ def serve(
     close_broker: Callable[[], None] = _nothing_to_close
     try:
         if broker is BrokerKind.SIM:
-            engine, _ = paper_trading_engine(seed, database, latency_ms)
+            venue = None
+            if paper_venue is not None:
+                from scenarios.paper_venue import PaperVenueError, open_paper_venue
+
+                try:
+                    venue, line = open_paper_venue(paper_venue, seed)
+                except PaperVenueError as error:
+                    fail(1, str(error))
+                typer.echo(line, err=True)
+                close_broker = venue.close  # the connection only: the venue lives on
+            engine, _ = paper_trading_engine(seed, database, latency_ms, venue)
         else:
             engine, close_broker = _live_mt5(database, mt5_credentials, mt5_bridge)
         settled = engine.recover()
@@ -230,3 +247,23 @@ def keys_revoke(
     finally:
         store.close()
     typer.echo(f"revoked key {record.name!r} ({record.role.value})")
+
+
+@api_app.command("paper-venue")
+def paper_venue_command(
+    address: Annotated[str, typer.Argument(help="A Unix socket path, or HOST:PORT on loopback")],
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated market")] = 7,
+    stop: Annotated[bool, typer.Option(help="Stop the venue running at ADDRESS")] = False,
+) -> None:
+    """Run the paper venue of `serve --broker sim --paper-venue ADDRESS` in the foreground
+    (its ledger lives as long as it does), or stop the one running there."""
+    from scenarios import paper_venue
+
+    try:
+        if stop:
+            if not paper_venue.stop(address):
+                fail(1, f"no paper venue at {address}")
+            return
+        paper_venue.run(address, seed)
+    except paper_venue.PaperVenueError as error:
+        fail(1, str(error))
