@@ -85,6 +85,8 @@ def answering(address: Address) -> VenueProxy | None:
 def start_detached(text: str, seed: int, log: Path | None = None) -> subprocess.Popen[bytes]:
     """Start the venue at `text` in a session of its own, so that it outlives its parent
     and the parent's terminal (Ctrl-C in a terminal signals the whole process group)."""
+    if isinstance(parse_address(text), str):
+        text = os.path.abspath(text)  # the child runs elsewhere (below)
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
