@@ -113,7 +113,9 @@ def _one_line(
     error: ValidationError, from_file: dict[str, Any], flags: dict[str, Any], config: Path | None
 ) -> str:
     """The first problem, named where the operator set it: --flag, ARBITREX_NAME or the file."""
-    first = error.errors()[0]
+    # A misspelt key explains a missing one: name what was written wrong first.
+    errors = sorted(error.errors(), key=lambda e: e["type"] == "missing")
+    first = errors[0]
     name = str(first["loc"][0]) if first["loc"] else ""
     if name in flags:
         where = f"--{name.replace('_', '-')}"
