@@ -95,7 +95,8 @@ def create_app(
     app.state.service = service
     for router in ROUTERS:
         app.include_router(router)
-    metrics.known_routes(app.routes)
+    # The routers' own routes: FastAPI may hold an included router as one opaque entry.
+    metrics.known_routes([*app.routes, *(route for router in ROUTERS for route in router.routes)])
     add_error_handlers(app)
     # Added innermost first: a request meets RequestObserver, then KeyGate, then BodyLimit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
