@@ -132,6 +132,10 @@ def test_histogram_quantile_over_the_exported_fill_time_buckets_answers_as_the_j
     assert 0 < p95 <= 60 and not math.isnan(p95)
     assert report["fill_time_seconds"]["p95"] == pytest.approx(p95)
     assert value(samples, "arbitrex_executions_total", status="FILLED", symbol="EURUSD") == 20
+    net_pips = value(samples, "arbitrex_slippage_adverse_pips_total") - value(
+        samples, "arbitrex_slippage_favourable_pips_total"
+    )
+    assert report["slippage_pips"]["mean"] == pytest.approx(net_pips / 20)
 
 
 def test_every_counter_exists_at_zero_before_the_first_event(served):

@@ -101,6 +101,18 @@ class ServiceMetrics:
             buckets=SLIPPAGE_PIPS_BUCKETS,
             registry=registry,
         )
+        # A histogram with buckets below 0 exports no _sum (it could fall, and rate() would
+        # read a fall as a reset): the signed sum is kept as two counters that only grow.
+        self.slippage_adverse = Counter(
+            "arbitrex_slippage_adverse_pips",
+            "Sum of adverse (positive) slippage, pips",
+            registry=registry,
+        )
+        self.slippage_favourable = Counter(
+            "arbitrex_slippage_favourable_pips",
+            "Sum of favourable (negative) slippage, pips, as a positive number",
+            registry=registry,
+        )
         self.fill_time = Histogram(
             "arbitrex_fill_time_seconds",
             "First submission to last fill",
@@ -235,8 +247,12 @@ class ServiceMetrics:
         self.executions.labels(status.value, symbol or "").inc()
         if execution.outcome_reason is not None:
             self.rejections.labels(execution.outcome_reason.value).inc()
-        if execution.slippage_pips is not None:
-            self.slippage.observe(execution.slippage_pips)
+        if (slippage := execution.slippage_pips) is not None:
+            self.slippage.observe(slippage)
+            if slippage > 0:
+                self.slippage_adverse.inc(slippage)
+            elif slippage < 0:
+                self.slippage_favourable.inc(-slippage)
         if (fill_time := execution.fill_time_seconds) is not None:
             self.fill_time.observe(fill_time)
         if execution.slippage_bound_breached:

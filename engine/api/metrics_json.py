@@ -35,6 +35,10 @@ def metrics_report(engine: ExecutionEngine, metrics: ServiceMetrics) -> MetricsR
     reasons = {labels["reason"]: value for labels, value in _counts(metrics.rejections)}
     network = sum(reasons.get(reason, 0) for reason in _NETWORK_REASONS)
     timeouts = reasons.get(ExecutionRejectionReason.ORDER_TIMEOUT.value, 0)
+    slippage = _distributions(metrics.slippage, ())[()]
+    if slippage.count:  # the histogram has no _sum (buckets below 0): the two counters do
+        net = _sum(metrics.slippage_adverse) - _sum(metrics.slippage_favourable)
+        slippage = slippage.model_copy(update={"mean": net / slippage.count})
     probes, connected = _total(metrics.broker_probes), _total(metrics.broker_probes_connected)
     return MetricsReport(
         executions=total,
@@ -44,7 +48,7 @@ def metrics_report(engine: ExecutionEngine, metrics: ServiceMetrics) -> MetricsR
         ),
         network_error_rate=network / total if total else None,
         order_timeout_rate=timeouts / total if total else None,
-        slippage_pips=_distributions(metrics.slippage, ())[()],
+        slippage_pips=slippage,
         fill_time_seconds=_distributions(metrics.fill_time, ())[()],
         slippage_bound_breaches=_total(metrics.slippage_bound_breaches),
         unprotected_positions=_total(metrics.unprotected_positions),
@@ -107,6 +111,16 @@ def _total(counter: Counter) -> int:
     return sum(value for _, value in _counts(counter))
 
 
+def _sum(counter: Counter) -> float:
+    """A counter's value, not rounded (a sum of pips)."""
+    return sum(
+        sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
 def _nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {key: value for key, value in sorted(counts.items()) if value}
 
@@ -136,7 +150,7 @@ def _distributions(
         p50, p95, p99 = (bucket_quantile(q, series) for q in (0.5, 0.95, 0.99))
         answer[key] = Distribution(
             count=count,
-            mean=sums[key] / count if count else None,
+            mean=sums[key] / count if count and key in sums else None,
             p50=p50,
             p95=p95,
             p99=p99,
