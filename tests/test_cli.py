@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from importlib import metadata
@@ -198,3 +199,21 @@ def test_a_bad_configuration_is_refused_in_one_line_with_exit_2(tmp_path, file, 
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_serve_on_a_port_in_use_exits_3(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "scenarios.cli", "serve", "--db", "memory://"),
+                *("--keys", str(tmp_path / "k.db"), "--port", str(port)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+    assert result.returncode == 3, result.stderr[-1000:]
