@@ -28,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from engine.api import KeyStore, Role, create_app
-from engine.metrics import Distribution, MetricsSummary
+from engine.api.metrics import ServiceMetrics
+from engine.api.metrics_json import metrics_report
 from engine.store import open_database, verify_audit_chain
 from scenarios.assembly import paper_trading_engine
 from tests.api_support import (
@@ -488,8 +489,8 @@ def test_metrics_report_execution_quality_service_timings_and_the_same_series_fo
         api.execute(approved(f"m-{i}", direction=1 if i % 2 else -1))
     api.client.get("/health")
 
-    report = api.read("/metrics").json()
-    text = api.read("/metrics/prometheus")
+    report = api.read("/metrics/json").json()
+    text = api.read("/metrics")
     families = {f.name: f for f in text_string_to_metric_families(text.text)}
 
     assert report["executions"] == 4 and report["success_rate"] == 1.0
@@ -500,51 +501,41 @@ def test_metrics_report_execution_quality_service_timings_and_the_same_series_fo
     assert report["api_requests_seconds"]["POST /execute"]["count"] == 4
     assert report["db_operations_seconds"]["append"]["count"] > 4
     assert text.headers["content-type"].startswith("text/plain")
-    executions = {s.labels["status"]: s.value for s in families["arbitrex_executions"].samples}
-    assert executions == {"FILLED": 4.0}
-    assert families["arbitrex_success_rate"].samples[0].value == 1.0
+    executions = {
+        (s.labels["status"], s.labels["symbol"]): s.value
+        for s in families["arbitrex_executions"].samples
+        if s.name == "arbitrex_executions_total" and s.value
+    }
+    assert executions == {("FILLED", "EURUSD"): 4.0}
     assert any(
         s.labels.get("route") == "/execute" and s.name.endswith("_count") and s.value == 4
         for s in families["arbitrex_http_request_duration_seconds"].samples
     )
     assert any(
-        s.labels.get("operation") == "append"
+        s.labels.get("operation") == "append" and s.name.endswith("_count") and s.value > 4
         for s in families["arbitrex_db_operation_duration_seconds"].samples
     )
 
 
-def test_network_error_and_order_timeout_rates_are_shares_of_all_executions(api, monkeypatch):
-    summary = MetricsSummary(
-        executions=10,
-        success_rate=0.6,
-        partial_fill_rate=0.0,
-        by_status={"FILLED": 6, "FAILED": 1, "REJECTED": 1, "UNRESOLVED": 1, "EXPIRED": 1},
-        by_symbol={"EURUSD": 10},
-        rejections_by_reason={
-            "NETWORK_ERROR": 1,
-            "OUTCOME_UNKNOWN": 1,
-            "ORDER_TIMEOUT": 1,
-            "SPREAD_TOO_WIDE": 1,
-        },
-        slippage_pips=Distribution.of([0.1] * 6),
-        fill_time_seconds=Distribution.of([0.2] * 6),
-    )
-    monkeypatch.setattr(api.engine.metrics, "summary", lambda: summary)
+def test_network_error_and_order_timeout_rates_are_shares_of_all_executions(api):
+    metrics = ServiceMetrics(api.engine)
+    for status, count in (("FILLED", 6), ("FAILED", 1), ("REJECTED", 1), ("UNRESOLVED", 1)):
+        metrics.executions.labels(status, "EURUSD").inc(count)
+    metrics.executions.labels("EXPIRED", "EURUSD").inc()
+    for reason in ("NETWORK_ERROR", "OUTCOME_UNKNOWN", "ORDER_TIMEOUT", "SPREAD_TOO_WIDE"):
+        metrics.rejections.labels(reason).inc()
 
-    report = api.read("/metrics").json()
-    text = api.read("/metrics/prometheus").text
-    gauges = {f.name: f.samples[0].value for f in text_string_to_metric_families(text)}
+    report = metrics_report(api.engine, metrics)
 
-    assert (report["network_error_rate"], report["order_timeout_rate"]) == (0.2, 0.1)
-    assert gauges["arbitrex_network_error_rate"] == 0.2
-    assert gauges["arbitrex_order_timeout_rate"] == 0.1
+    assert (report.network_error_rate, report.order_timeout_rate) == (0.2, 0.1)
+    assert report.success_rate == 0.6
 
 
 def test_the_broker_is_probed_in_the_background_for_its_uptime(tmp_path):
     settings = UNLIMITED.model_copy(update={"broker_probe_seconds": 0.01})
     with paper_api(tmp_path, settings=settings) as paper:
         for _ in range(1000):
-            broker = paper.read("/metrics").json()["broker"]
+            broker = paper.read("/metrics/json").json()["broker"]
             if broker["probes"] >= 3:
                 break
             time.sleep(0.01)
