@@ -110,9 +110,23 @@ def test_a_served_engine_logs_a_line_per_request_unless_told_not_to(tmp_path, lo
         tmp_path / "server.log", *args, *([] if logged else ["--no-access-log"])
     ) as process:
         with httpx.Client(base_url=process.url, timeout=30) as client:
-            answer = client.post("/execute", json=approved("logged"), headers=bearer(token))
+            answer = client.post(
+                "/execute",
+                json=approved("logged"),
+                headers=bearer(token) | {"X-Request-ID": "client-req-7"},
+            )
         assert answer.status_code == 200
-    assert ('"POST /execute HTTP/1.1" 200' in process.output()) is logged
+        assert answer.headers["X-Request-ID"] == "client-req-7"
+    lines = [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "arbitrex.access"]
+    executed = [line for line in access if line["route"] == "/execute"]
+    assert bool(executed) is logged
+    if logged:
+        assert executed[0]["request_id"] == "client-req-7"
+        assert executed[0]["execution_id"] == answer.json()["execution_id"]
+        assert (executed[0]["method"], executed[0]["status"]) == ("POST", 200)
+    # The server's own lines are JSON as well, logged or not.
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
 
 
 def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_chain(

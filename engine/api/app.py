@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from engine.api.auth import BodyLimit, KeyGate
 from engine.api.errors import add_error_handlers
 from engine.api.keys import KeyStore
+from engine.api.logs import AccessLog
 from engine.api.metrics import BrokerProbes, RequestObserver, TimedDatabase, Timings
 from engine.api.ratelimit import TokenBucketLimiter
 from engine.api.routes import ROUTERS
@@ -98,10 +99,11 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     add_error_handlers(app)
-    # Added innermost first: a request meets RequestObserver, then KeyGate, then BodyLimit.
+    # Added innermost first: a request meets AccessLog, RequestObserver, KeyGate, BodyLimit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         KeyGate, keys=keys, limiter=TokenBucketLimiter(settings.rate_per_second, settings.burst)
     )
     app.add_middleware(RequestObserver, timings=service.requests, responses=service.responses)
+    app.add_middleware(AccessLog)
     return app

@@ -18,6 +18,7 @@ import typer
 import uvicorn
 
 from engine.api import ApiSettings, KeyStore, KeyStoreError, Role, create_app
+from engine.api.logs import configure_logging
 from engine.engine import ExecutionEngine
 from engine.store import ExecutionDatabase, StoreUnavailable, open_database
 from scenarios.assembly import (
@@ -123,13 +124,16 @@ def serve(
             )
         if engine.halted:
             typer.echo("trading is HALTED (the audit trail's last control event)", err=True)
+        configure_logging(access_log)
         uvicorn.Server(
             uvicorn.Config(
                 app,
                 host=host,
                 port=port,
                 log_level="info",
-                access_log=access_log,
+                # JSON lines, from engine.api.logs: the app writes the access log itself.
+                log_config=None,
+                access_log=False,
                 server_header=False,
             )
         ).run()
