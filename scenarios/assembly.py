@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -49,11 +50,18 @@ class _SerialVenue:
 
 
 def paper_trading_engine(
-    seed: int, database: ExecutionDatabase, latency_ms: float | None = None
+    seed: int,
+    database: ExecutionDatabase,
+    latency_ms: float | None = None,
+    start: float | None = None,
 ) -> tuple[ExecutionEngine, Venue]:
     """The simulator in wall-clock time, safe to execute on from many threads at once.
 
     `latency_ms`: a constant one-way latency; None keeps the simulator's latency model.
+    `start`: the instant (POSIX seconds) the clock reads now; None, the wall clock itself,
+    so that executions and the audit trail are stamped with the real time, and the
+    simulated market keeps the real FX week (closed at the weekend, as a broker's is).
+    Tests pass a fixed instant, to meet the same market whatever day they run on.
     Returns the engine and the venue, whose ledger says what really reached the broker.
     """
     network = (
@@ -61,7 +69,9 @@ def paper_trading_engine(
         if latency_ms is not None
         else None
     )
-    engine, venue = paper_engine(seed, network=network, database=database)
+    engine, venue = paper_engine(
+        seed, network=network, database=database, start=time.time() if start is None else start
+    )
     broker = engine.broker
     assert isinstance(broker, SimulatedBroker)
     broker.venue = cast(Venue, _SerialVenue(venue))

@@ -31,6 +31,7 @@ from engine.api import KeyStore, Role, create_app
 from engine.metrics import Distribution, MetricsSummary
 from engine.store import open_database, verify_audit_chain
 from scenarios.assembly import paper_trading_engine
+from sim.market import MarketConfig
 from tests.api_support import (
     UNLIMITED,
     PaperApi,
@@ -80,6 +81,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(process.url, tokens, keys_file)
 
 
+# Paper trading runs on the wall clock, and the simulated market keeps the FX week: on a
+# weekend a served engine rightly rejects every order (MARKET_CLOSED).
+market_open_now = pytest.mark.skipif(
+    not MarketConfig().week.is_open(time.time()),
+    reason="the paper market is closed now (FX weekend)",
+)
+
+
+@market_open_now
 def test_a_served_engine_executes_and_a_retry_with_the_same_key_returns_the_same_execution(
     server,
 ):
@@ -129,6 +139,25 @@ def test_a_served_engine_logs_a_line_per_request_unless_told_not_to(tmp_path, lo
     assert any(line["logger"].startswith("uvicorn") for line in lines)
 
 
+def test_a_served_engine_stamps_wall_clock_times_in_iso_8601_utc(server):
+    admin, trader = bearer(server.tokens[Role.ADMIN]), bearer(server.tokens[Role.TRADER])
+    before = datetime.now(UTC)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        halted = client.post("/halt", headers=admin).json()
+        resumed = client.post("/resume", headers=admin).json()
+        executed = client.post("/execute", json=approved("wall-clock"), headers=trader).json()
+        stored = client.get(
+            f"/executions/{executed['execution_id']}", headers=bearer(server.tokens[Role.AUDITOR])
+        ).json()
+    after = datetime.now(UTC)
+
+    stamps = [halted["recorded_at"], resumed["recorded_at"], executed["timestamp"]]
+    stamps.append(stored["created_at"])
+    assert all(stamp.endswith("Z") for stamp in stamps)
+    assert all(before <= datetime.fromisoformat(stamp) <= after for stamp in stamps)
+
+
+@market_open_now
 def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_chain(
     server,
 ):
@@ -152,11 +181,12 @@ def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_cha
     assert not resumed.json()["trading_halted"] and filled.json()["status"] == "FILLED"
     records = [json.loads(line) for line in trail.text.splitlines()]
     controls = [r for r in records if r["execution_id"] is None]
-    assert [(r["kind"], r["payload"]["reason"]) for r in controls] == [
+    # The last two: other tests of this module's server halt and resume too.
+    assert [(r["kind"], r["payload"]["reason"]) for r in controls[-2:]] == [
         ("TradingHalted", "drill"),
         ("TradingResumed", None),
     ]
-    assert all(r["payload"]["by"] == "admin-key" for r in controls)
+    assert all(r["payload"]["by"] == "admin-key" for r in controls[-2:])
     # The whole trail, in one chain: whichever tests of this module's server ran before.
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(records))

@@ -55,8 +55,6 @@ SEED = 28  # chosen because its run has a lost reply, a reconciliation and refus
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
-
-
 @pytest.fixture
 def postgres(tmp_path: Path) -> Iterator[sb.StoreTarget]:
     with sb.store_target("postgresql", tmp_path) as store_target:
@@ -523,9 +521,10 @@ def test_a_failed_group_commit_fails_every_append_of_its_group_and_records_none(
 
 def test_executions_running_at_once_share_their_durable_commits(tmp_path):
     from scenarios.assembly import paper_trading_engine
+    from sim.world import DEFAULT_START
 
     db, disk = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.01)
-    engine, _ = paper_trading_engine(7, db, latency_ms=1.0)
+    engine, _ = paper_trading_engine(7, db, latency_ms=1.0, start=DEFAULT_START)
     statuses: list[str] = []
 
     def trader(thread: int) -> None:
