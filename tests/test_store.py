@@ -23,6 +23,7 @@ import pytest
 import store_backends as sb
 
 import engine.store.sql
+from engine.clock import iso_utc
 from engine.core.config import EngineConfig
 from engine.core.events import (
     ExecutionRequested,
@@ -891,6 +892,8 @@ def test_the_trail_exports_to_a_file_that_reads_back_as_the_same_records(
     written = export_audit_trail_to(db, path, fmt, *EVER, rows_per_chunk=rows_per_chunk)
 
     expected = sb.export_rows(records(db))
+    if fmt == "csv":  # for people: ISO 8601 UTC, to the microsecond
+        expected = [row | {"at": iso_utc(row["at"])} for row in expected]
     if fmt == "jsonl":
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         back = [line | {"payload": canonical_json(line["payload"])} for line in lines]

@@ -24,10 +24,11 @@ import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.clock import iso_utc
 
 ACCESS_LOGGER = "arbitrex.access"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -57,11 +58,6 @@ def _masked(match: re.Match[str]) -> str:
 
 def _mask(text: str) -> str:
     return _SECRETS.sub(_masked, text)
-
-
-def iso_utc(posix: float) -> str:
-    """POSIX seconds as ISO 8601 UTC, to the microsecond: 2026-01-05T09:30:00.123456Z."""
-    return datetime.fromtimestamp(posix, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class JsonFormatter(logging.Formatter):
