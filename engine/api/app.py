@@ -21,6 +21,7 @@ import anyio
 from fastapi import FastAPI
 
 from engine.api.auth import BodyLimit, KeyGate
+from engine.api.docs import add_docs
 from engine.api.errors import add_error_handlers
 from engine.api.keys import KeyStore
 from engine.api.logs import AccessLog
@@ -90,7 +91,8 @@ def create_app(
         version=ENGINE_VERSION,
         description="Execute RPM decisions, read executions and metrics, export the audit "
         "trail, halt and resume trading. Every route but /health needs an API key "
-        "(Authorization: Bearer <key>); /openapi.json too.",
+        "(Authorization: Bearer <key>); /openapi.json too. /docs shows this document: "
+        "the page is open, and asks for a key to load it.",
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
@@ -98,6 +100,7 @@ def create_app(
     app.state.service = service
     for router in ROUTERS:
         app.include_router(router)
+    add_docs(app)
     add_error_handlers(app)
     # Added innermost first: a request meets AccessLog, RequestObserver, KeyGate, BodyLimit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
