@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -59,12 +60,17 @@ def paper_trading_engine(
     database: ExecutionDatabase,
     latency_ms: float | None = None,
     venue: VenueProxy | None = None,
+    start: float | None = None,
 ) -> tuple[ExecutionEngine, Venue]:
     """The simulator in wall-clock time, safe to execute on from many threads at once.
 
     `latency_ms`: a constant one-way latency; None keeps the simulator's latency model.
     `venue`: a venue in a process of its own (`scenarios.paper_venue`), which outlives this
     engine; None builds one inside this process, whose ledger dies with it.
+    `start`: the instant (POSIX seconds) the clock reads now; None, the wall clock itself,
+    so that executions and the audit trail are stamped with the real time, and the
+    simulated market keeps the real FX week (closed at the weekend, as a broker's is).
+    Tests pass a fixed instant, to meet the same market whatever day they run on.
     Returns the engine and the venue, whose ledger says what really reached the broker.
     """
     network = (
@@ -74,7 +80,9 @@ def paper_trading_engine(
     )
     if venue is not None:
         return _remote_paper_engine(seed, database, network, venue), cast(Venue, venue)
-    engine, venue = paper_engine(seed, network=network, database=database)
+    engine, venue = paper_engine(
+        seed, network=network, database=database, start=time.time() if start is None else start
+    )
     broker = engine.broker
     assert isinstance(broker, SimulatedBroker)
     broker.venue = cast(Venue, _SerialVenue(venue))

@@ -32,6 +32,7 @@ from engine.api.metrics import ServiceMetrics
 from engine.api.metrics_json import metrics_report
 from engine.store import open_database, verify_audit_chain
 from scenarios.assembly import paper_trading_engine
+from sim.market import MarketConfig
 from tests.api_support import (
     UNLIMITED,
     PaperApi,
@@ -81,6 +82,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(process.url, tokens, keys_file)
 
 
+# Paper trading runs on the wall clock, and the simulated market keeps the FX week: on a
+# weekend a served engine rightly rejects every order (MARKET_CLOSED).
+market_open_now = pytest.mark.skipif(
+    not MarketConfig().week.is_open(time.time()),
+    reason="the paper market is closed now (FX weekend)",
+)
+
+
+@market_open_now
 def test_a_served_engine_executes_and_a_retry_with_the_same_key_returns_the_same_execution(
     server,
 ):
@@ -111,11 +121,44 @@ def test_a_served_engine_logs_a_line_per_request_unless_told_not_to(tmp_path, lo
         tmp_path / "server.log", *args, *([] if logged else ["--no-access-log"])
     ) as process:
         with httpx.Client(base_url=process.url, timeout=30) as client:
-            answer = client.post("/execute", json=approved("logged"), headers=bearer(token))
+            answer = client.post(
+                "/execute",
+                json=approved("logged"),
+                headers=bearer(token) | {"X-Request-ID": "client-req-7"},
+            )
         assert answer.status_code == 200
-    assert ('"POST /execute HTTP/1.1" 200' in process.output()) is logged
+        assert answer.headers["X-Request-ID"] == "client-req-7"
+    lines = [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "arbitrex.access"]
+    executed = [line for line in access if line["route"] == "/execute"]
+    assert bool(executed) is logged
+    if logged:
+        assert executed[0]["request_id"] == "client-req-7"
+        assert executed[0]["execution_id"] == answer.json()["execution_id"]
+        assert (executed[0]["method"], executed[0]["status"]) == ("POST", 200)
+    # The server's own lines are JSON as well, logged or not.
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
 
 
+def test_a_served_engine_stamps_wall_clock_times_in_iso_8601_utc(server):
+    admin, trader = bearer(server.tokens[Role.ADMIN]), bearer(server.tokens[Role.TRADER])
+    before = datetime.now(UTC)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        halted = client.post("/halt", headers=admin).json()
+        resumed = client.post("/resume", headers=admin).json()
+        executed = client.post("/execute", json=approved("wall-clock"), headers=trader).json()
+        stored = client.get(
+            f"/executions/{executed['execution_id']}", headers=bearer(server.tokens[Role.AUDITOR])
+        ).json()
+    after = datetime.now(UTC)
+
+    stamps = [halted["recorded_at"], resumed["recorded_at"], executed["timestamp"]]
+    stamps.append(stored["created_at"])
+    assert all(stamp.endswith("Z") for stamp in stamps)
+    assert all(before <= datetime.fromisoformat(stamp) <= after for stamp in stamps)
+
+
+@market_open_now
 def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_chain(
     server,
 ):
@@ -139,11 +182,12 @@ def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_cha
     assert not resumed.json()["trading_halted"] and filled.json()["status"] == "FILLED"
     records = [json.loads(line) for line in trail.text.splitlines()]
     controls = [r for r in records if r["execution_id"] is None]
-    assert [(r["kind"], r["payload"]["reason"]) for r in controls] == [
+    # The last two: other tests of this module's server halt and resume too.
+    assert [(r["kind"], r["payload"]["reason"]) for r in controls[-2:]] == [
         ("TradingHalted", "drill"),
         ("TradingResumed", None),
     ]
-    assert all(r["payload"]["by"] == "admin-key" for r in controls)
+    assert all(r["payload"]["by"] == "admin-key" for r in controls[-2:])
     # The whole trail, in one chain: whichever tests of this module's server ran before.
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(records))

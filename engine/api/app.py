@@ -20,8 +20,10 @@ import anyio
 from fastapi import FastAPI
 
 from engine.api.auth import BodyLimit, KeyGate
+from engine.api.docs import add_docs
 from engine.api.errors import add_error_handlers
 from engine.api.keys import KeyStore
+from engine.api.logs import AccessLog
 from engine.api.metrics import RequestObserver, ServiceMetrics, TimedDatabase
 from engine.api.ratelimit import TokenBucketLimiter
 from engine.api.routes import ROUTERS
@@ -87,7 +89,8 @@ def create_app(
         version=ENGINE_VERSION,
         description="Execute RPM decisions, read executions and metrics, export the audit "
         "trail, halt and resume trading. Every route but /health needs an API key "
-        "(Authorization: Bearer <key>); /openapi.json too.",
+        "(Authorization: Bearer <key>); /openapi.json too. /docs shows this document: "
+        "the page is open, and asks for a key to load it.",
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
@@ -97,11 +100,13 @@ def create_app(
         app.include_router(router)
     # The routers' own routes: FastAPI may hold an included router as one opaque entry.
     metrics.known_routes([*app.routes, *(route for router in ROUTERS for route in router.routes)])
+    add_docs(app)
     add_error_handlers(app)
-    # Added innermost first: a request meets RequestObserver, then KeyGate, then BodyLimit.
+    # Added innermost first: a request meets AccessLog, RequestObserver, KeyGate, BodyLimit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         KeyGate, keys=keys, limiter=TokenBucketLimiter(settings.rate_per_second, settings.burst)
     )
     app.add_middleware(RequestObserver, metrics=metrics)
+    app.add_middleware(AccessLog)
     return app

@@ -18,6 +18,7 @@ import typer
 import uvicorn
 
 from engine.api import ApiSettings, KeyStore, KeyStoreError, Role, create_app
+from engine.api.logs import configure_logging
 from engine.engine import ExecutionEngine
 from engine.store import ExecutionDatabase, StoreUnavailable, open_database
 from scenarios.assembly import (
@@ -161,9 +162,7 @@ def _serve(settings: ServeSettings) -> None:
                     fail(1, str(error))
                 typer.echo(line, err=True)
                 close_broker = venue.close  # the connection only: the venue lives on
-            engine, _ = paper_trading_engine(
-                settings.seed, database, settings.latency_ms, venue
-            )
+            engine, _ = paper_trading_engine(settings.seed, database, settings.latency_ms, venue)
         else:
             engine, close_broker = _live_mt5(
                 database, settings.mt5_credentials, settings.mt5_bridge
@@ -190,13 +189,16 @@ def _serve(settings: ServeSettings) -> None:
             )
         if engine.halted:
             typer.echo("trading is HALTED (the audit trail's last control event)", err=True)
+        configure_logging(settings.access_log)
         uvicorn.Server(
             uvicorn.Config(
                 app,
                 host=settings.host,
                 port=settings.port,
                 log_level="info",
-                access_log=settings.access_log,
+                # JSON lines, from engine.api.logs: the app writes the access log itself.
+                log_config=None,
+                access_log=False,
                 server_header=False,
             )
         ).run()
