@@ -21,6 +21,7 @@ from engine.api import KeyStore, Role, create_app
 from engine.core.config import ENGINE_VERSION
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
 from engine.store import open_database
+from engine.store.base import StoreUnavailable
 from scenarios.assembly import paper_trading_engine
 from tests.api_support import UNLIMITED, approved, bearer, one_key_per_role
 
@@ -194,6 +195,24 @@ def test_the_halted_and_broker_gauges_follow_the_kill_switch_and_the_health_chec
 
     assert value(samples, "arbitrex_trading_halted") == 1
     assert value(samples, "arbitrex_broker_connected") == 1
+
+
+def test_the_audit_store_gauge_falls_to_zero_when_the_store_is_unreachable_and_comes_back(
+    served, monkeypatch
+):
+    store = served.app.state.service.engine.database.inner
+
+    def unreachable() -> None:
+        raise StoreUnavailable("down for the test")
+
+    monkeypatch.setattr(store, "ping", unreachable)
+    [down] = served.run(("GET", "/health", {}))
+    during = value(served.samples(), "arbitrex_audit_store_up")
+    monkeypatch.undo()
+    served.run(("GET", "/health", {}))
+
+    assert down.status_code == 503 and during == 0
+    assert value(served.samples(), "arbitrex_audit_store_up") == 1
 
 
 def test_metrics_asked_for_as_json_answer_the_json_view_of_the_same_instruments(served):

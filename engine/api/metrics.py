@@ -185,9 +185,12 @@ class ServiceMetrics:
         # validation and lock for every call after the first.
         self._routes: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._codes: dict[int, Any] = {}
+        self._executions: dict[tuple[str, str], Any] = {}
+        self._rejections: dict[str, Any] = {}
+        self._store_up: bool | None = None
         self._operations: dict[str, Any] = {}
         for reason in ExecutionRejectionReason:
-            self.rejections.labels(reason.value)
+            self._rejection(reason.value)
         for symbol in sorted(set(symbols) | set(engine.config.max_spread_pips)):
             self.known_symbol(symbol)
         for code in KNOWN_CODES:
@@ -200,7 +203,7 @@ class ServiceMetrics:
 
     def known_symbol(self, symbol: str) -> None:
         for status in ExecutionStatus:
-            self.executions.labels(status.value, symbol)
+            self._execution(status.value, symbol)
 
     def known_routes(self, routes: Iterable[BaseRoute]) -> None:
         """Series at zero for each method and route template the app serves (HEAD, which
@@ -219,6 +222,18 @@ class ServiceMetrics:
                 self.http_duration.labels(method, route),
             )
         return children
+
+    def _execution(self, status: str, symbol: str) -> Any:
+        child = self._executions.get((status, symbol))
+        if child is None:
+            child = self._executions[(status, symbol)] = self.executions.labels(status, symbol)
+        return child
+
+    def _rejection(self, reason: str) -> Any:
+        child = self._rejections.get(reason)
+        if child is None:
+            child = self._rejections[reason] = self.rejections.labels(reason)
+        return child
 
     def _code(self, code: int) -> Any:
         child = self._codes.get(code)
@@ -244,9 +259,9 @@ class ServiceMetrics:
         status = execution.status
         assert status is not None
         symbol = execution.request.symbol if execution.request is not None else None
-        self.executions.labels(status.value, symbol or "").inc()
+        self._execution(status.value, symbol or "").inc()
         if execution.outcome_reason is not None:
-            self.rejections.labels(execution.outcome_reason.value).inc()
+            self._rejection(execution.outcome_reason.value).inc()
         if (slippage := execution.slippage_pips) is not None:
             self.slippage.observe(slippage)
             if slippage > 0:
@@ -267,6 +282,12 @@ class ServiceMetrics:
         else:
             self._unresolved_ids.discard(execution.execution_id)
         self.unresolved.set(len(self._unresolved_ids))
+
+    def store_reached(self, reached: bool) -> None:
+        # Every store call says; the gauge's lock is taken only when the answer changes.
+        if reached is not self._store_up:
+            self._store_up = reached
+            self.store_up.set(float(reached))
 
     def observe_broker(self, connected: bool) -> None:
         self.broker_probes.inc()
@@ -370,10 +391,10 @@ class TimedDatabase(ExecutionDatabase):
         try:
             yield
         except StoreUnavailable:
-            self._metrics.store_up.set(0.0)
+            self._metrics.store_reached(False)
             raise
         else:
-            self._metrics.store_up.set(1.0)
+            self._metrics.store_reached(True)
         finally:
             self._metrics.operation(operation).observe(time.perf_counter() - started)
 
