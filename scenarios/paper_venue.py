@@ -82,7 +82,9 @@ def answering(address: Address) -> VenueProxy | None:
         return None
 
 
-def start_detached(text: str, seed: int, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start_detached(
+    text: str, seed: int, log: Path | None = None, start: float | None = None
+) -> subprocess.Popen[bytes]:
     """Start the venue at `text` in a session of its own, so that it outlives its parent
     and the parent's terminal (Ctrl-C in a terminal signals the whole process group)."""
     if isinstance(parse_address(text), str):
@@ -90,7 +92,11 @@ def start_detached(text: str, seed: int, log: Path | None = None) -> subprocess.
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "scenarios.paper_venue", "--address", text, "--seed", str(seed)],
+            [
+                *(sys.executable, "-m", "scenarios.paper_venue", "--address", text),
+                *("--seed", str(seed)),
+                *(("--start", repr(start)) if start is not None else ()),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -103,14 +109,14 @@ def start_detached(text: str, seed: int, log: Path | None = None) -> subprocess.
 
 
 def connect_or_start(
-    text: str, seed: int, log: Path | None = None
+    text: str, seed: int, log: Path | None = None, start: float | None = None
 ) -> tuple[VenueProxy, subprocess.Popen[bytes] | None]:
     """The venue at `text`; started detached (and returned) when nothing answers there."""
     address = parse_address(text)
     venue = answering(address)
     if venue is not None:
         return venue, None
-    process = start_detached(text, seed, log)
+    process = start_detached(text, seed, log, start)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while (venue := answering(address)) is None:
         if process.poll() is not None or time.monotonic() > deadline:
@@ -122,11 +128,11 @@ def connect_or_start(
     return venue, process
 
 
-def open_paper_venue(text: str, seed: int) -> tuple[VenueProxy, str]:
+def open_paper_venue(text: str, seed: int, start: float | None = None) -> tuple[VenueProxy, str]:
     """The venue `serve --paper-venue text` trades on, and a line saying which it is: the
     one running at `text`, else one started there (its output in `text`.log for a socket)."""
     log = Path(f"{text}.log") if isinstance(parse_address(text), str) else None
-    venue, started = connect_or_start(text, seed, log)
+    venue, started = connect_or_start(text, seed, log, start)
     about = venue.about()
     line = f"paper venue pid {about['pid']} at {text}" + (
         " (started; it outlives this server: stop it with `arbitrex paper-venue --stop`)"
@@ -156,8 +162,10 @@ def _ready_to_listen(address: Address) -> None:
         os.umask(0o077)  # the socket is created owner-only: the authkey is no secret
 
 
-def run(text: str, seed: int, start: float = DEFAULT_START) -> None:
-    """Serve the paper venue at `text` until asked to stop, SIGTERM or SIGINT."""
+def run(text: str, seed: int, start: float | None = None) -> None:
+    """Serve the paper venue at `text` until asked to stop, SIGTERM or SIGINT; its clock
+    reads `start` now (default: the wall clock's now, as paper trading in process does)."""
+    start = time.time() if start is None else start
     address = parse_address(text)
     _ready_to_listen(address)
     venue = paper_venue(seed, start)
@@ -180,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stop", action="store_true", help="stop the venue at --address")
     parser.add_argument("--port", type=int, help="crash chaos: on 127.0.0.1")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--start", type=float, help="paper trading: the clock's instant now")
     parser.add_argument(
         "--scenario", type=Path, help="crash chaos: a scenario file (its market, venue, account)"
     )
@@ -189,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             if not stop(options.address):
                 print(f"no paper venue at {options.address}", file=sys.stderr)
         elif options.address is not None:
-            run(options.address, options.seed)
+            run(options.address, options.seed, options.start)
         elif options.port is not None and options.scenario is not None:
             venue = scenario_venue(load_scenario(options.scenario), options.seed)
             serve(("127.0.0.1", options.port), venue)

@@ -25,6 +25,7 @@ import uvicorn
 
 from engine.api import ApiSettings, KeyStore, Role, create_app
 from engine.engine import ExecutionEngine
+from engine.schemas import utc
 from engine.store import open_database
 from scenarios.assembly import paper_trading_engine
 from sim.venue import Venue
@@ -164,6 +165,8 @@ def serve_process(log: Path, *args: str) -> Iterator[ServerProcess]:
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "scenarios.cli", "serve", "--port", str(port), *args],
+            # A fixed Monday morning: the same open market whatever day the tests run on.
+            env={**os.environ, "ARBITREX_PAPER_START": utc(DEFAULT_START).isoformat()},
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -27,8 +27,10 @@ import pytest
 
 from engine.core.lifecycle import Execution
 from engine.core.vocabulary import ExecutionRejectionReason, ExecutionStatus
+from engine.schemas import utc
 from engine.store import open_database
 from scenarios.paper_venue import PaperVenueError, answering, parse_address
+from sim.world import DEFAULT_START
 from tests.api_support import ROOT, approved, bearer, cli_api, free_port
 
 T = TypeVar("T")
@@ -88,6 +90,9 @@ def _start_server(log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            # A fixed Monday morning for the server and the venue it starts: an open market
+            # whatever day the test runs on.
+            env={**os.environ, "ARBITREX_PAPER_START": utc(DEFAULT_START).isoformat()},
         )
     url = f"http://127.0.0.1:{port}"
 

@@ -105,6 +105,14 @@ def serve(
             "socket path, or HOST:PORT on loopback); started there if none runs"
         ),
     ] = None,
+    paper_start: Annotated[
+        str | None,
+        typer.Option(
+            help="sim: the instant (ISO 8601 with its zone) the paper clock reads at start-up; "
+            "default now",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -153,11 +161,12 @@ def _serve(settings: ServeSettings) -> None:
     try:
         if broker is BrokerKind.SIM:
             venue = None
+            start = settings.paper_start.timestamp() if settings.paper_start else None
             if settings.paper_venue is not None:
                 from scenarios.paper_venue import PaperVenueError, open_paper_venue
 
                 try:
-                    venue, line = open_paper_venue(settings.paper_venue, settings.seed)
+                    venue, line = open_paper_venue(settings.paper_venue, settings.seed, start)
                 except PaperVenueError as error:
                     fail(1, str(error))
                 typer.echo(line, err=True)

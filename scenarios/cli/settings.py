@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "ARBITREX_CONFIG"
@@ -57,6 +57,9 @@ class ServeSettings(BaseSettings):
     access_log: bool = True
     # sim: the paper venue's address (a Unix socket path, or HOST:PORT on loopback).
     paper_venue: str | None = Field(None, min_length=1)
+    # sim: the instant the paper clock reads when the server (or its venue) starts; default
+    # now. A pinned instant meets the same simulated market whatever the day (tests, demos).
+    paper_start: AwareDatetime | None = None
 
     @classmethod
     def settings_customise_sources(
