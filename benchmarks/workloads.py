@@ -26,7 +26,7 @@ from engine.store import ExecutionDatabase, open_database
 from scenarios.orderflow import OrderFlowConfig, order_flow
 from sim.latency import LatencyConfig
 from sim.network import NetworkConfig
-from sim.world import SimulatedWorld, paper_engine
+from sim.world import DEFAULT_START, SimulatedWorld, paper_engine
 
 LATENCY = LatencyConfig.constant(10.0, processing_ms=2.0)
 
@@ -195,7 +195,8 @@ def api_requests(
         keys = KeyStore(Path(folder) / "keys.db")
         _, token = keys.create(Role.TRADER, "bench")
         database = open_database(db_url)
-        engine, _ = paper_trading_engine(7, database, latency_ms=latency_ms)
+        # A fixed Monday morning: the same market, and the same count, on any day.
+        engine, _ = paper_trading_engine(7, database, latency_ms=latency_ms, start=DEFAULT_START)
         unlimited = ApiSettings(
             rate_per_second=1e9, burst=10**9, broker_probe_seconds=0, max_concurrent_executions=64
         )

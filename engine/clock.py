@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -42,3 +43,9 @@ class WallClock:
         timer = threading.Timer(seconds, call)
         timer.daemon = True
         timer.start()
+
+
+def iso_utc(posix: float) -> str:
+    """POSIX seconds as ISO 8601 UTC to the microsecond, as people and tools read a time:
+    2026-01-05T09:30:00.123456Z."""
+    return datetime.fromtimestamp(posix, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -71,6 +72,9 @@ class ExecutionMetrics:
         self._breaches = 0
         self._unprotected = 0
         self._children = 0
+        # One more reader of every closed execution (the API's Prometheus instruments): a
+        # single slot, so an engine served by a new app stops feeding the old one.
+        self.listener: Callable[[Execution], None] | None = None
 
     def observe(self, execution: Execution) -> None:
         status = execution.status
@@ -88,6 +92,8 @@ class ExecutionMetrics:
             self._breaches += execution.slippage_bound_breached
             self._unprotected += len(execution.unprotected)
             self._children += execution.child_orders
+        if self.listener is not None:
+            self.listener(execution)
 
     def summary(self) -> MetricsSummary:
         with self._lock:

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from engine.clock import WallClock
+from engine.core.config import EngineConfig
 from engine.engine import ExecutionEngine
+from engine.live import LiveDriver
 from engine.store import ExecutionDatabase
 from sim.broker import SimulatedBroker
+from sim.broker_process import VenueProxy
 from sim.latency import LatencyConfig
-from sim.network import NetworkConfig
+from sim.market import MarketConfig, SyntheticMarket
+from sim.network import Network, NetworkConfig
 from sim.venue import Venue
+from sim.wire import Wire
 from sim.world import paper_engine
 
 
@@ -49,11 +56,21 @@ class _SerialVenue:
 
 
 def paper_trading_engine(
-    seed: int, database: ExecutionDatabase, latency_ms: float | None = None
+    seed: int,
+    database: ExecutionDatabase,
+    latency_ms: float | None = None,
+    venue: VenueProxy | None = None,
+    start: float | None = None,
 ) -> tuple[ExecutionEngine, Venue]:
     """The simulator in wall-clock time, safe to execute on from many threads at once.
 
     `latency_ms`: a constant one-way latency; None keeps the simulator's latency model.
+    `venue`: a venue in a process of its own (`scenarios.paper_venue`), which outlives this
+    engine; None builds one inside this process, whose ledger dies with it.
+    `start`: the instant (POSIX seconds) the clock reads now; None, the wall clock itself,
+    so that executions and the audit trail are stamped with the real time, and the
+    simulated market keeps the real FX week (closed at the weekend, as a broker's is).
+    Tests pass a fixed instant, to meet the same market whatever day they run on.
     Returns the engine and the venue, whose ledger says what really reached the broker.
     """
     network = (
@@ -61,11 +78,33 @@ def paper_trading_engine(
         if latency_ms is not None
         else None
     )
-    engine, venue = paper_engine(seed, network=network, database=database)
+    if venue is not None:
+        return _remote_paper_engine(seed, database, network, venue), cast(Venue, venue)
+    engine, venue = paper_engine(
+        seed, network=network, database=database, start=time.time() if start is None else start
+    )
     broker = engine.broker
     assert isinstance(broker, SimulatedBroker)
     broker.venue = cast(Venue, _SerialVenue(venue))
     return engine, venue
+
+
+def _remote_paper_engine(
+    seed: int, database: ExecutionDatabase, network: NetworkConfig | None, venue: VenueProxy
+) -> ExecutionEngine:
+    """The engine on a venue process: on the venue's clock, which it keeps across our
+    restarts (a restarted engine on a fresh clock would see its own records in the future,
+    and the venue's market go back in time). The venue process answers one request at a
+    time, so no lock is needed here."""
+    about = venue.about()
+    clock = WallClock(about["start"], about["origin"])
+    # Latency follows the market's volatility: the venue's market, rebuilt here from the
+    # same seed and start (a deterministic function of them) rather than asked over the wire.
+    market = SyntheticMarket(MarketConfig(), about["seed"], about["start"])
+    wire = Wire(Network(network or NetworkConfig(), seed, market.volatility), clock)
+    config = EngineConfig()
+    broker = SimulatedBroker(cast(Venue, venue), wire, config.request_timeout_seconds)
+    return ExecutionEngine(broker, database, config, LiveDriver(clock))
 
 
 class BrokerNotAvailable(Exception):

@@ -25,9 +25,11 @@ import uvicorn
 
 from engine.api import ApiSettings, KeyStore, Role, create_app
 from engine.engine import ExecutionEngine
+from engine.schemas import utc
 from engine.store import open_database
 from scenarios.assembly import paper_trading_engine
 from sim.venue import Venue
+from sim.world import DEFAULT_START
 
 ROOT = Path(__file__).resolve().parents[1]
 # Generous enough that only the rate-limit tests ever meet the limiter.
@@ -114,7 +116,8 @@ def paper_api(
 ) -> Iterator[PaperApi]:
     """The API on a fresh paper-trading engine, with one key per role."""
     database = open_database(db_url)
-    engine, venue = paper_trading_engine(seed, database, latency_ms)
+    # A fixed Monday morning: the same open market whatever day the tests run on.
+    engine, venue = paper_trading_engine(seed, database, latency_ms, start=DEFAULT_START)
     keys = KeyStore(tmp_path / f"keys-{seed}.db")
     tokens = one_key_per_role(keys)
     app = create_app(engine, keys, settings)
@@ -162,6 +165,8 @@ def serve_process(log: Path, *args: str) -> Iterator[ServerProcess]:
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "scenarios.cli", "serve", "--port", str(port), *args],
+            # A fixed Monday morning: the same open market whatever day the tests run on.
+            env={**os.environ, "ARBITREX_PAPER_START": utc(DEFAULT_START).isoformat()},
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -244,7 +244,7 @@ def rehash(row: dict[str, Any], payload: str) -> str:
     )
 
 
-CSV_DTYPES = {column: "string" for column in COLUMNS} | {"seq": "Int64", "at": "float64"}
+CSV_DTYPES = {column: "string" for column in COLUMNS} | {"seq": "Int64"}
 
 
 def export_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,9 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from engine.api import KeyStore, Role, create_app
-from engine.metrics import Distribution, MetricsSummary
+from engine.api.metrics import ServiceMetrics
+from engine.api.metrics_json import metrics_report
 from engine.store import open_database, verify_audit_chain
 from scenarios.assembly import paper_trading_engine
+from sim.market import MarketConfig
 from tests.api_support import (
     UNLIMITED,
     PaperApi,
@@ -80,6 +82,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(process.url, tokens, keys_file)
 
 
+# Paper trading runs on the wall clock, and the simulated market keeps the FX week: on a
+# weekend a served engine rightly rejects every order (MARKET_CLOSED).
+market_open_now = pytest.mark.skipif(
+    not MarketConfig().week.is_open(time.time()),
+    reason="the paper market is closed now (FX weekend)",
+)
+
+
+@market_open_now
 def test_a_served_engine_executes_and_a_retry_with_the_same_key_returns_the_same_execution(
     server,
 ):
@@ -110,11 +121,44 @@ def test_a_served_engine_logs_a_line_per_request_unless_told_not_to(tmp_path, lo
         tmp_path / "server.log", *args, *([] if logged else ["--no-access-log"])
     ) as process:
         with httpx.Client(base_url=process.url, timeout=30) as client:
-            answer = client.post("/execute", json=approved("logged"), headers=bearer(token))
+            answer = client.post(
+                "/execute",
+                json=approved("logged"),
+                headers=bearer(token) | {"X-Request-ID": "client-req-7"},
+            )
         assert answer.status_code == 200
-    assert ('"POST /execute HTTP/1.1" 200' in process.output()) is logged
+        assert answer.headers["X-Request-ID"] == "client-req-7"
+    lines = [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "arbitrex.access"]
+    executed = [line for line in access if line["route"] == "/execute"]
+    assert bool(executed) is logged
+    if logged:
+        assert executed[0]["request_id"] == "client-req-7"
+        assert executed[0]["execution_id"] == answer.json()["execution_id"]
+        assert (executed[0]["method"], executed[0]["status"]) == ("POST", 200)
+    # The server's own lines are JSON as well, logged or not.
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
 
 
+def test_a_served_engine_stamps_wall_clock_times_in_iso_8601_utc(server):
+    admin, trader = bearer(server.tokens[Role.ADMIN]), bearer(server.tokens[Role.TRADER])
+    before = datetime.now(UTC)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        halted = client.post("/halt", headers=admin).json()
+        resumed = client.post("/resume", headers=admin).json()
+        executed = client.post("/execute", json=approved("wall-clock"), headers=trader).json()
+        stored = client.get(
+            f"/executions/{executed['execution_id']}", headers=bearer(server.tokens[Role.AUDITOR])
+        ).json()
+    after = datetime.now(UTC)
+
+    stamps = [halted["recorded_at"], resumed["recorded_at"], executed["timestamp"]]
+    stamps.append(stored["created_at"])
+    assert all(stamp.endswith("Z") for stamp in stamps)
+    assert all(before <= datetime.fromisoformat(stamp) <= after for stamp in stamps)
+
+
+@market_open_now
 def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_chain(
     server,
 ):
@@ -138,11 +182,12 @@ def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_cha
     assert not resumed.json()["trading_halted"] and filled.json()["status"] == "FILLED"
     records = [json.loads(line) for line in trail.text.splitlines()]
     controls = [r for r in records if r["execution_id"] is None]
-    assert [(r["kind"], r["payload"]["reason"]) for r in controls] == [
+    # The last two: other tests of this module's server halt and resume too.
+    assert [(r["kind"], r["payload"]["reason"]) for r in controls[-2:]] == [
         ("TradingHalted", "drill"),
         ("TradingResumed", None),
     ]
-    assert all(r["payload"]["by"] == "admin-key" for r in controls)
+    assert all(r["payload"]["by"] == "admin-key" for r in controls[-2:])
     # The whole trail, in one chain: whichever tests of this module's server ran before.
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(records))
@@ -488,8 +533,8 @@ def test_metrics_report_execution_quality_service_timings_and_the_same_series_fo
         api.execute(approved(f"m-{i}", direction=1 if i % 2 else -1))
     api.client.get("/health")
 
-    report = api.read("/metrics").json()
-    text = api.read("/metrics/prometheus")
+    report = api.read("/metrics/json").json()
+    text = api.read("/metrics")
     families = {f.name: f for f in text_string_to_metric_families(text.text)}
 
     assert report["executions"] == 4 and report["success_rate"] == 1.0
@@ -500,51 +545,41 @@ def test_metrics_report_execution_quality_service_timings_and_the_same_series_fo
     assert report["api_requests_seconds"]["POST /execute"]["count"] == 4
     assert report["db_operations_seconds"]["append"]["count"] > 4
     assert text.headers["content-type"].startswith("text/plain")
-    executions = {s.labels["status"]: s.value for s in families["arbitrex_executions"].samples}
-    assert executions == {"FILLED": 4.0}
-    assert families["arbitrex_success_rate"].samples[0].value == 1.0
+    executions = {
+        (s.labels["status"], s.labels["symbol"]): s.value
+        for s in families["arbitrex_executions"].samples
+        if s.name == "arbitrex_executions_total" and s.value
+    }
+    assert executions == {("FILLED", "EURUSD"): 4.0}
     assert any(
         s.labels.get("route") == "/execute" and s.name.endswith("_count") and s.value == 4
         for s in families["arbitrex_http_request_duration_seconds"].samples
     )
     assert any(
-        s.labels.get("operation") == "append"
+        s.labels.get("operation") == "append" and s.name.endswith("_count") and s.value > 4
         for s in families["arbitrex_db_operation_duration_seconds"].samples
     )
 
 
-def test_network_error_and_order_timeout_rates_are_shares_of_all_executions(api, monkeypatch):
-    summary = MetricsSummary(
-        executions=10,
-        success_rate=0.6,
-        partial_fill_rate=0.0,
-        by_status={"FILLED": 6, "FAILED": 1, "REJECTED": 1, "UNRESOLVED": 1, "EXPIRED": 1},
-        by_symbol={"EURUSD": 10},
-        rejections_by_reason={
-            "NETWORK_ERROR": 1,
-            "OUTCOME_UNKNOWN": 1,
-            "ORDER_TIMEOUT": 1,
-            "SPREAD_TOO_WIDE": 1,
-        },
-        slippage_pips=Distribution.of([0.1] * 6),
-        fill_time_seconds=Distribution.of([0.2] * 6),
-    )
-    monkeypatch.setattr(api.engine.metrics, "summary", lambda: summary)
+def test_network_error_and_order_timeout_rates_are_shares_of_all_executions(api):
+    metrics = ServiceMetrics(api.engine)
+    for status, count in (("FILLED", 6), ("FAILED", 1), ("REJECTED", 1), ("UNRESOLVED", 1)):
+        metrics.executions.labels(status, "EURUSD").inc(count)
+    metrics.executions.labels("EXPIRED", "EURUSD").inc()
+    for reason in ("NETWORK_ERROR", "OUTCOME_UNKNOWN", "ORDER_TIMEOUT", "SPREAD_TOO_WIDE"):
+        metrics.rejections.labels(reason).inc()
 
-    report = api.read("/metrics").json()
-    text = api.read("/metrics/prometheus").text
-    gauges = {f.name: f.samples[0].value for f in text_string_to_metric_families(text)}
+    report = metrics_report(api.engine, metrics)
 
-    assert (report["network_error_rate"], report["order_timeout_rate"]) == (0.2, 0.1)
-    assert gauges["arbitrex_network_error_rate"] == 0.2
-    assert gauges["arbitrex_order_timeout_rate"] == 0.1
+    assert (report.network_error_rate, report.order_timeout_rate) == (0.2, 0.1)
+    assert report.success_rate == 0.6
 
 
 def test_the_broker_is_probed_in_the_background_for_its_uptime(tmp_path):
     settings = UNLIMITED.model_copy(update={"broker_probe_seconds": 0.01})
     with paper_api(tmp_path, settings=settings) as paper:
         for _ in range(1000):
-            broker = paper.read("/metrics").json()["broker"]
+            broker = paper.read("/metrics/json").json()["broker"]
             if broker["probes"] >= 3:
                 break
             time.sleep(0.01)

@@ -26,7 +26,7 @@ ENDPOINTS: list[tuple[str, str, set[Role]]] = [
     ("GET", "/executions/ex-anything", READERS),
     ("GET", "/history", READERS),
     ("GET", "/metrics", READERS),
-    ("GET", "/metrics/prometheus", READERS),
+    ("GET", "/metrics/json", READERS),
     ("GET", "/audit_trail", READERS),
     ("POST", "/halt", {Role.ADMIN}),
     ("POST", "/resume", {Role.ADMIN}),

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def arbitrex(*args: str) -> subprocess.CompletedProcess[str]:
@@ -90,3 +97,123 @@ def test_the_audit_trail_exports_to_each_format(tmp_path, fmt):
 def test_a_malformed_store_url_is_refused_with_the_accepted_forms():
     result = arbitrex("audit", "verify", "--db", "mysql://x")
     assert result.returncode == 2 and "sqlite:///" in result.stderr
+
+
+# -- the entry point, configuration and exit codes ------------------------------------------
+
+HEAVY = {"fastapi", "uvicorn", "pandas", "numpy", "pyarrow", "matplotlib", "simpy", "engine"}
+
+
+def imported_by(*args: str) -> set[str]:
+    """The top-level packages `python -m scenarios.cli ARGS` imports, as -X importtime lists
+    them: counted, never timed."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "scenarios.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",)])
+def test_help_and_version_load_neither_the_engine_nor_fastapi_nor_pandas(args):
+    imported = imported_by(*args)
+    assert "typer" in imported  # the list is read right
+    assert imported & HEAVY == set()
+
+
+def test_version_prints_the_installed_version():
+    result = arbitrex("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"arbitrex {metadata.version('arbitrex-execution')}"
+
+
+def test_the_command_list_help_shows_is_the_application_s_own():
+    from scenarios.cli.root import COMMANDS, full_application
+
+    group = full_application()
+    context = group.make_context("arbitrex", ["--help"], resilient_parsing=True)
+    assert set(COMMANDS) == set(group.list_commands(context))
+    for name, summary in COMMANDS.items():
+        real = " ".join((group.get_command(context, name).help or "").split())
+        assert real.startswith(summary.rstrip(".")), name
+
+
+def test_serve_settings_come_from_flags_then_environment_then_file_then_defaults(
+    tmp_path, monkeypatch
+):
+    from scenarios.cli.settings import load
+
+    config = tmp_path / "arbitrex.toml"
+    config.write_text('[serve]\ndb = "sqlite:///file.db"\nport = 9001\nburst = 7\nseed = 3\n')
+    monkeypatch.setenv("ARBITREX_PORT", "9002")
+    monkeypatch.setenv("ARBITREX_SEED", "4")
+
+    settings = load({"seed": 5}, config)
+
+    assert settings.seed == 5  # the flag, over the environment and the file
+    assert settings.port == 9002  # the environment, over the file
+    assert (settings.burst, settings.db) == (7, "sqlite:///file.db")  # the file
+    assert settings.host == "127.0.0.1"  # the default
+
+
+def test_the_config_file_can_be_named_by_the_environment(tmp_path, monkeypatch):
+    from scenarios.cli.settings import load
+
+    config = tmp_path / "arbitrex.toml"
+    config.write_text('[serve]\ndb = "memory://"\nhost = "0.0.0.0"\n')
+    monkeypatch.setenv("ARBITREX_CONFIG", str(config))
+    assert load({}).host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("file", "env", "message"),
+    [
+        ('[serve]\ndb = "memory://', {}, "not TOML"),
+        ("[serve]\nprot = 8000\n", {}, "prot in"),
+        ('[serve]\ndb = "memory://"\nport = 0\n', {}, "port in"),
+        ("[server]\n", {}, "unknown table"),
+        ('[serve]\ndb = "memory://"\n', {"ARBITREX_PORT": "eighty"}, "ARBITREX_PORT"),
+        ('[serve]\ndb = "memory://"\n', {"ARBITREX_BROKER": "ib"}, "ARBITREX_BROKER"),
+        ("", {}, "no db given"),
+    ],
+)
+def test_a_bad_configuration_is_refused_in_one_line_with_exit_2(tmp_path, file, env, message):
+    config = tmp_path / "arbitrex.toml"
+    config.write_text(file)
+    result = subprocess.run(
+        [sys.executable, "-m", "scenarios.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ARBITREX_")} | env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_serve_on_a_port_in_use_exits_3(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "scenarios.cli", "serve", "--db", "memory://"),
+                *("--keys", str(tmp_path / "k.db"), "--port", str(port)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+    assert result.returncode == 3, result.stderr[-1000:]

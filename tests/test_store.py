@@ -23,6 +23,7 @@ import pytest
 import store_backends as sb
 
 import engine.store.sql
+from engine.clock import iso_utc
 from engine.core.config import EngineConfig
 from engine.core.events import (
     ExecutionRequested,
@@ -53,8 +54,6 @@ from sim.world import DEFAULT_START, SimulatedWorld
 
 SEED = 28  # chosen because its run has a lost reply, a reconciliation and refusals
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-
-
 
 
 @pytest.fixture
@@ -523,9 +522,10 @@ def test_a_failed_group_commit_fails_every_append_of_its_group_and_records_none(
 
 def test_executions_running_at_once_share_their_durable_commits(tmp_path):
     from scenarios.assembly import paper_trading_engine
+    from sim.world import DEFAULT_START
 
     db, disk = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.01)
-    engine, _ = paper_trading_engine(7, db, latency_ms=1.0)
+    engine, _ = paper_trading_engine(7, db, latency_ms=1.0, start=DEFAULT_START)
     statuses: list[str] = []
 
     def trader(thread: int) -> None:
@@ -892,6 +892,8 @@ def test_the_trail_exports_to_a_file_that_reads_back_as_the_same_records(
     written = export_audit_trail_to(db, path, fmt, *EVER, rows_per_chunk=rows_per_chunk)
 
     expected = sb.export_rows(records(db))
+    if fmt == "csv":  # for people: ISO 8601 UTC, to the microsecond
+        expected = [row | {"at": iso_utc(row["at"])} for row in expected]
     if fmt == "jsonl":
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         back = [line | {"payload": canonical_json(line["payload"])} for line in lines]

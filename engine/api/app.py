@@ -13,17 +13,18 @@ per resource, the errors in `engine.api.errors`, the service they share in
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
 
 from engine.api.auth import BodyLimit, KeyGate
+from engine.api.docs import add_docs
 from engine.api.errors import add_error_handlers
 from engine.api.keys import KeyStore
-from engine.api.metrics import BrokerProbes, RequestObserver, TimedDatabase, Timings
+from engine.api.logs import AccessLog
+from engine.api.metrics import RequestObserver, ServiceMetrics, TimedDatabase
 from engine.api.ratelimit import TokenBucketLimiter
 from engine.api.routes import ROUTERS
 from engine.api.service import (
@@ -44,6 +45,7 @@ def create_app(
     settings: ApiSettings | None = None,
     *,
     clock: Callable[[], float] | None = None,
+    symbols: Iterable[str] = (),
 ) -> FastAPI:
     """The API over `engine`, with `keys` deciding who may call it.
 
@@ -51,11 +53,12 @@ def create_app(
     TimedDatabase over the same store). If the audit trail's last control event is a halt,
     the engine starts halted: a kill switch survives a restart. `clock` stamps control
     events; by default it is the engine's own driver clock, as for execution events.
+    `symbols`: those the metrics count at zero from the start (with the config's own).
     """
     settings = settings or ApiSettings()
-    store_timings = Timings()
+    metrics = ServiceMetrics(engine, symbols)
     inner = engine.database.inner if isinstance(engine.database, TimedDatabase) else engine.database
-    engine.database = TimedDatabase(inner, store_timings)
+    engine.database = TimedDatabase(inner, metrics)
     controls = engine.database.control_events()
     if controls and controls[-1].kind is ControlKind.TRADING_HALTED:
         engine.halt()
@@ -64,10 +67,7 @@ def create_app(
         settings=settings,
         clock=clock or engine.clock.now,
         executions=execution_pool(settings),
-        probes=BrokerProbes(),
-        requests=Timings(),
-        responses=Counter(),
-        store=store_timings,
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -89,7 +89,8 @@ def create_app(
         version=ENGINE_VERSION,
         description="Execute RPM decisions, read executions and metrics, export the audit "
         "trail, halt and resume trading. Every route but /health needs an API key "
-        "(Authorization: Bearer <key>); /openapi.json too.",
+        "(Authorization: Bearer <key>); /openapi.json too. /docs shows this document: "
+        "the page is open, and asks for a key to load it.",
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
@@ -97,11 +98,15 @@ def create_app(
     app.state.service = service
     for router in ROUTERS:
         app.include_router(router)
+    # The routers' own routes: FastAPI may hold an included router as one opaque entry.
+    metrics.known_routes([*app.routes, *(route for router in ROUTERS for route in router.routes)])
+    add_docs(app)
     add_error_handlers(app)
-    # Added innermost first: a request meets RequestObserver, then KeyGate, then BodyLimit.
+    # Added innermost first: a request meets AccessLog, RequestObserver, KeyGate, BodyLimit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         KeyGate, keys=keys, limiter=TokenBucketLimiter(settings.rate_per_second, settings.burst)
     )
-    app.add_middleware(RequestObserver, timings=service.requests, responses=service.responses)
+    app.add_middleware(RequestObserver, metrics=metrics)
+    app.add_middleware(AccessLog)
     return app

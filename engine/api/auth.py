@@ -2,7 +2,8 @@
 
 Authentication runs as ASGI middleware, before routing and before any body is read, so a
 request without a valid key learns nothing — not whether its body would parse, not whether
-a path exists. Only /health is open. Keys never appear in a log line or a response.
+a path exists. Only /health and the /docs page (with its Swagger UI files) are open. Keys
+never appear in a log line or a response.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from engine.api.keys import ApiKey, KeyStore, Role
 from engine.api.ratelimit import TokenBucketLimiter
 from engine.api.schemas import Problem
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/docs"})
+# Swagger UI's own files, the same for everyone (engine.api.docs): no key to load them.
+PUBLIC_PREFIX = "/docs/assets/"
 REALM = 'Bearer realm="arbitrex"'
 
 # Documents the scheme in OpenAPI; the check itself is the middleware's.
@@ -58,7 +61,7 @@ def problem_response(error: ApiError) -> JSONResponse:
 
 
 class KeyGate:
-    """Refuses every request but /health without a valid, active key (401), and a key over
+    """Refuses every request but /health and /docs without a valid, active key (401), and a key over
     its rate (429); otherwise hands the key to the routes as `request.state.api_key`."""
 
     def __init__(self, app: ASGIApp, keys: KeyStore, limiter: TokenBucketLimiter) -> None:
@@ -67,7 +70,8 @@ class KeyGate:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX):
             await self.app(scope, receive, send)
             return
         refusal = self._refusal(scope)

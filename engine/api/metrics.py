@@ -1,74 +1,308 @@
-"""The service's metrics: one report, served as JSON and in Prometheus' text format.
+"""The service's metrics: prometheus_client instruments on a registry of the app's own.
 
-Both formats are rendered from the same `MetricsReport`, so they never disagree. Execution
-quality comes from the engine's running metrics (since this engine started); the service
-adds request timings, audit-store timings and broker probes, all in bounded memory.
+Counters only grow, and every label value known in advance (statuses x symbols, rejection
+reasons, routes, store operations) exists at zero from the start, so `rate()` and
+`increase()` see the first event. Durations and slippage are histograms with buckets chosen
+for each quantity, so Prometheus can aggregate them and answer `histogram_quantile`. The
+JSON view (`engine.api.metrics_json`) is read back from these same instruments.
+
+Each app has its own CollectorRegistry rather than prometheus_client's global one: several
+apps (tests, a paper and a live server) may live in one process.
 """
 
 from __future__ import annotations
 
-import threading
+import platform
 import time
 from abc import update_abstractmethods
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.api.schemas import BrokerUptime, MetricsReport
+from engine.core.config import ENGINE_VERSION
+from engine.core.lifecycle import Execution
 from engine.engine import ExecutionEngine
-from engine.metrics import Distribution
-from engine.schemas import ExecutionRejectionReason
-from engine.store.base import ExecutionDatabase
+from engine.schemas import ExecutionRejectionReason, ExecutionStatus
+from engine.store.base import ExecutionDatabase, StoreUnavailable
 
-_NETWORK_REASONS = (
-    ExecutionRejectionReason.NETWORK_ERROR.value,
-    ExecutionRejectionReason.OUTCOME_UNKNOWN.value,
-)
-_QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
+# Signed pips, + adverse: fine steps near 0 where most fills land, coarse out to +-5 where
+# the alert (mean over 2 pips) and the slippage bands live.
+SLIPPAGE_PIPS_BUCKETS = (
+    -5.0, -3.0, -2.0, -1.0, -0.5, -0.25, -0.1, 0.0,
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0,
+)  # fmt: skip
+# First submission to last fill: milliseconds on an ECN, seconds on a slow dealing desk,
+# up to the order timeout (60 s by default); 1 s is the p95 target, so buckets surround it.
+FILL_TIME_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+# API requests: a read answers in a millisecond, an execution waits on the broker.
+HTTP_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+# Audit-store calls: tens of microseconds in memory, milliseconds on PostgreSQL's fsync.
+STORE_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5,
+)  # fmt: skip
+
+UNMATCHED_ROUTE = "(unmatched)"
+# Response codes the API declares; others get their series on first use.
+KNOWN_CODES = ("200", "201", "400", "401", "403", "404", "409", "413", "422", "429", "500", "503")
 
 
-class Timings:
-    """Durations by name (a route, a store operation): the most recent `window` of each."""
+class ServiceMetrics:
+    """Every instrument the service exports, on `registry`."""
 
-    def __init__(self, window: int = 10_000) -> None:
-        self._window = window
-        self._samples: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, engine: ExecutionEngine, symbols: Iterable[str] = ()) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.executions = Counter(
+            "arbitrex_executions",
+            "Executions closed, by final status and symbol",
+            ["status", "symbol"],
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "arbitrex_rejections",
+            "Executions not filled, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.slippage_bound_breaches = Counter(
+            "arbitrex_slippage_bound_breaches",
+            "Fills worse than the decision's max_slippage_pips",
+            registry=registry,
+        )
+        self.unprotected_positions = Counter(
+            "arbitrex_unprotected_positions",
+            "Positions left without the stop-loss or take-profit upstream asked for",
+            registry=registry,
+        )
+        self.child_orders = Counter(
+            "arbitrex_child_orders",
+            "Orders sent for the remainders of partial fills",
+            registry=registry,
+        )
+        self.slippage = Histogram(
+            "arbitrex_slippage_pips",
+            "Signed slippage of filled executions, pips, + adverse",
+            buckets=SLIPPAGE_PIPS_BUCKETS,
+            registry=registry,
+        )
+        # A histogram with buckets below 0 exports no _sum (it could fall, and rate() would
+        # read a fall as a reset): the signed sum is kept as two counters that only grow.
+        self.slippage_adverse = Counter(
+            "arbitrex_slippage_adverse_pips",
+            "Sum of adverse (positive) slippage, pips",
+            registry=registry,
+        )
+        self.slippage_favourable = Counter(
+            "arbitrex_slippage_favourable_pips",
+            "Sum of favourable (negative) slippage, pips, as a positive number",
+            registry=registry,
+        )
+        self.fill_time = Histogram(
+            "arbitrex_fill_time_seconds",
+            "First submission to last fill",
+            buckets=FILL_TIME_BUCKETS,
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            "arbitrex_http_requests",
+            "API requests answered, by method and route template",
+            ["method", "route"],
+            registry=registry,
+        )
+        self.http_responses = Counter(
+            "arbitrex_http_responses",
+            "API responses by status code",
+            ["code"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "arbitrex_http_request_duration_seconds",
+            "API request durations, by method and route template",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.store_duration = Histogram(
+            "arbitrex_db_operation_duration_seconds",
+            "Audit-store call durations, by operation",
+            ["operation"],
+            buckets=STORE_BUCKETS,
+            registry=registry,
+        )
+        self.broker_probes = Counter(
+            "arbitrex_broker_probes",
+            "Broker connection checks (health calls and periodic probes)",
+            registry=registry,
+        )
+        self.broker_probes_connected = Counter(
+            "arbitrex_broker_probes_connected",
+            "Broker connection checks that found it connected",
+            registry=registry,
+        )
+        self.broker_connected = Gauge(
+            "arbitrex_broker_connected",
+            "1 if the last check found the broker connected",
+            registry=registry,
+        )
+        self.store_up = Gauge(
+            "arbitrex_audit_store_up",
+            "1 if the last audit-store call reached the store",
+            registry=registry,
+        )
+        self.trading_halted = Gauge(
+            "arbitrex_trading_halted", "1 while the kill switch is on", registry=registry
+        )
+        self.trading_halted.set_function(lambda: float(engine.halted))
+        self.unresolved = Gauge(
+            "arbitrex_unresolved_executions",
+            "Executions this server closed UNRESOLVED (reply lost) and has not settled since",
+            registry=registry,
+        )
+        Info("arbitrex_build", "The engine's version and Python's", registry=registry).info(
+            {"version": ENGINE_VERSION, "python": platform.python_version()}
+        )
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
 
-    def observe(self, name: str, seconds: float) -> None:
-        with self._lock:
-            samples = self._samples.get(name)
-            if samples is None:
-                samples = self._samples[name] = deque(maxlen=self._window)
-            samples.append(seconds)
+        self._unresolved_ids: set[str] = set()
+        # Label children resolved once per label set: the request path skips labels()'s
+        # validation and lock for every call after the first.
+        self._routes: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._codes: dict[int, Any] = {}
+        self._executions: dict[tuple[str, str], Any] = {}
+        self._rejections: dict[str, Any] = {}
+        self._store_up: bool | None = None
+        self._operations: dict[str, Any] = {}
+        for reason in ExecutionRejectionReason:
+            self._rejection(reason.value)
+        for symbol in sorted(set(symbols) | set(engine.config.max_spread_pips)):
+            self.known_symbol(symbol)
+        for code in KNOWN_CODES:
+            self._code(int(code))
+        for operation in STORE_OPERATIONS:
+            self.operation(operation)
+        engine.metrics.listener = self.observe_execution
 
-    @contextmanager
-    def timing(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.observe(name, time.perf_counter() - started)
+    # Known label values, at zero ------------------------------------------------------
 
-    def summary(self) -> dict[str, Distribution]:
-        with self._lock:
-            copies = {name: list(samples) for name, samples in self._samples.items()}
-        return {name: Distribution.of(samples) for name, samples in sorted(copies.items())}
+    def known_symbol(self, symbol: str) -> None:
+        for status in ExecutionStatus:
+            self._execution(status.value, symbol)
+
+    def known_routes(self, routes: Iterable[BaseRoute]) -> None:
+        """Series at zero for each method and route template the app serves (HEAD, which
+        Starlette adds to GET routes, is left to its first use)."""
+        for route in routes:
+            for method in getattr(route, "methods", None) or ():
+                if method != "HEAD":
+                    self._route(method, getattr(route, "path", UNMATCHED_ROUTE))
+        self._route("GET", UNMATCHED_ROUTE)
+
+    def _route(self, method: str, route: str) -> tuple[Any, Any]:
+        children = self._routes.get((method, route))
+        if children is None:
+            children = self._routes[(method, route)] = (
+                self.http_requests.labels(method, route),
+                self.http_duration.labels(method, route),
+            )
+        return children
+
+    def _execution(self, status: str, symbol: str) -> Any:
+        child = self._executions.get((status, symbol))
+        if child is None:
+            child = self._executions[(status, symbol)] = self.executions.labels(status, symbol)
+        return child
+
+    def _rejection(self, reason: str) -> Any:
+        child = self._rejections.get(reason)
+        if child is None:
+            child = self._rejections[reason] = self.rejections.labels(reason)
+        return child
+
+    def _code(self, code: int) -> Any:
+        child = self._codes.get(code)
+        if child is None:
+            child = self._codes[code] = self.http_responses.labels(str(code))
+        return child
+
+    def operation(self, name: str) -> Any:
+        child = self._operations.get(name)
+        if child is None:
+            child = self._operations[name] = self.store_duration.labels(name)
+        return child
+
+    # Events ----------------------------------------------------------------------------
+
+    def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
+        requests, duration = self._route(method, route)
+        requests.inc()
+        duration.observe(seconds)
+        self._code(code).inc()
+
+    def observe_execution(self, execution: Execution) -> None:
+        status = execution.status
+        assert status is not None
+        symbol = execution.request.symbol if execution.request is not None else None
+        self._execution(status.value, symbol or "").inc()
+        if execution.outcome_reason is not None:
+            self._rejection(execution.outcome_reason.value).inc()
+        if (slippage := execution.slippage_pips) is not None:
+            self.slippage.observe(slippage)
+            if slippage > 0:
+                self.slippage_adverse.inc(slippage)
+            elif slippage < 0:
+                self.slippage_favourable.inc(-slippage)
+        if (fill_time := execution.fill_time_seconds) is not None:
+            self.fill_time.observe(fill_time)
+        if execution.slippage_bound_breached:
+            self.slippage_bound_breaches.inc()
+        if execution.unprotected:
+            self.unprotected_positions.inc(len(execution.unprotected))
+        if execution.child_orders:
+            self.child_orders.inc(execution.child_orders)
+        # Recovery closes an execution again when it settles it: the last close wins.
+        if status is ExecutionStatus.UNRESOLVED:
+            self._unresolved_ids.add(execution.execution_id)
+        else:
+            self._unresolved_ids.discard(execution.execution_id)
+        self.unresolved.set(len(self._unresolved_ids))
+
+    def store_reached(self, reached: bool) -> None:
+        # Every store call says; the gauge's lock is taken only when the answer changes.
+        if reached is not self._store_up:
+            self._store_up = reached
+            self.store_up.set(float(reached))
+
+    def observe_broker(self, connected: bool) -> None:
+        self.broker_probes.inc()
+        if connected:
+            self.broker_probes_connected.inc()
+        self.broker_connected.set(float(connected))
 
 
 class RequestObserver:
-    """ASGI middleware: times every request by route template and counts responses by
-    status code."""
+    """ASGI middleware: counts and times every request by route template, and counts
+    responses by status code."""
 
-    def __init__(self, app: ASGIApp, timings: Timings, responses: Counter[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
-        self.timings = timings
-        self.responses = responses
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,30 +320,10 @@ class RequestObserver:
         try:
             await self.app(scope, receive, observed)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "(unmatched)"
-            self.timings.observe(f"{scope['method']} {route}", time.perf_counter() - started)
-            self.responses[str(status)] += 1
-
-
-class BrokerProbes:
-    """How often the broker was found connected: by health calls and the periodic probe."""
-
-    def __init__(self) -> None:
-        self._probes = 0
-        self._connected = 0
-        self._lock = threading.Lock()
-
-    def record(self, connected: bool) -> None:
-        with self._lock:
-            self._probes += 1
-            self._connected += connected
-
-    def uptime(self) -> BrokerUptime:
-        with self._lock:
-            probes, connected = self._probes, self._connected
-        return BrokerUptime(
-            probes=probes, connected=connected, uptime=connected / probes if probes else None
-        )
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            self.metrics.observe_request(
+                scope["method"], route, status, time.perf_counter() - started
+            )
 
 
 # How TimedDatabase treats each public method of the store interface; every other one is
@@ -123,13 +337,22 @@ _UNTIMED = frozenset({"hold_lease", "release_lease", "lease_alive", "close"})
 _COMPOSED = frozenset({"append", "request", "executions", "iter_audit_trail"})
 
 
+def _timed_operations() -> dict[str, str | None]:
+    """Each public method of ExecutionDatabase TimedDatabase forwards -> its operation."""
+    return {
+        name: None if name in _UNTIMED else _OPERATION_NAMES.get(name, name)
+        for name, member in vars(ExecutionDatabase).items()
+        if not name.startswith("_") and callable(member) and name not in _COMPOSED
+    }
+
+
+STORE_OPERATIONS = tuple(sorted({op for op in _timed_operations().values() if op}))
+
+
 def _forward_every_operation(cls: type[TimedDatabase]) -> type[TimedDatabase]:
     """Give `cls` a forwarding method for each public method of ExecutionDatabase."""
-    for name, member in vars(ExecutionDatabase).items():
-        if name.startswith("_") or not callable(member) or name in _COMPOSED:
-            continue
-        operation = None if name in _UNTIMED else _OPERATION_NAMES.get(name, name)
-        setattr(cls, name, _forwarding(name, operation, member))
+    for name, operation in _timed_operations().items():
+        setattr(cls, name, _forwarding(name, operation, vars(ExecutionDatabase)[name]))
     update_abstractmethods(cls)
     return cls
 
@@ -141,7 +364,7 @@ def _forwarding(name: str, operation: str | None, member: Any) -> Callable[..., 
         method = getattr(self.inner, name)
         if operation is None:
             return method(*args, **kwargs)
-        with self._timings.timing(operation):
+        with self._timing(operation):
             return method(*args, **kwargs)
 
     forward.__name__, forward.__qualname__ = name, f"TimedDatabase.{name}"
@@ -155,11 +378,25 @@ class TimedDatabase(ExecutionDatabase):
 
     Methods a particular store adds (a SQL store's `chain_records`, its `durability`) are
     passed through untimed, so the audit verifier and exports see the store they expect.
+    Every timed call also says whether the store was reached (arbitrex_audit_store_up).
     """
 
-    def __init__(self, inner: ExecutionDatabase, timings: Timings) -> None:
+    def __init__(self, inner: ExecutionDatabase, metrics: ServiceMetrics) -> None:
         self.inner = inner
-        self._timings = timings
+        self._metrics = metrics
+
+    @contextmanager
+    def _timing(self, operation: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except StoreUnavailable:
+            self._metrics.store_reached(False)
+            raise
+        else:
+            self._metrics.store_reached(True)
+        finally:
+            self._metrics.operation(operation).observe(time.perf_counter() - started)
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not yet set (copying, unpickling): no store to ask
@@ -168,145 +405,3 @@ class TimedDatabase(ExecutionDatabase):
 
     def __repr__(self) -> str:
         return f"TimedDatabase({self.inner!r})"
-
-
-def metrics_report(
-    engine: ExecutionEngine,
-    probes: BrokerProbes,
-    requests: Timings,
-    responses: Counter[str],
-    store: Timings,
-) -> MetricsReport:
-    summary = engine.metrics.summary()
-    total = summary.executions
-    reasons = summary.rejections_by_reason
-    network = sum(reasons.get(reason, 0) for reason in _NETWORK_REASONS)
-    timeouts = reasons.get(ExecutionRejectionReason.ORDER_TIMEOUT.value, 0)
-    return MetricsReport(
-        executions=total,
-        success_rate=summary.success_rate,
-        partial_fill_rate=summary.partial_fill_rate,
-        network_error_rate=network / total if total else None,
-        order_timeout_rate=timeouts / total if total else None,
-        slippage_pips=summary.slippage_pips,
-        fill_time_seconds=summary.fill_time_seconds,
-        slippage_bound_breaches=summary.slippage_bound_breaches,
-        unprotected_positions=summary.unprotected_positions,
-        child_orders=summary.child_orders,
-        rejections_by_reason=dict(sorted(reasons.items())),
-        executions_by_status=dict(sorted(summary.by_status.items())),
-        executions_by_symbol=dict(sorted(summary.by_symbol.items())),
-        broker=probes.uptime(),
-        trading_halted=engine.halted,
-        api_requests_seconds=requests.summary(),
-        api_responses_by_status=dict(sorted(responses.items())),
-        db_operations_seconds=store.summary(),
-    )
-
-
-def prometheus_text(report: MetricsReport) -> bytes:
-    """The report in Prometheus' text exposition format."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ReportCollector(report))
-    return generate_latest(registry)
-
-
-class _ReportCollector:
-    def __init__(self, report: MetricsReport) -> None:
-        self._report = report
-
-    def collect(self) -> Iterator[Metric]:
-        report = self._report
-        yield _counter(
-            "executions", "Executions by final status", "status", report.executions_by_status
-        )
-        yield _counter(
-            "executions_by_symbol", "Executions by symbol", "symbol", report.executions_by_symbol
-        )
-        yield _counter(
-            "rejections", "Executions not filled, by reason", "reason", report.rejections_by_reason
-        )
-        for name, value in (
-            ("success_rate", report.success_rate),
-            ("partial_fill_rate", report.partial_fill_rate),
-            ("network_error_rate", report.network_error_rate),
-            ("order_timeout_rate", report.order_timeout_rate),
-            ("broker_uptime_ratio", report.broker.uptime),
-            ("trading_halted", float(report.trading_halted)),
-        ):
-            yield GaugeMetricFamily(
-                f"arbitrex_{name}", name.replace("_", " "), value=_number(value)
-            )
-        yield CounterMetricFamily(
-            "arbitrex_broker_probes", "Broker connection checks", value=report.broker.probes
-        )
-        yield CounterMetricFamily(
-            "arbitrex_slippage_bound_breaches",
-            "Fills worse than the decision's max_slippage_pips",
-            value=report.slippage_bound_breaches,
-        )
-        yield CounterMetricFamily(
-            "arbitrex_unprotected_positions",
-            "Positions left without the stop-loss or take-profit upstream asked for",
-            value=report.unprotected_positions,
-        )
-        yield CounterMetricFamily(
-            "arbitrex_child_orders",
-            "Orders sent for the remainders of partial fills",
-            value=report.child_orders,
-        )
-        yield CounterMetricFamily(
-            "arbitrex_broker_probes_connected",
-            "Broker connection checks that found it connected",
-            value=report.broker.connected,
-        )
-        yield _summary(
-            "slippage_pips", "Signed slippage, pips, + adverse", {(): report.slippage_pips}
-        )
-        yield _summary(
-            "fill_time_seconds", "First submission to last fill", {(): report.fill_time_seconds}
-        )
-        yield _summary(
-            "http_request_duration_seconds",
-            "API request durations",
-            {
-                (("method", route.partition(" ")[0]), ("route", route.partition(" ")[2])): dist
-                for route, dist in report.api_requests_seconds.items()
-            },
-        )
-        yield _counter(
-            "http_responses", "API responses by status code", "code", report.api_responses_by_status
-        )
-        yield _summary(
-            "db_operation_duration_seconds",
-            "Audit-store call durations",
-            {(("operation", op),): dist for op, dist in report.db_operations_seconds.items()},
-        )
-
-
-def _counter(name: str, doc: str, label: str, counts: dict[str, int]) -> Metric:
-    family = CounterMetricFamily(f"arbitrex_{name}", doc, labels=[label])
-    for value, count in counts.items():
-        family.add_metric([value], count)
-    return family
-
-
-def _summary(
-    name: str, doc: str, series: dict[tuple[tuple[str, str], ...], Distribution]
-) -> Metric:
-    """Pre-computed quantiles, exposed the way a Prometheus summary exposes them."""
-    full = f"arbitrex_{name}"
-    metric = Metric(full, doc, "summary")
-    for labels, dist in series.items():
-        base = dict(labels)
-        for quantile, field in _QUANTILES:
-            value = getattr(dist, field)
-            if value is not None:
-                metric.add_sample(full, base | {"quantile": quantile}, value)
-        metric.add_sample(f"{full}_count", base, dist.count)
-        metric.add_sample(f"{full}_sum", base, (dist.mean or 0.0) * dist.count)
-    return metric
-
-
-def _number(value: float | None) -> float:
-    return float("nan") if value is None else value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from engine.metrics import Distribution
 from engine.schemas import ExecutionLog, refuse_nul
@@ -54,7 +54,9 @@ class ControlState(_Answer):
     """The kill switch after a halt or resume, and the audit record that proves it."""
 
     trading_halted: bool
-    recorded_at: float = Field(description="Driver clock (POSIX seconds) of the audit record")
+    recorded_at: AwareDatetime = Field(
+        description="When the audit record was stamped (ISO 8601 UTC, by the driver's clock)"
+    )
     by: str = Field(description="Name of the API key that acted")
     reason: str | None = None
 

@@ -1,11 +1,10 @@
 """The service behind every route: one engine, the API's settings, the threads executions
-run on, and what the service measures of itself (broker probes, request and store timings).
+run on, and what the service measures of itself (its Prometheus instruments).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.api.keys import ApiKey
-from engine.api.metrics import BrokerProbes, Timings
+from engine.api.metrics import ServiceMetrics
 from engine.core.ports import BrokerError
 from engine.engine import ExecutionEngine
 from engine.store.base import ControlEvent, ControlKind, StoreUnavailable, control_event
@@ -51,17 +50,14 @@ class ApiService:
     # Executions block on the broker (MT5 is synchronous): each runs on a thread of its
     # own, at most max_concurrent_executions at once; the rest queue here, in order.
     executions: ThreadPoolExecutor
-    probes: BrokerProbes
-    requests: Timings
-    responses: Counter[str]
-    store: Timings
+    metrics: ServiceMetrics
 
     def broker_connected(self) -> bool:
         try:
             connected = bool(self.engine.broker.is_connected())
         except Exception:  # a broker that cannot even say is not connected
             connected = False
-        self.probes.record(connected)
+        self.metrics.observe_broker(connected)
         return connected
 
     def store_reachable(self) -> bool:
@@ -89,10 +85,11 @@ def execution_pool(settings: ApiSettings) -> ThreadPoolExecutor:
 
 
 async def probe_forever(service: ApiService) -> None:
-    """Check the broker's connection every broker_probe_seconds (broker uptime), until
-    cancelled."""
+    """Check the broker's connection and the audit store every broker_probe_seconds (broker
+    uptime; the gauges alerts watch), until cancelled."""
     while True:
         await anyio.to_thread.run_sync(service.broker_connected, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(service.store_reachable, abandon_on_cancel=True)
         await anyio.sleep(service.settings.broker_probe_seconds)
 
 

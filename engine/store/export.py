@@ -3,6 +3,10 @@
 Every file has the same columns whatever the store: the hash-chain columns are simply
 empty for a store that keeps no chain (the in-memory one), so downstream readers see one
 shape. In CSV and Parquet the payload is its canonical JSON text; JSON Lines nests it.
+
+`at` is ISO 8601 UTC (to the microsecond) in CSV, the file people open; JSON Lines and
+Parquet keep the stored POSIX seconds exactly, because the hash chain hashes that exact
+number (`repr(at)`): a tool re-verifying the chain from the file needs it to the last bit.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from engine.clock import iso_utc
 from engine.store.base import ExecutionDatabase
 from engine.store.chain import canonical_json
 
@@ -94,7 +99,7 @@ class _Writer:
             with self._path.open("a", encoding="utf-8") as out:
                 out.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
         elif self._fmt == "csv":
-            _frame(rows).to_csv(self._path, mode="a", header=first, index=False)
+            _frame(rows, iso_times=True).to_csv(self._path, mode="a", header=first, index=False)
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -121,18 +126,22 @@ def _parquet_schema() -> Any:
     )
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], iso_times: bool = False) -> pd.DataFrame:
     # Imported here: pandas costs a third of a second, and only exports need it.
     import pandas as pd
+
+    def cell(row: dict[str, Any], column: str) -> Any:
+        if column == "payload":
+            return canonical_json(row[column])
+        if column == "at" and iso_times:
+            return iso_utc(row[column])
+        return row[column]
 
     return pd.DataFrame(
         {
             column: pd.array(
-                [
-                    canonical_json(row[column]) if column == "payload" else row[column]
-                    for row in rows
-                ],
-                dtype=_DTYPES.get(column, "string"),
+                [cell(row, column) for row in rows],
+                dtype="string" if column == "at" and iso_times else _DTYPES.get(column, "string"),
             )
             for column in COLUMNS
         }

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
 import uvicorn
 
 from engine.api import ApiSettings, KeyStore, KeyStoreError, Role, create_app
+from engine.api.logs import configure_logging
 from engine.engine import ExecutionEngine
 from engine.store import ExecutionDatabase, StoreUnavailable, open_database
 from scenarios.assembly import (
@@ -27,6 +28,8 @@ from scenarios.assembly import (
     paper_trading_engine,
 )
 from scenarios.cli.common import fail
+from scenarios.cli.settings import CONFIG_ENV, BrokerKind, ConfigError, ServeSettings
+from scenarios.cli.settings import load as load_settings
 
 api_app = typer.Typer(
     help="The REST API service: serve it, and manage its API keys.", no_args_is_help=True
@@ -36,7 +39,7 @@ keys_app = typer.Typer(
 )
 api_app.add_typer(keys_app, name="keys")
 
-DEFAULT_KEYS = Path("arbitrex-keys.db")
+DEFAULT_KEYS: Path = ServeSettings.model_fields["keys"].default
 KeysOption = Annotated[
     Path,
     typer.Option(
@@ -45,28 +48,39 @@ KeysOption = Annotated[
 ]
 
 
-class BrokerKind(StrEnum):
-    SIM = "sim"
-    MT5 = "mt5"
+# The flags show the settings' own defaults, so --help cannot drift from what applies.
+_DEFAULT = SimpleNamespace(**{n: f.default for n, f in ServeSettings.model_fields.items()})
 
 
 @api_app.command()
 def serve(
-    db: Annotated[str, typer.Option(help="Audit store URL: sqlite:///file.db, postgresql://...")],
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Audit store URL: sqlite:///file.db, postgresql://... "
+            "(required: here, in ARBITREX_DB or in the config file)",
+            show_default=False,
+        ),
+    ] = None,
     broker: Annotated[
         BrokerKind, typer.Option(help="sim: paper trading on the simulator; mt5: live")
-    ] = BrokerKind.SIM,
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated market (sim)")] = 7,
-    keys: KeysOption = DEFAULT_KEYS,
+    ] = _DEFAULT.broker,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = _DEFAULT.host,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = _DEFAULT.port,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the simulated market (sim)")
+    ] = _DEFAULT.seed,
+    keys: Annotated[
+        Path, typer.Option(help="Key store file (SQLite; created owner-only)")
+    ] = _DEFAULT.keys,
     rate_limit: Annotated[
         float, typer.Option(min=0.001, help="Requests per second per key, on average")
-    ] = 50.0,
-    burst: Annotated[int, typer.Option(min=1, help="Requests per key at once")] = 100,
+    ] = _DEFAULT.rate_limit,
+    burst: Annotated[int, typer.Option(min=1, help="Requests per key at once")] = _DEFAULT.burst,
     max_concurrent: Annotated[
         int, typer.Option(min=1, help="Executions waiting on the broker at once")
-    ] = 64,
+    ] = _DEFAULT.max_concurrent,
     latency_ms: Annotated[
         float | None,
         typer.Option(min=0.001, help="sim: constant one-way latency (default: the model's)"),
@@ -83,13 +97,59 @@ def serve(
         typer.Option(
             help="Log a line per HTTP request (the audit trail records every execution anyway)"
         ),
-    ] = True,
+    ] = _DEFAULT.access_log,
+    paper_venue: Annotated[
+        str | None,
+        typer.Option(
+            help="sim: the venue in a process of its own, which outlives the server (a Unix "
+            "socket path, or HOST:PORT on loopback); started there if none runs"
+        ),
+    ] = None,
+    paper_start: Annotated[
+        str | None,
+        typer.Option(
+            help="sim: the instant (ISO 8601 with its zone) the paper clock reads at start-up; "
+            "default now",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=CONFIG_ENV,
+            help="TOML file whose serve table holds these settings; flags and ARBITREX_* "
+            "variables (ARBITREX_PORT, ...) take precedence over it",
+            show_envvar=True,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the REST API until interrupted (Ctrl-C)."""
+    """Serve the REST API until interrupted (Ctrl-C).
+
+    Every setting can also come from an ARBITREX_* environment variable or the config file;
+    exit codes: 0 stopped, 1 the store, keys or broker failed, 2 bad configuration,
+    3 the port is in use."""
+    # Only what the command line gave overrides the environment and the file: a flag left
+    # at its default must not mask ARBITREX_PORT.
+    given = {
+        name: value
+        for name, value in ctx.params.items()
+        if name != "config"
+        # By name: typer may parse with its own copy of click, whose enum is not click's.
+        and getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+    }
+    try:
+        settings = load_settings(given, config)
+    except ConfigError as error:
+        fail(2, error)
+    _serve(settings)
+
+
+def _serve(settings: ServeSettings) -> None:
+    db, broker, keys = settings.db, settings.broker, settings.keys
     try:
         database = open_database(db)
     except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--db") from error
+        fail(2, f"db {db!r}: {error}")
     except StoreUnavailable as error:
         fail(1, str(error))
     try:
@@ -100,16 +160,31 @@ def serve(
     close_broker: Callable[[], None] = _nothing_to_close
     try:
         if broker is BrokerKind.SIM:
-            engine, _ = paper_trading_engine(seed, database, latency_ms)
+            venue = None
+            start = settings.paper_start.timestamp() if settings.paper_start else None
+            if settings.paper_venue is not None:
+                from scenarios.paper_venue import PaperVenueError, open_paper_venue
+
+                try:
+                    venue, line = open_paper_venue(settings.paper_venue, settings.seed, start)
+                except PaperVenueError as error:
+                    fail(1, str(error))
+                typer.echo(line, err=True)
+                close_broker = venue.close  # the connection only: the venue lives on
+            engine, _ = paper_trading_engine(settings.seed, database, settings.latency_ms, venue)
         else:
-            engine, close_broker = _live_mt5(database, mt5_credentials, mt5_bridge)
+            engine, close_broker = _live_mt5(
+                database, settings.mt5_credentials, settings.mt5_bridge
+            )
         settled = engine.recover()
         if settled:
             typer.echo(f"recovery settled {len(settled)} open executions", err=True)
-        settings = ApiSettings(
-            rate_per_second=rate_limit, burst=burst, max_concurrent_executions=max_concurrent
+        api_settings = ApiSettings(
+            rate_per_second=settings.rate_limit,
+            burst=settings.burst,
+            max_concurrent_executions=settings.max_concurrent,
         )
-        app = create_app(engine, key_store, settings)
+        app = create_app(engine, key_store, api_settings)
         # What start-up built (modules, schemas, the app) lives as long as the server: out
         # of the collector's way, a full collection no longer walks it while every request
         # waits. At 800 requests/s offered by 1,000 clients: p99 0.16-0.19 s instead of
@@ -123,13 +198,16 @@ def serve(
             )
         if engine.halted:
             typer.echo("trading is HALTED (the audit trail's last control event)", err=True)
+        configure_logging(settings.access_log)
         uvicorn.Server(
             uvicorn.Config(
                 app,
-                host=host,
-                port=port,
+                host=settings.host,
+                port=settings.port,
                 log_level="info",
-                access_log=access_log,
+                # JSON lines, from engine.api.logs: the app writes the access log itself.
+                log_config=None,
+                access_log=False,
                 server_header=False,
             )
         ).run()
@@ -230,3 +308,23 @@ def keys_revoke(
     finally:
         store.close()
     typer.echo(f"revoked key {record.name!r} ({record.role.value})")
+
+
+@api_app.command("paper-venue")
+def paper_venue_command(
+    address: Annotated[str, typer.Argument(help="A Unix socket path, or HOST:PORT on loopback")],
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated market")] = 7,
+    stop: Annotated[bool, typer.Option(help="Stop the venue running at ADDRESS")] = False,
+) -> None:
+    """Run the paper venue of `serve --broker sim --paper-venue ADDRESS` in the foreground
+    (its ledger lives as long as it does), or stop the one running there."""
+    from scenarios import paper_venue
+
+    try:
+        if stop:
+            if not paper_venue.stop(address):
+                fail(1, f"no paper venue at {address}")
+            return
+        paper_venue.run(address, seed)
+    except paper_venue.PaperVenueError as error:
+        fail(1, str(error))

@@ -83,8 +83,8 @@ def calibrate(
         bool, typer.Option(help="Exit 1 when the simulation misses a target of the report")
     ] = False,
 ) -> None:
-    """Fit the synthetic market to quotes, write it as a scenario's [market] (--out), and
-    print the stylized facts of the data beside a simulated month."""
+    """Fit the synthetic market to quotes and write it as a scenario's market section
+    (--out); print the stylized facts of the data beside a simulated month."""
     if symbol is not None and not SYMBOL_PATTERN.match(symbol):
         raise typer.BadParameter(
             f"{symbol!r}: six capital letters, e.g. GBPUSD", param_hint="--symbol"

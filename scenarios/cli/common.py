@@ -4,14 +4,15 @@ store URL given on the command line is opened."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from engine.store import ExecutionDatabase, StoreUnavailable, open_database
+if TYPE_CHECKING:
+    from engine.store import ExecutionDatabase
 
 # Text is printed as it is given: names and messages come from users' files and stores, and
 # rich would read "[...]" in them as markup (failing on a "[/x]") and ":name:" as an emoji.
@@ -57,6 +58,9 @@ def _in_one_line(call: Callable[[], T]) -> T:
 def open_store(url: str) -> ExecutionDatabase:
     """The audit store `--db` names; a malformed URL is a usage error (exit 2), an
     unreachable store exit 1."""
+    # Imported here: `arbitrex --help` loads this module and must not load the engine.
+    from engine.store import StoreUnavailable, open_database
+
     try:
         return open_database(url)
     except ValueError as error:

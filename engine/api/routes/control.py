@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body
@@ -47,7 +48,12 @@ async def halt(
             {"Retry-After": str(service.settings.store_retry_after_seconds)},
         ) from down
     log.warning("trading halted by key %s: %s", key.name, reason or "no reason given")
-    return ControlState(trading_halted=True, recorded_at=event.at, by=key.name, reason=reason)
+    return ControlState(
+        trading_halted=True,
+        recorded_at=datetime.fromtimestamp(event.at, UTC),
+        by=key.name,
+        reason=reason,
+    )
 
 
 @router.post(
@@ -66,4 +72,9 @@ async def resume(
     await run_in_threadpool(service.engine.database.append_control, event)
     service.engine.resume()
     log.warning("trading resumed by key %s: %s", key.name, reason or "no reason given")
-    return ControlState(trading_halted=False, recorded_at=event.at, by=key.name, reason=reason)
+    return ControlState(
+        trading_halted=False,
+        recorded_at=datetime.fromtimestamp(event.at, UTC),
+        by=key.name,
+        reason=reason,
+    )

@@ -57,6 +57,8 @@ async def execute(
     confirmation: ExecutionConfirmation = await loop.run_in_executor(
         service.executions, service.engine.execute, rpm, idempotency_key
     )
+    # For the access log's line of this request.
+    request.state.execution_id = confirmation.execution_id
     # Serialized here, once: returned as a model, FastAPI would validate it against
     # response_model again first (which still documents it).
     return Response(confirmation.model_dump_json(), media_type="application/json")

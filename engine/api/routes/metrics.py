@@ -1,48 +1,55 @@
-"""The service's metrics: GET /metrics as JSON and GET /metrics/prometheus as text."""
+"""The service's metrics: GET /metrics in Prometheus' text format (or JSON when asked for
+it), GET /metrics/json for people. Both are read from the same instruments."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.api.dependencies import Reader, Service
 from engine.api.errors import GUARDED, error_responses
-from engine.api.metrics import metrics_report, prometheus_text
+from engine.api.metrics_json import metrics_report
 from engine.api.schemas import MetricsReport
-from engine.api.service import ApiService
-
-PROMETHEUS_MEDIA_TYPE = "text/plain; version=1.0.0; charset=utf-8"
 
 router = APIRouter()
 
 
 @router.get(
     "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Every series in Prometheus' text format; the JSON report of "
+            "/metrics/json when the request accepts application/json and not text/plain",
+            "content": {
+                CONTENT_TYPE_LATEST: {"schema": {"type": "string"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/MetricsReport"}},
+            },
+        },
+        **error_responses(*GUARDED),
+    },
+    summary="The metrics for Prometheus to scrape (roles: auditor, admin)",
+)
+async def metrics(
+    service: Service, _key: Reader, accept: Annotated[str, Header()] = ""
+) -> Response:
+    # Prometheus asks for openmetrics or text/plain; a person's client asking for JSON (and
+    # nothing Prometheus reads) still gets the seed's JSON view at the old address.
+    wants = accept.lower()
+    if "application/json" in wants and "text/plain" not in wants and "openmetrics" not in wants:
+        report = metrics_report(service.engine, service.metrics)
+        return JSONResponse(report.model_dump(mode="json"))
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/metrics/json",
     response_model=MetricsReport,
     responses=error_responses(*GUARDED),
     summary="Execution quality and service metrics as JSON (roles: auditor, admin)",
 )
-async def metrics(service: Service, _key: Reader) -> MetricsReport:
-    return _report(service)
-
-
-@router.get(
-    "/metrics/prometheus",
-    response_class=Response,
-    responses={
-        200: {
-            "description": "The same series as /metrics, in Prometheus' text format",
-            "content": {PROMETHEUS_MEDIA_TYPE: {"schema": {"type": "string"}}},
-        },
-        **error_responses(*GUARDED),
-    },
-    summary="The metrics in Prometheus' text format (roles: auditor, admin)",
-)
-async def metrics_prometheus(service: Service, _key: Reader) -> Response:
-    return Response(prometheus_text(_report(service)), media_type=PROMETHEUS_MEDIA_TYPE)
-
-
-def _report(service: ApiService) -> MetricsReport:
-    return metrics_report(
-        service.engine, service.probes, service.requests, service.responses, service.store
-    )
+async def metrics_json(service: Service, _key: Reader) -> MetricsReport:
+    return metrics_report(service.engine, service.metrics)

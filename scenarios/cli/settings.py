@@ -1,0 +1,135 @@
+"""`arbitrex serve`'s configuration: flags, then `ARBITREX_*` environment variables, then a
+TOML file (`--config` or `ARBITREX_CONFIG`), then the defaults — the first that gives a value
+wins. A deployment (ops/compose.yaml) configures the server by its environment alone.
+
+The file holds the same names as the flags, with underscores, in a `[serve]` table:
+
+    [serve]
+    db = "postgresql://arbitrex@db/arbitrex"
+    port = 8080
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import AwareDatetime, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "ARBITREX_CONFIG"
+FILE_TABLE = "serve"
+
+
+class BrokerKind(StrEnum):
+    SIM = "sim"
+    MT5 = "mt5"
+
+
+class ConfigError(ValueError):
+    """A configuration the server cannot start with: named in one line, exit 2."""
+
+
+class ServeSettings(BaseSettings):
+    """Everything `arbitrex serve` can be told; each field is a flag (`--rate-limit`), an
+    environment variable (`ARBITREX_RATE_LIMIT`) and a key of the file (`rate_limit`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ARBITREX_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # No default: where the audit trail goes is never guessed.
+    db: str = Field(min_length=1)
+    broker: BrokerKind = BrokerKind.SIM
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=1, le=65535)
+    seed: int = Field(7, ge=0)
+    keys: Path = Path("arbitrex-keys.db")
+    rate_limit: float = Field(50.0, ge=0.001)
+    burst: int = Field(100, ge=1)
+    max_concurrent: int = Field(64, ge=1)
+    latency_ms: float | None = Field(None, ge=0.001)
+    mt5_credentials: Path | None = None
+    mt5_bridge: str | None = None
+    access_log: bool = True
+    # sim: the paper venue's address (a Unix socket path, or HOST:PORT on loopback).
+    paper_venue: str | None = Field(None, min_length=1)
+    # sim: the instant the paper clock reads when the server (or its venue) starts; default
+    # now. A pinned instant meets the same simulated market whatever the day (tests, demos).
+    paper_start: AwareDatetime | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags arrive as init arguments; the file comes in through `load` (see there). No
+        # .env and no secrets directory: only what the operator set, where they can see it.
+        return init_settings, env_settings
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The `[serve]` table of a TOML file, or ConfigError naming what is wrong with it."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"config file {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path}: not UTF-8 text") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path}: not TOML: {error}") from error
+    unknown = sorted(set(document) - {FILE_TABLE})
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown table or key {unknown[0]!r}; use [serve]")
+    table = document.get(FILE_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: 'serve' must be a table ([serve])")
+    return table
+
+
+def load(flags: dict[str, Any], config: Path | None = None) -> ServeSettings:
+    """The settings from `flags` (only those given on the command line), the environment
+    and the file `config` or `$ARBITREX_CONFIG` names; ConfigError if they do not hold."""
+    if config is None and os.environ.get(CONFIG_ENV):
+        config = Path(os.environ[CONFIG_ENV])
+    from_file = read_config_file(config) if config is not None else {}
+    # The file ranks under the environment: a field the environment sets is dropped from it,
+    # and what is left rides with the flags (which, being given, never overlap it there).
+    # pydantic-settings matches variable names whatever their case; so does this.
+    environ = {name.upper() for name in os.environ}
+    from_env = {
+        name for name in ServeSettings.model_fields if f"ARBITREX_{name.upper()}" in environ
+    }
+    merged = {k: v for k, v in from_file.items() if k not in from_env} | flags
+    try:
+        return ServeSettings(**merged)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, from_file, flags, config)) from error
+
+
+def _one_line(
+    error: ValidationError, from_file: dict[str, Any], flags: dict[str, Any], config: Path | None
+) -> str:
+    """The first problem, named where the operator set it: --flag, ARBITREX_NAME or the file."""
+    # A misspelt key explains a missing one: name what was written wrong first.
+    errors = sorted(error.errors(), key=lambda e: e["type"] == "missing")
+    first = errors[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    if name in flags:
+        where = f"--{name.replace('_', '-')}"
+    elif name in from_file:
+        where = f"{name} in {config}"
+    else:
+        where = f"ARBITREX_{name.upper()}"
+    if first["type"] == "missing":
+        return f"no {name} given: set --{name}, ARBITREX_{name.upper()} or {name} in a config file"
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown setting"
+    return f"{where}: {first['msg']}"
