@@ -32,7 +32,6 @@ from engine.api.metrics import ServiceMetrics
 from engine.api.metrics_json import metrics_report
 from engine.store import open_database, verify_audit_chain
 from scenarios.assembly import paper_trading_engine
-from sim.market import MarketConfig
 from tests.api_support import (
     UNLIMITED,
     PaperApi,
@@ -82,15 +81,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(process.url, tokens, keys_file)
 
 
-# Paper trading runs on the wall clock, and the simulated market keeps the FX week: on a
-# weekend a served engine rightly rejects every order (MARKET_CLOSED).
-market_open_now = pytest.mark.skipif(
-    not MarketConfig().week.is_open(time.time()),
-    reason="the paper market is closed now (FX weekend)",
-)
-
-
-@market_open_now
 def test_a_served_engine_executes_and_a_retry_with_the_same_key_returns_the_same_execution(
     server,
 ):
@@ -158,7 +148,6 @@ def test_a_served_engine_stamps_wall_clock_times_in_iso_8601_utc(server):
     assert all(before <= datetime.fromisoformat(stamp) <= after for stamp in stamps)
 
 
-@market_open_now
 def test_a_served_engine_halts_and_resumes_and_its_trail_records_both_in_the_chain(
     server,
 ):
