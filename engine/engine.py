@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from engine.clock import Clock
 from engine.core.config import EngineConfig
+from engine.core.costing import CostEstimator, Costing
 from engine.core.events import ExecutionEvent, PositionExited
 from engine.core.flow import Flow, build_request, execution_flow, recovery_flow
 from engine.core.ids import execution_id_of_tag, idempotency_key_for
@@ -74,6 +75,13 @@ class ExecutionEngine(Generic[H]):
         # in order and retried before anything else is written — never dropped.
         self._unwritten: deque[tuple[ExecutionEvent, ...]] = deque()
         self._unwritten_lock = threading.Lock()
+        # A pre-trade cost model, when one is attached: its estimates are evidence only.
+        self.costing: Costing | None = None
+
+    def attach_cost_estimator(self, estimator: CostEstimator | None) -> None:
+        """Record `estimator`'s estimate of each order's slippage as it is validated (None:
+        stop). Nothing the engine decides reads it; its memory of the market starts empty."""
+        self.costing = None if estimator is None else Costing(estimator, threading.Lock())
 
     def _leave(self, execution_id: str) -> None:
         self._in_flight[execution_id] -= 1
@@ -157,7 +165,9 @@ class ExecutionEngine(Generic[H]):
         request = build_request(rpm, key, self.config, now, self.instance_id)
         with self._unwritten_lock:
             self._in_flight[request.execution_id] += 1
-        return execution_flow(rpm, request, self.config, now, engine_halted=self.halted)
+        return execution_flow(
+            rpm, request, self.config, now, engine_halted=self.halted, costing=self.costing
+        )
 
     def orphans(self) -> list[str]:
         """Non-terminal executions no live engine is working on: what recovery settles."""
@@ -180,7 +190,7 @@ class ExecutionEngine(Generic[H]):
         execution = self.database.get_execution(execution_id)
         if execution is None:
             raise KeyError(f"no execution {execution_id}")
-        return recovery_flow(execution, self.config, now)
+        return recovery_flow(execution, self.config, now, self.costing)
 
     def close(self, execution: Execution) -> Execution:
         with self._unwritten_lock:
