@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from engine.core.costing import CostEstimator
 from engine.core.lifecycle import Execution
 from engine.core.ports import BrokerError
 from engine.store import ExecutionDatabase, open_database
@@ -141,8 +142,11 @@ def run_scenario(
     out_dir: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     db_url: str | None = None,
+    cost_estimator: CostEstimator | None = None,
 ) -> RunSummary:
-    """Run one scenario; with `out_dir`, write the audit store and outputs there.
+    """Run one scenario; with `out_dir`, write the audit store and outputs there. With
+    `cost_estimator`, the engine records its estimate of each order's slippage (evidence
+    only: the run's results are the same with or without it).
 
     The store is `db_url` if given, else `out_dir/audit.db`, else a SQLite file in a
     temporary folder, removed after the run (a million orders' audit trail is gigabytes: not
@@ -163,7 +167,14 @@ def run_scenario(
             db_url = f"sqlite:///{folder / 'audit.db'}"
         database = cleanup.enter_context(open_database(db_url, durability="batched"))
         summary = _play(
-            scenario, seed, inputs.arrivals, inputs.market, database, out_dir, on_progress
+            scenario,
+            seed,
+            inputs.arrivals,
+            inputs.market,
+            database,
+            out_dir,
+            on_progress,
+            cost_estimator,
         )
     if out_dir is not None:
         write_text_atomically(
@@ -188,6 +199,7 @@ def _play(
     database: ExecutionDatabase,
     out_dir: Path | None,
     on_progress: Callable[[int, int], None] | None,
+    cost_estimator: CostEstimator | None = None,
 ) -> RunSummary:
     """The run itself, on an open store: the flow, the halts, recovery, then the checks."""
     if database.history(limit=1):
@@ -196,6 +208,7 @@ def _play(
             "its store, so give it an empty one (a new file or schema)"
         )
     world = build_world(scenario, seed, database, market)
+    world.engine.attach_cost_estimator(cost_estimator)
     finished = [0]
     halts = _kill_switch(world, scenario)
     tape = ParquetRows(out_dir / "quotes.parquet" if out_dir else None, QUOTE_COLUMNS)
