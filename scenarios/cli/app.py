@@ -21,6 +21,7 @@ from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
 from scenarios.cli.calibrate import calibrate
 from scenarios.cli.common import OneLineErrors, console, err, fail, open_store
+from scenarios.cli.model import model_app
 from scenarios.crash import KillPhase, crash_run
 from scenarios.demo import demo_scenario
 from scenarios.invariants import Violation
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(api_app)  # serve, keys
+app.add_typer(model_app, name="model")
 app.command()(calibrate)
 
 
