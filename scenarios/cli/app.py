@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from engine.core.costing import CostEstimator
 from engine.store import StoreUnavailable
 from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
@@ -84,13 +85,30 @@ def run(
         bool, typer.Option(help="Crash chaos: SIGKILL the engine process mid-run and restart it")
     ] = False,
     kills: Annotated[int, typer.Option(min=1, max=50, help="Crash mode: how many kills")] = 4,
+    cost_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model file (arbitrex model fit; a model file is code: only your own): "
+            "the engine records its slippage estimate for each order, as evidence only"
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and check its invariants; exit 1 if any is violated."""
     scenario = _load(scenario_file)
     if crash:
         _crash_and_report(scenario, scenario_file, seed, out, kills)
         return
-    _run_and_report(scenario, scenario_file.parent, seed, out, None)
+    estimator = _cost_estimator(cost_model) if cost_model is not None else None
+    _run_and_report(scenario, scenario_file.parent, seed, out, None, estimator)
+
+
+def _cost_estimator(path: Path) -> CostEstimator:
+    from scenarios.model import CostModelError, load_cost_model  # scikit-learn only if asked
+
+    try:
+        return load_cost_model(path).estimator
+    except CostModelError as error:
+        fail(2, error)
 
 
 @app.command()
@@ -176,7 +194,12 @@ def _progress_bar(name: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _run_and_report(
-    scenario: Scenario, base_dir: Path, seed: int | None, out_dir: Path | None, db_url: str | None
+    scenario: Scenario,
+    base_dir: Path,
+    seed: int | None,
+    out_dir: Path | None,
+    db_url: str | None,
+    cost_estimator: CostEstimator | None = None,
 ) -> None:
     real_start = time.perf_counter()
     try:
@@ -188,6 +211,7 @@ def _run_and_report(
                 out_dir=out_dir,
                 db_url=db_url,
                 on_progress=on_progress,
+                cost_estimator=cost_estimator,
             )
     except (ScenarioError, ValueError) as error:
         fail(2, error)

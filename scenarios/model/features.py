@@ -124,18 +124,17 @@ def feature_matrix(
     names: Sequence[str],
     categories: Mapping[str, Sequence[str]],
 ) -> np.ndarray:
-    """The features `names` as the estimator reads them: numbers as floats (None: NaN),
-    categories as their index in the training vocabulary (unseen: NaN, which the trees treat
-    as missing)."""
-    width = len(columns[names[0]])
-    matrix = np.empty((width, len(names)), dtype=float)
-    for j, name in enumerate(names):
+    """The features `names` as the estimator reads them: numbers as floats (None: NaN, which
+    the trees treat as missing), each category of the training vocabulary as a column of its
+    own, 1 where the row has it (a category never seen in training has no column)."""
+    rows = len(columns[names[0]])
+    blocks: list[np.ndarray] = []
+    for name in names:
         values = columns[name]
         if name in CATEGORICAL_FEATURES:
-            codes = {category: float(code) for code, category in enumerate(categories[name])}
-            matrix[:, j] = [codes.get(value, np.nan) for value in values]
+            present = np.asarray([[value == c for c in categories[name]] for value in values])
+            blocks.append(present.reshape(rows, len(categories[name])).astype(float))
         else:
-            matrix[:, j] = np.asarray(
-                [np.nan if value is None else value for value in values], dtype=float
-            )
-    return matrix
+            numbers = [np.nan if value is None else value for value in values]
+            blocks.append(np.asarray(numbers, dtype=float).reshape(rows, 1))
+    return np.hstack(blocks)
