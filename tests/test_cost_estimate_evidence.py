@@ -141,16 +141,7 @@ def test_a_replayed_execution_with_its_estimate_keeps_it():
 
 
 @pytest.mark.parametrize(
-    "name",
-    [
-        "flaky_network",
-        "retail_dealing_desk",
-        "limit_orders",
-        "chaos_monkey",
-        "broker_outage",
-        "partial_fill_heavy",
-        "news_spike",
-    ],
+    "name", ["flaky_network", "retail_dealing_desk", "limit_orders", "chaos_monkey"]
 )
 def test_the_features_the_engine_estimated_from_are_those_its_run_table_replays(tmp_path, name):
     """Train and live features are one: every feature the engine recorded at validation,
