@@ -276,3 +276,22 @@ def test_on_runs_it_never_saw_the_interval_covers_80_percent_and_beats_the_basel
     assert judged.exit_code == 0, judged.output
     print(judged.output)  # the numbers, for the record (pytest -s)
     assert "(target 80% ± 5%: held)" in judged.output and "(better)" in judged.output
+
+
+@pytest.mark.slow
+def test_the_cost_model_notebook_runs_from_a_clean_checkout_and_draws_its_figures(monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    root_dir = LIBRARY.parent
+    source = nbformat.read(root_dir / "notebooks" / "cost_model.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
+    monkeypatch.setenv("ARBITREX_NOTEBOOK_ORDERS", "150")
+    for variable in ("ARBITREX_TRAIN_DIRS", "ARBITREX_UNSEEN_DIRS"):
+        monkeypatch.delenv(variable, raising=False)
+    client = nbclient.NotebookClient(
+        source, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root_dir)}}
+    )
+    client.execute()
+    outputs = [o for cell in source.cells for o in cell.get("outputs", [])]
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert [o for o in outputs if o.output_type == "error"] == [] and len(figures) == 2
