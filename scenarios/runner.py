@@ -26,7 +26,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from engine.core.lifecycle import Execution
 from engine.core.ports import BrokerError
@@ -35,6 +35,15 @@ from engine.store.base import ControlKind, control_event
 from scenarios.closing import feed, flatten, open_positions
 from scenarios.invariants import Evidence, InvariantChecks, Violation, cases, positions_by_tag
 from scenarios.orderflow import DecisionsFile, OrderFlowConfig, SyntheticFlow
+from scenarios.provenance import (
+    UNKNOWN,
+    DecisionCounts,
+    broker_name,
+    config_version,
+    engine_version,
+    invariant_verdict,
+    iso_utc,
+)
 from scenarios.run_outputs import (
     CHARGE_COLUMNS,
     EXECUTION_COLUMNS,
@@ -81,10 +90,25 @@ class RunSummary(BaseModel):
     invariants_checked: tuple[str, ...]
     violations: tuple[Violation, ...]
     results_hash: str
+    # The tear sheet's header (defaults: what a summary from before them is read as).
+    description: str = ""
+    engine_version: str = UNKNOWN
+    config_version: str = UNKNOWN
+    broker: str = UNKNOWN
+    account_currency: str = "USD"
+    period_start: str | None = None  # the first decision's time, ISO 8601 UTC
+    period_end: str | None = None  # the last decision's
+    counts: DecisionCounts = DecisionCounts()
 
     @property
     def ok(self) -> bool:
         return not self.violations
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def invariants(self) -> str:
+        """The verdict: "passed", "failed: the names" or "not checked"."""
+        return invariant_verdict(self.invariants_checked, (v.invariant for v in self.violations))
 
 
 def arrivals_of(scenario: Scenario, seed: int, base_dir: Path) -> SyntheticFlow | DecisionsFile:
@@ -348,6 +372,7 @@ class _Tally:
         self.samples = SpilledSamples()
         self.digest = hashlib.sha256()
         self.finished = t0
+        self.decided: tuple[float, float] | None = None  # the first and last decision's time
 
     def add(self, e: Execution) -> None:
         self.orders += 1
@@ -371,6 +396,9 @@ class _Tally:
                 f"{x.level!r}\n".encode()
             )
         self.finished = max(self.finished, e.completed_at or e.created_at or self.finished)
+        if e.created_at is not None:
+            first, last = self.decided or (e.created_at, e.created_at)
+            self.decided = (min(first, e.created_at), max(last, e.created_at))
 
     def summary(
         self, scenario: Scenario, seed: int, world: SimulatedWorld, violations: list[Violation]
@@ -406,6 +434,14 @@ class _Tally:
             invariants_checked=tuple(scenario.invariants),
             violations=tuple(violations),
             results_hash=self.digest.hexdigest()[:16],
+            description=scenario.description,
+            engine_version=engine_version(),
+            config_version=config_version(scenario),
+            broker=broker_name(scenario),
+            account_currency=scenario.account.currency,
+            period_start=iso_utc(self.decided[0]) if self.decided else None,
+            period_end=iso_utc(self.decided[1]) if self.decided else None,
+            counts=DecisionCounts.of(self.statuses, self.reasons),
         )
 
     def close(self) -> None:
