@@ -80,4 +80,4 @@ def invariant_verdict(checked: Iterable[str], failed: Iterable[str]) -> str:
 def iso_utc(epoch_seconds: float | None) -> str | None:
     if epoch_seconds is None:
         return None
-    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat()
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat(timespec="milliseconds")
