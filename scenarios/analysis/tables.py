@@ -114,7 +114,7 @@ def text(value: Any) -> str:
 
 
 def comparison_title(analysis: Analysis) -> str:
-    return f"means {CI}, + adverse; Δ: difference from the baseline, {analysis.baseline}, {CI}"
+    return f"means {CI}, + adverse; Δ: difference from the baseline ({analysis.baseline}) {CI}"
 
 
 def comparison_table(analysis: Analysis) -> pd.DataFrame:
