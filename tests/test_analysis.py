@@ -176,7 +176,14 @@ def test_the_same_analysis_reads_a_run_directory_and_its_audit_database(tmp_path
     pd.testing.assert_frame_equal(left, right)
     assert from_run.header.counts == from_db.header.counts
     assert from_run.header.counts.unapproved > 0  # chaos sends some unapproved decisions
-    assert np.isfinite(quality_summary(enrich(from_db.executions))["fill_time_p99_ms"])
+    # The store keeps the run's quote tape too: the same markouts from either.
+    markouts = [f"markout_{h}s_pips" for h in (1, 60, 300)]
+    by_id = [
+        enrich(s.executions, s.quotes).set_index("execution_id").sort_index()[markouts]
+        for s in (from_run, from_db)
+    ]
+    pd.testing.assert_frame_equal(*by_id)
+    assert by_id[1].notna().to_numpy().mean() > 0.5
 
 
 # -- exits apart from entries, and limit orders --------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
@@ -325,21 +325,10 @@ def database_source(database: ExecutionDatabase, name: str, shown: str | None = 
 
 
 def _quote_tape(database: ExecutionDatabase) -> pd.DataFrame:
-    # Until the store records a quote tape (issue 19's tape branch adds `quote_tape`), a
-    # database has none: its markouts are then missing. Delete this test once merged.
-    if not hasattr(database, "quote_tape"):
-        return empty_quotes()
     samples = database.quote_tape()
     if not samples:
         return empty_quotes()
-    return pd.DataFrame(
-        {
-            "symbol": [s.symbol for s in samples],
-            "time": [s.time for s in samples],
-            "bid": [s.bid for s in samples],
-            "ask": [s.ask for s in samples],
-        }
-    )
+    return pd.DataFrame([asdict(sample) for sample in samples])
 
 
 def _check_sqlite_file(path: str, shown: str) -> None:
