@@ -46,7 +46,7 @@ def account_rates(frame: pd.DataFrame, leg_mid: LegMid) -> tuple[pd.Series, pd.S
     is missing (None where it is known)."""
     rate = pd.Series(np.nan, index=frame.index)
     note = pd.Series(None, index=frame.index, dtype=object)
-    symbols = frame["symbol"].where(frame["symbol"].map(lambda s: isinstance(s, str)), "")
+    symbols = frame["symbol"].fillna("")
     by_pair = frame.groupby([symbols, frame["account_currency"]]).groups
     for (symbol, account), rows in by_pair.items():
         base, quote = symbol[:3], symbol[3:6]

@@ -68,7 +68,12 @@ def enrich(executions: pd.DataFrame, quotes: pd.DataFrame | None = None) -> pd.D
     frame); a frame without `label`, `run`, `scenario` or `account_currency` is one run of
     its own, in USD."""
     frame = executions.copy()
-    defaults = {"run": 0, "scenario": "run", "account_currency": DEFAULT_ACCOUNT_CURRENCY}
+    defaults = {
+        "run": 0,
+        "scenario": "run",
+        "seed": None,
+        "account_currency": DEFAULT_ACCOUNT_CURRENCY,
+    }
     for column, value in defaults.items():
         if column not in frame:
             frame[column] = value
@@ -77,7 +82,8 @@ def enrich(executions: pd.DataFrame, quotes: pd.DataFrame | None = None) -> pd.D
     quotes = quotes if quotes is not None else empty_quotes()
     if "run" not in quotes:
         quotes = quotes.assign(run=0)
-    frame["pip"] = frame["symbol"].map(lambda s: pip_of(s) if isinstance(s, str) else np.nan)
+    symbols = frame["symbol"].dropna().unique()
+    frame["pip"] = frame["symbol"].map({s: pip_of(s) for s in symbols})  # per symbol, not row
     direction = frame["direction"].astype(float)
     mid = (frame["arrival_bid"] + frame["arrival_ask"]) / 2.0
     side = np.where(direction > 0, frame["arrival_ask"], frame["arrival_bid"])
