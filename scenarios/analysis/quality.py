@@ -65,8 +65,8 @@ def enrich(executions: pd.DataFrame, quotes: pd.DataFrame | None = None) -> pd.D
     """Add every per-execution measure as columns; NaN where a measure does not apply.
 
     `quotes` is the tape (symbol, time, bid, ask, and `run` when several runs share the
-    frame); a frame without `label`, `run`, `scenario` or `account_currency` is one run of
-    its own, in USD."""
+    frame); a frame without `label`, `run`, `scenario`, `seed` or `account_currency` is one
+    run of its own, in USD."""
     frame = executions.copy()
     defaults = {
         "run": 0,
