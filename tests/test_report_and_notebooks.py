@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,10 @@ def test_the_browser_check_does_see_console_errors(tmp_path):
 def test_the_html_report_renders_in_headless_chromium_with_no_console_errors(runs, tmp_path):
     report = tmp_path / "report.html"
     result = subprocess.run(
-        [shutil.which("arbitrex"), "report", *map(str, runs), "--out", str(report)],
+        [sys.executable, "-m", "scenarios.cli", "report", *map(str, runs), "--out", str(report)],
         capture_output=True,
         text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     page = report.read_text()
