@@ -129,7 +129,9 @@ def slippage_over_time(enriched: pd.DataFrame) -> go.Figure:
     unit, seconds = _elapsed_unit(float((filled["created_at"] - start).max()))
     filled = filled.assign(elapsed=(filled["created_at"] - start) / seconds)
     palette, figure = colours(labels(enriched)), go.Figure()
-    for label, group in filled.sort_values("created_at").groupby("label", sort=False):
+    by_label = dict(list(filled.sort_values("created_at").groupby("label", sort=False)))
+    for label in (name for name in labels(enriched) if name in by_label):
+        group = by_label[label]
         count = max(1, min(TIME_BINS, len(group) // MIN_PER_TIME_BIN))
         bins = np.arange(len(group)) * count // len(group)
         rows = [
