@@ -4,6 +4,7 @@ the robust axis range, intervals of a mean, and the layout that states units and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ TAIL_QUANTILES = (0.005, 0.995)
 # of more points make the report slow to open and the points an unreadable blot.
 MAX_POINTS = 20_000
 SAMPLE_SEED = 0
-Z95 = 1.959963984540054  # two-sided 95 % quantile of the normal distribution
+Z95 = NormalDist().inv_cdf(0.975)  # a 95 % two-sided normal interval: mean ± Z95 x se
 HEIGHT = 420
 PALETTE = qualitative.D3 + qualitative.Set2 + qualitative.Pastel1
 # The enriched frame's columns the figures read (contract: enrich()'s output).

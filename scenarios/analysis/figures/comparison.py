@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from scenarios.analysis.compare import compare
 from scenarios.analysis.figures.common import (
     HEIGHT,
+    SLIPPAGE_AXIS,
     colours,
     empty,
     fills,
@@ -25,7 +26,7 @@ from scenarios.analysis.quality import MARKOUT_HORIZONS
 
 MARKOUT_AXIS = "mean markout (pips, + adverse)"
 MEASURE_AXES = {
-    "slippage_pips": "slippage vs quoted side (pips, + adverse)",
+    "slippage_pips": SLIPPAGE_AXIS,
     "shortfall_pips": "implementation shortfall (pips, + adverse)",
     "fill_time_ms": "fill time (ms)",
 }
