@@ -75,27 +75,3 @@ def test_the_html_report_renders_in_headless_chromium_with_no_console_errors(run
     console, shot = browse(report, tmp_path)
     assert console == []
     assert shot.stat().st_size > 20_000  # figures were drawn, not a blank page
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("notebook", ["slippage_analysis.ipynb", "chaos_report.ipynb"])
-def test_the_notebooks_execute_from_a_clean_checkout_and_produce_figures(notebook, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    source = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
-    assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
-    monkeypatch.setenv("ARBITREX_NOTEBOOK_ORDERS", "150")
-    monkeypatch.delenv("ARBITREX_RUN_DIRS", raising=False)
-    client = nbclient.NotebookClient(
-        source, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    )
-    client.execute()
-    figures = [
-        output
-        for cell in source.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if "image/png" in output.get("data", {})
-    ]
-    errors = [o for c in source.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors == [] and len(figures) >= 3
