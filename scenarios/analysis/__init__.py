@@ -4,8 +4,9 @@
 databases (`load_sources`), each with a label; `scenarios.analysis.quality` measures
 (slippage, shortfall, markouts, rates, costs, breakdowns; + = adverse throughout);
 `scenarios.analysis.compare` sets the labels side by side with bootstrap intervals and
-differences against a baseline; `scenarios.analysis.report` draws it all, and is imported
-on its own so that measuring never loads the plotting libraries. The measures are this
+differences against a baseline; `scenarios.analysis.figures` draws it (plotly) and
+`scenarios.analysis.report` writes the page; both are imported on their own, so that
+measuring never loads the plotting libraries. The measures are this
 package's names, as the notebooks import them: `from scenarios.analysis import enrich`.
 """
 
@@ -32,9 +33,6 @@ from scenarios.analysis.sources import (
     combined,
     database_source,
     enriched,
-    load_database,
-    load_exits,
-    load_runs,
     load_sources,
     parameters_in,
 )
@@ -60,9 +58,6 @@ __all__ = [
     "enriched",
     "filled_of",
     "limit_order_summary",
-    "load_database",
-    "load_exits",
-    "load_runs",
     "load_sources",
     "parameters_in",
     "pip_of",

@@ -1,23 +1,17 @@
 """The HTML report: one self-contained page comparing any mix of runs, sweep points and
 audit databases — each source's tear-sheet header, the comparison with its intervals, costs,
-figures and breakdowns. Figures are PNG embedded as data URIs; no script, no network."""
+interactive figures (`scenarios.analysis.figures`: plotly.js inlined once) and breakdowns.
+Nothing is loaded from anywhere: the page works offline and as an e-mail attachment."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-# Figures built without pyplot: no global backend to choose, no window, safe in a server
-# and shown inline by Jupyter when displayed.
-from matplotlib.figure import Figure
-
 from scenarios.analysis.exits import limit_order_summary, slippage_by_kind
-from scenarios.analysis.quality import MARKOUT_HORIZONS, breakdown
+from scenarios.analysis.figures import figures_html, report_figures
 from scenarios.analysis.tables import (
     BREAKDOWN_TITLES,
     CI,
@@ -31,72 +25,6 @@ from scenarios.analysis.tables import (
     seeds_table,
 )
 from scenarios.run_outputs import write_text_atomically
-
-
-def slippage_histogram(enriched: pd.DataFrame) -> Figure:
-    figure = Figure(figsize=(7, 3.5))
-    axes = figure.subplots()
-    for label, group in enriched.groupby("label", sort=False):
-        values = group["slippage_vs_side_pips"].dropna()
-        if len(values):
-            axes.hist(values, bins=40, alpha=0.5, label=str(label))
-    axes.set_xlabel("slippage vs quoted side (pips, + adverse)")
-    axes.set_ylabel("fills")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
-def markout_curve(enriched: pd.DataFrame) -> Figure:
-    figure = Figure(figsize=(7, 3.5))
-    axes = figure.subplots()
-    for label, group in enriched.groupby("label", sort=False):
-        means = [group[f"markout_{h}s_pips"].mean() for h in MARKOUT_HORIZONS]
-        axes.plot(MARKOUT_HORIZONS, means, marker="o", label=str(label))
-    axes.set_xscale("log")
-    axes.axhline(0.0, color="grey", linewidth=0.8)
-    axes.set_xlabel("seconds after the fill")
-    axes.set_ylabel("mean markout (pips, + adverse)")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
-def fill_time_cdf(enriched: pd.DataFrame) -> Figure:
-    figure = Figure(figsize=(7, 3.5))
-    axes = figure.subplots()
-    for label, group in enriched.groupby("label", sort=False):
-        values = np.sort(group["fill_time_ms"].dropna().to_numpy())
-        if len(values):
-            axes.step(values, np.arange(1, len(values) + 1) / len(values), label=str(label))
-    axes.set_xscale("log")
-    axes.set_xlabel("fill time (ms)")
-    axes.set_ylabel("share of fills")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
-def slippage_by(enriched: pd.DataFrame, by: str) -> Figure:
-    table = breakdown(enriched, by)
-    figure = Figure(figsize=(7, 3.5))
-    axes = figure.subplots()
-    axes.bar(table[by].astype(str), table["slippage_mean_pips"].fillna(0.0))
-    axes.set_xlabel(by)
-    axes.set_ylabel("mean slippage (pips)")
-    axes.tick_params(axis="x", labelrotation=30)
-    figure.tight_layout()
-    return figure
-
-
-def png_bytes(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
-def _png(figure: Figure) -> str:
-    return base64.b64encode(png_bytes(figure)).decode()
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -150,27 +78,18 @@ def _exits_and_limits(analysis: Analysis) -> str:
     return "".join(parts)
 
 
-def _figures(enriched: pd.DataFrame) -> str:
-    if enriched.empty:
+def _figures(analysis: Analysis) -> str:
+    if analysis.enriched.empty:
         return ""
-    figures = [
-        ("Slippage against the quoted side", slippage_histogram(enriched)),
-        ("Markouts: the mid after the fill", markout_curve(enriched)),
-        ("Fill time", fill_time_cdf(enriched)),
-        ("Slippage by symbol", slippage_by(enriched, "symbol")),
-        ("Slippage by size", slippage_by(enriched, "size_bucket")),
-    ]
-    return "".join(
-        f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-        f"src='data:image/png;base64,{_png(figure)}'>"
-        for title, figure in figures
-    )
+    comparison = analysis.comparison
+    figures = report_figures(analysis.enriched, comparison, analysis.parameters)
+    return figures_html(figures)
 
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:80em}
 table{border-collapse:collapse;font-size:0.85em;margin-bottom:1em}
 td,th{padding:2px 8px;text-align:right;white-space:nowrap}th{border-bottom:1px solid #999}
-td:first-child,th:first-child{text-align:left}img{max-width:100%}
+td:first-child,th:first-child{text-align:left}
 .cards{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #ccc;padding:0.5em 1em}
 .card th{text-align:left;border:0;font-weight:normal;color:#555}.card td{text-align:left}
 .card td{white-space:normal;max-width:28em}.wide{overflow-x:auto}"""
@@ -205,7 +124,7 @@ def report_page(analysis: Analysis) -> str:
 {_section("Decisions", _table(decisions_table(analysis)) if comparison else "")}
 {_section("Cost", _table(costs_table(analysis)) if comparison else "")}
 {_section(MARKOUTS, _table(markouts_table(analysis)) if comparison else "")}
-{_figures(analysis.enriched)}{breakdowns}{_exits_and_limits(analysis)}
+{_figures(analysis)}{breakdowns}{_exits_and_limits(analysis)}
 <p>One sign convention throughout: slippage, shortfall and markouts are positive when
 adverse (a cost to us). Slippage is against the quoted side on arrival, in the symbol's pips,
 in basis points of the arrival mid and in the account currency (on the units filled, at the

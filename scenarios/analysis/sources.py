@@ -149,23 +149,6 @@ def enriched(sources: Sequence[Source]) -> pd.DataFrame:
     return enrich(executions, quotes)
 
 
-def load_runs(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(executions, quotes) of run folders, without labels to choose: the notebooks'
-    shorthand for `combined(load_sources(...))`."""
-    executions, quotes, _ = combined([_run_folder(Path(d)) for d in run_dirs])
-    return executions, quotes
-
-
-def load_exits(run_dirs: Iterable[Path]) -> pd.DataFrame:
-    """The exits of run folders, tagged as `load_runs` tags their executions."""
-    return combined([_run_folder(Path(d)) for d in run_dirs])[2]
-
-
-def load_database(database: ExecutionDatabase, scenario: str = "live") -> pd.DataFrame:
-    """The executions of an open audit database, as a run folder's executions.parquet."""
-    return database_source(database, scenario).executions.assign(scenario=scenario, run=0)
-
-
 # -- one spec -----------------------------------------------------------------------------
 
 

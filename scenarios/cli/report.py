@@ -48,7 +48,7 @@ def report(
     any kind, each labelled, side by side: means with bootstrap intervals and differences
     from a baseline, printed here and written to the page with each source's header,
     costs, figures and breakdowns."""
-    # Imported here: the analysis loads pandas and matplotlib, which other commands skip.
+    # Imported here: the analysis loads pandas and plotly, which other commands skip.
     from scenarios.analysis.report import build_report
     from scenarios.analysis.sources import load_sources
     from scenarios.analysis.tables import analyse
