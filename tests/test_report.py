@@ -221,3 +221,12 @@ def test_sweep_out_a_folder_writes_the_table_and_each_points_run_a_parquet_file_
     assert list(written["run_dir"]) == ["points/000-seed3"]
     assert "run_dir" not in pd.read_parquet(table) and not (tmp_path / "points").exists()
     pd.testing.assert_frame_equal(written.drop(columns="run_dir"), pd.read_parquet(table))
+
+
+def test_sweep_out_a_file_that_is_not_a_table_is_refused_before_any_run(tmp_path):
+    taken = tmp_path / "notes"
+    taken.write_text("mine")
+    scenario = str(LIBRARY / "calm.toml")
+    result = CliRunner().invoke(app, ["sweep", scenario, "--seeds", "1", "--out", str(taken)])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.stderr
+    assert taken.read_text() == "mine"
