@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -75,6 +75,10 @@ class ExecutionEngine(Generic[H]):
         # in order and retried before anything else is written — never dropped.
         self._unwritten: deque[tuple[ExecutionEvent, ...]] = deque()
         self._unwritten_lock = threading.Lock()
+        # Told of every group of records as the engine writes it (the quote tape learns from
+        # them which symbols trade): called on the execution's own thread, so they must be
+        # quick and must not raise.
+        self.record_watchers: list[Callable[[Sequence[ExecutionEvent]], None]] = []
         # A pre-trade cost model, when one is attached: its estimates are evidence only.
         self.costing: Costing | None = None
 
@@ -102,6 +106,8 @@ class ExecutionEngine(Generic[H]):
         (StoreUnavailable reaches the caller; nothing is sent). Afterwards the group is
         kept in memory, in order, and written as soon as the store answers again.
         """
+        for watcher in self.record_watchers:
+            watcher(events)
         with self._unwritten_lock:
             self._drain()
             if self._unwritten:

@@ -16,6 +16,7 @@ from engine.core.lifecycle import Execution
 from engine.schemas import ExecutionStatus
 from engine.store import open_database
 from scenarios.model import replayed_features
+from scenarios.model.inputs import enriched_executions
 from scenarios.runner import run_scenario
 from scenarios.spec import load_scenario
 from sim.world import SimulatedWorld
@@ -66,7 +67,7 @@ def test_an_attached_model_changes_no_status_fill_or_price_of_a_run(tmp_path):
     without = pd.read_parquet(tmp_path / "plain" / "executions.parquet")
     with_model = pd.read_parquet(tmp_path / "estimated" / "executions.parquet")
     outcome = [c for c in without.columns if c not in ESTIMATES]
-    pd.testing.assert_frame_equal(with_model[outcome], without[outcome])
+    pd.testing.assert_frame_equal(with_model[outcome], without[outcome], check_exact=True)
     assert without[ESTIMATES].isna().all().all()
     validated = with_model["arrival_bid"].notna()
     assert set(with_model["status"]) > {"FILLED"}  # refusals too, estimated all the same
@@ -168,3 +169,14 @@ def test_the_features_the_engine_estimated_from_are_those_its_run_table_replays(
 
 def _none(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def test_an_audit_database_replays_the_same_features_and_carries_the_estimates(tmp_path):
+    run_scenario(small("flaky_network", 200), LIBRARY, out_dir=tmp_path, cost_estimator=Steady())
+    frames = {
+        kind: enriched_executions([spec]).sort_values("execution_id", ignore_index=True)
+        for kind, spec in (("folder", tmp_path), ("database", f"sqlite:///{tmp_path / 'audit.db'}"))
+    }
+    from_folder, from_database = (replayed_features(frames[k]) for k in ("folder", "database"))
+    pd.testing.assert_frame_equal(from_database, from_folder, check_exact=True)
+    pd.testing.assert_frame_equal(frames["database"][ESTIMATES], frames["folder"][ESTIMATES])

@@ -221,12 +221,13 @@ def test_estimates_recorded_by_the_engine_are_compared_with_what_was_realised():
 # -- the command line ----------------------------------------------------------------------
 
 
-def test_model_fit_refuses_what_is_not_a_run_folder_and_writes_nothing(tmp_path):
+def test_model_fit_refuses_what_is_no_source_in_one_line_and_writes_nothing(tmp_path):
     result = CliRunner().invoke(
         root, ["model", "fit", str(tmp_path), "--out", str(tmp_path / "cost.model")]
     )
     assert result.exit_code == 2
-    assert "no executions.parquet here" in result.output and "Traceback" not in result.output
+    assert "a folder with neither executions.parquet" in result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
     assert not list(tmp_path.iterdir())
 
 

@@ -17,7 +17,11 @@ model_app = typer.Typer(
 )
 
 Sources = Annotated[
-    list[Path], typer.Argument(help="Run folders (arbitrex run --out) to learn from or judge on")
+    list[str],
+    typer.Argument(
+        help="Run folders, sweep outputs or audit databases (paths or URLs) to learn from "
+        "or judge on"
+    ),
 ]
 TARGET_COVERAGE, TOLERANCE = 0.80, 0.05
 
