@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from plotly.offline import get_plotlyjs
 from typer.testing import CliRunner
 
 from engine.core.costing import CostFeatures, FillFacts, MarketMemory, TradeFacts
+from scenarios.analysis.notebook import NOTEBOOKS
 from scenarios.analysis.quality import enrich
 from scenarios.cli.root import root
 from scenarios.model import (
@@ -27,6 +29,7 @@ from scenarios.model.estimator import conformal_adjustments, training_data
 from scenarios.model.features import POINT_PIPS, spread_within_point
 from scenarios.runner import run_scenario
 from scenarios.spec import load_scenario
+from tests.test_notebooks import plotly_figures
 
 LIBRARY = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -283,16 +286,18 @@ def test_on_runs_it_never_saw_the_interval_covers_80_percent_and_beats_the_basel
 def test_the_cost_model_notebook_runs_from_a_clean_checkout_and_draws_its_figures(monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    root_dir = LIBRARY.parent
-    source = nbformat.read(root_dir / "notebooks" / "cost_model.ipynb", as_version=4)
+    source = nbformat.read(NOTEBOOKS / "cost_model.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
     monkeypatch.setenv("ARBITREX_NOTEBOOK_ORDERS", "150")
     for variable in ("ARBITREX_TRAIN_DIRS", "ARBITREX_UNSEEN_DIRS"):
         monkeypatch.delenv(variable, raising=False)
     client = nbclient.NotebookClient(
-        source, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root_dir)}}
+        source, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     )
     client.execute()
-    outputs = [o for cell in source.cells for o in cell.get("outputs", [])]
-    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert [o for o in outputs if o.output_type == "error"] == [] and len(figures) == 2
+    outputs = [o for cell in source.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert [o for o in outputs if o.output_type == "error"] == []
+    assert len(plotly_figures(outputs)) == 2  # calibration, estimated vs realised
+    pages = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert pages.count(get_plotlyjs()) == 1  # inlined once, for nbconvert's HTML
+    assert not re.search(r"(?:https?|wss?)://", pages.replace(get_plotlyjs(), ""))
