@@ -230,9 +230,6 @@ class Execution:
                 self.lots = event.lots
                 self.arrival_bid, self.arrival_ask = event.arrival_bid, event.arrival_ask
                 self.deviation_points = event.deviation_points
-            case CostEstimated(p10_pips=p10, p50_pips=p50, p90_pips=p90):
-                if p10 is not None and p50 is not None and p90 is not None:
-                    self.estimated_slippage_pips = (p10, p50, p90)
             case SubmissionAttempted(attempt=attempt):
                 self.attempts = attempt
                 self.last_attempt_at = event.at
@@ -306,6 +303,11 @@ class Execution:
                         time=utc(event.exit_time),
                     )
                 )
+            # Last: only an engine with a cost model records it, and the hot path's events
+            # should not pay for its check.
+            case CostEstimated(p10_pips=p10, p50_pips=p50, p90_pips=p90):
+                if p10 is not None and p50 is not None and p90 is not None:
+                    self.estimated_slippage_pips = (p10, p50, p90)
             case _:
                 pass
 
