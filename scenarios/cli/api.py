@@ -101,6 +101,14 @@ def serve(
             help="Log a line per HTTP request (the audit trail records every execution anyway)"
         ),
     ] = _DEFAULT.access_log,
+    quote_tape_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds between samples of each traded symbol's quote (the markouts of live "
+            "trades); 0: no quote tape",
+        ),
+    ] = _DEFAULT.quote_tape_seconds,
     paper_venue: Annotated[
         str | None,
         typer.Option(
@@ -186,6 +194,7 @@ def _serve(settings: ServeSettings) -> None:
             rate_per_second=settings.rate_limit,
             burst=settings.burst,
             max_concurrent_executions=settings.max_concurrent,
+            quote_tape_seconds=settings.quote_tape_seconds,
         )
         app = create_app(engine, key_store, api_settings)
         # What start-up built (modules, schemas, the app) lives as long as the server: out
