@@ -134,6 +134,17 @@ class QuoteTape:
             if self._closed:
                 self._armed = False
                 return
+        try:
+            self._sample_all(news, now)
+        except Exception:  # a tick runs inside a run's waits in virtual time: never raise
+            log.exception("quote tape: a tick failed; the tape goes on")
+        with self._lock:
+            if not self._until and not self._news:
+                self._armed = False  # idle: the next decision starts the tape again
+                return
+        self._schedule(now)
+
+    def _sample_all(self, news: Sequence[ExecutionEvent], now: float) -> None:
         for event in news:
             self._learn(event)
         self._until = {symbol: until for symbol, until in self._until.items() if until >= now}
@@ -141,11 +152,6 @@ class QuoteTape:
         self._keep(samples, in_front=False)
         if len(self._pending) >= self.settings.batch_size or not self._until:
             self.flush()
-        with self._lock:
-            if not self._until and not self._news:
-                self._armed = False  # idle: the next decision starts the tape again
-                return
-        self._schedule(now)
 
     def _learn(self, event: ExecutionEvent) -> None:
         """Extend the sampling of the event's symbol to `horizon_seconds` after it."""

@@ -376,3 +376,22 @@ def test_serve_takes_the_tape_interval_from_a_flag_or_the_environment(tmp_path, 
         ],
     )
     assert refused.exit_code == 2 and "--quote-tape-seconds" in refused.output
+
+
+def test_a_tape_whose_store_write_breaks_unexpectedly_goes_on_and_no_execution_sees_it():
+    run = live(batch_size=1)
+    accept = run.engine.database.record_quotes
+    calls: list[int] = []
+
+    def broken_once(samples: Sequence[QuoteSample]) -> None:
+        calls.append(len(samples))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the store")
+        accept(samples)
+
+    run.engine.database.record_quotes = broken_once  # type: ignore[method-assign]
+    run.trade("first")
+    run.clock.sleep(5.0)  # the broken write happens inside this wait on the run's clock
+    run.trade("second")
+
+    assert len(run.samples()) >= 4 and len(calls) >= 5
