@@ -13,7 +13,13 @@ clock's own schedule (`call_later`): a timer thread on the wall clock, an event 
 time on a SimPy clock, which makes the tape as deterministic as the run. Nothing the tape
 does reaches an execution: a quote it cannot read is counted and skipped, and samples the
 store refuses wait (at most `max_pending` of them, the oldest dropped first, counted) for the
-next write.
+next write. On the wall clock a read waits its turn at a broker that serialises its calls
+(MT5: one quote read per traded symbol a second shares the terminal's lock with orders).
+
+In virtual time a tick runs inside whatever waits on the SimPy clock, broker calls crossing
+the simulated wire included: a broker that holds a lock across such a wait (MT5Broker over
+the emulator with a network: its terminal lock is held while order_send crosses the wire)
+would wait on itself. There, sample the simulator's broker; sample MT5 on the wall clock.
 """
 
 from __future__ import annotations
@@ -128,6 +134,17 @@ class QuoteTape:
             if self._closed:
                 self._armed = False
                 return
+        try:
+            self._sample_all(news, now)
+        except Exception:  # a tick runs inside a run's waits in virtual time: never raise
+            log.exception("quote tape: a tick failed; the tape goes on")
+        with self._lock:
+            if not self._until and not self._news:
+                self._armed = False  # idle: the next decision starts the tape again
+                return
+        self._schedule(now)
+
+    def _sample_all(self, news: Sequence[ExecutionEvent], now: float) -> None:
         for event in news:
             self._learn(event)
         self._until = {symbol: until for symbol, until in self._until.items() if until >= now}
@@ -135,11 +152,6 @@ class QuoteTape:
         self._keep(samples, in_front=False)
         if len(self._pending) >= self.settings.batch_size or not self._until:
             self.flush()
-        with self._lock:
-            if not self._until and not self._news:
-                self._armed = False  # idle: the next decision starts the tape again
-                return
-        self._schedule(now)
 
     def _learn(self, event: ExecutionEvent) -> None:
         """Extend the sampling of the event's symbol to `horizon_seconds` after it."""

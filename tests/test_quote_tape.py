@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from engine.core.events import OrderFilled
 from engine.core.lifecycle import Execution
@@ -32,6 +33,8 @@ from engine.store.postgres import PostgresBackend
 from engine.store.sqlite import SQLiteBackend
 from engine.tape import QuoteTape, TapeSettings
 from scenarios.analysis.quality import MARKOUT_HORIZONS
+from scenarios.cli.api import api_app
+from scenarios.cli.settings import load as load_settings
 from sim.broker import SimulatedBroker
 from sim.clock import SimPyClock
 from sim.latency import LatencyConfig
@@ -354,3 +357,41 @@ def test_a_served_engine_records_the_tape_of_what_it_trades_unless_switched_off(
     # About four samples, each in a quarter second of its own (fewer if timers run late).
     assert {q.symbol for q in tape} == {"EURUSD"} and 2 <= len(tape) <= 6
     assert len({math.floor(q.time / interval) for q in tape}) == len(tape)
+
+
+def test_serve_takes_the_tape_interval_from_a_flag_or_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARBITREX_QUOTE_TAPE_SECONDS", "0")
+    assert load_settings({"db": "memory://"}).quote_tape_seconds == 0.0
+
+    refused = CliRunner().invoke(
+        api_app,
+        [
+            "serve",
+            "--db",
+            "memory://",
+            "--keys",
+            str(tmp_path / "k.db"),
+            "--quote-tape-seconds",
+            "-1",
+        ],
+    )
+    assert refused.exit_code == 2 and "--quote-tape-seconds" in refused.output
+
+
+def test_a_tape_whose_store_write_breaks_unexpectedly_goes_on_and_no_execution_sees_it():
+    run = live(batch_size=1)
+    accept = run.engine.database.record_quotes
+    calls: list[int] = []
+
+    def broken_once(samples: Sequence[QuoteSample]) -> None:
+        calls.append(len(samples))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the store")
+        accept(samples)
+
+    run.engine.database.record_quotes = broken_once  # type: ignore[method-assign]
+    run.trade("first")
+    run.clock.sleep(5.0)  # the broken write happens inside this wait on the run's clock
+    run.trade("second")
+
+    assert len(run.samples()) >= 4 and len(calls) >= 5

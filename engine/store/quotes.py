@@ -41,6 +41,18 @@ def check_retention(seconds: float) -> float:
     return float(seconds)
 
 
+def check_period(start: float, end: float, retention: float) -> None:
+    """Refuse (ValueError) a period to record at once that is empty, or longer than the tape
+    keeps: its end would prune its beginning as it is recorded."""
+    if not start < end:
+        raise ValueError(f"the period must end after it starts: {start} to {end}")
+    if end - start > retention:
+        raise ValueError(
+            f"the period spans {(end - start) / 86_400:.3g} days; the quote tape keeps "
+            f"{retention / 86_400:.3g} days of a symbol: take a shorter one"
+        )
+
+
 def retention_cutoffs(samples: Iterable[QuoteSample], retention: float) -> dict[str, float]:
     """Per symbol, the time before which its samples are pruned: `retention` before its newest
     in this batch. Judged on the samples' own times, not a clock: recording a past period (a
