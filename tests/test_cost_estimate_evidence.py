@@ -6,20 +6,26 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
+from engine.api import KeyStore, Role
 from engine.core import costing
 from engine.core.costing import CostEstimate, CostFeatures
 from engine.core.events import CostEstimated, from_payload, to_payload
 from engine.core.lifecycle import Execution
 from engine.schemas import ExecutionStatus
 from engine.store import open_database
-from scenarios.model import replayed_features
+from scenarios.analysis import load_sources
+from scenarios.analysis.quality import enrich
+from scenarios.analysis.sources import combined
+from scenarios.model import fit_cost_model, replayed_features, save_cost_model
 from scenarios.model.inputs import enriched_executions
 from scenarios.runner import run_scenario
 from scenarios.spec import load_scenario
 from sim.world import SimulatedWorld
+from tests.api_support import approved, bearer, cli_api, one_key_per_role, serve_process
 from tests.builders import decision, run_one
 
 LIBRARY = Path(__file__).resolve().parents[1] / "scenarios"
@@ -180,3 +186,45 @@ def test_an_audit_database_replays_the_same_features_and_carries_the_estimates(t
     from_folder, from_database = (replayed_features(frames[k]) for k in ("folder", "database"))
     pd.testing.assert_frame_equal(from_database, from_folder, check_exact=True)
     pd.testing.assert_frame_equal(frames["database"][ESTIMATES], frames["folder"][ESTIMATES])
+
+
+@pytest.mark.slow
+def test_a_served_engine_given_a_cost_model_records_its_estimate_for_each_order(tmp_path):
+    taught = tmp_path / "taught"
+    run_scenario(small("neutral_ecn", 300), LIBRARY, seed=1, out_dir=taught)
+    executions, quotes, _ = combined(load_sources([taught]))
+    model = tmp_path / "cost.model"
+    save_cost_model(fit_cost_model(enrich(executions, quotes), (str(taught),)), model)
+    store = KeyStore(tmp_path / "keys.db")
+    token = one_key_per_role(store)[Role.TRADER]
+    store.close()
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    args = ("--db", db, "--keys", str(tmp_path / "keys.db"), "--cost-model", str(model))
+    with (
+        serve_process(tmp_path / "server.log", *args) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        answer = client.post("/execute", json=approved("estimated"), headers=bearer(token))
+    assert answer.status_code == 200 and answer.json()["status"] == "FILLED"
+    database = open_database(db)
+    try:
+        execution = database.get_execution(answer.json()["execution_id"])
+    finally:
+        database.close()
+    assert execution is not None and execution.estimated_slippage_pips is not None
+    p10, p50, p90 = execution.estimated_slippage_pips
+    assert p10 <= p50 <= p90
+
+
+def test_serve_refuses_a_file_that_is_no_cost_model_in_one_line_before_opening_the_store(
+    tmp_path,
+):
+    junk = tmp_path / "cost.model"
+    junk.write_text("not a model")
+    db = tmp_path / "audit.db"
+    result = cli_api(
+        "serve", "--db", f"sqlite:///{db}", "--keys", str(tmp_path / "k.db"),
+        "--cost-model", str(junk),
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("error:")
+    assert len(result.stderr.strip().splitlines()) == 1 and not db.exists()

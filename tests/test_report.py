@@ -230,3 +230,31 @@ def test_sweep_out_a_file_that_is_not_a_table_is_refused_before_any_run(tmp_path
     result = CliRunner().invoke(app, ["sweep", scenario, "--seeds", "1", "--out", str(taken)])
     assert result.exit_code == 2 and "is a file, not a folder" in result.stderr
     assert taken.read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_run_that_carried_a_cost_model_is_reported_with_its_estimates_against_realised(
+    tmp_path,
+):
+    from scenarios.analysis import load_sources
+    from scenarios.analysis.quality import enrich
+    from scenarios.analysis.sources import combined
+    from scenarios.model import fit_cost_model, load_cost_model, save_cost_model
+
+    scenario = reduced(LIBRARY / "neutral_ecn.toml").with_overrides({"orders.orders": 300})
+    taught = tmp_path / "taught"
+    run_scenario(scenario, LIBRARY, seed=1, out_dir=taught)
+    executions, quotes, _ = combined(load_sources([taught]))
+    save_cost_model(fit_cost_model(enrich(executions, quotes), (str(taught),)), tmp_path / "m")
+    carried = tmp_path / "carried"
+    estimator = load_cost_model(tmp_path / "m").estimator
+    run_scenario(scenario, LIBRARY, seed=2, out_dir=carried, cost_estimator=estimator)
+    page = tmp_path / "report.html"
+    result = report(str(taught), str(carried), "--out", str(page))
+    assert result.exit_code == 0, result.output
+    assert "pre-trade cost estimate against realised slippage" in result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("│ neutral_ecn s2")
+              and "/" in line]  # fmt: skip
+    assert "neutral_ecn s1" not in result.output.split("pre-trade cost estimate")[1]  # no model
+    assert re.search(r"\d+\.\d% / \d+\.\d% / \d+\.\d%", line)  # shares below p10 / p50 / p90
+    assert "Pre-trade cost estimate against realised slippage" in page.read_text()

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from IPython.display import HTML, display
 
 import scenarios
+from engine.core.costing import CostEstimator
 from scenarios.analysis.figures import figure_html, plotly_script
 from scenarios.runner import run_scenario
 from scenarios.spec import load_scenario
@@ -73,9 +74,12 @@ def orders() -> int:
     return int(text)
 
 
-def library_run(name: str, seed: int | None = None) -> Path:
+def library_run(
+    name: str, seed: int | None = None, cost_estimator: CostEstimator | None = None
+) -> Path:
     """Run a library scenario into a temporary folder, scaled down to `orders()` over the
-    same span of time, so its outages, halts and closes still land."""
+    same span of time, so its outages, halts and closes still land; with a cost model
+    attached, the engine records its estimates."""
     scenario = load_scenario(LIBRARY / f"{name}.toml")
     wanted = orders()
     if scenario.orders.orders > wanted:
@@ -84,7 +88,7 @@ def library_run(name: str, seed: int | None = None) -> Path:
             {"orders.orders": wanted, "orders.rate_per_second": rate}
         )
     out = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    run_scenario(scenario, LIBRARY, seed=seed, out_dir=out)
+    run_scenario(scenario, LIBRARY, seed=seed, out_dir=out, cost_estimator=cost_estimator)
     return out
 
 

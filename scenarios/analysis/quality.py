@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from engine.core.instruments import is_jpy_quoted
+from engine.core.costing import conventional_pip as pip_of
 from scenarios.analysis.costs import DEFAULT_ACCOUNT_CURRENCY, add_costs
 from scenarios.provenance import NOT_APPROVED, DecisionCounts
 
@@ -33,10 +33,6 @@ NOT_FILLED = "not filled"
 BREAKDOWNS = ("symbol", "hour_utc", "size_bucket", "fill_time_bucket", "label", "scenario")
 FILLED = ("FILLED", "PARTIALLY_FILLED", "EXPIRED")
 UNITS_PER_LOT = 100_000.0
-
-
-def pip_of(symbol: str) -> float:
-    return 0.01 if is_jpy_quoted(symbol) else 0.0001
 
 
 def empty_quotes() -> pd.DataFrame:

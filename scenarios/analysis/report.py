@@ -20,6 +20,7 @@ from scenarios.analysis.tables import (
     comparison_table,
     costs_table,
     decisions_table,
+    estimates_table,
     header_fields,
     markouts_table,
     seeds_table,
@@ -95,6 +96,7 @@ td:first-child,th:first-child{text-align:left}
 .card td{white-space:normal;max-width:28em}.wide{overflow-x:auto}"""
 
 
+ESTIMATES = "Pre-trade cost estimate against realised slippage (pips, + adverse)"
 MARKOUTS = "Markouts: mean, pips, + adverse (the mid moved against the trade after the fill)"
 
 
@@ -124,6 +126,7 @@ def report_page(analysis: Analysis) -> str:
 {_section("Decisions", _table(decisions_table(analysis)) if comparison else "")}
 {_section("Cost", _table(costs_table(analysis)) if comparison else "")}
 {_section(MARKOUTS, _table(markouts_table(analysis)) if comparison else "")}
+{_section(ESTIMATES, _table(estimates_table(analysis)))}
 {_figures(analysis)}{breakdowns}{_exits_and_limits(analysis)}
 <p>One sign convention throughout: slippage, shortfall and markouts are positive when
 adverse (a cost to us). Slippage is against the quoted side on arrival, in the symbol's pips,

@@ -212,6 +212,29 @@ def markouts_table(analysis: Analysis) -> pd.DataFrame:
     )
 
 
+def estimates_table(analysis: Analysis) -> pd.DataFrame:
+    """The pre-trade cost model's estimates, as the engine recorded them at validation,
+    against the slippage the fills realised; empty when no run carried a model."""
+    from scenarios.model.evaluation import estimate_vs_realised  # the model's own measure
+
+    table = estimate_vs_realised(analysis.enriched)
+    return pd.DataFrame(
+        [
+            {
+                "Label": row["label"],
+                "Fills estimated": count(row["n"]),
+                "Estimated p10 / p50 / p90 (pips)": " / ".join(
+                    pips(row[f"estimated_p{q}_mean_pips"]) for q in (10, 50, 90)
+                ),
+                "Realised mean (pips)": pips(row["realised_mean_pips"]),
+                "Below p10 / p50 / p90": " / ".join(rate(row[f"below_p{q}"]) for q in (10, 50, 90)),
+                "Inside p10–p90": rate(row["interval_coverage"]),
+            }
+            for _, row in table.iterrows()
+        ]
+    )
+
+
 def breakdown_table(analysis: Analysis, by: str) -> pd.DataFrame:
     """The headline numbers per label and per value of `by`, in the dimension's order."""
     rows = []

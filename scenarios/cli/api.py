@@ -27,7 +27,7 @@ from scenarios.assembly import (
     connect_mt5,
     paper_trading_engine,
 )
-from scenarios.cli.common import fail
+from scenarios.cli.common import cost_estimator, fail
 from scenarios.cli.settings import CONFIG_ENV, BrokerKind, ConfigError, ServeSettings
 from scenarios.cli.settings import load as load_settings
 
@@ -109,6 +109,13 @@ def serve(
             "trades); 0: no quote tape",
         ),
     ] = _DEFAULT.quote_tape_seconds,
+    cost_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model file (arbitrex model fit; a model file is code: only your own): the "
+            "engine records its slippage estimate for each order, as evidence only"
+        ),
+    ] = None,
     paper_venue: Annotated[
         str | None,
         typer.Option(
@@ -157,6 +164,8 @@ def serve(
 
 def _serve(settings: ServeSettings) -> None:
     db, broker, keys = settings.db, settings.broker, settings.keys
+    # A bad model file is refused before the store or the broker is touched.
+    estimator = cost_estimator(settings.cost_model) if settings.cost_model else None
     try:
         database = open_database(db)
     except ValueError as error:
@@ -187,6 +196,7 @@ def _serve(settings: ServeSettings) -> None:
             engine, close_broker = _live_mt5(
                 database, settings.mt5_credentials, settings.mt5_bridge
             )
+        engine.attach_cost_estimator(estimator)
         settled = engine.recover()
         if settled:
             typer.echo(f"recovery settled {len(settled)} open executions", err=True)

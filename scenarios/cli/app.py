@@ -21,7 +21,7 @@ from engine.store import StoreUnavailable
 from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
 from scenarios.cli.calibrate import calibrate
-from scenarios.cli.common import OneLineErrors, console, err, fail, open_store
+from scenarios.cli.common import OneLineErrors, console, cost_estimator, err, fail, open_store
 from scenarios.cli.model import model_app
 from scenarios.cli.report import report
 from scenarios.crash import KillPhase, crash_run
@@ -100,17 +100,8 @@ def run(
     if crash:
         _crash_and_report(scenario, scenario_file, seed, out, kills)
         return
-    estimator = _cost_estimator(cost_model) if cost_model is not None else None
+    estimator = cost_estimator(cost_model) if cost_model is not None else None
     _run_and_report(scenario, scenario_file.parent, seed, out, None, estimator)
-
-
-def _cost_estimator(path: Path) -> CostEstimator:
-    from scenarios.model import CostModelError, load_cost_model  # scikit-learn only if asked
-
-    try:
-        return load_cost_model(path).estimator
-    except CostModelError as error:
-        fail(2, error)
 
 
 @app.command()

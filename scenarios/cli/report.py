@@ -71,6 +71,7 @@ def _print(analysis: Analysis) -> None:
     from scenarios.analysis.tables import (
         comparison_table,
         comparison_title,
+        estimates_table,
         header_fields,
         seeds_table,
     )
@@ -89,6 +90,9 @@ def _print(analysis: Analysis) -> None:
     seeds = seeds_table(analysis)
     if not seeds.empty:
         _rich(seeds, "sweep points across seeds")
+    estimates = estimates_table(analysis)
+    if not estimates.empty:
+        _rich(estimates, "pre-trade cost estimate against realised slippage (pips, + adverse)")
 
 
 def _rich(frame: pd.DataFrame, title: str) -> None:
