@@ -24,6 +24,12 @@ class Clock(Protocol):
         ...
 
 
+class SchedulingClock(Clock, Protocol):
+    def call_later(self, seconds: float, call: Callable[[], object]) -> None:
+        """Run `call` once `seconds` have passed on this clock, without blocking."""
+        ...
+
+
 class WallClock:
     """The wall clock, or wall-clock time anchored at another instant: `start` plus the
     seconds elapsed since `origin` (a `time.time()` reading; processes that agree on it

@@ -13,12 +13,13 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from engine.clock import Clock
 from engine.core.config import EngineConfig
+from engine.core.costing import CostEstimator, Costing
 from engine.core.events import ExecutionEvent, PositionExited
 from engine.core.flow import Flow, build_request, execution_flow, recovery_flow
 from engine.core.ids import execution_id_of_tag, idempotency_key_for
@@ -74,6 +75,17 @@ class ExecutionEngine(Generic[H]):
         # in order and retried before anything else is written — never dropped.
         self._unwritten: deque[tuple[ExecutionEvent, ...]] = deque()
         self._unwritten_lock = threading.Lock()
+        # Told of every group of records as the engine writes it (the quote tape learns from
+        # them which symbols trade): called on the execution's own thread, so they must be
+        # quick and must not raise.
+        self.record_watchers: list[Callable[[Sequence[ExecutionEvent]], None]] = []
+        # A pre-trade cost model, when one is attached: its estimates are evidence only.
+        self.costing: Costing | None = None
+
+    def attach_cost_estimator(self, estimator: CostEstimator | None) -> None:
+        """Record `estimator`'s estimate of each order's slippage as it is validated (None:
+        stop). Nothing the engine decides reads it; its memory of the market starts empty."""
+        self.costing = None if estimator is None else Costing(estimator, threading.Lock())
 
     def _leave(self, execution_id: str) -> None:
         self._in_flight[execution_id] -= 1
@@ -94,6 +106,8 @@ class ExecutionEngine(Generic[H]):
         (StoreUnavailable reaches the caller; nothing is sent). Afterwards the group is
         kept in memory, in order, and written as soon as the store answers again.
         """
+        for watcher in self.record_watchers:
+            watcher(events)
         with self._unwritten_lock:
             self._drain()
             if self._unwritten:
@@ -157,7 +171,9 @@ class ExecutionEngine(Generic[H]):
         request = build_request(rpm, key, self.config, now, self.instance_id)
         with self._unwritten_lock:
             self._in_flight[request.execution_id] += 1
-        return execution_flow(rpm, request, self.config, now, engine_halted=self.halted)
+        return execution_flow(
+            rpm, request, self.config, now, engine_halted=self.halted, costing=self.costing
+        )
 
     def orphans(self) -> list[str]:
         """Non-terminal executions no live engine is working on: what recovery settles."""
@@ -180,7 +196,7 @@ class ExecutionEngine(Generic[H]):
         execution = self.database.get_execution(execution_id)
         if execution is None:
             raise KeyError(f"no execution {execution_id}")
-        return recovery_flow(execution, self.config, now)
+        return recovery_flow(execution, self.config, now, self.costing)
 
     def close(self, execution: Execution) -> Execution:
         with self._unwritten_lock:

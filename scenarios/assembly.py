@@ -11,9 +11,8 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from engine.clock import WallClock
 from engine.core.config import EngineConfig
@@ -28,6 +27,9 @@ from sim.network import Network, NetworkConfig
 from sim.venue import Venue
 from sim.wire import Wire
 from sim.world import paper_engine
+
+if TYPE_CHECKING:  # imported on use: the MT5 extra may not be installed
+    from brokers.mt5 import MT5Broker
 
 
 class _SerialVenue:
@@ -115,12 +117,10 @@ class BrokerUnreachable(Exception):
     """The live broker is configured but cannot be connected to."""
 
 
-def live_mt5_engine(
-    database: ExecutionDatabase,
-    credentials_file: Path | None = None,
-    bridge: tuple[str, int] | None = None,
-) -> tuple[ExecutionEngine, Callable[[], None]]:
-    """The live engine on the MT5 terminal, and how to close the terminal.
+def connect_mt5(
+    credentials_file: Path | None = None, bridge: tuple[str, int] | None = None
+) -> MT5Broker:
+    """The MT5 broker on the terminal, logged in: an `MT5Broker` (close it when done).
 
     Credentials come from `credentials_file` (TOML: login, password, server), else from the
     MT5_* environment variables. `bridge` is the (host, port) of the mt5linux bridge; None
@@ -153,4 +153,4 @@ def live_mt5_engine(
         raise BrokerUnreachable(str(refused).replace(password, "***")) from None
     except Exception as other:  # a bridge may echo the call, credentials and all
         raise BrokerUnreachable(f"cannot reach the MT5 terminal: {type(other).__name__}") from None
-    return ExecutionEngine(broker, database), broker.close
+    return broker

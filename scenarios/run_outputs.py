@@ -60,6 +60,15 @@ EXECUTION_COLUMNS = pa.schema(
         # deals and on the stops and targets that closed the positions it opened (its round
         # trip). A close decision is an execution of its own and pays its own.
         ("commission", pa.float64()),
+        # The execution policy the decision carried, beyond its order type: what a cost
+        # model reads (engine.core.costing), so a run's table replays its features.
+        ("max_slippage_pips", pa.float64()),
+        ("partial_fills", pa.string()),
+        # The attached cost model's estimate at validation (CostEstimated), pips vs the
+        # quoted side, + adverse; null when no model was attached or it had no estimate.
+        ("estimated_slippage_p10_pips", pa.float64()),
+        ("estimated_slippage_p50_pips", pa.float64()),
+        ("estimated_slippage_p90_pips", pa.float64()),
     ]
 )
 # One row per deal that closed (part of) a position an execution opened: by its stop-loss,
@@ -104,6 +113,7 @@ def execution_row(e: Execution, commission: float = 0.0) -> dict[str, Any]:
     is the broker's to tell (`commission_by_execution`), not the engine's."""
     request = e.request
     assert request is not None
+    estimate = e.estimated_slippage_pips or (None, None, None)
     return {
         "execution_id": e.execution_id,
         "client_order_id": request.client_order_id,
@@ -134,6 +144,11 @@ def execution_row(e: Execution, commission: float = 0.0) -> dict[str, Any]:
         "protection_gap_seconds": e.protection_gap_seconds,
         "unprotected_positions": len(e.unprotected),
         "commission": commission,
+        "max_slippage_pips": request.max_slippage_pips,
+        "partial_fills": request.partial_fills.value,
+        "estimated_slippage_p10_pips": estimate[0],
+        "estimated_slippage_p50_pips": estimate[1],
+        "estimated_slippage_p90_pips": estimate[2],
     }
 
 

@@ -1,7 +1,8 @@
 """Play a scenario: build its world, feed its order flow, pull its kill switch, settle what
 faults left open, check the invariants, and write the run's outputs.
 
-Outputs in the run directory: `audit.db` (the SQLite audit store), `executions.parquet`
+Outputs in the run directory: `audit.db` (the SQLite audit store, with the quote tape beside
+the audit trail), `executions.parquet`
 (one row per execution), `exits.parquet` (one row per deal that closed a position a run's
 execution opened: stop-loss, take-profit, stop-out or close decision), `quotes.parquet`
 (the quote tape), `summary.json` (statuses, percentiles, rejections, exits, faults
@@ -15,6 +16,7 @@ audit store, an execution at a time, joined with the broker's ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -26,20 +28,31 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
+from engine.core.costing import CostEstimator
 from engine.core.lifecycle import Execution
 from engine.core.ports import BrokerError
-from engine.store import ExecutionDatabase, open_database
+from engine.store import ExecutionDatabase, QuoteSample, open_database
 from engine.store.base import ControlKind, control_event
 from scenarios.closing import feed, flatten, open_positions
 from scenarios.invariants import Evidence, InvariantChecks, Violation, cases, positions_by_tag
 from scenarios.orderflow import DecisionsFile, OrderFlowConfig, SyntheticFlow
+from scenarios.provenance import (
+    UNKNOWN,
+    DecisionCounts,
+    broker_name,
+    config_version,
+    engine_version,
+    invariant_verdict,
+    iso_utc,
+)
 from scenarios.run_outputs import (
     CHARGE_COLUMNS,
     EXECUTION_COLUMNS,
     EXIT_COLUMNS,
     QUOTE_COLUMNS,
+    ROWS_PER_GROUP,
     ParquetRows,
     Percentiles,
     SpilledSamples,
@@ -81,10 +94,25 @@ class RunSummary(BaseModel):
     invariants_checked: tuple[str, ...]
     violations: tuple[Violation, ...]
     results_hash: str
+    # The tear sheet's header (defaults: what a summary from before them is read as).
+    description: str = ""
+    engine_version: str = UNKNOWN
+    config_version: str = UNKNOWN
+    broker: str = UNKNOWN
+    account_currency: str = "USD"
+    period_start: str | None = None  # the first decision's time, ISO 8601 UTC
+    period_end: str | None = None  # the last decision's
+    counts: DecisionCounts = DecisionCounts()
 
     @property
     def ok(self) -> bool:
         return not self.violations
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def invariants(self) -> str:
+        """The verdict: "passed", "failed: the names" or "not checked"."""
+        return invariant_verdict(self.invariants_checked, (v.invariant for v in self.violations))
 
 
 def arrivals_of(scenario: Scenario, seed: int, base_dir: Path) -> SyntheticFlow | DecisionsFile:
@@ -141,8 +169,11 @@ def run_scenario(
     out_dir: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     db_url: str | None = None,
+    cost_estimator: CostEstimator | None = None,
 ) -> RunSummary:
-    """Run one scenario; with `out_dir`, write the audit store and outputs there.
+    """Run one scenario; with `out_dir`, write the audit store and outputs there. With
+    `cost_estimator`, the engine records its estimate of each order's slippage (evidence
+    only: the run's results are the same with or without it).
 
     The store is `db_url` if given, else `out_dir/audit.db`, else a SQLite file in a
     temporary folder, removed after the run (a million orders' audit trail is gigabytes: not
@@ -163,7 +194,14 @@ def run_scenario(
             db_url = f"sqlite:///{folder / 'audit.db'}"
         database = cleanup.enter_context(open_database(db_url, durability="batched"))
         summary = _play(
-            scenario, seed, inputs.arrivals, inputs.market, database, out_dir, on_progress
+            scenario,
+            seed,
+            inputs.arrivals,
+            inputs.market,
+            database,
+            out_dir,
+            on_progress,
+            cost_estimator,
         )
     if out_dir is not None:
         write_text_atomically(
@@ -188,6 +226,7 @@ def _play(
     database: ExecutionDatabase,
     out_dir: Path | None,
     on_progress: Callable[[int, int], None] | None,
+    cost_estimator: CostEstimator | None = None,
 ) -> RunSummary:
     """The run itself, on an open store: the flow, the halts, recovery, then the checks."""
     if database.history(limit=1):
@@ -196,9 +235,10 @@ def _play(
             "its store, so give it an empty one (a new file or schema)"
         )
     world = build_world(scenario, seed, database, market)
+    world.engine.attach_cost_estimator(cost_estimator)
     finished = [0]
     halts = _kill_switch(world, scenario)
-    tape = ParquetRows(out_dir / "quotes.parquet" if out_dir else None, QUOTE_COLUMNS)
+    tape = _QuoteTape(out_dir, database)
     world.env.process(feed(world, arrivals, finished))
     world.env.process(_record_quotes(world, tape))
     total = len(arrivals)
@@ -290,14 +330,39 @@ def _write_charges(world: SimulatedWorld, out_dir: Path | None) -> None:
     charges.close()
 
 
-def _record_quotes(world: SimulatedWorld, tape: ParquetRows) -> Generator[Any, Any, None]:
+class _QuoteTape:
+    """The run's quote tape, in quotes.parquet and in the audit store as the live engine
+    records its own: the store read on its own (`arbitrex report audit.db`) then has the
+    markouts its run folder has. Written to the store in groups: each write commits."""
+
+    def __init__(self, out_dir: Path | None, database: ExecutionDatabase) -> None:
+        self.rows = ParquetRows(out_dir / "quotes.parquet" if out_dir else None, QUOTE_COLUMNS)
+        self.database = database
+        self.pending: list[QuoteSample] = []
+
+    def add(self, sample: QuoteSample) -> None:
+        self.rows.add(dataclasses.asdict(sample))
+        self.pending.append(sample)
+        if len(self.pending) >= ROWS_PER_GROUP:
+            self._flush()
+
+    def close(self) -> None:
+        self.rows.close()
+        self._flush()
+
+    def _flush(self) -> None:
+        self.database.record_quotes(self.pending)
+        self.pending = []
+
+
+def _record_quotes(world: SimulatedWorld, tape: _QuoteTape) -> Generator[Any, Any, None]:
     """A once-a-second tape of every symbol's quote: what markouts are measured against."""
     while True:
         now = world.env.now
         for symbol in world.market.symbols:
             quote = world.market.quote(symbol, now)
             if quote is not None:
-                tape.add({"symbol": symbol, "time": now, "bid": quote.bid, "ask": quote.ask})
+                tape.add(QuoteSample(symbol, now, quote.bid, quote.ask))
         yield world.env.timeout(TAPE_SECONDS)
 
 
@@ -348,6 +413,7 @@ class _Tally:
         self.samples = SpilledSamples()
         self.digest = hashlib.sha256()
         self.finished = t0
+        self.decided: tuple[float, float] | None = None  # the first and last decision's time
 
     def add(self, e: Execution) -> None:
         self.orders += 1
@@ -371,6 +437,9 @@ class _Tally:
                 f"{x.level!r}\n".encode()
             )
         self.finished = max(self.finished, e.completed_at or e.created_at or self.finished)
+        if e.created_at is not None:
+            first, last = self.decided or (e.created_at, e.created_at)
+            self.decided = (min(first, e.created_at), max(last, e.created_at))
 
     def summary(
         self, scenario: Scenario, seed: int, world: SimulatedWorld, violations: list[Violation]
@@ -406,6 +475,14 @@ class _Tally:
             invariants_checked=tuple(scenario.invariants),
             violations=tuple(violations),
             results_hash=self.digest.hexdigest()[:16],
+            description=scenario.description,
+            engine_version=engine_version(),
+            config_version=config_version(scenario),
+            broker=broker_name(scenario),
+            account_currency=scenario.account.currency,
+            period_start=iso_utc(self.decided[0]) if self.decided else None,
+            period_end=iso_utc(self.decided[1]) if self.decided else None,
+            counts=DecisionCounts.of(self.statuses, self.reasons),
         )
 
     def close(self) -> None:

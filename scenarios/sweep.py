@@ -3,11 +3,16 @@
 Local processes by default; a Dask cluster (`--dask ADDRESS`, the `dask` extra) for users
 who outgrow one machine. Each point is a whole run, so points are independent and the
 results are the same whichever executes them: gathered into one DataFrame in grid order.
+
+With an output folder, each point writes its own run folder (`points/NNN-seedS/`, as
+`arbitrex run --out` does) and the table, `sweep.parquet`, names it in `run_dir` (relative
+to the folder, so it can be moved): a sweep is then reported like runs, point by point.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,16 +31,30 @@ def grid(parameters: dict[str, list[Any]], seeds: list[int]) -> list[tuple[dict[
     return [(dict(zip(names, values, strict=True)), seed) for values in combos for seed in seeds]
 
 
-def run_point(scenario_path: str, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
-    """One run of the sweep, as a flat row (a top-level function: it travels to workers)."""
+TABLE = "sweep.parquet"
+POINTS = "points"
+# The table's columns that are not parameters: the run-level numbers of each point.
+RUN_LEVEL = ("scenario", "seed", "orders", "unapproved", "rejected", "rejections", "violations")
+RUN_LEVEL_PREFIXES = ("status_", "slippage_pips_", "fill_time_s_")
+PROVENANCE = ("results_hash", "run_dir")
+
+
+def run_point(
+    scenario_path: str, overrides: dict[str, Any], seed: int, out_dir: str | None = None
+) -> dict[str, Any]:
+    """One run of the sweep, as a flat row (a top-level function: it travels to workers);
+    with `out_dir`, the run's folder is written there, by the worker that ran it."""
     path = Path(scenario_path)
     scenario = load_scenario(path).with_overrides(overrides)
-    return summary_row(run_scenario(scenario, path.parent, seed=seed), overrides)
+    folder = Path(out_dir) if out_dir is not None else None
+    return summary_row(run_scenario(scenario, path.parent, seed=seed, out_dir=folder), overrides)
 
 
 def summary_row(summary: RunSummary, overrides: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"scenario": summary.scenario, "seed": summary.seed, **overrides}
     row["orders"] = summary.orders
+    row["unapproved"] = summary.counts.unapproved
+    row["rejected"] = summary.counts.rejected
     for status, count in summary.by_status.items():
         row[f"status_{status}"] = count
     for name, measure in (
@@ -50,31 +69,68 @@ def summary_row(summary: RunSummary, overrides: dict[str, Any]) -> dict[str, Any
     return row
 
 
+def parameters_of(table: pd.DataFrame) -> list[str]:
+    """The columns of a sweep table that are parameters (`orders.rate_per_second`), in
+    the table's order: all but the run-level numbers and the provenance."""
+    return [
+        column
+        for column in table.columns
+        if column not in RUN_LEVEL + PROVENANCE and not column.startswith(RUN_LEVEL_PREFIXES)
+    ]
+
+
+def point_folder(index: int, seed: int, points: int) -> str:
+    """`points/007-seed3`: the grid position first, so folders list in the table's order."""
+    width = max(3, len(str(points - 1)))
+    return f"{POINTS}/{index:0{width}d}-seed{seed}"
+
+
+Point = tuple[str, dict[str, Any], int, str | None]  # run_point's arguments
+
+
 def sweep(
     scenario_path: Path,
     parameters: dict[str, list[Any]],
     seeds: list[int],
     workers: int | None = None,
     dask_address: str | None = None,
+    out_dir: Path | None = None,
 ) -> pd.DataFrame:
+    """The table of the sweep's runs, in grid order; with `out_dir`, also each point's run
+    folder and the table as `out_dir/sweep.parquet`, with the folders in `run_dir`."""
     scenario = load_scenario(scenario_path)
-    points = grid(parameters, seeds)
-    for overrides, _ in points[:1]:
+    grid_points = grid(parameters, seeds)
+    for overrides, _ in grid_points[:1]:
         scenario.with_overrides(overrides)  # a bad --set fails here, before any run
     path = str(scenario_path.resolve())
+    folders = [point_folder(i, seed, len(grid_points)) for i, (_, seed) in enumerate(grid_points)]
+    points: list[Point] = [
+        (path, overrides, seed, str(out_dir / folder) if out_dir is not None else None)
+        for (overrides, seed), folder in zip(grid_points, folders, strict=True)
+    ]
     if dask_address is not None:
-        rows = _on_dask(dask_address, path, points)
+        rows = _on_dask(dask_address, points)
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_point, path, overrides, seed) for overrides, seed in points]
+            futures = [pool.submit(run_point, *point) for point in points]
             rows = [future.result() for future in futures]
     frame = pd.DataFrame(rows)
-    return frame.fillna({c: 0 for c in frame.columns if c.startswith("status_")})
+    frame = frame.fillna({c: 0 for c in frame.columns if c.startswith("status_")})
+    if out_dir is not None:
+        frame["run_dir"] = folders
+        write_table(frame, out_dir / TABLE)
+    return frame
 
 
-def _on_dask(
-    address: str, path: str, points: list[tuple[dict[str, Any], int]]
-) -> list[dict[str, Any]]:
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """The table whole or not at all: written aside, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, path)
+
+
+def _on_dask(address: str, points: list[Point]) -> list[dict[str, Any]]:
     try:
         from distributed import Client
     except ImportError as error:
@@ -82,10 +138,7 @@ def _on_dask(
             'a Dask sweep needs the dask extra: pip install -e ".[dask]"'
         ) from error
     with Client(address) as client:
-        futures = [
-            client.submit(run_point, path, overrides, seed, pure=False)
-            for overrides, seed in points
-        ]
+        futures = [client.submit(run_point, *point, pure=False) for point in points]
         return client.gather(futures)
 
 

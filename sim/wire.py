@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
-from engine.clock import Clock
+from engine.clock import SchedulingClock
 from engine.core.ports import BrokerError, RequestNotSent
 from engine.driving import run_blocking
 from sim.holding import HeldCall, wait_out
@@ -48,12 +48,6 @@ def _after_hold(held: Deferred[T]) -> Crossing[T]:
     """The server's answer once the hold it announced has passed."""
     yield held.seconds
     return held.then()
-
-
-class SchedulingClock(Clock, Protocol):
-    def call_later(self, seconds: float, call: Callable[[], object]) -> None:
-        """Run `call` once `seconds` have passed on this clock, without blocking."""
-        ...
 
 
 class Wire:

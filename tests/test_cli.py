@@ -101,7 +101,7 @@ def test_a_malformed_store_url_is_refused_with_the_accepted_forms():
 
 # -- the entry point, configuration and exit codes ------------------------------------------
 
-HEAVY = {"fastapi", "uvicorn", "pandas", "numpy", "pyarrow", "matplotlib", "simpy", "engine"}
+HEAVY = {"fastapi", "uvicorn", "pandas", "numpy", "pyarrow", "plotly", "sklearn", "simpy", "engine"}
 
 
 def imported_by(*args: str) -> set[str]:

@@ -20,7 +20,7 @@ Credentials are passed through to the terminal and never kept, logged or put in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ from brokers.mt5.requests import (
 )
 from brokers.mt5.server_clock import ServerClock
 from brokers.mt5.terminal import Terminal, raise_if_unreachable
+from brokers.mt5.ticks import TickTape
 from brokers.mt5_codes import Outcome
 from engine.clock import Clock, WallClock
 from engine.core.instruments import (
@@ -66,6 +67,7 @@ from engine.core.ports import (
     RequestNotSent,
 )
 from engine.schemas import Direction, ExecutionRejectionReason, MarketSnapshot
+from engine.store.quotes import QuoteSample
 
 log = logging.getLogger(__name__)
 R = ExecutionRejectionReason
@@ -92,6 +94,8 @@ class MT5Broker(BrokerInterface):
             self.config.learn_server_offset,
         )
         self._requests = Requests(self._terminal, self.config, self._server_clock)
+        clock, quote = self._clock, self.market_snapshot
+        self._ticks = TickTape(self._terminal, self._server_clock, clock, quote)
         self._tags = TagMemory(self.config)
         self._positions = Positions(
             self._terminal,
@@ -205,6 +209,18 @@ class MT5Broker(BrokerInterface):
             ask=float(quote["ask"]),
             time=self._server_clock.utc(record_time(quote)),
         )
+
+    def quote_samples(self, symbol: str, start: float, end: float) -> list[QuoteSample]:
+        """The terminal's ticks of [start, end) (POSIX seconds, UTC), the last of each second
+        (brokers/mt5/ticks.py). A symbol the broker does not list is refused."""
+        if self._symbol_info(symbol) is None:  # selected into the Market Watch if need be
+            raise BrokerRejected(R.SYMBOL_NOT_TRADABLE, f"the terminal does not list {symbol}")
+        return self._ticks.samples(symbol, start, end)
+
+    def learn_server_offset(self, symbols: Sequence[str], patience_seconds: float = 5.0) -> bool:
+        """Watch the symbols' quotes (at most `patience_seconds`) until a fresh tick shows the
+        trade server's offset from UTC; whether it is known (else the configured one holds)."""
+        return self._ticks.learn_server_offset(symbols, patience_seconds)
 
     def account(self) -> AccountState:
         info, error = self._terminal.call("account_info")

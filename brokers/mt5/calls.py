@@ -50,6 +50,7 @@ class Constants:
     deal_reason_tp: int
     deal_reason_so: int
     hedging: int  # ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
+    copy_ticks_info: int  # COPY_TICKS_INFO: ticks whose bid or ask changed
 
     @classmethod
     def read(cls, mt5: Any) -> Constants:
@@ -82,6 +83,7 @@ class Constants:
             deal_reason_tp=int(mt5.DEAL_REASON_TP),
             deal_reason_so=int(mt5.DEAL_REASON_SO),
             hedging=int(mt5.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING),
+            copy_ticks_info=int(mt5.COPY_TICKS_INFO),
         )
 
 

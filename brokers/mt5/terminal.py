@@ -34,7 +34,7 @@ _READS = frozenset(
     {
         "terminal_info", "account_info", "symbol_info", "symbol_info_tick", "symbol_select",
         "order_calc_margin", "order_check", "orders_get", "positions_get",
-        "history_orders_get", "history_deals_get", "version",
+        "history_orders_get", "history_deals_get", "version", "copy_ticks_range",
     }
 )  # fmt: skip
 _NO_IPC = (codes.RES_E_INTERNAL_FAIL_CONNECT, codes.RES_E_INTERNAL_FAIL_INIT)

@@ -37,6 +37,7 @@ from engine.api.service import (
 from engine.core.config import ENGINE_VERSION
 from engine.engine import ExecutionEngine
 from engine.store.base import ControlKind
+from engine.tape import QuoteTape, TapeSettings
 
 
 def create_app(
@@ -72,6 +73,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tape = None
+        if settings.quote_tape_seconds > 0:
+            tape = QuoteTape(engine, TapeSettings(interval_seconds=settings.quote_tape_seconds))
+            tape.start()
         async with anyio.create_task_group() as tasks:
             if settings.broker_probe_seconds > 0:
                 tasks.start_soon(probe_forever, service)
@@ -83,6 +88,8 @@ def create_app(
         # the app, if started again, gets a fresh pool.
         pool, service.executions = service.executions, execution_pool(settings)
         await anyio.to_thread.run_sync(pool.shutdown)
+        if tape is not None:  # after the executions: the tape holds their last quotes
+            await anyio.to_thread.run_sync(tape.close)
 
     app = FastAPI(
         title="Arbitrex execution API",

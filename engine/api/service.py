@@ -38,6 +38,9 @@ class ApiSettings(BaseModel):
     exits_watch_seconds: Annotated[float, Field(ge=0.0)] = 5.0
     # How far back the server's first look reaches: exits while it was down are recorded.
     exits_lookback_seconds: Annotated[float, Field(ge=0.0)] = 7 * 86_400.0
+    # Seconds between samples of the quote tape (each traded symbol's quote, for markouts of
+    # live trades: engine.tape); 0: no tape.
+    quote_tape_seconds: Annotated[float, Field(ge=0.0)] = 1.0
 
 
 @dataclass

@@ -46,6 +46,21 @@ class ValidationCompleted(ExecutionEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CostEstimated(ExecutionEvent):
+    """What a fitted cost model expected the order's slippage to be, from what was known
+    before it was sent: quantiles in pips against the quoted side, + adverse (None, with
+    `detail` saying why, when the estimate was unavailable). Evidence only: nothing reads it
+    to decide anything."""
+
+    p10_pips: float | None
+    p50_pips: float | None
+    p90_pips: float | None
+    model_id: str
+    features: dict[str, str | float | int | None]
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SubmissionAttempted(ExecutionEvent):
     """Written before the order leaves (write-ahead): no order without this record."""
 
@@ -217,6 +232,7 @@ EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
         ExecutionRequested,
         ValidationFailed,
         ValidationCompleted,
+        CostEstimated,
         SubmissionAttempted,
         SubmissionFailed,
         SubmissionUnanswered,

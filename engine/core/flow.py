@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine.core.config import ENGINE_VERSION, EngineConfig
+from engine.core.costing import Costing, run_for, trade_facts
 from engine.core.effects import (
     Effect,
     FetchAccount,
@@ -141,9 +142,11 @@ def execution_flow(
     config: EngineConfig,
     started_at: float,
     engine_halted: bool = False,
+    costing: Costing | None = None,
 ) -> Flow:
-    """Stages 1-9 for one decision; returns the Execution in its final (or deferred) state."""
-    run = Run(Execution(request.execution_id), config, started_at)
+    """Stages 1-9 for one decision; returns the Execution in its final (or deferred) state.
+    With `costing`, a validated order's cost estimate is recorded before it is sent."""
+    run = run_for(Execution(request.execution_id), config, started_at, costing)
     eid = request.execution_id
     run.now, _ = yield run.record(ExecutionRequested(eid, run.now, request))
 
@@ -178,6 +181,12 @@ def execution_flow(
             eid, run.now, CHECK_NAMES, ctx.lots, ctx.snapshot.bid, ctx.snapshot.ask, deviation
         )
     )
+    if costing is not None:
+        trade = trade_facts(run.execution)
+        assert trade is not None  # validated: its arrival quote is known
+        features = costing.arrived(trade)
+        if request.intent is not TradeIntent.MODIFY_STOPS:  # a stop change sends no order
+            yield run.record(costing.estimated(eid, run.now, features))
     if request.intent is TradeIntent.MODIFY_STOPS:
         assert isinstance(ctx.position, Position)
         yield from modify_stops(run, request, levels_of(request), ctx.position, ctx.spec)
@@ -302,14 +311,16 @@ def _remainder(
     )
 
 
-def recovery_flow(execution: Execution, config: EngineConfig, started_at: float) -> Flow:
+def recovery_flow(
+    execution: Execution, config: EngineConfig, started_at: float, costing: Costing | None = None
+) -> Flow:
     """Settle an execution that a stop (crash, restart) or a lost reply left open.
 
     The broker is asked about the order by its client order id; what it has is adopted and
     followed to the end. Nothing is ever sent: an order the broker never got is abandoned,
     because a decision that was not executed then must not be executed late.
     """
-    run = Run(execution, config, started_at)
+    run = run_for(execution, config, started_at, costing)
     request = execution.request
     assert request is not None and not execution.is_terminal
     eid, deadline = execution.execution_id, started_at + config.order_timeout_seconds

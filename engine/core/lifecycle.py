@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from engine.core.events import (
     CancelRequested,
+    CostEstimated,
     ExecutionAbandoned,
     ExecutionEvent,
     ExecutionRequested,
@@ -87,6 +88,7 @@ TRANSITIONS: dict[tuple[ExecutionStatus | None, type[ExecutionEvent]], Target] =
     (None, ExecutionRequested): S.PENDING,
     (S.PENDING, ValidationFailed): S.REJECTED,
     (S.PENDING, ValidationCompleted): S.SUBMITTING,
+    (S.SUBMITTING, CostEstimated): S.SUBMITTING,  # evidence only: the estimate changes nothing
     (S.SUBMITTING, SubmissionAttempted): S.SUBMITTING,
     (S.SUBMITTING, SubmissionFailed): S.SUBMITTING,  # request never left: may resend
     (S.SUBMITTING, SubmissionUnanswered): S.UNRESOLVED,  # reconcile before anything else
@@ -144,6 +146,8 @@ class Execution:
     arrival_bid: float | None = None
     arrival_ask: float | None = None
     deviation_points: int | None = None
+    # A cost model's (p10, p50, p90) of slippage vs the quoted side, pips, + adverse.
+    estimated_slippage_pips: tuple[float, float, float] | None = None
     slippage_pips: float | None = None
     slippage_quality: SlippageQuality | None = None
     created_at: float | None = None
@@ -299,6 +303,11 @@ class Execution:
                         time=utc(event.exit_time),
                     )
                 )
+            # Last: only an engine with a cost model records it, and the hot path's events
+            # should not pay for its check.
+            case CostEstimated(p10_pips=p10, p50_pips=p50, p90_pips=p90):
+                if p10 is not None and p50 is not None and p90 is not None:
+                    self.estimated_slippage_pips = (p10, p50, p90)
             case _:
                 pass
 

@@ -18,6 +18,7 @@ from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind, t
 from engine.core.lifecycle import Execution
 from engine.metrics import ExecutionMetrics, MetricsSummary
 from engine.schemas import ExecutionLog, ExecutionRequest, ExecutionStatus
+from engine.store.quotes import QuoteSample
 
 
 class DuplicateExecution(Exception):
@@ -166,6 +167,8 @@ class ExecutionDatabase(ABC):
     """
 
     _leases: set[str]
+    # How long the quote tape keeps a symbol's samples before its newest (engine.store.quotes).
+    quote_retention_seconds: float
 
     def hold_lease(self, instance_id: str) -> None:
         """Mark `instance_id` alive for as long as this store stays open in this process."""
@@ -200,6 +203,17 @@ class ExecutionDatabase(ABC):
     @abstractmethod
     def control_events(self) -> Sequence[ControlEvent]:
         """Every control event, oldest first."""
+
+    @abstractmethod
+    def record_quotes(self, samples: Sequence[QuoteSample]) -> None:
+        """Add samples to the quote tape, durably, all or none; a sample of a (symbol, time)
+        already there is kept as first recorded. Each symbol's samples older than
+        `quote_retention_seconds` before its newest in `samples` are pruned in the same
+        write: the tape stays bounded without a job of its own. Outside the hash chain."""
+
+    @abstractmethod
+    def quote_tape(self, start: float | None = None, end: float | None = None) -> list[QuoteSample]:
+        """The tape's samples with time in [start, end) (POSIX seconds), by time then symbol."""
 
     def ping(self) -> None:  # noqa: B027 - a store in this process is always reachable
         """Raise StoreUnavailable when the store cannot be reached (a health probe)."""

@@ -83,6 +83,22 @@ def _control_table(integer: str, real: str) -> tuple[str, ...]:
     )
 
 
+def _quote_tape(real: str) -> tuple[str, ...]:
+    # Market data beside the trail (engine.store.quotes): no seq, no hash, no append-only
+    # guard, since the store prunes it as it grows. The key makes a sample recorded twice
+    # one row; the index serves the reads, which ask for a time span across symbols.
+    return (
+        f"""CREATE TABLE quote_tape (
+            symbol TEXT NOT NULL,
+            time {real} NOT NULL,
+            bid {real} NOT NULL,
+            ask {real} NOT NULL,
+            PRIMARY KEY (symbol, time)
+        )""",
+        "CREATE INDEX quote_tape_by_time ON quote_tape (time, symbol)",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -135,6 +151,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TRIGGER control_events_refuse_truncate BEFORE TRUNCATE ON control_events "
             "FOR EACH STATEMENT EXECUTE FUNCTION control_events_refuse_change()",
         ),
+    ),
+    Migration(
+        version=4,
+        name="the quote tape (market data, outside the audit chain)",
+        sqlite=_quote_tape("REAL"),
+        postgresql=_quote_tape("DOUBLE PRECISION"),
     ),
 )
 

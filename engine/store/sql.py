@@ -63,6 +63,13 @@ from engine.store.projection import (
     micros,
     row_of,
 )
+from engine.store.quotes import (
+    DEFAULT_QUOTE_RETENTION_SECONDS,
+    QuoteSample,
+    check_retention,
+    read_quotes,
+    write_quotes,
+)
 
 _RECORD_COLUMNS = (
     "seq, execution_id, at, kind, payload, engine_version, config_version, prev_hash, hash"
@@ -98,9 +105,11 @@ class SQLExecutionDatabase(ExecutionDatabase):
         durability: Durability = "sync",
         batch_size: int = 1000,
         state_cache_size: int = 4096,
+        quote_retention_seconds: float = DEFAULT_QUOTE_RETENTION_SECONDS,
     ) -> None:
         check_durability(durability, batch_size)
         self.durability = durability
+        self.quote_retention_seconds = check_retention(quote_retention_seconds)
         self._backend = backend
         self._batch_size = batch_size if durability == "batched" else 1
         self._state_cache_size = state_cache_size
@@ -199,6 +208,16 @@ class SQLExecutionDatabase(ExecutionDatabase):
             )
             self._head = (seq, digest)
             self._commit(conn)
+
+    def record_quotes(self, samples: Sequence[QuoteSample]) -> None:
+        if not samples:
+            return
+        with self._lock, self._guard(f"record {len(samples)} quote sample(s)") as conn:
+            # Audit records waiting in an open transaction (a group commit, a batch) are
+            # committed first: a failed tape write must never take them down with it.
+            if self._head is not None:
+                self._commit(conn)
+            write_quotes(conn, self._backend, samples, self.quote_retention_seconds)
 
     def hold_lease(self, instance_id: str) -> None:
         super().hold_lease(instance_id)
@@ -498,6 +517,10 @@ class SQLExecutionDatabase(ExecutionDatabase):
             if end is None:
                 return
             after = end
+
+    def quote_tape(self, start: float | None = None, end: float | None = None) -> list[QuoteSample]:
+        with self._reading("read the quote tape") as conn:
+            return read_quotes(conn, self._backend, start, end)
 
     def control_events(self) -> list[ControlEvent]:
         query = f"SELECT {_CONTROL_COLUMNS} FROM control_events ORDER BY seq"

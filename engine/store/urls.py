@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.store.backend import Backend, Durability, check_durability
 from engine.store.base import ExecutionDatabase
 from engine.store.memory import InMemoryExecutionDatabase
+from engine.store.quotes import DEFAULT_QUOTE_RETENTION_SECONDS
 from engine.store.sql import SQLExecutionDatabase
 
 SUPPORTED_URLS = (
@@ -19,11 +20,13 @@ def open_database(
     durability: Durability = "sync",
     batch_size: int = 1000,
     schema: str | None = None,
+    quote_retention_seconds: float = DEFAULT_QUOTE_RETENTION_SECONDS,
 ) -> ExecutionDatabase:
     """Open (and migrate) the store a URL names; see SUPPORTED_URLS for the forms.
 
     `schema` places a PostgreSQL store in its own schema (also `?schema=` in the URL);
     `?timeout=` bounds the wait for the write lock, in seconds, on either database.
+    `quote_retention_seconds`: how much of each symbol's quote tape the store keeps.
     """
     check_durability(durability, batch_size)
     scheme, separator, rest = url.partition("://")
@@ -35,7 +38,7 @@ def open_database(
     if scheme == "memory":
         if rest:
             raise ValueError(f"malformed database URL {url!r}: memory:// takes nothing more")
-        return InMemoryExecutionDatabase()
+        return InMemoryExecutionDatabase(quote_retention_seconds=quote_retention_seconds)
     # The backends are imported on use: opening a store loads its own driver only.
     if scheme == "sqlite":
         from engine.store.sqlite import SQLiteBackend
@@ -49,4 +52,9 @@ def open_database(
         raise ValueError(
             f"unsupported database URL scheme {scheme!r}: expected one of {SUPPORTED_URLS}"
         )
-    return SQLExecutionDatabase(backend, durability=durability, batch_size=batch_size)
+    return SQLExecutionDatabase(
+        backend,
+        durability=durability,
+        batch_size=batch_size,
+        quote_retention_seconds=quote_retention_seconds,
+    )

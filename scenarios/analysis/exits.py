@@ -14,10 +14,6 @@ rate (orders with any fill, and units filled of units intended) and its time to 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -28,19 +24,6 @@ CLOSING_INTENTS = ("close", "reduce")
 
 def empty_exits() -> pd.DataFrame:
     return EXIT_COLUMNS.empty_table().to_pandas()
-
-
-def load_exits(run_dirs: Iterable[Path]) -> pd.DataFrame:
-    """The exits of several runs in one frame, tagged with scenario and run as `load_runs`
-    tags executions; a run from before exits were recorded has none."""
-    frames = []
-    for index, run_dir in enumerate(run_dirs):
-        path = Path(run_dir) / "exits.parquet"
-        frame = pd.read_parquet(path) if path.exists() else empty_exits()
-        summary_path = Path(run_dir) / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        frames.append(frame.assign(scenario=summary.get("scenario", Path(run_dir).name), run=index))
-    return pd.concat(frames, ignore_index=True) if frames else empty_exits()
 
 
 def _describe(kind: str, values: pd.Series) -> dict[str, object]:

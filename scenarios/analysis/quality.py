@@ -1,77 +1,38 @@
 """Execution quality as a desk measures it, from simulated runs or a live audit database.
 
-One row per execution (the same columns whichever the source), then:
-- signed slippage in the symbol's pips against the quoted side on arrival and against the
-  arrival mid (positive = adverse: a buy paid more, a sell received less);
+One row per execution (the same columns whichever the source), then, with one sign
+convention throughout — **positive = adverse, a cost to us**:
+- slippage in the symbol's pips against the quoted side on arrival and against the arrival
+  mid (a buy paid more, a sell received less), and in bps of the arrival mid and in the
+  account currency (`scenarios.analysis.costs`);
 - implementation shortfall (Perold) per execution: execution cost on the units that
   filled plus opportunity cost on those that did not, against the arrival mid;
-- markouts: how the mid moved 1 s … 5 min after the fill, in the trade's favour (+) or
-  against it (-); missing when no quote exists that long after the fill;
-- fill-time percentiles, reject / requote / partial-fill rates, slippage asymmetry;
-- each broken down by symbol, hour of day (UTC), size bucket, latency bucket, scenario.
+- markouts: how the mid moved 1 s … 5 min after the fill, positive when it moved against
+  the trade (we paid above where the market went: adverse selection); missing when no
+  quote exists that long after the fill;
+- fill-time percentiles, reject / requote / partial-fill rates, slippage asymmetry, and
+  every decision counted, unapproved ones too;
+- each broken down by symbol, hour of day (UTC), size, fill time, label and scenario.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from pathlib import Path
+import itertools
 
 import numpy as np
 import pandas as pd
 
-from engine.core.instruments import is_jpy_quoted
-from engine.store import ExecutionDatabase
+from engine.core.costing import conventional_pip as pip_of
+from scenarios.analysis.costs import DEFAULT_ACCOUNT_CURRENCY, add_costs
+from scenarios.provenance import NOT_APPROVED, DecisionCounts
 
 MARKOUT_HORIZONS = (1, 5, 30, 60, 300)  # seconds
-SIZE_BUCKETS = (0.0, 0.1, 0.5, 1.0, 2.0, np.inf)  # lots
-LATENCY_BUCKETS_MS = (0.0, 25.0, 50.0, 100.0, 250.0, 1000.0, np.inf)
-BREAKDOWNS = ("symbol", "hour_utc", "size_bucket", "latency_bucket", "scenario")
+SIZE_BUCKETS_LOTS = (0.0, 0.1, 0.5, 1.0, 2.0, np.inf)
+FILL_TIME_BUCKETS_MS = (0.0, 25.0, 50.0, 100.0, 250.0, 1000.0, np.inf)
+NOT_FILLED = "not filled"
+BREAKDOWNS = ("symbol", "hour_utc", "size_bucket", "fill_time_bucket", "label", "scenario")
 FILLED = ("FILLED", "PARTIALLY_FILLED", "EXPIRED")
-
-
-def pip_of(symbol: str) -> float:
-    return 0.01 if is_jpy_quoted(symbol) else 0.0001
-
-
-# -- loading ------------------------------------------------------------------------------
-
-
-def load_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(executions, quotes) of one `arbitrex run --out` directory, tagged with its scenario."""
-    executions = pd.read_parquet(run_dir / "executions.parquet")
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    executions["scenario"] = summary.get("scenario", run_dir.name)
-    executions["seed"] = summary.get("seed")
-    quotes_path = run_dir / "quotes.parquet"
-    quotes = pd.read_parquet(quotes_path) if quotes_path.exists() else empty_quotes()
-    return executions, quotes
-
-
-def load_runs(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Several runs in one frame; a run's quotes stay with its own executions."""
-    frames, tapes = [], []
-    for index, run_dir in enumerate(run_dirs):
-        executions, quotes = load_run(Path(run_dir))
-        executions["run"] = index
-        quotes = quotes.assign(run=index)
-        frames.append(executions)
-        tapes.append(quotes)
-    if not frames:
-        raise ValueError("no run directories given")
-    return pd.concat(frames, ignore_index=True), pd.concat(tapes, ignore_index=True)
-
-
-def load_database(database: ExecutionDatabase, scenario: str = "live") -> pd.DataFrame:
-    """A live (or simulated) audit database as the same execution rows a run writes."""
-    from scenarios.run_outputs import execution_rows
-
-    executions = [e for i in database.execution_ids() if (e := database.get_execution(i))]
-    frame = execution_rows(executions)
-    frame["scenario"] = scenario
-    frame["run"] = 0
-    return frame
+UNITS_PER_LOT = 100_000.0
 
 
 def empty_quotes() -> pd.DataFrame:
@@ -80,20 +41,45 @@ def empty_quotes() -> pd.DataFrame:
     )
 
 
+def bucket_labels(edges: tuple[float, ...], unit: str) -> list[str]:
+    """Labels like "0–25 ms", "25–50 ms", ..., "over 1,000 ms", in numeric order."""
+    *closed, last = itertools.pairwise(edges)
+    return [*(f"{low:,g}–{high:,g} {unit}" for low, high in closed), f"over {last[0]:,g} {unit}"]
+
+
+def _buckets(values: pd.Series, edges: tuple[float, ...], unit: str, missing: str) -> pd.Series:
+    """Ordered categories, so tables and figures sort them by size rather than as text; a
+    missing value is `missing`, the last category."""
+    cut = pd.cut(values, edges, labels=bucket_labels(edges, unit), include_lowest=True)
+    return cut.cat.add_categories(missing).fillna(missing)
+
+
 # -- per-execution measures ---------------------------------------------------------------
 
 
 def enrich(executions: pd.DataFrame, quotes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Add every per-execution measure as columns; NaN where a measure does not apply."""
+    """Add every per-execution measure as columns; NaN where a measure does not apply.
+
+    `quotes` is the tape (symbol, time, bid, ask, and `run` when several runs share the
+    frame); a frame without `label`, `run`, `scenario`, `seed` or `account_currency` is one
+    run of its own, in USD."""
     frame = executions.copy()
-    if "run" not in frame:
-        frame["run"] = 0
-    if "scenario" not in frame:
-        frame["scenario"] = "run"
+    defaults = {
+        "run": 0,
+        "scenario": "run",
+        "seed": None,
+        "account_currency": DEFAULT_ACCOUNT_CURRENCY,
+    }
+    for column, value in defaults.items():
+        if column not in frame:
+            frame[column] = value
+    if "label" not in frame:
+        frame["label"] = frame["scenario"].astype(str)
     quotes = quotes if quotes is not None else empty_quotes()
     if "run" not in quotes:
         quotes = quotes.assign(run=0)
-    frame["pip"] = frame["symbol"].map(lambda s: pip_of(s) if isinstance(s, str) else np.nan)
+    symbols = frame["symbol"].dropna().unique()
+    frame["pip"] = frame["symbol"].map({s: pip_of(s) for s in symbols})  # per symbol, not row
     direction = frame["direction"].astype(float)
     mid = (frame["arrival_bid"] + frame["arrival_ask"]) / 2.0
     side = np.where(direction > 0, frame["arrival_ask"], frame["arrival_bid"])
@@ -101,18 +87,25 @@ def enrich(executions: pd.DataFrame, quotes: pd.DataFrame | None = None) -> pd.D
     frame["arrival_mid"] = mid
     frame["slippage_vs_side_pips"] = direction * (price - side) / frame["pip"]
     frame["slippage_vs_mid_pips"] = direction * (price - mid) / frame["pip"]
-    frame["lots"] = frame["intended_units"] / 100_000.0
-    frame["size_bucket"] = pd.cut(frame["lots"], SIZE_BUCKETS, right=True).astype(str)
+    frame["lots"] = frame["intended_units"] / UNITS_PER_LOT
+    frame["size_bucket"] = _buckets(frame["lots"], SIZE_BUCKETS_LOTS, "lots", "unknown")
     frame["fill_time_ms"] = frame["fill_time_seconds"] * 1000.0
-    frame["latency_bucket"] = pd.cut(frame["fill_time_ms"], LATENCY_BUCKETS_MS).astype(str)
+    frame["fill_time_bucket"] = _buckets(
+        frame["fill_time_ms"], FILL_TIME_BUCKETS_MS, "ms", NOT_FILLED
+    )
     frame["hour_utc"] = pd.to_datetime(frame["created_at"], unit="s", utc=True).dt.hour
     end_mid = _mid_at(frame, quotes, frame["completed_at"])
     frame["completion_mid"] = end_mid
     frame["shortfall_pips"] = _shortfall(frame, direction, mid, end_mid)
     for horizon in MARKOUT_HORIZONS:
         later = _mid_at(frame, quotes, frame["last_fill_at"] + horizon, must_exist_after=True)
-        frame[f"markout_{horizon}s_pips"] = direction * (later - price) / frame["pip"]
-    return frame
+        frame[f"markout_{horizon}s_pips"] = direction * (price - later) / frame["pip"]
+
+    def leg_mid(symbols: pd.Series) -> pd.Series:
+        rows = frame.loc[symbols.index]
+        return _mid_at(rows, quotes, rows["created_at"], symbols=symbols)
+
+    return add_costs(frame, leg_mid)
 
 
 def _shortfall(
@@ -131,15 +124,21 @@ def _shortfall(
 
 
 def _mid_at(
-    frame: pd.DataFrame, quotes: pd.DataFrame, when: pd.Series, must_exist_after: bool = False
+    frame: pd.DataFrame,
+    quotes: pd.DataFrame,
+    when: pd.Series,
+    must_exist_after: bool = False,
+    symbols: pd.Series | None = None,
 ) -> pd.Series:
     """The mid prevailing at each `when` (latest tape quote at or before it, same run and
-    symbol); NaN if none — and, for markouts, NaN when the tape ends before `when`."""
+    symbol — the row's own, or `symbols`); NaN if none — and, for markouts, NaN when the
+    tape ends before `when`."""
     result = pd.Series(np.nan, index=frame.index)
     if quotes.empty:
         return result
+    symbols = frame["symbol"] if symbols is None else symbols
     for (run, symbol), tape in quotes.groupby(["run", "symbol"]):
-        rows = frame.index[(frame["run"] == run) & (frame["symbol"] == symbol) & when.notna()]
+        rows = frame.index[(frame["run"] == run) & (symbols == symbol) & when.notna()]
         if len(rows) == 0:
             continue
         tape = tape.sort_values("time")
@@ -157,38 +156,59 @@ def _mid_at(
 # -- aggregates ---------------------------------------------------------------------------
 
 
+def filled_of(enriched: pd.DataFrame) -> pd.DataFrame:
+    """The approved executions that filled, in whole or in part: what slippage is of."""
+    approved = enriched[enriched["outcome_reason"] != NOT_APPROVED]
+    return approved[approved["status"].isin(FILLED) & (approved["executed_units"] > 0)]
+
+
 def quality_summary(enriched: pd.DataFrame) -> dict[str, float | int | None]:
-    """The desk's headline numbers for one set of executions."""
-    approved = enriched[enriched["outcome_reason"] != "DECISION_NOT_APPROVED"]
-    filled = approved[approved["status"].isin(FILLED) & (approved["executed_units"] > 0)]
+    """The desk's headline numbers for one set of executions; rates are of the approved
+    decisions (an unapproved decision is counted, not executed)."""
+    counts = DecisionCounts.of(
+        enriched["status"].value_counts().to_dict(),
+        enriched["outcome_reason"].value_counts().to_dict(),
+    )
+    approved = enriched[enriched["outcome_reason"] != NOT_APPROVED]
+    filled = filled_of(enriched)
     n = len(approved)
     slip = filled["slippage_vs_side_pips"].dropna()
     fill_ms = filled["fill_time_ms"].dropna()
 
+    def mean(series: pd.Series) -> float | None:
+        series = series.dropna()
+        return float(series.mean()) if len(series) else None
+
     def pct(series: pd.Series, q: float) -> float | None:
         return float(np.percentile(series, q)) if len(series) else None
 
+    def rate(matches: pd.Series) -> float | None:
+        return float(matches.mean()) if n else None
+
     summary: dict[str, float | int | None] = {
-        "executions": n,
+        **counts.model_dump(),
         "fill_rate": len(filled) / n if n else None,
-        "reject_rate": float((approved["status"] == "REJECTED").mean()) if n else None,
-        "requote_rate": float((approved["outcome_reason"] == "REQUOTE").mean()) if n else None,
-        "partial_fill_rate": float((approved["status"] == "PARTIALLY_FILLED").mean())
-        if n
-        else None,
-        "slippage_mean_pips": float(slip.mean()) if len(slip) else None,
-        "slippage_vs_mid_mean_pips": float(filled["slippage_vs_mid_pips"].mean())
-        if len(filled)
-        else None,
-        "shortfall_mean_pips": float(approved["shortfall_pips"].mean()) if n else None,
+        "reject_rate": rate(approved["status"] == "REJECTED"),
+        "requote_rate": rate(approved["outcome_reason"] == "REQUOTE"),
+        "partial_fill_rate": rate(approved["status"] == "PARTIALLY_FILLED"),
+        "spread_mean_pips": mean(filled["spread_pips"]),
+        "slippage_mean_pips": mean(slip),
+        "slippage_vs_mid_mean_pips": mean(filled["slippage_vs_mid_pips"]),
+        "slippage_mean_bps": mean(filled["slippage_bps"]),
+        "shortfall_mean_pips": mean(approved["shortfall_pips"]),
+        "shortfall_mean_bps": mean(approved["shortfall_bps"]),
+        # Totals in the account currency, + = cost; what could not be converted is counted.
+        "slippage_cost": float(filled["slippage_account"].sum()),
+        "shortfall_cost": float(approved["shortfall_account"].sum()),
+        "cost_not_converted": int(approved["account_cost_note"].notna().sum()),
+        "fill_time_mean_ms": mean(fill_ms),
         "fill_time_p50_ms": pct(fill_ms, 50),
         "fill_time_p95_ms": pct(fill_ms, 95),
         "fill_time_p99_ms": pct(fill_ms, 99),
     }
     summary.update(asymmetry(slip))
     for horizon in MARKOUT_HORIZONS:
-        markout = filled[f"markout_{horizon}s_pips"].dropna()
-        summary[f"markout_{horizon}s_mean_pips"] = float(markout.mean()) if len(markout) else None
+        summary[f"markout_{horizon}s_mean_pips"] = mean(filled[f"markout_{horizon}s_pips"])
     return summary
 
 
@@ -205,10 +225,11 @@ def asymmetry(slippage: pd.Series) -> dict[str, float | None]:
 
 
 def breakdown(enriched: pd.DataFrame, by: str) -> pd.DataFrame:
-    """The headline numbers per value of one dimension (symbol, hour_utc, ...)."""
+    """The headline numbers per value of one dimension (symbol, hour_utc, ...), in the
+    dimension's order (buckets by size, hours by the clock); empty buckets left out."""
     if by not in BREAKDOWNS:
         raise ValueError(f"breakdown by {by!r}: choose one of {BREAKDOWNS}")
     rows = []
-    for key, group in enriched.groupby(by, sort=True, dropna=False):
+    for key, group in enriched.groupby(by, sort=True, dropna=False, observed=True):
         rows.append({by: key, **quality_summary(group)})
     return pd.DataFrame(rows)

@@ -12,7 +12,7 @@ import gc
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -24,12 +24,15 @@ from engine.store import ExecutionDatabase, StoreUnavailable, open_database
 from scenarios.assembly import (
     BrokerNotAvailable,
     BrokerUnreachable,
-    live_mt5_engine,
+    connect_mt5,
     paper_trading_engine,
 )
-from scenarios.cli.common import fail
+from scenarios.cli.common import cost_estimator, fail
 from scenarios.cli.settings import CONFIG_ENV, BrokerKind, ConfigError, ServeSettings
 from scenarios.cli.settings import load as load_settings
+
+if TYPE_CHECKING:  # imported on use: the MT5 extra may not be installed
+    from brokers.mt5 import MT5Broker
 
 api_app = typer.Typer(
     help="The REST API service: serve it, and manage its API keys.", no_args_is_help=True
@@ -98,6 +101,21 @@ def serve(
             help="Log a line per HTTP request (the audit trail records every execution anyway)"
         ),
     ] = _DEFAULT.access_log,
+    quote_tape_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds between samples of each traded symbol's quote (the markouts of live "
+            "trades); 0: no quote tape",
+        ),
+    ] = _DEFAULT.quote_tape_seconds,
+    cost_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model file (arbitrex model fit; a model file is code: only your own): the "
+            "engine records its slippage estimate for each order, as evidence only"
+        ),
+    ] = None,
     paper_venue: Annotated[
         str | None,
         typer.Option(
@@ -146,6 +164,8 @@ def serve(
 
 def _serve(settings: ServeSettings) -> None:
     db, broker, keys = settings.db, settings.broker, settings.keys
+    # A bad model file is refused before the store or the broker is touched.
+    estimator = cost_estimator(settings.cost_model) if settings.cost_model else None
     try:
         database = open_database(db)
     except ValueError as error:
@@ -176,6 +196,7 @@ def _serve(settings: ServeSettings) -> None:
             engine, close_broker = _live_mt5(
                 database, settings.mt5_credentials, settings.mt5_bridge
             )
+        engine.attach_cost_estimator(estimator)
         settled = engine.recover()
         if settled:
             typer.echo(f"recovery settled {len(settled)} open executions", err=True)
@@ -183,6 +204,7 @@ def _serve(settings: ServeSettings) -> None:
             rate_per_second=settings.rate_limit,
             burst=settings.burst,
             max_concurrent_executions=settings.max_concurrent,
+            quote_tape_seconds=settings.quote_tape_seconds,
         )
         app = create_app(engine, key_store, api_settings)
         # What start-up built (modules, schemas, the app) lives as long as the server: out
@@ -222,8 +244,14 @@ def _serve(settings: ServeSettings) -> None:
 def _live_mt5(
     database: ExecutionDatabase, credentials_file: Path | None, bridge: str | None
 ) -> tuple[ExecutionEngine, Callable[[], None]]:
-    """The live engine on MT5, or a one-line error: 2 when the broker is not available or
-    not configured, 1 when it cannot be reached."""
+    """The live engine on MT5, or a one-line error (see `connected_mt5`)."""
+    broker = connected_mt5(credentials_file, bridge)
+    return ExecutionEngine(broker, database), broker.close
+
+
+def connected_mt5(credentials_file: Path | None, bridge: str | None) -> MT5Broker:
+    """The MT5 broker, logged in, or a one-line error: 2 when the broker is not available or
+    not configured, 1 when it cannot be reached. `bridge`: HOST:PORT of the mt5linux bridge."""
     address = None
     if bridge is not None:
         host, _, port = bridge.rpartition(":")
@@ -231,7 +259,7 @@ def _live_mt5(
             fail(2, f"--mt5-bridge {bridge!r}: use HOST:PORT")
         address = (host, int(port))
     try:
-        return live_mt5_engine(database, credentials_file, address)
+        return connect_mt5(credentials_file, address)
     except BrokerNotAvailable as missing:
         fail(2, str(missing))
     except BrokerUnreachable as refused:

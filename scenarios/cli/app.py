@@ -16,18 +16,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from engine.core.costing import CostEstimator
 from engine.store import StoreUnavailable
 from scenarios.cli.api import api_app
 from scenarios.cli.audit import audit_app
 from scenarios.cli.calibrate import calibrate
-from scenarios.cli.common import OneLineErrors, console, err, fail, open_store
+from scenarios.cli.common import OneLineErrors, console, cost_estimator, err, fail, open_store
+from scenarios.cli.model import model_app
+from scenarios.cli.report import report
 from scenarios.crash import KillPhase, crash_run
 from scenarios.demo import demo_scenario
 from scenarios.invariants import Violation
 from scenarios.limits import MAX_ORDERS, MAX_SEED
 from scenarios.runner import RunSummary, read_inputs, run_scenario
 from scenarios.spec import Scenario, ScenarioError, load_scenario
-from scenarios.sweep import parse_seeds, parse_values
+from scenarios.sweep import TABLE, parse_seeds, parse_values, write_table
 from scenarios.sweep import sweep as run_sweep
 
 app = typer.Typer(
@@ -37,7 +40,9 @@ app = typer.Typer(
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(api_app)  # serve, keys
+app.add_typer(model_app, name="model")
 app.command()(calibrate)
+app.command()(report)
 
 
 @app.callback()
@@ -82,13 +87,21 @@ def run(
         bool, typer.Option(help="Crash chaos: SIGKILL the engine process mid-run and restart it")
     ] = False,
     kills: Annotated[int, typer.Option(min=1, max=50, help="Crash mode: how many kills")] = 4,
+    cost_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model file (arbitrex model fit; a model file is code: only your own): "
+            "the engine records its slippage estimate for each order, as evidence only"
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and check its invariants; exit 1 if any is violated."""
     scenario = _load(scenario_file)
     if crash:
         _crash_and_report(scenario, scenario_file, seed, out, kills)
         return
-    _run_and_report(scenario, scenario_file.parent, seed, out, None)
+    estimator = cost_estimator(cost_model) if cost_model is not None else None
+    _run_and_report(scenario, scenario_file.parent, seed, out, None, estimator)
 
 
 @app.command()
@@ -103,10 +116,20 @@ def sweep(
     dask: Annotated[
         str | None, typer.Option(help="Run on a Dask cluster at this address (dask extra)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the results as Parquet here")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"A folder: the table ({TABLE}) and each point's run folder (points/), "
+            "which arbitrex report reads (with --dask, a folder every worker shares); "
+            "a .parquet file: the table alone"
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario over parameter grids and seeds, in parallel; gather one table."""
     _load(scenario_file)
+    out_dir = out if out is not None and out.suffix != ".parquet" else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} is a file, not a folder", param_hint="--out")
     try:
         seed_list = parse_seeds(seeds)
     except ValueError as error:
@@ -118,7 +141,9 @@ def sweep(
             raise typer.BadParameter(f"{item!r}: use name=value1,value2", param_hint="--set")
         grid[name] = parse_values(values)
     try:
-        frame = run_sweep(scenario_file, grid, seed_list, workers=workers, dask_address=dask)
+        frame = run_sweep(
+            scenario_file, grid, seed_list, workers=workers, dask_address=dask, out_dir=out_dir
+        )
     except ValueError as error:  # a bad scenario, --set value or input file, from any run
         fail(2, error)
     table = Table(title=f"sweep of {scenario_file.name}: {len(frame)} runs")
@@ -128,9 +153,10 @@ def sweep(
     for _, row in frame.iterrows():
         table.add_row(*(_cell(row[c]) for c in shown))
     console.print(table)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(out, index=False)
+    if out_dir is not None:
+        console.print(f"results written to {out_dir / TABLE}, runs to {out_dir}/points/")
+    elif out is not None:
+        write_table(frame, out)
         console.print(f"results written to {out}")
     if int(frame["violations"].sum()):
         raise typer.Exit(1)
@@ -174,7 +200,12 @@ def _progress_bar(name: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _run_and_report(
-    scenario: Scenario, base_dir: Path, seed: int | None, out_dir: Path | None, db_url: str | None
+    scenario: Scenario,
+    base_dir: Path,
+    seed: int | None,
+    out_dir: Path | None,
+    db_url: str | None,
+    cost_estimator: CostEstimator | None = None,
 ) -> None:
     real_start = time.perf_counter()
     try:
@@ -186,6 +217,7 @@ def _run_and_report(
                 out_dir=out_dir,
                 db_url=db_url,
                 on_progress=on_progress,
+                cost_estimator=cost_estimator,
             )
     except (ScenarioError, ValueError) as error:
         fail(2, error)
@@ -290,21 +322,3 @@ def _print_violations(violations: list[Violation], checked: tuple[str, ...]) -> 
     for violation in violations:
         table.add_row(violation.invariant, violation.detail)
     console.print(table)
-
-
-@app.command()
-def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (arbitrex run --out)")],
-    out: Annotated[Path, typer.Option(help="The HTML file to write")] = Path("report.html"),
-) -> None:
-    """A self-contained HTML report of execution quality for one or more runs."""
-    for run_dir in run_dirs:
-        if not (run_dir / "executions.parquet").exists():
-            raise typer.BadParameter(
-                f"{run_dir} holds no executions.parquet: make it with arbitrex run --out",
-                param_hint="RUN_DIRS",
-            )
-    from scenarios.analysis.report import build_report  # matplotlib loads only for reports
-
-    build_report(run_dirs, out)
-    console.print(f"report written to {out}")

@@ -1,4 +1,5 @@
-"""`arbitrex audit`: prove the audit trail untouched, and export it for compliance review."""
+"""`arbitrex audit`: prove the audit trail untouched, export it for compliance review, and
+fetch the quote tape of a past period from the MT5 terminal (for the markouts of live trades)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from rich.text import Text
 
 from engine.store import VerificationResult, export_audit_trail_to, verify_audit_store
-from scenarios.cli.common import console, open_store
+from scenarios.cli.common import console, err, fail, open_store
 
 audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
 
@@ -81,6 +82,69 @@ def audit_export(
     with open_store(db) as database:
         written = export_audit_trail_to(database, out_path, chosen, lo, hi)  # type: ignore[arg-type]
     console.print(f"{written} records written to {out_path}")
+
+
+@audit_app.command("fetch-tape")
+def audit_fetch_tape(
+    db: Annotated[str, typer.Option(help="Audit store URL")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols: EURUSD,USDJPY")],
+    start: Annotated[str, typer.Option("--from", help="ISO 8601 (UTC if no zone given)")],
+    end: Annotated[str, typer.Option("--to", help="ISO 8601 (UTC if no zone given)")],
+    mt5_credentials: Annotated[
+        Path | None,
+        typer.Option(help="TOML with login, password, server (default: MT5_* variables)"),
+    ] = None,
+    mt5_bridge: Annotated[
+        str | None, typer.Option(help="HOST:PORT of the mt5linux bridge (Linux)")
+    ] = None,
+) -> None:
+    """Fetch the quote tape of [from, to) from the MT5 terminal's tick history, the last tick
+    of each second, into the audit store: markouts for live trades the engine did not sample."""
+    wanted = _symbols(symbols)
+    lo, hi = _moment(start, "--from"), _moment(end, "--to")
+    assert lo is not None and hi is not None  # both are required options
+    if lo >= hi:
+        raise typer.BadParameter(f"{end!r} is not after --from {start!r}", param_hint="--to")
+    # Imported on use: the commands' help must not load the broker (nor uvicorn, with api).
+    from brokers.mt5.ticks import fetch_quote_tape
+    from engine.core.ports import BrokerError
+    from engine.store import StoreUnavailable
+    from engine.store.quotes import check_period
+    from scenarios.cli.api import connected_mt5
+
+    with open_store(db) as database:
+        try:
+            check_period(lo.timestamp(), hi.timestamp(), database.quote_retention_seconds)
+        except ValueError as too_long:
+            raise typer.BadParameter(str(too_long), param_hint="--from/--to") from None
+        broker = connected_mt5(mt5_credentials, mt5_bridge)
+        try:
+            unlisted = [symbol for symbol in wanted if broker.symbol_spec(symbol) is None]
+            if unlisted:
+                fail(2, f"--symbols: the terminal does not list {', '.join(unlisted)}")
+            if not broker.learn_server_offset(wanted):
+                err.print(
+                    "warning: no fresh tick showed the trade server's offset from UTC (is the "
+                    f"market closed?): ticks are read at {broker.config.server_time_offset_seconds}"
+                    " s from UTC, as configured"
+                )
+            written = fetch_quote_tape(broker, database, wanted, lo.timestamp(), hi.timestamp())
+        except (BrokerError, StoreUnavailable) as error:
+            fail(1, error)
+        finally:
+            broker.close()
+    for symbol, count in written.items():
+        console.print(f"{symbol}: {count} samples")
+    # Not the URL: a PostgreSQL one may carry a password.
+    console.print(f"{sum(written.values())} samples written to the audit store's quote tape")
+
+
+def _symbols(text: str) -> list[str]:
+    """The symbols of `--symbols`, in order, each once; an empty one is refused."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise typer.BadParameter(f"an empty symbol in {text!r}", param_hint="--symbols")
+    return list(dict.fromkeys(names))
 
 
 def _moment(text: str | None, name: str) -> datetime | None:

@@ -12,6 +12,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from engine.core.costing import CostEstimator
     from engine.store import ExecutionDatabase
 
 # Text is printed as it is given: names and messages come from users' files and stores, and
@@ -67,3 +70,14 @@ def open_store(url: str) -> ExecutionDatabase:
         raise typer.BadParameter(str(error), param_hint="--db") from error
     except StoreUnavailable as error:
         fail(1, error)
+
+
+def cost_estimator(path: Path) -> CostEstimator:
+    """A fitted cost model's estimator (`arbitrex model fit`), for `run` and `serve` to
+    attach to their engine; a file that is no model is refused in one line (exit 2)."""
+    from scenarios.model import CostModelError, load_cost_model  # scikit-learn only if asked
+
+    try:
+        return load_cost_model(path).estimator
+    except CostModelError as error:
+        fail(2, error)

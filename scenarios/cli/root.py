@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "run": "Run a scenario and check its invariants; exit 1 if any is violated.",
     "sweep": "Run a scenario over parameter grids and seeds, in parallel; gather one table.",
     "report": "A self-contained HTML report of execution quality for one or more runs.",
+    "model": "Fit and evaluate the pre-trade cost model: quantiles of slippage.",
     "calibrate": "Fit the synthetic market to quotes and write it as a scenario's market section.",
     "audit": "Verify and export the audit trail.",
     "serve": "Serve the REST API until interrupted (Ctrl-C).",

@@ -55,6 +55,11 @@ class ServeSettings(BaseSettings):
     mt5_credentials: Path | None = None
     mt5_bridge: str | None = None
     access_log: bool = True
+    # Seconds between samples of the quote tape (markouts of live trades); 0: no tape.
+    quote_tape_seconds: float = Field(1.0, ge=0.0)
+    # A fitted cost model (`arbitrex model fit`): the engine records its slippage estimate
+    # for each order at validation, as evidence only. A model file is code: only your own.
+    cost_model: Path | None = None
     # sim: the paper venue's address (a Unix socket path, or HOST:PORT on loopback).
     paper_venue: str | None = Field(None, min_length=1)
     # sim: the instant the paper clock reads when the server (or its venue) starts; default

@@ -151,6 +151,17 @@ class MT5Constants:
     POSITION_REASON_MOBILE = 1
     POSITION_REASON_WEB = 2
     POSITION_REASON_EXPERT = 3
+    # ENUM_COPY_TICKS (which ticks copy_ticks_range returns) and the TICK_FLAG bits of a
+    # tick's `flags` (what changed in it), as the MQL5 reference numbers them.
+    COPY_TICKS_ALL = -1
+    COPY_TICKS_INFO = 1
+    COPY_TICKS_TRADE = 2
+    TICK_FLAG_BID = 2
+    TICK_FLAG_ASK = 4
+    TICK_FLAG_LAST = 8
+    TICK_FLAG_VOLUME = 16
+    TICK_FLAG_BUY = 32
+    TICK_FLAG_SELL = 64
 
 
 K = MT5Constants  # the short name the emulator's modules use

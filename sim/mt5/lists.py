@@ -187,7 +187,7 @@ class Lists:
                 self._session.invalid("ticket" if ticket is not None else "position")
                 return None
             return (0, 0)
-        start, end = _seconds(date_from), _seconds(date_to)
+        start, end = history_seconds(date_from), history_seconds(date_to)
         if start is None or end is None:
             self._session.invalid("date_from" if start is None else "date_to")
             return None
@@ -303,7 +303,7 @@ def _order_type(order: LedgerOrder) -> int:
     return K.ORDER_TYPE_BUY if buy else K.ORDER_TYPE_SELL
 
 
-def _seconds(value: Any) -> int | None:
+def history_seconds(value: Any) -> int | None:
     """A history bound: a datetime (naive ones taken as UTC) or POSIX seconds."""
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -17,9 +17,11 @@ from sim.mt5.accounts import Account, Accounts
 from sim.mt5.book import Book
 from sim.mt5.config import TerminalConfig
 from sim.mt5.constants import K, MT5Constants, execution
+from sim.mt5.lists import history_seconds
 from sim.mt5.records import AccountInfo, SymbolInfo, TerminalInfo, Tick
 from sim.mt5.session import Session, typed
 from sim.mt5.sync import HistorySync
+from sim.mt5.ticks import COPY_TICKS, TickHistory
 from sim.network import FaultKind
 from sim.venue import Venue
 from sim.wire import Wire
@@ -63,6 +65,7 @@ class MT5Emulator(MT5Constants):
         self._accounts = Accounts(venue, wire, self.config, self._session, self.refusal)
         self._running = False  # the terminal process: initialize() starts it
         self._sync = HistorySync(venue, wire, self.config)
+        self._ticks = TickHistory(venue.market, self.config, self.clock())
 
     @property
     def account(self) -> Account:
@@ -396,6 +399,33 @@ class MT5Emulator(MT5Constants):
                 volume_real=0.0,
             )
         )
+
+    def copy_ticks_range(self, *args: Any, **kwargs: Any) -> Any:
+        """copy_ticks_range(symbol, date_from, date_to, flags), all four positional, as the
+        module takes them (sim.mt5.ticks); keywords are refused as history windows are."""
+        if self._session.ipc_down():
+            return None
+        if kwargs or len(args) != 4:
+            self._session.fail(codes.RES_E_INVALID_PARAMS, "Invalid parameters")
+            return None
+        symbol, date_from, date_to, flags = args
+        config = self._symbol(symbol)
+        if config is None:
+            return None
+        # Out of the Market Watch, a symbol has no ticks until selected (unconfirmed for
+        # history: the stricter reading, as symbol_info_tick answers).
+        if config.symbol in self.hidden:
+            self._session.fail(codes.RES_E_NOT_FOUND, "Terminal: Not found")
+            return None
+        start, end = history_seconds(date_from), history_seconds(date_to)
+        if start is None or end is None:
+            self._session.invalid("date_from" if start is None else "date_to")
+            return None
+        if not typed(flags, int) or flags not in COPY_TICKS:
+            self._session.invalid("flags")
+            return None
+        ticks = self._ticks.copy_range(config.symbol, start, end, flags, self.clock())
+        return self._session.ok(ticks)
 
     def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> Any:
         if self._session.ipc_down():
