@@ -303,7 +303,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         return conn
 
     def _insert(self, conn: Any, events: Sequence[ExecutionEvent]) -> None:
-        """Fold, then claim, then write: every refusal comes before the first write."""
+        """Fold, hash, then claim, then write: every refusal comes before the first write."""
         assert self._head is not None
         first, execution_id, sql = events[0], events[0].execution_id, self._backend.sql
         if isinstance(first, ExecutionRequested):
@@ -314,6 +314,14 @@ class SQLExecutionDatabase(ExecutionDatabase):
         changed_at = apply_events(execution, events)
         request = execution.request
         assert request is not None
+        seq, digest = self._head
+        versions = (request.engine_version, request.config_version)
+        rows = []
+        for event in events:
+            prev_hash, seq, at, kind = digest, seq + 1, float(event.at), event_kind(event)
+            payload = canonical_json(to_payload(event))  # refuses a number that is not finite
+            digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
+            rows.append((seq, execution_id, at, kind, payload, *versions, prev_hash, digest))
         if isinstance(first, ExecutionRequested):
             assert changed_at is not None  # a request always moves the status
             self._claim(conn, row_of(execution, changed_at))
@@ -325,14 +333,6 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
                 (row.status, row.updated_at, execution_id),
             )
-        seq, digest = self._head
-        versions = (request.engine_version, request.config_version)
-        rows = []
-        for event in events:
-            prev_hash, seq, at, kind = digest, seq + 1, float(event.at), event_kind(event)
-            payload = canonical_json(to_payload(event))
-            digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
-            rows.append((seq, execution_id, at, kind, payload, *versions, prev_hash, digest))
         conn.cursor().executemany(
             sql(f"INSERT INTO audit_events ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             rows,
