@@ -13,6 +13,7 @@ import store_backends as sb
 
 from engine.schemas import ExecutionStatus
 from engine.store import SQLExecutionDatabase, verify_audit_store
+from engine.store.backend import Durability
 from engine.store.migrations import MIGRATIONS, apply_migrations
 from engine.store.postgres import PostgresBackend
 from engine.store.sqlite import SQLiteBackend
@@ -35,8 +36,8 @@ class TracedSQLite(SQLiteBackend):
         super().__init__(str(path))
         self.statements: list[str] = []
 
-    def connect(self) -> sqlite3.Connection:
-        conn = super().connect()
+    def connect(self, durability: Durability = "sync") -> sqlite3.Connection:
+        conn = super().connect(durability)
         conn.set_trace_callback(self.statements.append)
         return conn
 

@@ -15,7 +15,8 @@ it is committed. One engine alone commits every append at once, as before.
 "batched" keeps the transaction open across appends and commits every `batch_size` events
 and on `flush()` / `close()` (for simulation): duplicates are still refused at once, and
 reads on this store see the pending events, because they go through the same transaction.
-A crash loses the events since the last commit, which is why live trading uses "sync".
+A crash loses the events since the last commit, which is why live trading uses "sync";
+a batched SQLite store also skips the fsync of each commit (engine.store.sqlite).
 """
 
 from __future__ import annotations
@@ -559,7 +560,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             raise StoreUnavailable(f"{label}: cannot {action}: the store is closed")
         try:
             if self._conn is None:
-                self._conn = self._backend.connect()
+                self._conn = self._backend.connect(self.durability)
             yield self._conn
         except self._backend.driver_errors as exc:
             lost = self._abandon()
