@@ -46,6 +46,7 @@ from engine.store import (
     open_database,
     verify_audit_chain,
 )
+from engine.store.backend import Durability
 from engine.store.chain import canonical_json
 from engine.store.migrations import MIGRATIONS, apply_migrations
 from engine.store.postgres import PostgresBackend
@@ -431,8 +432,8 @@ def _slow_disk_store(path: Path, **disk: Any) -> tuple[SQLExecutionDatabase, dic
     state: dict[str, Any] = {"commits": 0, "fsync_seconds": 0.02, **disk}
 
     class SlowDiskBackend(SQLiteBackend):
-        def connect(self) -> Any:
-            return _SlowDisk(super().connect(), state)
+        def connect(self, durability: Durability = "sync") -> Any:
+            return _SlowDisk(super().connect(durability), state)
 
     store = SQLExecutionDatabase(SlowDiskBackend(str(path)))
     state["commits"] = 0  # opening migrated the schema

@@ -21,7 +21,8 @@ class Backend(Protocol):
     label: str  # names the backend in every error, e.g. "SQLite database runs/a.db"
     driver_errors: tuple[type[Exception], ...]
 
-    def connect(self) -> Any: ...
+    def connect(self, durability: Durability = "sync") -> Any:
+        """A new connection for a store of this durability."""
 
     def begin_exclusive(self, conn: Any, lock: str) -> None: ...
 

@@ -158,6 +158,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=_quote_tape("REAL"),
         postgresql=_quote_tape("DOUBLE PRECISION"),
     ),
+    # Each index costs every append a B-tree insert, so audit_events keeps only those a read
+    # uses (tests/test_store_indexes.py checks each read's plan on SQLite): its primary key
+    # (the chain's head, verify's walk, the export's pages, keyset on seq with the time
+    # window a filter on them), audit_events_by_execution (an execution's records: the
+    # store's fold, history, recovery; executions() and verify's pages in id order) and
+    # audit_events_one_request (a guard, which also ends verify's pages). No read goes by
+    # time alone: the index on `at` only slowed the writes.
+    Migration(
+        version=5,
+        name="no index on the audit records' time: no read uses it",
+        sqlite=("DROP INDEX audit_events_by_time",),
+        postgresql=("DROP INDEX audit_events_by_time",),
+    ),
 )
 
 

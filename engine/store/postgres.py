@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from engine.store.backend import DEFAULT_TIMEOUT_SECONDS, parse_timeout
+from engine.store.backend import DEFAULT_TIMEOUT_SECONDS, Durability, parse_timeout
 
 SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
@@ -89,7 +89,9 @@ class PostgresBackend:
         )
         return cls(conninfo, label, schema, timeout)
 
-    def connect(self) -> Any:
+    def connect(self, durability: Durability = "sync") -> Any:
+        """Every commit is durable whatever the store's durability: the server's own
+        synchronous_commit decides, which the store leaves alone."""
         sql = self._psycopg.sql
         # Autocommit at the driver level: the store issues BEGIN / COMMIT itself.
         conn = self._psycopg.connect(self.conninfo, autocommit=True)

@@ -15,7 +15,8 @@ it is committed. One engine alone commits every append at once, as before.
 "batched" keeps the transaction open across appends and commits every `batch_size` events
 and on `flush()` / `close()` (for simulation): duplicates are still refused at once, and
 reads on this store see the pending events, because they go through the same transaction.
-A crash loses the events since the last commit, which is why live trading uses "sync".
+A crash loses the events since the last commit, which is why live trading uses "sync";
+a batched SQLite store also skips the fsync of each commit (engine.store.sqlite).
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         return conn
 
     def _insert(self, conn: Any, events: Sequence[ExecutionEvent]) -> None:
-        """Fold, then claim, then write: every refusal comes before the first write."""
+        """Fold, hash, then claim, then write: every refusal comes before the first write."""
         assert self._head is not None
         first, execution_id, sql = events[0], events[0].execution_id, self._backend.sql
         if isinstance(first, ExecutionRequested):
@@ -314,6 +315,14 @@ class SQLExecutionDatabase(ExecutionDatabase):
         changed_at = apply_events(execution, events)
         request = execution.request
         assert request is not None
+        seq, digest = self._head
+        versions = (request.engine_version, request.config_version)
+        rows = []
+        for event in events:
+            prev_hash, seq, at, kind = digest, seq + 1, float(event.at), event_kind(event)
+            payload = canonical_json(to_payload(event))  # refuses a number that is not finite
+            digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
+            rows.append((seq, execution_id, at, kind, payload, *versions, prev_hash, digest))
         if isinstance(first, ExecutionRequested):
             assert changed_at is not None  # a request always moves the status
             self._claim(conn, row_of(execution, changed_at))
@@ -325,14 +334,6 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
                 (row.status, row.updated_at, execution_id),
             )
-        seq, digest = self._head
-        versions = (request.engine_version, request.config_version)
-        rows = []
-        for event in events:
-            prev_hash, seq, at, kind = digest, seq + 1, float(event.at), event_kind(event)
-            payload = canonical_json(to_payload(event))
-            digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
-            rows.append((seq, execution_id, at, kind, payload, *versions, prev_hash, digest))
         conn.cursor().executemany(
             sql(f"INSERT INTO audit_events ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             rows,
@@ -559,7 +560,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
             raise StoreUnavailable(f"{label}: cannot {action}: the store is closed")
         try:
             if self._conn is None:
-                self._conn = self._backend.connect()
+                self._conn = self._backend.connect(self.durability)
             yield self._conn
         except self._backend.driver_errors as exc:
             lost = self._abandon()

@@ -1,4 +1,5 @@
-"""SQLite, the embedded default: one file in WAL mode, fsynced on every commit."""
+"""SQLite, the embedded default: one file in WAL mode, fsynced on every commit unless the
+store's durability is batched."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from filelock import BaseFileLock, FileLock, Timeout
 
-from engine.store.backend import DEFAULT_TIMEOUT_SECONDS, parse_timeout
+from engine.store.backend import DEFAULT_TIMEOUT_SECONDS, Durability, parse_timeout
 from engine.store.base import StoreUnavailable
 
 _WAL_ATTEMPTS = 20
+# FULL fsyncs the log on every commit: a commit is durable when it returns, as the live path
+# (write-ahead, before the order leaves) needs. NORMAL, in WAL mode, fsyncs only at
+# checkpoints: a power cut may take the last commits back, never the database's integrity;
+# "batched" (simulation) already accepts losing what is not yet committed.
+_SYNCHRONOUS: dict[Durability, str] = {"sync": "FULL", "batched": "NORMAL"}
 _USAGE = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:"
 
 
@@ -47,7 +53,7 @@ class SQLiteBackend:
             timeout = parse_timeout(value, url)
         return cls(None if path == ":memory:" else path, timeout)
 
-    def connect(self) -> sqlite3.Connection:
+    def connect(self, durability: Durability = "sync") -> sqlite3.Connection:
         # Autocommit at the driver level: the store issues BEGIN IMMEDIATE / COMMIT itself.
         conn = sqlite3.connect(
             self.path or ":memory:",
@@ -57,7 +63,7 @@ class SQLiteBackend:
         )
         if self.path:
             self._use_wal(conn)
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
         return conn
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
