@@ -129,6 +129,12 @@ def test_help_and_version_load_neither_the_engine_nor_fastapi_nor_pandas(args):
     assert imported & HEAVY == set()
 
 
+def test_a_scenario_command_loads_neither_the_api_nor_the_figures_nor_the_cost_model():
+    imported = imported_by("sweep", "--help")
+    assert {"simpy", "engine"} <= imported  # the command itself was loaded
+    assert imported & {"fastapi", "uvicorn", "plotly", "sklearn"} == set()
+
+
 def test_version_prints_the_installed_version():
     result = arbitrex("--version")
     assert result.returncode == 0

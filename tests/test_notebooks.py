@@ -3,7 +3,10 @@ as a user would: relative paths from where the user stands, database URLs whole.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,21 @@ def test_a_relative_path_found_nowhere_is_refused_with_the_folders_searched(monk
     monkeypatch.delenv("ARBITREX_BASE_DIR", raising=False)
     with pytest.raises(FileNotFoundError, match="no_such_run: found neither under"):
         named_sources("no_such_run")
+
+
+def test_the_library_runs_a_notebook_makes_are_removed_when_its_kernel_exits(tmp_path):
+    script = "from scenarios.analysis.notebook import library_run; print(library_run('calm', 1))"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "ARBITREX_NOTEBOOK_ORDERS": "40", "TMPDIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert run.is_relative_to(tmp_path)  # it was written there
+    assert list(tmp_path.iterdir()) == []  # and is gone with the process
 
 
 def test_no_sources_named_means_the_notebooks_run_library_scenarios(monkeypatch):

@@ -10,6 +10,7 @@ the shell it was launched from: `jupyter nbconvert` starts it in notebooks/.)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -74,6 +75,13 @@ def orders() -> int:
     return int(text)
 
 
+@functools.cache
+def _scratch() -> tempfile.TemporaryDirectory[str]:
+    """One folder for the kernel's library runs, removed when the kernel exits (the object
+    lives as long as the cache: its finaliser runs at interpreter exit)."""
+    return tempfile.TemporaryDirectory(prefix="arbitrex-notebook-")
+
+
 def library_run(
     name: str, seed: int | None = None, cost_estimator: CostEstimator | None = None
 ) -> Path:
@@ -87,7 +95,7 @@ def library_run(
         scenario = scenario.with_overrides(
             {"orders.orders": wanted, "orders.rate_per_second": rate}
         )
-    out = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    out = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_scratch().name))
     run_scenario(scenario, LIBRARY, seed=seed, out_dir=out, cost_estimator=cost_estimator)
     return out
 

@@ -3,8 +3,10 @@
 The commands live in `scenarios.cli.app` and the modules it registers, which import the
 engine, FastAPI, pandas and the simulator: seconds of start-up that listing them or printing
 the version does not need. This group lists them from the table below and loads the real
-command only when one is run (or its own help asked for). tests/test_cli.py checks the table
-against the commands and that `arbitrex --help` imports none of the heavy packages.
+command only when one is run (or its own help asked for): for demo, run and sweep, only
+their own module (`scenarios.cli.runs`). tests/test_cli.py checks the table against the
+commands, that `arbitrex --help` imports none of the heavy packages and that a scenario
+command imports no other command's.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class LazyCommands(OneLineErrors):
             return None
         if self._listing:
             return click.Command(cmd_name, help=COMMANDS[cmd_name])
-        return full_application().get_command(ctx, cmd_name)
+        return application_of(cmd_name).get_command(ctx, cmd_name)
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         self._listing = True
@@ -66,6 +68,21 @@ class LazyCommands(OneLineErrors):
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+
+# Commands whose module imports no other command's: running one loads that module only.
+SCENARIO_COMMANDS = ("demo", "run", "sweep")
+
+
+def application_of(name: str) -> Any:
+    """The click group that runs `name`: the scenario commands' own module for demo, run
+    and sweep (the API's and calibration's imports are 0.4 s of every sweep's serial
+    start-up), the whole application for the rest."""
+    if name in SCENARIO_COMMANDS:
+        from scenarios.cli.runs import runs_app
+
+        return typer.main.get_command(runs_app)
+    return full_application()
 
 
 def full_application() -> Any:
