@@ -17,9 +17,6 @@ from engine.core.events import CostEstimated, from_payload, to_payload
 from engine.core.lifecycle import Execution
 from engine.schemas import ExecutionStatus
 from engine.store import open_database
-from scenarios.analysis import load_sources
-from scenarios.analysis.quality import enrich
-from scenarios.analysis.sources import combined
 from scenarios.model import fit_cost_model, replayed_features, save_cost_model
 from scenarios.model.inputs import enriched_executions
 from scenarios.runner import run_scenario
@@ -192,9 +189,8 @@ def test_an_audit_database_replays_the_same_features_and_carries_the_estimates(t
 def test_a_served_engine_given_a_cost_model_records_its_estimate_for_each_order(tmp_path):
     taught = tmp_path / "taught"
     run_scenario(small("neutral_ecn", 300), LIBRARY, seed=1, out_dir=taught)
-    executions, quotes, _ = combined(load_sources([taught]))
     model = tmp_path / "cost.model"
-    save_cost_model(fit_cost_model(enrich(executions, quotes), (str(taught),)), model)
+    save_cost_model(fit_cost_model(enriched_executions([taught]), (str(taught),)), model)
     store = KeyStore(tmp_path / "keys.db")
     token = one_key_per_role(store)[Role.TRADER]
     store.close()

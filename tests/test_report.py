@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from scenarios.analysis import SourceError, load_sources
+from scenarios.analysis.sources import enriched
 from scenarios.cli.app import app
+from scenarios.model import fit_cost_model, load_cost_model, save_cost_model
 from scenarios.runner import run_scenario
 from scenarios.sweep import sweep
 from tests import store_backends as sb
@@ -236,18 +238,13 @@ def test_sweep_out_a_file_that_is_not_a_table_is_refused_before_any_run(tmp_path
 def test_a_run_that_carried_a_cost_model_is_reported_with_its_estimates_against_realised(
     tmp_path,
 ):
-    from scenarios.analysis import load_sources
-    from scenarios.analysis.quality import enrich
-    from scenarios.analysis.sources import combined
-    from scenarios.model import fit_cost_model, load_cost_model, save_cost_model
-
     scenario = reduced(LIBRARY / "neutral_ecn.toml").with_overrides({"orders.orders": 300})
     taught = tmp_path / "taught"
     run_scenario(scenario, LIBRARY, seed=1, out_dir=taught)
-    executions, quotes, _ = combined(load_sources([taught]))
-    save_cost_model(fit_cost_model(enrich(executions, quotes), (str(taught),)), tmp_path / "m")
+    model = tmp_path / "cost.model"
+    save_cost_model(fit_cost_model(enriched(load_sources([taught])), (str(taught),)), model)
     carried = tmp_path / "carried"
-    estimator = load_cost_model(tmp_path / "m").estimator
+    estimator = load_cost_model(model).estimator
     run_scenario(scenario, LIBRARY, seed=2, out_dir=carried, cost_estimator=estimator)
     page = tmp_path / "report.html"
     result = report(str(taught), str(carried), "--out", str(page))

@@ -19,6 +19,7 @@ import pandas as pd
 from scenarios.analysis.compare import MEASURES, across_seeds, compare
 from scenarios.analysis.quality import MARKOUT_HORIZONS, breakdown, enrich, quality_summary
 from scenarios.analysis.sources import Source, combined, parameters_in
+from scenarios.model.evaluation import estimate_vs_realised
 
 DASH = "–"
 CONFIDENCE = 0.95
@@ -215,8 +216,6 @@ def markouts_table(analysis: Analysis) -> pd.DataFrame:
 def estimates_table(analysis: Analysis) -> pd.DataFrame:
     """The pre-trade cost model's estimates, as the engine recorded them at validation,
     against the slippage the fills realised; empty when no run carried a model."""
-    from scenarios.model.evaluation import estimate_vs_realised  # the model's own measure
-
     table = estimate_vs_realised(analysis.enriched)
     return pd.DataFrame(
         [
