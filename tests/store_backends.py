@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import groupby, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from engine.store import (
 )
 from engine.store.chain import canonical_json, record_hash
 from engine.store.export import COLUMNS
+from engine.store.records import stored_record
 from scenarios.demo import DEMO_NETWORK
 from scenarios.orderflow import OrderFlowConfig, order_flow
 from sim.world import DEFAULT_START, SimulatedWorld
@@ -228,6 +230,27 @@ def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 # -- what tamperers and exports produce ---------------------------------------------------
+
+
+def appends(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """An exported trail's rows as its records: the rows (events) of each seq, in order."""
+    return [list(group) for _, group in groupby(rows, key=lambda row: row["seq"])]
+
+
+def chain_problem(rows: list[dict[str, Any]]) -> str | None:
+    """Re-verify an exported trail from its rows alone, as a tool outside the engine would:
+    consecutive seqs, each record linked to the one before, each hash recomputed from its
+    rows. None when all hold, else the first problem."""
+    records = appends(rows)
+    for before, record in pairwise(records):
+        if (record[0]["seq"], record[0]["prev_hash"]) != (before[0]["seq"] + 1, before[0]["hash"]):
+            return f"record {record[0]['seq']} does not follow record {before[0]['seq']}"
+    for record in records:
+        first = record[0]
+        at, kind, payload = stored_record(record)
+        if rehash(first | {"at": at, "kind": kind}, payload) != first["hash"]:
+            return f"record {first['seq']} does not hash to its hash"
+    return None
 
 
 def rehash(row: dict[str, Any], payload: str) -> str:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from itertools import islice, pairwise
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from engine.store.backend import Durability
 from engine.store.chain import canonical_json
 from engine.store.migrations import MIGRATIONS, apply_migrations
 from engine.store.postgres import PostgresBackend
+from engine.store.records import stored_record
 from engine.store.sqlite import SQLiteBackend
 from sim.world import DEFAULT_START, SimulatedWorld
 
@@ -151,7 +152,7 @@ def test_every_execution_reads_back_in_id_order_a_page_at_a_time_as_replayed_one
     assert any(not e.is_terminal for e in paged) and any(e.is_terminal for e in paged)
 
 
-def test_the_exported_trail_holds_the_reference_records_in_seq_order_with_their_hashes(
+def test_the_exported_trail_holds_the_reference_events_one_record_per_append_rehashable(
     target, reference
 ):
     db = target.open()
@@ -159,9 +160,11 @@ def test_the_exported_trail_holds_the_reference_records_in_seq_order_with_their_
 
     rows = records(db)
     assert stored(rows) == stored(records(reference))
-    assert [row["seq"] for row in rows] == list(range(1, len(rows) + 1))
-    assert rows[0]["prev_hash"] == "0" * 64
-    assert all(row["prev_hash"] == before["hash"] for before, row in pairwise(rows))
+    chain = sb.appends(rows)
+    assert [record[0]["seq"] for record in chain] == list(range(1, len(chain) + 1))
+    assert len(chain) < len(rows)  # the events of one append share one record
+    assert chain[0][0]["prev_hash"] == "0" * 64
+    assert sb.chain_problem(rows) is None
     request = record_of(db, "ExecutionRequested")
     assert (request["engine_version"], request["config_version"]) == (
         request["payload"]["request"]["engine_version"],
@@ -228,8 +231,12 @@ def test_an_untouched_store_verifies_and_counts_every_record(target, reference):
     result = verify_audit_chain(db)
 
     assert result.ok and result.problem is None and result.first_bad_seq is None
-    assert result.records_verified == len(records(reference))
-    assert result.head_hash == records(db)[-1]["hash"]
+    rows = records(db)
+    chain = sb.appends(rows)
+    assert len(rows) == len(records(reference))
+    assert result.records_verified == len(chain)
+    assert result.grouped_records == sum(len(record) > 1 for record in chain) > 0
+    assert result.head_hash == rows[-1]["hash"]
 
 
 def test_an_empty_store_verifies_with_the_genesis_head(target):
@@ -238,11 +245,23 @@ def test_an_empty_store_verifies_with_the_genesis_head(target):
     assert result.ok and result.records_verified == 0 and result.head_hash == "0" * 64
 
 
+def forged_fill(db: ExecutionDatabase, **change: Any) -> tuple[dict[str, Any], str]:
+    """The first row of the record holding the first fill, and that record's payload with
+    the fill's fields changed: what a forger writes over it."""
+    fill = record_of(db, "OrderFilled")
+    (record,) = (rows for rows in sb.appends(records(db)) if rows[0]["seq"] == fill["seq"])
+    forged = [
+        row | {"payload": row["payload"] | change} if row["kind"] == "OrderFilled" else row
+        for row in record
+    ]
+    return record[0], stored_record(forged)[2]
+
+
 def test_verify_names_the_record_whose_payload_was_changed_behind_the_store(target):
     db = target.open()
     sb.seeded_run(db, SEED)
     fill = record_of(db, "OrderFilled")
-    forged = canonical_json({**fill["payload"], "price": fill["payload"]["price"] + 0.001})
+    record, forged = forged_fill(db, price=fill["payload"]["price"] + 0.001)
 
     target.tamper("UPDATE audit_events SET payload = ? WHERE seq = ?", (forged, fill["seq"]))
     result = verify_audit_chain(db)
@@ -252,7 +271,8 @@ def test_verify_names_the_record_whose_payload_was_changed_behind_the_store(targ
         fill["seq"],
         fill["execution_id"],
     )
-    assert result.records_verified == fill["seq"] - 1 and result.first_bad_kind == "OrderFilled"
+    assert result.records_verified == fill["seq"] - 1
+    assert result.first_bad_kind == record["kind"]  # a record is named by its first event
     assert "content changed" in result.problem
 
 
@@ -273,8 +293,8 @@ def test_verify_names_the_broken_link_when_a_forger_also_rewrites_the_hash(targe
     db = target.open()
     sb.seeded_run(db, SEED)
     fill = record_of(db, "OrderFilled")
-    forged = canonical_json({**fill["payload"], "units": 1})
-    rehashed = sb.rehash(fill, forged)
+    record, forged = forged_fill(db, units=1)
+    rehashed = sb.rehash(record, forged)
 
     target.tamper(
         "UPDATE audit_events SET payload = ?, hash = ? WHERE seq = ?",
@@ -615,7 +635,8 @@ def test_closing_a_batched_store_commits_what_is_pending(shared, reference):
     db.close()
 
     reader = shared.open()
-    assert verify_audit_chain(reader).records_verified == len(records(reference))
+    assert verify_audit_chain(reader).records_verified == len(sb.appends(records(reader)))
+    assert stored(records(reader)) == stored(records(reference))
     with pytest.raises(StoreUnavailable, match="closed"):
         db.append(sb.requested("after-close"))
 
@@ -675,7 +696,7 @@ def test_a_batch_spanning_two_executions_is_refused_before_anything_is_written(t
     assert list(db.execution_ids()) == []
 
 
-def test_a_batch_is_chained_record_by_record_and_projects_its_last_status(target):
+def test_a_batch_is_one_chained_record_and_projects_its_last_status(target):
     db = target.open()
     request = sb.requested("whole-batch")
     eid = request.execution_id
@@ -688,7 +709,13 @@ def test_a_batch_is_chained_record_by_record_and_projects_its_last_status(target
     assert db.non_terminal() == [eid]
     (log,) = db.history(status=ExecutionStatus.SUBMITTING)
     assert log.execution_id == eid and log.created_at.timestamp() == DEFAULT_START
-    assert verify_audit_chain(db).records_verified == 3
+    result = verify_audit_chain(db)
+    assert (result.records_verified, result.grouped_records) == (1, 1)
+    assert [row["kind"] for row in records(db)] == [
+        "ExecutionRequested",
+        "ValidationCompleted",
+        "SubmissionAttempted",
+    ]
 
 
 # -- failing safe ------------------------------------------------------------------------

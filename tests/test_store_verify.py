@@ -22,8 +22,6 @@ from sim.world import DEFAULT_START
 SEED = 28  # its run has rejections, fills, a lost reply and a reconciliation
 
 
-
-
 def arbitrex(*args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("arbitrex")
     if exe is None:
@@ -167,7 +165,8 @@ def test_records_that_no_longer_replay_are_named_and_the_other_rows_still_checke
     filled = one_with_status(shared, "FILLED")
 
     shared.tamper(
-        "UPDATE audit_events SET payload = '{}' WHERE execution_id = ? AND kind = 'OrderFilled'",
+        "UPDATE audit_events SET payload = '{}' WHERE seq = "
+        "(SELECT MAX(seq) FROM audit_events WHERE execution_id = ?)",
         (filled,),
     )
     result = verify_audit_store(db)

@@ -96,7 +96,10 @@ def test_the_records_up_to_the_order_are_committed_before_the_broker_receives_it
     def place_order_reading_the_file_first(order):
         reader = sqlite3.connect(path)
         seen_by_another_connection.extend(
-            kind for (kind,) in reader.execute("SELECT kind FROM audit_events ORDER BY seq")
+            kind
+            for (kind,) in reader.execute(
+                "SELECT kind FROM audit_trail_events ORDER BY seq, position"
+            )
         )
         reader.close()
         return place_order(order)

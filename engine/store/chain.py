@@ -83,6 +83,12 @@ def _not_finite(value: Any, place: str) -> str | None:
     return next((where for where in found if where is not None), None)
 
 
+def grouped(payload: str) -> bool:
+    """Whether a stored record holds the events of one append of several (trail format 2,
+    engine.store.records), not one event."""
+    return payload.startswith("[")
+
+
 def record_hash(
     prev_hash: str,
     seq: int,
@@ -141,6 +147,7 @@ class VerificationResult(BaseModel):
 
     ok: bool
     records_verified: int  # records that passed before the first bad one (all, when ok)
+    grouped_records: int = 0  # of those, records holding the events of one append (format 2)
     first_bad_seq: int | None = None
     first_bad_execution_id: str | None = None  # None for a control event or a missing record
     first_bad_kind: str | None = None  # as stored; None when the bad record is missing
@@ -152,7 +159,7 @@ def verify_audit_chain(db: ExecutionDatabase) -> VerificationResult:
     """Walk the whole chain in seq order; stop at, and name, the first record that fails."""
     if not isinstance(db, ChainSource):
         raise TypeError(f"{type(db).__name__} keeps no hash chain: nothing to verify")
-    verified, head, expected_seq = 0, GENESIS_HASH, 1
+    verified, several, head, expected_seq = 0, 0, GENESIS_HASH, 1
     while records := db.chain_records(expected_seq - 1, _PAGE):
         for record in records:
             problem = _problem(record, expected_seq, head)
@@ -161,6 +168,7 @@ def verify_audit_chain(db: ExecutionDatabase) -> VerificationResult:
                 return VerificationResult(
                     ok=False,
                     records_verified=verified,
+                    grouped_records=several,
                     first_bad_seq=expected_seq,
                     first_bad_execution_id=None if missing else record.execution_id,
                     first_bad_kind=None if missing else record.kind,
@@ -168,7 +176,10 @@ def verify_audit_chain(db: ExecutionDatabase) -> VerificationResult:
                     head_hash=head,
                 )
             verified, head, expected_seq = verified + 1, record.hash, expected_seq + 1
-    return VerificationResult(ok=True, records_verified=verified, head_hash=head)
+            several += grouped(record.payload)
+    return VerificationResult(
+        ok=True, records_verified=verified, grouped_records=several, head_hash=head
+    )
 
 
 def _problem(record: ChainRecord, expected_seq: int, head: str) -> str | None:

@@ -3,6 +3,8 @@
 Every file has the same columns whatever the store: the hash-chain columns are simply
 empty for a store that keeps no chain (the in-memory one), so downstream readers see one
 shape. In CSV and Parquet the payload is its canonical JSON text; JSON Lines nests it.
+A row is an event: the events of one record (one append, engine.store.records) share its
+seq and hashes, and `records.stored_record` rebuilds what the record hashed from them.
 
 `at` is ISO 8601 UTC (to the microsecond) in CSV, the file people open; JSON Lines and
 Parquet keep the stored POSIX seconds exactly, because the hash chain hashes that exact

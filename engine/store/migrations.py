@@ -99,6 +99,19 @@ def _quote_tape(real: str) -> tuple[str, ...]:
     )
 
 
+def _events_view(position: str, at_kind_payload: str, items: str) -> str:
+    # One row per event, in (seq, position) order when asked: a record of one event as it
+    # is, a record of several expanded; the arguments are the dialect's JSON functions.
+    versions = "a.engine_version, a.config_version"
+    return (
+        "CREATE VIEW audit_trail_events AS "
+        f"SELECT a.seq, 0 AS position, a.execution_id, a.at, a.kind, a.payload, {versions} "
+        "FROM audit_events a WHERE a.payload NOT LIKE '[%' UNION ALL "
+        f"SELECT a.seq, {position}, a.execution_id, {at_kind_payload}, {versions} "
+        f"FROM audit_events a CROSS JOIN {items} WHERE a.payload LIKE '[%'"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -170,6 +183,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         name="no index on the audit records' time: no read uses it",
         sqlite=("DROP INDEX audit_events_by_time",),
         postgresql=("DROP INDEX audit_events_by_time",),
+    ),
+    # Trail format 2 (engine.store.records): a record holds the events of one append. The
+    # records already stored stay as they are (format 1 is format 2 with one event per
+    # record); the migration marks the database, so that an engine that knows only format
+    # 1 refuses it rather than misread a record, and adds a view of every event on its own.
+    Migration(
+        version=6,
+        name="trail format 2: one record per append; the view audit_trail_events",
+        sqlite=(
+            _events_view(
+                "e.key",
+                "json_extract(e.value, '$.at'), json_extract(e.value, '$.kind'), "
+                "json_extract(e.value, '$.payload')",
+                "json_each(a.payload) e",
+            ),
+        ),
+        postgresql=(
+            _events_view(
+                "e.position - 1",
+                "(e.item ->> 'at')::double precision, e.item ->> 'kind', "
+                "(e.item -> 'payload')::text",
+                "LATERAL json_array_elements(a.payload::json) WITH ORDINALITY e(item, position)",
+            ),
+        ),
     ),
 )
 

@@ -24,19 +24,13 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from itertools import groupby
 from typing import Any, Literal
 
-from engine.core.events import (
-    ExecutionEvent,
-    ExecutionRequested,
-    event_kind,
-    from_payload,
-    to_payload,
-)
+from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind
 from engine.core.lifecycle import Execution
 from engine.schemas import ExecutionLog, ExecutionStatus
 from engine.store.backend import Backend, Durability, check_durability
@@ -71,10 +65,12 @@ from engine.store.quotes import (
     read_quotes,
     write_quotes,
 )
+from engine.store.records import decoded, export_rows, record_of
 
 _RECORD_COLUMNS = (
     "seq, execution_id, at, kind, payload, engine_version, config_version, prev_hash, hash"
 )
+_RECORD_FIELDS = tuple(_RECORD_COLUMNS.split(", "))
 _CONTROL_COLUMNS = "seq, at, kind, payload, engine_version, config_version, prev_hash, hash"
 # Both tables, as one chain of records in seq order; `{where}` filters each side alike.
 _CHAIN = (
@@ -315,14 +311,10 @@ class SQLExecutionDatabase(ExecutionDatabase):
         changed_at = apply_events(execution, events)
         request = execution.request
         assert request is not None
-        seq, digest = self._head
-        versions = (request.engine_version, request.config_version)
-        rows = []
-        for event in events:
-            prev_hash, seq, at, kind = digest, seq + 1, float(event.at), event_kind(event)
-            payload = canonical_json(to_payload(event))  # refuses a number that is not finite
-            digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
-            rows.append((seq, execution_id, at, kind, payload, *versions, prev_hash, digest))
+        prev_seq, prev_hash = self._head
+        seq, versions = prev_seq + 1, (request.engine_version, request.config_version)
+        at, kind, payload = record_of(events)  # refuses a number that is not finite
+        digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
         if isinstance(first, ExecutionRequested):
             assert changed_at is not None  # a request always moves the status
             self._claim(conn, row_of(execution, changed_at))
@@ -334,9 +326,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
                 (row.status, row.updated_at, execution_id),
             )
-        conn.cursor().executemany(
+        conn.execute(
             sql(f"INSERT INTO audit_events ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-            rows,
+            (seq, execution_id, at, kind, payload, *versions, prev_hash, digest),
         )
         self._head = (seq, digest)
         self._folds[execution_id] = execution
@@ -444,8 +436,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
             return [row[0] for row in conn.execute(query, _TERMINAL).fetchall()]
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Every record stamped in [start, end), in recording (seq) order, with its hashes;
-        control events (halt, resume) among them, with no execution_id."""
+        """Every event of the records stamped in [start, end) (a record is stamped with its
+        first event's time, and kept or left whole), in recording (seq) order, with its
+        record's hashes; control events (halt, resume) among them, with no execution_id."""
         return list(self.iter_audit_trail(start, end))
 
     def iter_audit_trail(
@@ -461,28 +454,12 @@ class SQLExecutionDatabase(ExecutionDatabase):
         while True:
             with self._reading("export the audit trail") as conn:
                 rows = conn.execute(query, (*bounds, after) * 2 + (page,)).fetchall()
-            for (
-                seq,
-                execution_id,
-                at,
-                kind,
-                payload,
-                engine_version,
-                config_version,
-                prev_hash,
-                digest,
-            ) in rows:
-                yield {
-                    "execution_id": execution_id,
-                    "at": at,
-                    "kind": kind,
-                    "payload": json.loads(payload),
-                    "seq": seq,
-                    "engine_version": engine_version,
-                    "config_version": config_version,
-                    "prev_hash": prev_hash,
-                    "hash": digest,
-                }
+            for row in rows:
+                record = dict(zip(_RECORD_FIELDS, row, strict=True))
+                if record["execution_id"] is None:  # a control event: always one event
+                    yield record | {"payload": json.loads(record["payload"])}
+                else:
+                    yield from export_rows(record)
             if len(rows) < page:
                 return
             after = rows[-1][0]
@@ -601,12 +578,3 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 with suppress(*backend.driver_errors):
                     conn.execute("ROLLBACK")
         return lost
-
-
-def decoded(
-    execution_id: str, rows: Iterable[tuple[str, float, str]]
-) -> tuple[ExecutionEvent, ...]:
-    """Events from their (kind, at, payload) rows."""
-    return tuple(
-        from_payload(kind, execution_id, at, json.loads(payload)) for kind, at, payload in rows
-    )

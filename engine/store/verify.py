@@ -28,7 +28,7 @@ from engine.store.projection import (
     moment_of,
     row_of,
 )
-from engine.store.sql import decoded
+from engine.store.records import decoded
 
 _KEPT = 20  # disagreements kept for the report; every one is counted
 _TIMES = ("created_at", "updated_at")

@@ -30,7 +30,8 @@ def audit_verify(
     chain, table = result.chain, result.executions
     if result.ok:
         console.print(
-            f"OK: {chain.records_verified} records verified; head {chain.head_hash}; "
+            f"OK: {chain.records_verified} records verified ({chain.grouped_records} of them "
+            f"the events of one append); head {chain.head_hash}; "
             f"{table.executions_verified} executions agree with their records",
             soft_wrap=True,
         )
