@@ -121,10 +121,10 @@ class Timed:
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._inner, name)
 
-        def timed(*args: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return method(*args)
+                return method(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
 

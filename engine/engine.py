@@ -99,8 +99,11 @@ class ExecutionEngine(Generic[H]):
 
     # -- what every driver uses -------------------------------------------------------
 
-    def record(self, events: Sequence[ExecutionEvent], order_out: bool) -> None:
-        """Write one group of an execution's audit records in one transaction, write-ahead.
+    def record(
+        self, events: Sequence[ExecutionEvent], order_out: bool, durable: bool = True
+    ) -> None:
+        """Write one group of an execution's audit records in one transaction, write-ahead
+        (`durable`: on disk before returning; engine.journal says which groups need not be).
 
         Until an order may be at the broker, a group the store refuses stops the execution
         (StoreUnavailable reaches the caller; nothing is sent). Afterwards the group is
@@ -120,7 +123,7 @@ class ExecutionEngine(Generic[H]):
         # One execution's groups come from one thread, one after another, so its own
         # records stay in order.
         try:
-            self.database.append_batch(events)
+            self.database.append_batch(events, durable=durable)
         except IllegalTransition as refused:
             # The store's own fold refused it: someone else wrote this execution.
             raise ExecutionTakenOver(events[0].execution_id, str(refused)) from refused

@@ -9,6 +9,15 @@ the rule is the same in virtual time and on the wall clock.
 A durability point is a remote broker call (it may hang, be lost, or place an order), a
 sleep (the engine waits), and the end of the flow. Local calls (symbol, quote, account,
 margin) read the terminal's own state and are not points.
+
+Not every point needs the disk. What precedes a call that acts at the broker (an order, a
+cancel, a stop change) and everything written before an order may be out are durable
+before the engine goes on: they are what no one else knows. Once an order may be out,
+what the engine writes at other points (a sleep, a poll, the end of the flow) records what
+the broker already did and keeps on record itself; the store may write it without waiting
+for the disk (`durable=False`): a crash of the process cannot lose it, a power cut can, and
+then recovery finds the execution open, as its last durable record left it, and settles
+it from the broker's own records. A filled market order waits for one fsync, not two.
 """
 
 from __future__ import annotations
@@ -18,8 +27,9 @@ from collections.abc import Callable, Sequence
 from engine.core.effects import BrokerCall, Effect, Record, Sleep
 from engine.core.events import ExecutionEvent
 
-# Writes one group of records durably; the flag says whether an order may already be out.
-Recorder = Callable[[Sequence[ExecutionEvent], bool], None]
+# Writes one group of records; the flags say whether an order may already be out, and
+# whether the group must be on disk before the engine goes on.
+Recorder = Callable[[Sequence[ExecutionEvent], bool, bool], None]
 
 
 class Journal:
@@ -41,14 +51,16 @@ class Journal:
             self._pending.append(effect.event)
             return True
         if isinstance(effect, Sleep) or (isinstance(effect, BrokerCall) and effect.remote):
-            self.flush()
+            acts = isinstance(effect, BrokerCall) and effect.acts
+            self.flush(durable=acts)
             # An order, a cancel, a stop change: the broker may have it from now on.
-            if isinstance(effect, BrokerCall) and effect.acts:
+            if acts:
                 self.order_out = True
         return False
 
-    def flush(self) -> None:
-        """Write what is kept; a store error propagates (see ExecutionEngine.record)."""
+    def flush(self, durable: bool = False) -> None:
+        """Write what is kept, on disk before returning if `durable` or while no order may
+        be out; a store error propagates (see ExecutionEngine.record)."""
         if self._pending:
             pending, self._pending = self._pending, []
-            self._write(pending, self.order_out)
+            self._write(pending, self.order_out, durable or not self.order_out)

@@ -429,34 +429,39 @@ def test_sync_durability_commits_each_append_before_returning(shared):
 
 
 class _SlowDisk:
-    """A SQLite connection whose commits take as long as a slow disk's fsync, and may fail."""
+    """A SQLite connection whose durable commits take as long as a slow disk's fsync, and
+    whose commits may fail; a commit at synchronous=NORMAL (lazy) does not wait."""
 
     def __init__(self, conn: sqlite3.Connection, disk: dict[str, Any]) -> None:
         self._conn, self._disk = conn, disk
+        self._synchronous = "FULL"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
     def execute(self, sql: str, *parameters: Any) -> Any:
+        if sql.startswith("PRAGMA synchronous="):
+            self._synchronous = sql.removeprefix("PRAGMA synchronous=")
         if sql == "COMMIT":
             self._disk["commits"] += 1
             if self._disk["commits"] in self._disk.get("failing", ()):
                 raise sqlite3.OperationalError("disk I/O error")
         answer = self._conn.execute(sql, *parameters)
-        if sql == "COMMIT":
+        if sql == "COMMIT" and self._synchronous == "FULL":
+            self._disk["fsyncs"] += 1
             time.sleep(self._disk["fsync_seconds"])  # the GIL is free meanwhile, as in fsync
         return answer
 
 
 def _slow_disk_store(path: Path, **disk: Any) -> tuple[SQLExecutionDatabase, dict[str, Any]]:
-    state: dict[str, Any] = {"commits": 0, "fsync_seconds": 0.02, **disk}
+    state: dict[str, Any] = {"commits": 0, "fsyncs": 0, "fsync_seconds": 0.02, **disk}
 
     class SlowDiskBackend(SQLiteBackend):
         def connect(self, durability: Durability = "sync") -> Any:
             return _SlowDisk(super().connect(durability), state)
 
     store = SQLExecutionDatabase(SlowDiskBackend(str(path)))
-    state["commits"] = 0  # opening migrated the schema
+    state["commits"] = state["fsyncs"] = 0  # opening migrated the schema
     return store, state
 
 
@@ -561,9 +566,46 @@ def test_executions_running_at_once_share_their_durable_commits(tmp_path):
         thread.join(timeout=120)
 
     assert statuses == ["FILLED"] * 30
-    assert disk["commits"] < 30  # two durable groups per execution, one fsync apiece: 60
+    # Two groups per execution, one of them durable: one fsync apiece would be 30.
+    assert disk["fsyncs"] < 30
     assert verify_audit_chain(db).ok
     db.close()
+
+
+def test_a_filled_order_waits_for_one_fsync_and_its_fill_is_committed_when_execute_returns(
+    tmp_path,
+):
+    from scenarios.assembly import paper_trading_engine
+    from sim.world import DEFAULT_START
+
+    db, disk = _slow_disk_store(tmp_path / "audit.db", fsync_seconds=0.001)
+    engine, _ = paper_trading_engine(7, db, latency_ms=1.0, start=DEFAULT_START)
+    with sqlite3.connect(tmp_path / "audit.db") as outside:
+        for index in range(5):
+            confirmation = engine.execute(sb.decision(f"one-fsync-{index}", units=10_000))
+            (status,) = outside.execute(
+                "SELECT status FROM executions WHERE execution_id = ?",
+                (confirmation.execution_id,),
+            ).fetchone()
+            assert (confirmation.status.value, status) == ("FILLED", "FILLED")
+
+    assert (disk["commits"], disk["fsyncs"]) == (10, 5)
+    db.close()
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_an_append_the_engine_need_not_wait_for_is_committed_all_the_same(shared, durable):
+    db = shared.open()
+    request = sb.requested(f"lazy-{durable}")
+    eid = request.execution_id
+    validated = ValidationCompleted(eid, DEFAULT_START + 1, ("all",), 1.0, 1.1, 1.1001, 10)
+    attempted = SubmissionAttempted(eid, DEFAULT_START + 2, attempt=1)
+    db.append(request)
+
+    db.append_batch((validated, attempted), durable=durable)
+
+    assert shared.open().events(eid) == (request, validated, attempted)
+    assert verify_audit_chain(db).ok
 
 
 def test_an_append_whose_group_no_one_else_commits_commits_it_itself(tmp_path):

@@ -113,19 +113,19 @@ def test_the_records_up_to_the_order_are_committed_before_the_broker_receives_it
     ]
 
 
-def test_an_execution_commits_once_before_its_order_leaves_and_once_when_it_ends():
+def test_an_execution_commits_durably_before_its_order_leaves_and_lazily_when_it_ends():
     database = InMemoryExecutionDatabase()
-    batches: list[list[str]] = []
+    batches: list[tuple[list[str], bool]] = []
     append_batch = database.append_batch
 
-    def counting(events):
-        batches.append([type(event).__name__ for event in events])
-        append_batch(events)
+    def counting(events, durable=True):
+        batches.append(([type(event).__name__ for event in events], durable))
+        append_batch(events, durable=durable)
 
     database.append_batch = counting  # type: ignore[method-assign]
     engine, _ = paper_engine(seed=1, market=STILL, config=FAST, database=database)
     assert engine.execute(decision()).status is ExecutionStatus.FILLED
     assert batches == [
-        ["ExecutionRequested", "ValidationCompleted", "SubmissionAttempted"],
-        ["OrderAcknowledged", "OrderFilled", "OrderClosed", "SlippageMeasured"],
+        (["ExecutionRequested", "ValidationCompleted", "SubmissionAttempted"], True),
+        (["OrderAcknowledged", "OrderFilled", "OrderClosed", "SlippageMeasured"], False),
     ]

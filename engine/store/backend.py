@@ -24,7 +24,10 @@ class Backend(Protocol):
     def connect(self, durability: Durability = "sync") -> Any:
         """A new connection for a store of this durability."""
 
-    def begin_exclusive(self, conn: Any, lock: str) -> None: ...
+    def begin_exclusive(self, conn: Any, lock: str, lazy: bool | None = None) -> None:
+        """Begin a transaction holding the named exclusive lock. `lazy` sets whether its
+        commit may return before the disk has it (True) or not (False); None leaves the
+        connection's own setting (its durability's)."""
 
     def create_namespace(self, conn: Any) -> None: ...
 

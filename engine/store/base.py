@@ -181,8 +181,13 @@ class ExecutionDatabase(ABC):
         return instance_id in self.__dict__.setdefault("_leases", set())
 
     @abstractmethod
-    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
+    def append_batch(self, events: Sequence[ExecutionEvent], *, durable: bool = True) -> None:
         """Persist events of one execution together: all of them or none.
+
+        `durable=False` lets a store that commits each append (sync) return before the disk
+        has the events: a crash of this process cannot lose them, a power cut can, until
+        the next durable commit. The engine asks it only for records of what the broker
+        already did (engine.journal); a batched store, which waits for neither, ignores it.
 
         An ExecutionRequested whose key exists raises DuplicateExecution; an event the
         execution's lifecycle does not allow raises IllegalTransition; either way nothing

@@ -25,7 +25,7 @@ class InMemoryExecutionDatabase(ExecutionDatabase):
         self.quote_retention_seconds = check_retention(quote_retention_seconds)
         self._lock = threading.Lock()
 
-    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
+    def append_batch(self, events: Sequence[ExecutionEvent], *, durable: bool = True) -> None:
         execution_id = one_execution(events)
         with self._lock:
             if isinstance(events[0], ExecutionRequested):

@@ -101,8 +101,12 @@ class PostgresBackend:
         conn.execute(f"SET lock_timeout = {round(self.timeout * 1000)}")
         return conn
 
-    def begin_exclusive(self, conn: Any, lock: str) -> None:
+    def begin_exclusive(self, conn: Any, lock: str, lazy: bool | None = None) -> None:
         conn.execute("BEGIN")
+        if lazy:
+            # Asynchronous commit for this transaction only: the server may lose it in its
+            # own crash (never half of it), which is what `lazy` allows.
+            conn.execute("SET LOCAL synchronous_commit TO OFF")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key(lock),))
 
     def create_namespace(self, conn: Any) -> None:

@@ -114,6 +114,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
         self._conn: Any = None
         self._closed = False
         self._head: tuple[int, str] | None = None  # (seq, hash), only while a write is open
+        self._open_lazy = False  # the open write may commit before the disk has it
         self._pending = 0  # appended in the open transaction, not yet committed
         # Group commit (sync): appends on their way to the lock, the group of appends the
         # open transaction holds, the last group committed, and why lost groups were lost.
@@ -142,8 +143,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     # -- writing -------------------------------------------------------------------------
 
-    def append_batch(self, events: Sequence[ExecutionEvent]) -> None:
+    def append_batch(self, events: Sequence[ExecutionEvent], *, durable: bool = True) -> None:
         execution_id = one_execution(events)
+        lazy = None if self.durability == "batched" else not durable
         with self._arrivals:
             self._arriving += 1
         with self._lock:
@@ -151,8 +153,12 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 self._arriving -= 1
             action = f"append {len(events)} event(s) for execution {execution_id}"
             with self._guard(action) as conn:
+                if self._head is not None and self._open_lazy and lazy is False:
+                    # A transaction's safety level is set as it begins: the lazy group open
+                    # is committed as it is, and this append begins a durable one.
+                    self._commit(conn)
                 if self._head is None:
-                    self._begin(conn)
+                    self._begin(conn, lazy)
                 group = self._group
                 try:
                     self._insert(conn, events)
@@ -188,8 +194,10 @@ class SQLExecutionDatabase(ExecutionDatabase):
         """Chain one control event after the head; committed at once, even when batched: an
         operator's halt must not wait for a batch to fill."""
         with self._lock, self._guard(f"append {event.kind.value}") as conn:
+            if self._head is not None and self._open_lazy:
+                self._commit(conn)
             if self._head is None:
-                self._begin(conn)
+                self._begin(conn, lazy=None if self.durability == "batched" else False)
             assert self._head is not None
             prev_seq, prev_hash = self._head
             seq, at, kind = prev_seq + 1, float(event.at), event.kind.value
@@ -271,8 +279,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
                         self._conn.close()
                     self._conn = None
 
-    def _begin(self, conn: Any) -> None:
-        self._backend.begin_exclusive(conn, "audit-chain")
+    def _begin(self, conn: Any, lazy: bool | None) -> None:
+        self._backend.begin_exclusive(conn, "audit-chain", lazy)
+        self._open_lazy = bool(lazy)
         head = conn.execute(_HEAD).fetchone()
         self._head = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
         if self._head[0] != self._committed_seq:

@@ -1,5 +1,5 @@
 """SQLite, the embedded default: one file in WAL mode, fsynced on every commit unless the
-store's durability is batched."""
+store's durability is batched or the commit is one the engine need not wait for (lazy)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,15 @@ class SQLiteBackend:
                 "put it on a local file system"
             )
 
-    def begin_exclusive(self, conn: sqlite3.Connection, lock: str) -> None:
+    def begin_exclusive(
+        self, conn: sqlite3.Connection, lock: str, lazy: bool | None = None
+    ) -> None:
+        # The safety level belongs to the connection and cannot change inside a
+        # transaction: set before each one that chooses. NORMAL in WAL mode still writes
+        # the commit to the log (a crash of this process loses nothing) but syncs it only
+        # with the next FULL commit or checkpoint, which covers every frame before it.
+        if lazy is not None:
+            conn.execute("PRAGMA synchronous=NORMAL" if lazy else "PRAGMA synchronous=FULL")
         # SQLite has one write lock per database: it serves every named lock.
         conn.execute("BEGIN IMMEDIATE")
 
