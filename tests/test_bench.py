@@ -4,10 +4,13 @@ workloads plainly), and each timeout is far above what its run takes: only a han
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TIMEOUT = 300  # seconds, for runs of a few
@@ -72,3 +75,32 @@ def test_the_load_driver_measures_the_served_engine_beside_bare_fastapi():
         assert measured[load]["http_status"] == {"200": 8}
         assert measured[load]["requests_per_second"] > 0
     assert measured["bare_over_engine_throughput"] > 0
+
+
+def test_the_nautilus_comparison_runs_our_side_alone_without_nautilus(tmp_path):
+    out = tmp_path / "side_by_side.json"
+    args = ("--ours-only", "--orders", "20", "--repeat", "1", "--out", str(out))
+    measured = json.loads(benchmark("nautilus_side_by_side.py", *args).stdout)
+    assert measured == json.loads(out.read_text())
+    for contender in ("ours_sqlite", "ours_memory"):
+        assert {"median", "min", "max", "runs"} <= set(measured[contender])
+        assert measured[contender]["runs"] == 1
+    assert "nautilus" not in measured and "ratio_ours_over_nautilus" not in measured
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("nautilus_trader") is not None,
+    reason="NautilusTrader is installed here: its absence cannot be shown",
+)
+def test_without_nautilus_the_comparison_says_so_in_one_line_and_exits_2():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "nautilus_side_by_side.py"), "--orders", "20"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "NautilusTrader is not installed: pip install nautilus_trader "
+        "(a benchmark-only comparison, not a dependency)\n"
+    )
