@@ -105,7 +105,8 @@ class PostgresBackend:
         conn.execute("BEGIN")
         if lazy:
             # Asynchronous commit for this transaction only: the server may lose it in its
-            # own crash (never half of it), which is what `lazy` allows.
+            # own crash, never half of it, and only with every later one (the WAL is flushed
+            # in order; PostgreSQL manual, "Asynchronous Commit"), which is what `lazy` allows.
             conn.execute("SET LOCAL synchronous_commit TO OFF")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key(lock),))
 

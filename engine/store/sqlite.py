@@ -94,7 +94,10 @@ class SQLiteBackend:
         # The safety level belongs to the connection and cannot change inside a
         # transaction: set before each one that chooses. NORMAL in WAL mode still writes
         # the commit to the log (a crash of this process loses nothing) but syncs it only
-        # with the next FULL commit or checkpoint, which covers every frame before it.
+        # with the next FULL commit or checkpoint, each of which syncs the whole log: what
+        # is durable is always a prefix of the commits, so a power cut takes only the newest
+        # records and the chain keeps no hole (sqlite.org/pragma.html#pragma_synchronous,
+        # sqlite.org/wal.html).
         if lazy is not None:
             conn.execute("PRAGMA synchronous=NORMAL" if lazy else "PRAGMA synchronous=FULL")
         # SQLite has one write lock per database: it serves every named lock.
