@@ -100,7 +100,11 @@ class ExecutionEngine(Generic[H]):
     # -- what every driver uses -------------------------------------------------------
 
     def record(
-        self, events: Sequence[ExecutionEvent], order_out: bool, durable: bool = True
+        self,
+        events: Sequence[ExecutionEvent],
+        order_out: bool,
+        durable: bool = True,
+        folded: Execution | None = None,
     ) -> None:
         """Write one group of an execution's audit records in one transaction, write-ahead
         (`durable`: on disk before returning; engine.journal says which groups need not be).
@@ -123,7 +127,7 @@ class ExecutionEngine(Generic[H]):
         # One execution's groups come from one thread, one after another, so its own
         # records stay in order.
         try:
-            self.database.append_batch(events, durable=durable)
+            self.database.append_batch(events, durable=durable, folded=folded)
         except IllegalTransition as refused:
             # The store's own fold refused it: someone else wrote this execution.
             raise ExecutionTakenOver(events[0].execution_id, str(refused)) from refused

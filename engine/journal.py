@@ -26,20 +26,23 @@ from collections.abc import Callable, Sequence
 
 from engine.core.effects import BrokerCall, Effect, Record, Sleep
 from engine.core.events import ExecutionEvent
+from engine.core.lifecycle import Execution
 
 # Writes one group of records; the flags say whether an order may already be out, and
-# whether the group must be on disk before the engine goes on.
-Recorder = Callable[[Sequence[ExecutionEvent], bool, bool], None]
+# whether the group must be on disk before the engine goes on; last, the execution as the
+# group leaves it, when the flow said (its fold, for the store to take).
+Recorder = Callable[[Sequence[ExecutionEvent], bool, bool, "Execution | None"], None]
 
 
 class Journal:
     """One flow's records not yet written, and whether its order may be at the broker."""
 
-    __slots__ = ("_pending", "_write", "order_out")
+    __slots__ = ("_folded", "_pending", "_write", "order_out")
 
     def __init__(self, write: Recorder, order_out: bool = False) -> None:
         self._write = write
         self._pending: list[ExecutionEvent] = []
+        self._folded: Execution | None = None
         # Set as a call that acts (an order, first) is carried out: from then on a refused
         # write must not stop the execution (the order exists), only be kept for later.
         self.order_out = order_out
@@ -49,6 +52,7 @@ class Journal:
         durability point, write what is kept (False: the driver carries the effect out)."""
         if isinstance(effect, Record):
             self._pending.append(effect.event)
+            self._folded = effect.execution
             return True
         if isinstance(effect, Sleep) or (isinstance(effect, BrokerCall) and effect.remote):
             acts = isinstance(effect, BrokerCall) and effect.acts
@@ -63,4 +67,4 @@ class Journal:
         be out; a store error propagates (see ExecutionEngine.record)."""
         if self._pending:
             pending, self._pending = self._pending, []
-            self._write(pending, self.order_out, durable or not self.order_out)
+            self._write(pending, self.order_out, durable or not self.order_out, self._folded)

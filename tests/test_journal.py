@@ -33,7 +33,7 @@ def writes(
     """(records, order_out, durable) of each write the journal makes for `effects`."""
     made: list[tuple[int, bool, bool]] = []
     journal = Journal(
-        lambda events, out, durable: made.append((len(events), out, durable)), order_out
+        lambda events, out, durable, _folded: made.append((len(events), out, durable)), order_out
     )
     for effect in effects:
         journal.take(effect)

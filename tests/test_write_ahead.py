@@ -118,9 +118,9 @@ def test_an_execution_commits_durably_before_its_order_leaves_and_lazily_when_it
     batches: list[tuple[list[str], bool]] = []
     append_batch = database.append_batch
 
-    def counting(events, durable=True):
+    def counting(events, durable=True, folded=None):
         batches.append(([type(event).__name__ for event in events], durable))
-        append_batch(events, durable=durable)
+        append_batch(events, durable=durable, folded=folded)
 
     database.append_batch = counting  # type: ignore[method-assign]
     engine, _ = paper_engine(seed=1, market=STILL, config=FAST, database=database)

@@ -10,11 +10,14 @@ network faults) rather than read the terminal's local state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.core.events import ExecutionEvent
 from engine.core.ports import BrokerInterface, OrderRequest
 from engine.core.vocabulary import Direction
+
+if TYPE_CHECKING:
+    from engine.core.lifecycle import Execution
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +27,12 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """Append an event to the audit trail; the driver makes it durable before going on."""
+    """Append an event to the audit trail; the driver makes it durable before going on.
+    `execution` is the execution with the event applied: the store may take its fold
+    rather than fold the event again (engine.store.sql)."""
 
     event: ExecutionEvent
+    execution: Execution | None = None
 
 
 class BrokerCall:

@@ -168,6 +168,11 @@ class Execution:
     protection_gap_seconds: float | None = None
     exits: list[ExitRecord] = field(default_factory=list)
     exit_deal_ids: set[str] = field(default_factory=set)
+    # Events applied (repeats included) and status changes, and when the last one was: what
+    # lets the audit store take a fold the engine already made instead of making it again.
+    applied: int = 0
+    status_changes: int = 0
+    status_changed_at: float | None = None
 
     @property
     def intended_units(self) -> int:
@@ -201,9 +206,10 @@ class Execution:
 
     def apply(self, event: ExecutionEvent) -> bool:
         """Apply one event; False when it is a repeat of a fill already applied."""
-        if isinstance(event, OrderFilled) and event.fill_id in self.fill_ids:
-            return False
-        if isinstance(event, PositionExited) and event.deal_id in self.exit_deal_ids:
+        if (isinstance(event, OrderFilled) and event.fill_id in self.fill_ids) or (
+            isinstance(event, PositionExited) and event.deal_id in self.exit_deal_ids
+        ):
+            self.applied += 1
             return False
         target = TRANSITIONS.get((self.status, type(event)))
         if target is None:
@@ -213,7 +219,11 @@ class Execution:
                 f"(execution {self.execution_id})"
             )
         self._absorb(event)
+        self.applied += 1
         new_status = target if isinstance(target, ExecutionStatus) else target(self)
+        if new_status is not self.status:
+            self.status_changes += 1
+            self.status_changed_at = event.at
         self.status = new_status
         if new_status.is_terminal and self.completed_at is None:
             self.completed_at = event.at

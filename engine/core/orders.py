@@ -82,7 +82,7 @@ class Run:
 
     def record(self, event: ExecutionEvent) -> Record:
         self.execution.apply(event)
-        return Record(event)
+        return Record(event, self.execution)
 
     def ask(self, call: BrokerCall) -> Generator[Effect, Any, Any]:
         """Make a broker call: its answer, or its BrokerError raised here — the flow's

@@ -181,13 +181,24 @@ class ExecutionDatabase(ABC):
         return instance_id in self.__dict__.setdefault("_leases", set())
 
     @abstractmethod
-    def append_batch(self, events: Sequence[ExecutionEvent], *, durable: bool = True) -> None:
+    def append_batch(
+        self,
+        events: Sequence[ExecutionEvent],
+        *,
+        durable: bool = True,
+        folded: Execution | None = None,
+    ) -> None:
         """Persist events of one execution together: all of them or none.
 
         `durable=False` lets a store that commits each append (sync) return before the disk
         has the events: a crash of this process cannot lose them, a power cut can, until
         the next durable commit. The engine asks it only for records of what the broker
         already did (engine.journal); a batched store, which waits for neither, ignores it.
+
+        `folded` is the execution as the caller's own fold of these events left it (the
+        engine's): a store that keeps a projection may take its status from it rather than
+        fold the events again, but only where it can tell that the caller folded them onto
+        exactly what the store wrote last; otherwise it folds them itself.
 
         An ExecutionRequested whose key exists raises DuplicateExecution; an event the
         execution's lifecycle does not allow raises IllegalTransition; either way nothing

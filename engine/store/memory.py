@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from engine.core.events import ExecutionEvent, ExecutionRequested
+from engine.core.lifecycle import Execution
 from engine.store.base import ControlEvent, DuplicateExecution, ExecutionDatabase, one_execution
 from engine.store.quotes import (
     DEFAULT_QUOTE_RETENTION_SECONDS,
@@ -25,7 +26,13 @@ class InMemoryExecutionDatabase(ExecutionDatabase):
         self.quote_retention_seconds = check_retention(quote_retention_seconds)
         self._lock = threading.Lock()
 
-    def append_batch(self, events: Sequence[ExecutionEvent], *, durable: bool = True) -> None:
+    def append_batch(
+        self,
+        events: Sequence[ExecutionEvent],
+        *,
+        durable: bool = True,
+        folded: Execution | None = None,
+    ) -> None:
         execution_id = one_execution(events)
         with self._lock:
             if isinstance(events[0], ExecutionRequested):

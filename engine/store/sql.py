@@ -26,6 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from typing import Any, Literal
@@ -124,11 +125,11 @@ class SQLExecutionDatabase(ExecutionDatabase):
         self._committed_group = 0
         self._lost_groups: dict[int, str] = {}
         self._group_settled = threading.Condition(self._lock)
-        # The fold of the executions this store wrote last, keyed by id: saves reading and
+        # What this store wrote last of recent executions, keyed by id: saves reading and
         # replaying an execution's events on every append. Every entry is this store's own
         # latest write of its execution: the cache is emptied whenever a transaction finds
         # that another connection wrote since this store's last commit.
-        self._folds: OrderedDict[str, Execution] = OrderedDict()
+        self._folds: OrderedDict[str, _Written] = OrderedDict()
         self._committed_seq = -1  # the head's seq after this store's last commit
         self._lease_handles: dict[str, Any] = {}
         try:
@@ -143,7 +144,13 @@ class SQLExecutionDatabase(ExecutionDatabase):
 
     # -- writing -------------------------------------------------------------------------
 
-    def append_batch(self, events: Sequence[ExecutionEvent], *, durable: bool = True) -> None:
+    def append_batch(
+        self,
+        events: Sequence[ExecutionEvent],
+        *,
+        durable: bool = True,
+        folded: Execution | None = None,
+    ) -> None:
         execution_id = one_execution(events)
         lazy = None if self.durability == "batched" else not durable
         with self._arrivals:
@@ -161,7 +168,7 @@ class SQLExecutionDatabase(ExecutionDatabase):
                     self._begin(conn, lazy)
                 group = self._group
                 try:
-                    self._insert(conn, events)
+                    self._insert(conn, events, folded)
                 except Exception as exc:
                     # A refused batch (duplicate, unknown execution, illegal transition)
                     # wrote nothing; a transaction holding nothing else is released at once,
@@ -308,16 +315,29 @@ class SQLExecutionDatabase(ExecutionDatabase):
             self._commit(conn)
         return conn
 
-    def _insert(self, conn: Any, events: Sequence[ExecutionEvent]) -> None:
+    def _insert(
+        self, conn: Any, events: Sequence[ExecutionEvent], folded: Execution | None
+    ) -> None:
         """Fold, hash, then claim, then write: every refusal comes before the first write."""
         assert self._head is not None
         first, execution_id, sql = events[0], events[0].execution_id, self._backend.sql
-        if isinstance(first, ExecutionRequested):
-            execution = Execution(execution_id)
+        written = self._folds.pop(execution_id, None)  # trusted again only once stored
+        if folded is not None and _continues(written, folded, events):
+            # The caller folded these very events onto what this store wrote last: its
+            # fold is the one the store would make (the lifecycle is one table).
+            execution, own = folded, None
+            before = written.status_changes if written is not None else 0
+            changed = folded.status_changes > before
+            changed_at = folded.status_changed_at if changed else None
         else:
-            execution = self._fold(conn, first)
-            self._folds.pop(execution_id, None)  # trusted again only once stored
-        changed_at = apply_events(execution, events)
+            if isinstance(first, ExecutionRequested):
+                execution = Execution(execution_id)
+            else:
+                execution = self._fold(conn, first, written)
+            changed_at = apply_events(execution, events)
+            own = execution
+            if folded is not None and folded.applied != execution.applied:
+                folded = None  # the caller's fold is not ours: it is not taken next time
         request = execution.request
         assert request is not None
         prev_seq, prev_hash = self._head
@@ -340,8 +360,9 @@ class SQLExecutionDatabase(ExecutionDatabase):
             (seq, execution_id, at, kind, payload, *versions, prev_hash, digest),
         )
         self._head = (seq, digest)
-        self._folds[execution_id] = execution
-        self._folds.move_to_end(execution_id)
+        self._folds[execution_id] = _Written(
+            own, folded, execution.applied, execution.status_changes
+        )
         if len(self._folds) > self._state_cache_size:
             self._folds.popitem(last=False)
 
@@ -362,13 +383,12 @@ class SQLExecutionDatabase(ExecutionDatabase):
             ).fetchone()
             raise DuplicateExecution(found[0] if found else row.execution_id)
 
-    def _fold(self, conn: Any, event: ExecutionEvent) -> Execution:
-        """The execution's state before `event`: this store's own last write of it, or its
-        records read back and replayed."""
+    def _fold(self, conn: Any, event: ExecutionEvent, written: _Written | None) -> Execution:
+        """The execution's state before `event`: this store's own fold of its last write of
+        it, or its records read back and replayed."""
         execution_id = event.execution_id
-        cached = self._folds.get(execution_id)
-        if cached is not None:
-            return cached
+        if written is not None and written.fold is not None:
+            return written.fold
         stored = self._read_events(conn, execution_id)
         if not stored:
             raise KeyError(
@@ -587,3 +607,28 @@ class SQLExecutionDatabase(ExecutionDatabase):
                 with suppress(*backend.driver_errors):
                     conn.execute("ROLLBACK")
         return lost
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What a store wrote last of one execution: its own fold (None when it took the
+    caller's), the caller's execution object if one came, and the counts it had then."""
+
+    fold: Execution | None
+    caller: Execution | None
+    applied: int
+    status_changes: int
+
+
+def _continues(
+    written: _Written | None, folded: Execution, events: Sequence[ExecutionEvent]
+) -> bool:
+    """Whether `folded` is the caller's fold of exactly `events` onto what the store wrote
+    last: a new execution's first batch, or the next batch of the very object that came
+    with the last write, with no event applied in between. Any other writer of the
+    execution through this store came with another object, or none; one through another
+    connection emptied the cache."""
+    before = folded.applied - len(events)
+    if isinstance(events[0], ExecutionRequested):
+        return written is None and before == 0
+    return written is not None and written.caller is folded and written.applied == before
