@@ -67,7 +67,7 @@ def test_what_follows_the_order_is_written_lazily_at_a_poll_a_sleep_and_the_end(
     assert made == [(1, True, False), (1, True, False), (1, True, False), (1, True, False)]
 
 
-@pytest.mark.parametrize("acting", [CancelOrder("1"), SetProtection.__new__(SetProtection)])
+@pytest.mark.parametrize("acting", [CancelOrder("1"), SetProtection("p-1", 1.09, None)])
 def test_what_precedes_another_call_that_acts_at_the_broker_is_durable_first(acting):
     assert writes(PlaceOrder(ORDER), record(1), acting, record(2)) == [
         (1, True, True),

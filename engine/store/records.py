@@ -23,24 +23,22 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.core.events import ExecutionEvent, event_kind, from_payload, to_payload
-from engine.store.chain import canonical_json, grouped
+from engine.store.chain import canonical_json
 
 
 def record_of(events: Sequence[ExecutionEvent]) -> tuple[float, str, str]:
     """The `(at, kind, payload)` of the record one append of `events` is stored as.
 
     Raises ValueError, naming the place, for a number that is not finite."""
-    first = events[0]
-    if len(events) == 1:
-        payload = canonical_json(to_payload(first))
-    else:
-        payload = canonical_json(
-            [
-                {"at": float(event.at), "kind": event_kind(event), "payload": to_payload(event)}
-                for event in events
-            ]
-        )
-    return float(first.at), event_kind(first), payload
+    return _record([(event_kind(event), float(event.at), to_payload(event)) for event in events])
+
+
+def _record(items: Sequence[tuple[str, float, Any]]) -> tuple[float, str, str]:
+    """The `(at, kind, payload)` of a record holding these `(kind, at, fields)`, in order."""
+    kind, at, fields = items[0]
+    if len(items) > 1:
+        fields = [{"at": at_, "kind": kind_, "payload": fields_} for kind_, at_, fields_ in items]
+    return at, kind, canonical_json(fields)
 
 
 def items_of(kind: str, at: float, payload: str) -> list[tuple[str, float, dict[str, Any]]]:
@@ -50,7 +48,7 @@ def items_of(kind: str, at: float, payload: str) -> list[tuple[str, float, dict[
     neither an object nor an array of two events or more, or its columns are not its
     first event's."""
     value = json.loads(payload)
-    if not grouped(payload) and isinstance(value, dict):
+    if isinstance(value, dict):
         return [(kind, at, value)]
     if not (isinstance(value, list) and len(value) > 1):
         raise ValueError(
@@ -83,7 +81,7 @@ def decoded(
 def export_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """An exported record (its payload a JSON text) as one row per event: the events of one
     record share its seq, versions and hashes. The rows of one seq are all a re-verifier
-    needs: `record_of` over them gives back the record's hashed fields."""
+    needs: `stored_record` over them gives back the record's hashed fields."""
     items = items_of(record["kind"], record["at"], record["payload"])
     return [record | {"kind": kind, "at": at, "payload": fields} for kind, at, fields in items]
 
@@ -91,8 +89,4 @@ def export_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 def stored_record(rows: Sequence[dict[str, Any]]) -> tuple[float, str, str]:
     """The `(at, kind, payload)` hashed for the record whose exported rows (one seq, in
     order) these are: the inverse of `export_rows`, for checking a chain from a file."""
-    if len(rows) == 1:
-        row = rows[0]
-        return float(row["at"]), row["kind"], canonical_json(row["payload"])
-    items = [{"at": row["at"], "kind": row["kind"], "payload": row["payload"]} for row in rows]
-    return float(rows[0]["at"]), rows[0]["kind"], canonical_json(items)
+    return _record([(row["kind"], float(row["at"]), row["payload"]) for row in rows])

@@ -128,7 +128,7 @@ class SQLExecutionDatabase(SQLReads):
         folded: Execution | None = None,
     ) -> None:
         execution_id = one_execution(events)
-        lazy = None if self.durability == "batched" else not durable
+        lazy = self._lazy(durable)
         with self._arrivals:
             self._arriving += 1
         with self._lock:
@@ -180,7 +180,7 @@ class SQLExecutionDatabase(SQLReads):
             if self._head is not None and self._open_lazy:
                 self._commit(conn)
             if self._head is None:
-                self._begin(conn, lazy=None if self.durability == "batched" else False)
+                self._begin(conn, self._lazy(durable=True))
             assert self._head is not None
             prev_seq, prev_hash = self._head
             seq, at, kind = prev_seq + 1, float(event.at), event.kind.value
@@ -261,6 +261,11 @@ class SQLExecutionDatabase(SQLReads):
                     with suppress(*self._backend.driver_errors):
                         self._conn.close()
                     self._conn = None
+
+    def _lazy(self, durable: bool) -> bool | None:
+        """The safety level of a transaction for an append that is `durable` or not: a
+        batched store's connection keeps its own (it never waits for the disk)."""
+        return None if self.durability == "batched" else not durable
 
     def _begin(self, conn: Any, lazy: bool | None) -> None:
         self._backend.begin_exclusive(conn, "audit-chain", lazy)
