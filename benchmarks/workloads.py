@@ -23,6 +23,7 @@ from engine.core.config import EngineConfig
 from engine.core.ports import BrokerInterface
 from engine.engine import ExecutionEngine
 from engine.store import ExecutionDatabase, open_database
+from scenarios.batch_gc import batch_gc
 from scenarios.orderflow import OrderFlowConfig, order_flow
 from sim.latency import LatencyConfig
 from sim.network import NetworkConfig
@@ -48,8 +49,9 @@ def simulated_run(orders: int, db_url: str, seed: int = 1) -> float:
             process.callbacks.append(lambda _: done.__setitem__(0, done[0] + 1))
 
     started = time.perf_counter()
-    world.env.process(feed())
-    world.env.run()
+    with batch_gc():  # as the simulation commands run
+        world.env.process(feed())
+        world.env.run()
     database.close()
     elapsed = time.perf_counter() - started
     assert done[0] == orders
@@ -63,7 +65,8 @@ def scenario_run(orders: int, out_dir: str) -> float:
     from scenarios.runner import run_scenario
 
     started = time.perf_counter()
-    summary = run_scenario(demo_scenario(orders, seed=1), Path.cwd(), out_dir=Path(out_dir))
+    with batch_gc():  # as `arbitrex run` runs it
+        summary = run_scenario(demo_scenario(orders, seed=1), Path.cwd(), out_dir=Path(out_dir))
     elapsed = time.perf_counter() - started
     if not summary.ok:
         raise RuntimeError(f"the benchmark's run broke its invariants: {summary.violations}")

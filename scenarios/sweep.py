@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from scenarios.batch_gc import tune_for_batch
 from scenarios.limits import MAX_SEED, MAX_SWEEP_SEEDS
 from scenarios.runner import RunSummary, run_scenario
 from scenarios.spec import ScenarioError, load_scenario
@@ -111,7 +112,8 @@ def sweep(
     if dask_address is not None:
         rows = _on_dask(dask_address, points)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # The workers are the sweep's own processes, each running points only.
+        with ProcessPoolExecutor(max_workers=workers, initializer=tune_for_batch) as pool:
             futures = [pool.submit(run_point, *point) for point in points]
             rows = [future.result() for future in futures]
     frame = pd.DataFrame(rows)

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from engine.core.costing import CostEstimator
 from engine.store import StoreUnavailable
+from scenarios.batch_gc import batch_gc
 from scenarios.cli.common import OneLineErrors, console, cost_estimator, err, fail, open_store
 from scenarios.crash import KillPhase, crash_run
 from scenarios.demo import demo_scenario
@@ -191,7 +192,7 @@ def _run_and_report(
 ) -> None:
     real_start = time.perf_counter()
     try:
-        with _progress_bar(scenario.name) as on_progress:
+        with _progress_bar(scenario.name) as on_progress, batch_gc():
             summary = run_scenario(
                 scenario,
                 base_dir,
