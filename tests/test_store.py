@@ -659,6 +659,26 @@ def test_batched_durability_commits_every_batch_size_events_and_on_flush(shared)
     assert verify_audit_chain(reader).records_verified == 7
 
 
+def test_a_batched_sqlite_store_sizes_cache_and_checkpoints_for_its_large_commits_not_the_live_one(
+    tmp_path,
+):
+    backend = SQLiteBackend(str(tmp_path / "sizes.db"))
+    live, batched = backend.connect("sync"), backend.connect("batched")
+
+    def setting(conn: sqlite3.Connection, name: str) -> int:
+        return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+    # The live store keeps SQLite's small checkpoints: a larger one is a longer stall on
+    # the path of whichever order's commit crosses it.
+    assert (setting(live, "wal_autocheckpoint"), setting(live, "cache_size")) == (1000, -2000)
+    assert (setting(batched, "wal_autocheckpoint"), setting(batched, "cache_size")) == (
+        10_000,
+        -16_384,
+    )
+    live.close()
+    batched.close()
+
+
 def test_batched_reads_see_pending_events_and_duplicates_are_refused_at_once(target, reference):
     db = target.open(durability="batched", batch_size=100_000)
     sb.seeded_run(db, SEED)
@@ -887,13 +907,14 @@ def test_a_sqlite_store_written_without_pause_keeps_its_log_bounded(tmp_path):
     path = tmp_path / "audit.db"
     largest = 0
     with open_database(f"sqlite:///{path}", durability="batched", batch_size=20) as db:
-        for index in range(2_000):
+        for index in range(6_000):
             db.append(sb.requested(f"steady-{index}"))
             largest = max(largest, Path(f"{path}-wal").stat().st_size)
-        assert len(db.non_terminal()) == 2_000
-    # SQLite's automatic checkpoint (1,000 pages) restarts the log: without that, every
-    # record ever written would stay in it (over 20 MB here).
-    assert largest < 8 * 1024 * 1024
+        assert len(db.non_terminal()) == 6_000
+    # SQLite's automatic checkpoint (every 10,000 pages, 40 MiB, in a batched store)
+    # restarts the log: without it, every record ever written would stay in it (90 MB
+    # here).
+    assert largest < 48 * 1024 * 1024
 
 
 # -- migrations --------------------------------------------------------------------------

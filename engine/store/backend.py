@@ -55,6 +55,13 @@ def parse_timeout(value: str, url: str) -> float:
     return seconds
 
 
+# Events per commit of a batched (simulation) store. Large, because a long run's indexes on
+# execution ids (hashes: random places in each B-tree) put nearly every execution's rows on
+# pages of their own: a commit writes each page it dirtied once, however many of its
+# executions share it, so fewer, larger commits write far less (benchmarks/README.md).
+DEFAULT_BATCH_SIZE = 10_000
+
+
 def check_durability(durability: str, batch_size: int) -> None:
     if durability not in ("sync", "batched"):
         raise ValueError(f"durability must be 'sync' or 'batched', not {durability!r}")

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from engine.core.events import ExecutionEvent, ExecutionRequested, event_kind
 from engine.core.lifecycle import Execution
-from engine.store.backend import Backend, Durability, check_durability
+from engine.store.backend import DEFAULT_BATCH_SIZE, Backend, Durability, check_durability
 from engine.store.base import (
     ControlEvent,
     DuplicateExecution,
@@ -77,7 +77,7 @@ class SQLExecutionDatabase(SQLReads):
         backend: Backend,
         *,
         durability: Durability = "sync",
-        batch_size: int = 1000,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         state_cache_size: int = 4096,
         quote_retention_seconds: float = DEFAULT_QUOTE_RETENTION_SECONDS,
     ) -> None:

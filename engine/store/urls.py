@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.store.backend import Backend, Durability, check_durability
+from engine.store.backend import DEFAULT_BATCH_SIZE, Backend, Durability, check_durability
 from engine.store.base import ExecutionDatabase
 from engine.store.memory import InMemoryExecutionDatabase
 from engine.store.quotes import DEFAULT_QUOTE_RETENTION_SECONDS
@@ -18,7 +18,7 @@ def open_database(
     url: str,
     *,
     durability: Durability = "sync",
-    batch_size: int = 1000,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     schema: str | None = None,
     quote_retention_seconds: float = DEFAULT_QUOTE_RETENTION_SECONDS,
 ) -> ExecutionDatabase:
