@@ -11,10 +11,11 @@ SQLite store, 2,022,192 -> 1,985,850 (-1.8 %, 200 and 2,200 orders). Results are
 (tests/test_batch_gc.py) and memory stays flat: cycles are rare, and the collector still
 runs.
 
-Scoped, not global: the commands run it around a run, and a process that embeds a run (a
-notebook, the tests) gets its own settings back afterwards. The live engine (the API
-server) keeps the defaults: a larger young generation means longer pauses, each one on
-some order's path.
+Scoped, not global: the commands run it around a run, so a process that runs their code
+in-process (the tests, an application embedding the command line) gets its own settings
+back afterwards. The library (`scenarios.runner.run_scenario`, a notebook's runs) leaves
+the collector alone. The live engine (the API server) keeps the defaults: a larger young
+generation means longer pauses, each one on some order's path.
 """
 
 from __future__ import annotations
@@ -38,11 +39,20 @@ def tune_for_batch() -> None:
 
 @contextmanager
 def batch_gc() -> Iterator[None]:
-    """The collector tuned for a run inside the block, as before it afterwards."""
+    """The collector tuned for a run inside the block, as before it afterwards.
+
+    A process that had frozen objects itself (or an enclosing block) keeps its freeze: the
+    collector can only thaw everything at once, so this block then leaves freezing alone and
+    sets the thresholds only."""
     thresholds = gc.get_threshold()
-    tune_for_batch()
+    freezes = gc.get_freeze_count() == 0
+    if freezes:
+        tune_for_batch()
+    else:
+        gc.set_threshold(*BATCH_THRESHOLDS)
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if freezes:
+            gc.unfreeze()

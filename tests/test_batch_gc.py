@@ -6,8 +6,10 @@ import gc
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from scenarios.batch_gc import BATCH_THRESHOLDS, batch_gc
+from scenarios.cli import runs
 from scenarios.demo import demo_scenario
 from scenarios.runner import run_scenario
 
@@ -27,6 +29,36 @@ def test_the_process_gets_its_collector_back_when_the_run_fails():
         raise RuntimeError("the run broke")
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_caller_that_froze_objects_itself_keeps_them_frozen_after_a_run():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with batch_gc():
+            assert gc.get_threshold() == BATCH_THRESHOLDS
+            with batch_gc():  # nested: the outer block's freeze stays too
+                pass
+            assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_the_demo_command_runs_its_orders_under_the_batch_settings(monkeypatch):
+    seen: list[tuple[int, int, int]] = []
+
+    def observed(*args: object, **kwargs: object) -> object:
+        seen.append(gc.get_threshold())
+        return run_scenario(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runs, "run_scenario", observed)
+    before = gc.get_threshold()
+    result = CliRunner().invoke(runs.runs_app, ["demo", "--orders", "5", "--seed", "1"])
+
+    assert result.exit_code == 0, result.output
+    assert seen == [BATCH_THRESHOLDS]
+    assert gc.get_threshold() == before
 
 
 def test_the_collector_settings_do_not_change_a_runs_results():

@@ -664,19 +664,18 @@ def test_a_batched_sqlite_store_sizes_cache_and_checkpoints_for_its_large_commit
 ):
     backend = SQLiteBackend(str(tmp_path / "sizes.db"))
     live, batched = backend.connect("sync"), backend.connect("batched")
+    plain = sqlite3.connect(tmp_path / "sizes.db")  # this SQLite build's own defaults
 
-    def setting(conn: sqlite3.Connection, name: str) -> int:
-        return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+    def sizes(conn: sqlite3.Connection) -> tuple[int, int]:
+        checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        return int(checkpoint), int(conn.execute("PRAGMA cache_size").fetchone()[0])
 
     # The live store keeps SQLite's small checkpoints: a larger one is a longer stall on
     # the path of whichever order's commit crosses it.
-    assert (setting(live, "wal_autocheckpoint"), setting(live, "cache_size")) == (1000, -2000)
-    assert (setting(batched, "wal_autocheckpoint"), setting(batched, "cache_size")) == (
-        10_000,
-        -16_384,
-    )
-    live.close()
-    batched.close()
+    assert sizes(live) == sizes(plain)
+    assert sizes(batched) == (10_000, -16_384)
+    for conn in (live, batched, plain):
+        conn.close()
 
 
 def test_batched_reads_see_pending_events_and_duplicates_are_refused_at_once(target, reference):
@@ -911,7 +910,7 @@ def test_a_sqlite_store_written_without_pause_keeps_its_log_bounded(tmp_path):
             db.append(sb.requested(f"steady-{index}"))
             largest = max(largest, Path(f"{path}-wal").stat().st_size)
         assert len(db.non_terminal()) == 6_000
-    # SQLite's automatic checkpoint (every 10,000 pages, 40 MiB, in a batched store)
+    # SQLite's automatic checkpoint (every 10,000 pages, 40 MB, in a batched store)
     # restarts the log: without it, every record ever written would stay in it (90 MB
     # here).
     assert largest < 48 * 1024 * 1024

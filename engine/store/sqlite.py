@@ -23,7 +23,7 @@ _SYNCHRONOUS: dict[Durability, str] = {"sync": "FULL", "batched": "NORMAL"}
 # A batched store's commits are large (engine.store.backend.DEFAULT_BATCH_SIZE events) and
 # dirty pages all over the indexes on execution ids. A 16 MiB page cache (SQLite's default
 # is 2 MiB) keeps a commit's pages in memory until it commits, instead of spilling them to
-# the log and writing them again; a checkpoint every 10,000 pages of log (40 MiB; 1,000 by
+# the log and writing them again; a checkpoint every 10,000 pages of log (40 MB; 1,000 by
 # default) copies a page rewritten by many commits into the database once. Over a
 # 50,000-order `arbitrex run`, with the larger batches: 26.7 -> 11.3 KB written per
 # execution (benchmarks/README.md). The live store keeps SQLite's defaults: its commits are
