@@ -20,7 +20,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The checkout this script stands in, not an installed copy: so that a worktree of another
 # commit measures its own code.
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.suite import figure  # noqa: E402 (importable once the checkout is on the path)
 
 MISSING = (
     "NautilusTrader is not installed: pip install nautilus_trader "
@@ -178,13 +179,8 @@ def in_fresh_process(contender: str, orders: int) -> dict[str, float]:
 
 
 def summary(samples: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "runs": len(samples),
-        "samples": samples,
-    }
+    """The suite's figure of the samples, and the samples themselves."""
+    return {**figure(samples), "samples": samples}
 
 
 def compare(orders: int, repeat: int, ours_only: bool) -> dict[str, Any]:

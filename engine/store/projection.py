@@ -55,13 +55,16 @@ def moment_of(micros_since_epoch: int) -> datetime:
 def apply_events(execution: Execution, events: Iterable[ExecutionEvent]) -> float | None:
     """Apply `events` to `execution`; returns the time of the last one that changed its
     status, or None if none did (a row's updated_at)."""
-    changed_at = None
+    before = execution.status_changes
     for event in events:
-        before = execution.status
         execution.apply(event)
-        if execution.status is not before:
-            changed_at = event.at
-    return changed_at
+    return changed_since(execution, before)
+
+
+def changed_since(execution: Execution, status_changes: int) -> float | None:
+    """When the execution's status last changed, if it changed after its first
+    `status_changes` changes; else None."""
+    return execution.status_changed_at if execution.status_changes > status_changes else None
 
 
 def row_of(execution: Execution, status_changed_at: float) -> ProjectionRow:

@@ -45,6 +45,7 @@ from engine.store.projection import (
     CLAIM,
     ProjectionRow,
     apply_events,
+    changed_since,
     row_of,
 )
 from engine.store.quotes import (
@@ -307,9 +308,7 @@ class SQLExecutionDatabase(SQLReads):
             # The caller folded these very events onto what this store wrote last: its
             # fold is the one the store would make (the lifecycle is one table).
             execution, own = folded, None
-            before = written.status_changes if written is not None else 0
-            changed = folded.status_changes > before
-            changed_at = folded.status_changed_at if changed else None
+            changed_at = changed_since(folded, written.status_changes if written else 0)
         else:
             if isinstance(first, ExecutionRequested):
                 execution = Execution(execution_id)
