@@ -183,11 +183,12 @@ class ExecutionEngine(Generic[H]):
         )
 
     def orphans(self) -> list[str]:
-        """Non-terminal executions no live engine is working on: what recovery settles."""
+        """Unsettled executions (open, or filled and owing their stops) no live engine is
+        working on: what recovery settles."""
         with self._unwritten_lock:
             mine_in_flight = set(self._in_flight)
         orphaned = []
-        for execution_id in self.database.non_terminal():
+        for execution_id in self.database.unsettled():
             request = self.database.request(execution_id)
             owner = request.engine_instance if request is not None else None
             if owner == self.instance_id:
@@ -252,7 +253,7 @@ class ExecutionEngine(Generic[H]):
         return ExecutionConfirmation.from_log(execution.to_log())
 
     def recover(self) -> list[H]:
-        """Settle every non-terminal execution no live engine is working on, recording it:
+        """Settle every unsettled execution no live engine is working on, recording it:
         on start, and once lost replies can be asked about. The driver's handles to the
         settled executions (live: settled one after another; SimPy: concurrently)."""
         handles = [

@@ -20,8 +20,6 @@ EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 SQLITE_GUARDS = ("control_events_refuse_update", "control_events_refuse_delete")
 
 
-
-
 def control(kind: ControlKind, at: float, by: str = "ops") -> ControlEvent:
     return ControlEvent(kind, at, {"by": by, "reason": None}, ENGINE_VERSION, "cfg")
 
@@ -63,7 +61,7 @@ def test_control_events_are_no_executions_for_history_recovery_or_metrics(target
     assert len(list(db.execution_ids())) == 2
     assert len(db.history(limit=10)) == 2
     assert db.metrics().executions == 2
-    assert len(db.non_terminal()) == 2  # the two requests, never the control events
+    assert len(db.unsettled()) == 2  # the two requests, never the control events
 
 
 def test_a_control_event_is_committed_at_once_even_in_batched_durability(shared):

@@ -158,7 +158,7 @@ def test_an_unreachable_broker_after_a_lost_reply_leaves_the_execution_unresolve
     assert execution.status is S.UNRESOLVED
     assert execution.outcome_reason is R.OUTCOME_UNKNOWN
     assert len(world.venue.orders) == 1  # it did execute; the engine must not send another
-    assert world.engine.database.non_terminal() == [execution.execution_id]
+    assert world.engine.database.unsettled() == [execution.execution_id]
 
 
 def test_an_order_unfilled_after_sixty_seconds_expires_and_is_cancelled_in_virtual_time():

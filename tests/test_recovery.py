@@ -7,14 +7,16 @@ import pytest
 from brokers.mt5 import MT5Broker
 from engine.core.effects import Record
 from engine.core.events import ReconciliationAttempted
+from engine.core.ports import OrderRequest
+from engine.core.vocabulary import Direction
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
-from engine.store import InMemoryExecutionDatabase
+from engine.store import InMemoryExecutionDatabase, verify_audit_store
 from sim.latency import LatencyConfig
 from sim.network import FaultKind, FaultWindow, NetworkConfig
 from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
 from tests.builders import decision
-from tests.store_backends import store_target
+from tests.store_backends import StoreTarget, store_target
 
 S = ExecutionStatus
 R = ExecutionRejectionReason
@@ -74,6 +76,74 @@ def test_a_restart_of_an_mt5_world_reconnects_mt5broker_to_the_terminal_and_adop
     assert ReconciliationAttempted in kinds
 
 
+def crash_just_after_the_fill(world: SimulatedWorld, trade: dict, **options) -> str:
+    """Run one decision until its fill is on record, and stop the engine there: the
+    execution has ended FILLED, its stops (if asked for) on their way or not yet sent."""
+    database = world.engine.database
+    before = set(database.execution_ids())
+    world.engine.submit(decision(**trade, **options))
+    while (
+        not (new := set(database.execution_ids()) - before)
+        or database.get_execution(next(iter(new))).status is not S.FILLED
+    ):
+        world.env.step()
+    return next(iter(new))
+
+
+STOPS = {"stop_loss_pips": 20, "take_profit_pips": 30}
+
+
+@pytest.mark.parametrize("broker_kind", ["sim", "mt5-emulated"])
+def test_a_fill_recorded_just_before_a_crash_gets_its_stops_when_the_engine_restarts(
+    broker_kind,
+):
+    world = SimulatedWorld.build(
+        seed=1, network=WIRE, database=InMemoryExecutionDatabase(), broker_kind=broker_kind
+    )
+    execution_id = crash_just_after_the_fill(world, STOPS)
+    [bare] = world.venue.positions(world.env.now)
+    assert bare.stop_loss is None and bare.take_profit is None
+    assert world.engine.database.get_execution(execution_id).owes_protection
+
+    restarted, [execution] = recover(world)
+
+    assert execution.status is S.FILLED and execution.executed_units == 100_000
+    [position] = world.venue.positions(restarted.env.now)
+    assert (position.stop_loss, position.take_profit) == execution.protection[position.position_id]
+    assert position.stop_loss is not None and position.take_profit is not None
+    assert execution.protection_gap_seconds is not None and execution.protection_gap_seconds > 0
+    assert len(world.venue.orders) == 1  # nothing was sent again
+    assert restarted.engine.database.unsettled() == []
+
+
+def test_a_position_closed_while_the_engine_was_down_is_recorded_as_left_without_stops():
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=InMemoryExecutionDatabase())
+    execution_id = crash_just_after_the_fill(world, STOPS)
+    [bare] = world.venue.positions(world.env.now)
+    # The trader closes it by hand in the terminal while the engine is down.
+    quote = world.venue.quote(bare.symbol, world.env.now)
+    closing = OrderRequest(
+        "manual-close", bare.symbol, Direction.SELL, bare.units, 1.0, quote.bid, None,
+        position_id=bare.position_id, reduce_only=True,
+    )  # fmt: skip
+    world.venue.place(closing, world.env.now)
+    assert world.venue.positions(world.env.now) == ()
+
+    restarted, [execution] = recover(world)
+
+    # The broker refuses stops for a position it no longer has (MT5 10036): that is the
+    # outcome, on the record once, not a question asked again at every restart.
+    assert "position already closed" in execution.unprotected[bare.position_id]
+    assert restarted.engine.database.unsettled() == []
+    assert restarted.engine.database.get_execution(execution_id).status is S.FILLED
+
+
+def test_a_fill_without_stops_asked_is_settled_when_it_is_recorded():
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=InMemoryExecutionDatabase())
+    crash_just_after_the_fill(world, {})
+    assert world.engine.database.unsettled() == []
+
+
 def test_an_order_that_never_reached_the_broker_is_abandoned_not_sent_late():
     world, _ = crash_at(0.005)  # the request dies with the engine
     _, [execution] = recover(world)
@@ -108,7 +178,7 @@ def test_an_unresolved_execution_is_settled_once_the_broker_answers_again():
     world.env.run(until=T0 + 130)
     _, [execution] = recover(world)
     assert execution.status is S.FILLED and len(world.venue.orders) == 1
-    assert world.engine.database.non_terminal() == []
+    assert world.engine.database.unsettled() == []
 
 
 def test_recovery_with_nothing_open_does_nothing():
@@ -157,3 +227,55 @@ def test_a_slippage_bound_beyond_reason_is_refused_at_the_door():
 
     with pytest.raises(ValidationError, match="max_slippage_pips"):
         SimulatedWorld.build(seed=1).engine.submit(decision(max_slippage_pips=1e308))
+
+
+def owed_by_the_row(target: StoreTarget, execution_id: str) -> int:
+    with target.raw() as raw:
+        query = "SELECT owes_protection FROM executions WHERE execution_id = " + (
+            "?" if target.kind == "sqlite-file" else "%s"
+        )
+        return raw.execute(query, (execution_id,)).fetchone()[0]
+
+
+def test_a_sql_store_keeps_a_fill_owing_its_stops_unsettled_until_recovery_sets_them(shared):
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=shared.open())
+    execution_id = crash_just_after_the_fill(world, STOPS)
+    db = world.engine.database
+    assert db.unsettled() == [execution_id] and owed_by_the_row(shared, execution_id) == 1
+    assert verify_audit_store(db).ok
+
+    _, [execution] = recover(world)
+
+    assert execution.protection and db.unsettled() == []
+    assert owed_by_the_row(shared, execution_id) == 0
+    assert verify_audit_store(db).ok
+
+
+def test_a_row_whose_owed_stops_were_changed_behind_the_store_is_named_by_verify(shared):
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=shared.open())
+    execution_id = crash_just_after_the_fill(world, STOPS)
+    shared.tamper("UPDATE executions SET owes_protection = 0")  # hides it from recovery
+
+    result = verify_audit_store(shared.open()).executions
+    assert not result.ok
+    [disagreement] = result.disagreements
+    assert disagreement.execution_id == execution_id
+    assert disagreement.column == "owes_protection"
+
+
+def test_an_older_database_learns_which_fills_still_owe_their_stops(shared):
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=shared.open())
+    protected = world.engine.submit(decision(**STOPS, decision_id="protected"))
+    plain = world.engine.submit(decision(decision_id="plain"))
+    world.env.run(until=T0 + 5)
+    assert protected.value.protection and not plain.value.request.protected
+    owing = crash_just_after_the_fill(world, STOPS, decision_id="crashed")
+    world.engine.database.close()
+    with shared.raw() as raw:  # the database as an engine before the column left it
+        raw.execute("ALTER TABLE executions DROP COLUMN owes_protection")
+        raw.execute("DELETE FROM schema_migrations WHERE version = 7")
+
+    upgraded = shared.open()
+
+    assert upgraded.unsettled() == [owing]
+    assert verify_audit_store(upgraded).ok  # every row's value is the one its records give

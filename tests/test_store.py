@@ -137,8 +137,8 @@ def test_history_and_open_executions_come_from_the_projection_with_the_base_sema
     ]
     for query in queries:
         assert db.history(**query) == ExecutionDatabase.history(db, **query), query
-    assert db.non_terminal() == ExecutionDatabase.non_terminal(db)
-    assert db.non_terminal(), "the run was stopped while executions were in flight"
+    assert db.unsettled() == ExecutionDatabase.unsettled(db)
+    assert db.unsettled(), "the run was stopped while executions were in flight"
 
 
 def test_every_execution_reads_back_in_id_order_a_page_at_a_time_as_replayed_one_by_one(target):
@@ -524,7 +524,7 @@ def test_concurrent_sync_appends_on_postgresql_all_become_durable_in_one_chain(p
 
     assert set(outcomes.values()) == {"durable"}
     reader = postgres.open()
-    assert len(reader.non_terminal()) == 60
+    assert len(reader.unsettled()) == 60
     assert verify_audit_chain(reader).records_verified == 60
 
 
@@ -727,7 +727,7 @@ def test_an_event_the_lifecycle_forbids_is_refused_and_not_recorded(target):
         db.append(fill)
 
     assert [type(e) for e in db.events(request.execution_id)] == [type(request)]
-    assert db.non_terminal() == [request.execution_id]
+    assert db.unsettled() == [request.execution_id]
 
 
 @pytest.mark.parametrize("durability", ["sync", "batched"])
@@ -767,7 +767,7 @@ def test_a_batch_is_one_chained_record_and_projects_its_last_status(target):
     db.append_batch((request, validated, attempted))
 
     assert db.events(eid) == (request, validated, attempted)
-    assert db.non_terminal() == [eid]
+    assert db.unsettled() == [eid]
     (log,) = db.history(status=ExecutionStatus.SUBMITTING)
     assert log.execution_id == eid and log.created_at.timestamp() == DEFAULT_START
     result = verify_audit_chain(db)
@@ -909,7 +909,7 @@ def test_a_sqlite_store_written_without_pause_keeps_its_log_bounded(tmp_path):
         for index in range(6_000):
             db.append(sb.requested(f"steady-{index}"))
             largest = max(largest, Path(f"{path}-wal").stat().st_size)
-        assert len(db.non_terminal()) == 6_000
+        assert len(db.unsettled()) == 6_000
     # SQLite's automatic checkpoint (every 10,000 pages, 40 MB, in a batched store)
     # restarts the log: without it, every record ever written would stay in it (90 MB
     # here).

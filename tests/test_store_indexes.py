@@ -62,7 +62,7 @@ def test_every_read_of_the_audit_records_goes_through_an_index(tmp_path):
     db.events(some)
     db.get_execution(some)
     db.history(status=ExecutionStatus.FILLED, symbol="EURUSD", limit=5)
-    db.non_terminal()
+    db.unsettled()
     list(db.executions(chunk=7))
     db.export_audit_trail(datetime(2024, 1, 8, tzinfo=UTC), datetime(2024, 1, 9, tzinfo=UTC))
     assert verify_audit_store(db).ok

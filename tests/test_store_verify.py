@@ -126,7 +126,8 @@ def test_a_row_removed_or_made_up_behind_the_store_is_named(shared):
         conn.execute(f"DELETE FROM executions WHERE execution_id = '{removed}'")
         conn.execute(
             "INSERT INTO executions SELECT 'zz-made-up', 'key-made-up', client_order_id, "
-            "symbol, status, created_at, updated_at, engine_version, config_version "
+            "symbol, status, created_at, updated_at, engine_version, config_version, "
+            "owes_protection "
             f"FROM executions WHERE execution_id = '{one_with_status(shared, 'REJECTED')}'"
         )
     problems = [d.problem for d in verify_executions_table(db).disagreements]

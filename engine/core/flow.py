@@ -314,16 +314,20 @@ def _remainder(
 def recovery_flow(
     execution: Execution, config: EngineConfig, started_at: float, costing: Costing | None = None
 ) -> Flow:
-    """Settle an execution that a stop (crash, restart) or a lost reply left open.
+    """Settle an execution that a stop (crash, restart) or a lost reply left unfinished.
 
     The broker is asked about the order by its client order id; what it has is adopted and
     followed to the end. Nothing is ever sent: an order the broker never got is abandoned,
-    because a decision that was not executed then must not be executed late.
+    because a decision that was not executed then must not be executed late. One that
+    ended filled just before the stop, its stops not yet set, gets them now.
     """
     run = run_for(execution, config, started_at, costing)
     request = execution.request
-    assert request is not None and not execution.is_terminal
+    assert request is not None and (not execution.is_terminal or execution.owes_protection)
     eid, deadline = execution.execution_id, started_at + config.order_timeout_seconds
+    if execution.owes_protection:
+        yield from _after_the_fill(run, request)
+        return execution
     if execution.status is S.PENDING:
         yield run.record(
             ExecutionAbandoned(
@@ -357,23 +361,29 @@ def recovery_flow(
             return execution
         report = reconciliation.report
     yield from monitor_until_done(run, report, deadline, "not settled by recovery's deadline")
-    if execution.executed_units == 0:
-        return execution
+    if execution.executed_units > 0:
+        yield from _after_the_fill(run, request)
+    return execution
+
+
+def _after_the_fill(run: Run, request: ExecutionRequest) -> Generator[Effect, Any, None]:
+    """What recovery still owes an execution whose order filled before the stop: its
+    slippage, if not yet measured, and the stops upstream asked for, if not yet set (the
+    position stood bare meanwhile: the gap since the fill goes on the record)."""
+    execution = run.execution
     assert request.direction is not None and request.symbol is not None
     try:
         spec = yield from run.ask(FetchSymbol(request.symbol))
     except BrokerError:
-        spec = None  # slippage waits for a broker that answers
+        spec = None  # what is owed waits for a broker that answers: the next recovery
     if spec is None:
-        return execution
-    if execution.arrival_bid is not None and execution.arrival_ask is not None:
-        price = reference_price(request.direction, execution.arrival_bid, execution.arrival_ask)
+        return
+    arrival = (execution.arrival_bid, execution.arrival_ask)
+    if execution.slippage_pips is None and arrival[0] is not None and arrival[1] is not None:
+        price = reference_price(request.direction, arrival[0], arrival[1])
         yield from measure_slippage(run, request.direction, price, spec.pip)
     if request.protected and not execution.protection and not execution.unprotected:
-        # A crash between the fill and the stops left the position bare: protect it now,
-        # the gap since the fill on the record.
         yield from protect(run, request, levels_of(request), None, spec)
-    return execution
 
 
 def _market_context(run: Run, request: ExecutionRequest) -> Generator[Effect, Any, MarketContext]:

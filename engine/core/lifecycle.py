@@ -198,6 +198,20 @@ class Execution:
         return self.status is not None and self.status.is_terminal
 
     @property
+    def owes_protection(self) -> bool:
+        """Ended with units filled, upstream asked for stops, and no outcome of setting them
+        is on record: what a stop between the fill and the stops leaves behind. Such an
+        execution is terminal, yet recovery still owes its positions their stops."""
+        return (
+            self.is_terminal
+            and self.executed_units > 0
+            and self.request is not None
+            and self.request.protected
+            and not self.protection
+            and not self.unprotected
+        )
+
+    @property
     def fill_time_seconds(self) -> float | None:
         """From the first submission attempt to the last fill."""
         if self.last_fill_at is None or self.submitted_at is None:

@@ -280,12 +280,16 @@ class ExecutionDatabase(ABC):
         matched.sort(key=lambda log: (log.created_at, log.execution_id))
         return matched[query.offset : query.offset + query.limit]
 
-    def non_terminal(self) -> list[str]:
-        """Executions a crash or a lost reply left open: recovery must settle each one."""
+    def unsettled(self) -> list[str]:
+        """Executions a stop or a lost reply left unfinished: those that have not ended,
+        and those that ended filled with their stops not yet on record. Recovery must
+        settle each one."""
         return [
             execution_id
             for execution_id in self.execution_ids()
-            if not (execution := self.get_execution(execution_id)) or not execution.is_terminal
+            if not (execution := self.get_execution(execution_id))
+            or not execution.is_terminal
+            or execution.owes_protection
         ]
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:

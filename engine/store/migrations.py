@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.core.vocabulary import ExecutionStatus
 from engine.store.backend import Backend
 from engine.store.base import StoreUnavailable
 
@@ -112,6 +113,31 @@ def _events_view(position: str, at_kind_payload: str, items: str) -> str:
     )
 
 
+def _owes_protection(request_field: str) -> tuple[str, ...]:
+    # The column, and its value for the rows already stored, by the definition the store
+    # writes it with (Execution.owes_protection), in SQL: ended, filled, asked for stops,
+    # no outcome of setting them recorded. `request_field` reads a field of a request's
+    # payload in the dialect's JSON.
+    terminal = ", ".join(f"'{status.value}'" for status in ExecutionStatus if status.is_terminal)
+    asked = " OR ".join(
+        f"{request_field.format(field)} IS NOT NULL"
+        for field in ("stop_loss", "stop_loss_pips", "take_profit", "take_profit_pips")
+    )
+    return (
+        "ALTER TABLE executions ADD COLUMN owes_protection INTEGER NOT NULL DEFAULT 0",
+        f"""UPDATE executions SET owes_protection = 1
+        WHERE status IN ({terminal})
+        AND execution_id IN (
+            SELECT execution_id FROM audit_trail_events WHERE kind = 'OrderFilled')
+        AND execution_id IN (
+            SELECT execution_id FROM audit_trail_events
+            WHERE kind = 'ExecutionRequested' AND ({asked}))
+        AND execution_id NOT IN (
+            SELECT execution_id FROM audit_trail_events
+            WHERE kind IN ('ProtectionSet', 'ProtectionFailed'))""",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -207,6 +233,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                 "LATERAL json_array_elements(a.payload::json) WITH ORDINALITY e(item, position)",
             ),
         ),
+    ),
+    # A crash between a fill and its stops leaves an execution that has ended (FILLED) but
+    # whose position stands without the stops upstream asked for. Recovery looked only at
+    # executions that had not ended, so it never found them; the row now says so, and
+    # recovery settles these too (engine.core.flow.recovery_flow). A read of all terminal
+    # rows instead would grow with the whole history.
+    Migration(
+        version=7,
+        name="executions.owes_protection: ended filled, stops not yet on record",
+        sqlite=_owes_protection("json_extract(payload, '$.request.{}')"),
+        postgresql=_owes_protection("(payload::json -> 'request' ->> '{}')"),
     ),
 )
 

@@ -1,7 +1,7 @@
 """The `executions` table: one row per execution, every column derived from its records.
 
-The table exists for queries (history by symbol, status and time; recovery's open
-executions), not as evidence: it sits outside the hash chain and the store updates it as
+The table exists for queries (history by symbol, status and time; what recovery must
+settle), not as evidence: it sits outside the hash chain and the store updates it as
 executions move on. So its rows are defined here once, as a function of the execution's
 folded records, and the store writes them and `engine.store.verify` checks them with the
 same definition: a row changed behind the store's back disagrees with its records.
@@ -33,6 +33,9 @@ class ProjectionRow:
     updated_at: int  # UTC microseconds: when its status last changed
     engine_version: str
     config_version: str
+    # 1 while the execution has ended filled but its stops are not yet on record (see
+    # Execution.owes_protection): recovery's second kind of unfinished business.
+    owes_protection: int
 
     def values(self) -> tuple[str | int | None, ...]:
         """The fields in column order, as a statement's parameters."""
@@ -81,6 +84,7 @@ def row_of(execution: Execution, status_changed_at: float) -> ProjectionRow:
         updated_at=micros(utc(status_changed_at)),
         engine_version=request.engine_version,
         config_version=request.config_version,
+        owes_protection=int(execution.owes_protection),
     )
 
 

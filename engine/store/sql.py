@@ -309,11 +309,13 @@ class SQLExecutionDatabase(SQLReads):
             # fold is the one the store would make (the lifecycle is one table).
             execution, own = folded, None
             changed_at = changed_since(folded, written.status_changes if written else 0)
+            owed_before = written is not None and written.owes_protection
         else:
             if isinstance(first, ExecutionRequested):
                 execution = Execution(execution_id)
             else:
                 execution = self._fold(conn, first, written)
+            owed_before = execution.owes_protection
             changed_at = apply_events(execution, events)
             own = execution
             if folded is not None and folded.applied != execution.applied:
@@ -332,8 +334,16 @@ class SQLExecutionDatabase(SQLReads):
             # UNRESOLVED, SUBMITTING): its updated_at is then the fold's, as verify expects.
             row = row_of(execution, changed_at)
             conn.execute(
-                sql("UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?"),
-                (row.status, row.updated_at, execution_id),
+                sql(
+                    "UPDATE executions SET status = ?, updated_at = ?, owes_protection = ? "
+                    "WHERE execution_id = ?"
+                ),
+                (row.status, row.updated_at, row.owes_protection, execution_id),
+            )
+        elif execution.owes_protection != owed_before:  # the stops' outcome came later
+            conn.execute(
+                sql("UPDATE executions SET owes_protection = ? WHERE execution_id = ?"),
+                (int(execution.owes_protection), execution_id),
             )
         conn.execute(
             sql(f"INSERT INTO audit_events ({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
@@ -341,7 +351,7 @@ class SQLExecutionDatabase(SQLReads):
         )
         self._head = (seq, digest)
         self._folds[execution_id] = _Written(
-            own, folded, execution.applied, execution.status_changes
+            own, folded, execution.applied, execution.status_changes, execution.owes_protection
         )
         if len(self._folds) > self._state_cache_size:
             self._folds.popitem(last=False)
@@ -438,12 +448,14 @@ class SQLExecutionDatabase(SQLReads):
 @dataclass(frozen=True, slots=True)
 class _Written:
     """What a store wrote last of one execution: its own fold (None when it took the
-    caller's), the caller's execution object if one came, and the counts it had then."""
+    caller's), the caller's execution object if one came, and the counts and the row's
+    owes_protection it had then."""
 
     fold: Execution | None
     caller: Execution | None
     applied: int
     status_changes: int
+    owes_protection: bool
 
 
 def _continues(

@@ -117,14 +117,16 @@ class SQLReads(ExecutionDatabase):
             ids = [row[0] for row in conn.execute(select, params).fetchall()]
             return [Execution.replay(i, self._read_events(conn, i)).to_log() for i in ids]
 
-    def non_terminal(self) -> list[str]:
-        """Executions a crash or a lost reply left open: recovery must settle each one."""
+    def unsettled(self) -> list[str]:
+        """Executions a stop or a lost reply left unfinished, oldest first: those that have
+        not ended, and those that ended filled with their stops not yet on record.
+        Recovery must settle each one."""
         marks = ", ".join("?" for _ in _TERMINAL)
         query = self._backend.sql(
             f"SELECT execution_id FROM executions WHERE status NOT IN ({marks}) "
-            "ORDER BY created_at, execution_id"
+            "OR owes_protection = 1 ORDER BY created_at, execution_id"
         )
-        with self._reading("list open executions") as conn:
+        with self._reading("list unsettled executions") as conn:
             return [row[0] for row in conn.execute(query, _TERMINAL).fetchall()]
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
