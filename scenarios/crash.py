@@ -11,8 +11,11 @@ decision twice.
 Where a kill lands is chosen, not left to a timer: a kill at a random instant mostly finds
 the engine between orders, or still starting, and then tests nothing. Each engine run is
 told its kill point — its n-th order, while the request is on its way to the broker (its
-SubmissionAttempted durable, nothing at the broker: recovery must abandon it) or while the
-broker holds the order and its reply is on the way back (recovery must find and adopt it).
+SubmissionAttempted durable, nothing at the broker: recovery must abandon it), while the
+broker holds the order and its reply is on the way back (recovery must find and adopt it),
+or, where the scenario's decisions ask for stops, once the order has filled and its fill is
+on record, with the request for its stops on the way (the execution has ended FILLED, its
+position stands bare: recovery must give it its stops).
 At that point the worker says so on stdout and waits; the parent SIGKILLs it there. The seed
 picks each point, so a run kills at the same moments on a fast machine and on a busy one.
 """
@@ -26,18 +29,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from enum import StrEnum
 from multiprocessing.connection import Client
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.clock import WallClock
 from engine.core.lifecycle import Execution
-from engine.core.ports import OrderReport, OrderRequest
+from engine.core.ports import OrderReport, OrderRequest, Position
 from engine.core.vocabulary import ExecutionRejectionReason
 from engine.engine import ExecutionEngine
 from engine.live import LiveDriver
@@ -48,6 +51,7 @@ from scenarios.invariants import (
     cases,
     check_invariants,
     orders_by_client,
+    positions_by_tag,
 )
 from scenarios.runner import arrivals_of
 from scenarios.spec import Scenario, ScenarioError, load_scenario
@@ -57,7 +61,8 @@ from sim.network import Network
 from sim.sessions import FxWeek
 from sim.wire import Wire
 
-# Invariants that need only the store and the broker's ledger (no halts in crash mode).
+# Invariants that need only the store and the broker's ledger and positions (no halts in
+# crash mode).
 CRASH_INVARIANTS = (
     "no_duplicate_broker_orders",
     "broker_orders_map_to_executions",
@@ -66,6 +71,7 @@ CRASH_INVARIANTS = (
     "no_fill_while_closed",
     "executed_never_exceeds_intended",
     "no_order_for_unapproved_decision",
+    "no_position_left_unprotected",
 )
 
 
@@ -93,6 +99,22 @@ class KillPhase(StrEnum):
 
     IN_TRANSIT = "in-transit"  # the request is on its way: the broker has nothing yet
     AT_BROKER = "at-broker"  # the broker has the order; its reply is on the way back
+    BEFORE_STOPS = "before-stops"  # filled, the fill on record; the stops' request on its way
+
+
+ORDER_PHASES = (KillPhase.IN_TRANSIT, KillPhase.AT_BROKER)
+
+
+def kill_phases(scenario: Scenario) -> tuple[KillPhase, ...]:
+    """Where the scenario's orders can be caught: before their stops only if its order flow
+    asks for stops (a decisions file may not, and a kill point never reached is no test)."""
+    orders = scenario.orders
+    stops = orders.stop_loss_pips is not None or orders.take_profit_pips is not None
+    return (
+        (*ORDER_PHASES, KillPhase.BEFORE_STOPS)
+        if stops and not orders.decisions_file
+        else ORDER_PHASES
+    )
 
 
 class KillPoint(BaseModel):
@@ -119,22 +141,28 @@ class Recovery(BaseModel):
 
     adopted: int = 0  # the broker had the order: followed to its end
     abandoned: int = 0  # the order never reached the broker: ended, unsent
+    protected: int = 0  # ended filled before the kill, stops not yet set: set now
 
     @classmethod
-    def of(cls, settled: Iterable[Execution]) -> Recovery:
-        """Count the executions `ExecutionEngine.recover` settled. One it could not settle
+    def of(cls, settled: Iterable[Execution], owing_stops: Collection[str]) -> Recovery:
+        """Count the executions `ExecutionEngine.recover` settled; `owing_stops` are those
+        that had ended filled before it, owing only their stops. One it could not settle
         (the broker unreachable) stays open and is counted by the run that settles it."""
-        adopted = abandoned = 0
+        adopted = abandoned = protected = 0
         for execution in settled:
-            if execution.broker_order_id is not None:
+            if execution.execution_id in owing_stops:
+                protected += not execution.owes_protection
+            elif execution.broker_order_id is not None:
                 adopted += 1
             elif execution.outcome_reason is ExecutionRejectionReason.INTERRUPTED:
                 abandoned += 1
-        return cls(adopted=adopted, abandoned=abandoned)
+        return cls(adopted=adopted, abandoned=abandoned, protected=protected)
 
     def __add__(self, other: Recovery) -> Recovery:
         return Recovery(
-            adopted=self.adopted + other.adopted, abandoned=self.abandoned + other.abandoned
+            adopted=self.adopted + other.adopted,
+            abandoned=self.abandoned + other.abandoned,
+            protected=self.protected + other.protected,
         )
 
 
@@ -159,10 +187,21 @@ class MortalVenue(VenueProxy):
             await_kill(self._kill_at, order.client_order_id)
         return report
 
+    def set_protection(
+        self, position_id: str, stop_loss: float | None, take_profit: float | None, now: float
+    ) -> Position:
+        # The first stops asked for from the n-th order on: the n-th order itself may have
+        # been refused, or filled nothing, and then asks for none.
+        if self._kill_at.phase is KillPhase.BEFORE_STOPS and self._orders >= self._kill_at.order:
+            await_kill(self._kill_at, f"position {position_id}")
+        position: Position = self._call("set_protection", position_id, stop_loss, take_profit, now)
+        return position
 
-def await_kill(point: KillPoint, client_order_id: str) -> None:
-    """Tell the parent the kill point is reached, and wait there for its SIGKILL."""
-    print(f"kill-point {point} {client_order_id}", flush=True)
+
+def await_kill(point: KillPoint, at: str) -> None:
+    """Tell the parent the kill point is reached (`at`: the order or position), and wait
+    there for its SIGKILL."""
+    print(f"kill-point {point} {at}", flush=True)
     sys.stdin.read()  # returns only at end of file: the parent is gone
     os._exit(1)  # so die here, as its kill would have: no cleanup, nothing more sent
 
@@ -183,7 +222,13 @@ def run_worker(
     venue = VenueProxy(address) if kill_at is None else MortalVenue(address, kill_at)
     broker = SimulatedBroker(venue, wire)  # type: ignore[arg-type]
     engine = ExecutionEngine(broker, database, scenario.engine, LiveDriver(clock))
-    print(f"recovery {Recovery.of(engine.recover()).model_dump_json()}", flush=True)
+    owing_stops = {
+        execution_id
+        for execution_id in database.unsettled()
+        if (execution := database.get_execution(execution_id)) and execution.owes_protection
+    }
+    recovery = Recovery.of(engine.recover(), owing_stops)
+    print(f"recovery {recovery.model_dump_json()}", flush=True)
     for arrival in arrivals_of(scenario, seed, scenario_path.parent):
         engine.execute(arrival.rpm)
     database.close()
@@ -202,14 +247,15 @@ class CrashOutcome(BaseModel):
     violations: tuple[Violation, ...]
 
 
-def kill_plan(seed: int, kills: int, decisions: int) -> list[KillPoint]:
-    """Where each engine run dies: phases alternate, so that recovery both adopts and
-    abandons, and the seed picks the first phase and how many orders each run sends first.
+def kill_plan(
+    seed: int, kills: int, decisions: int, phases: Sequence[KillPhase] = ORDER_PHASES
+) -> list[KillPoint]:
+    """Where each engine run dies: `phases` take turns, so that recovery does each of its
+    jobs, and the seed picks the first phase and how many orders each run sends first.
     A run dies within its first decisions / (2 (kills + 1)) orders, so the kills together
     take at most half the decisions: while most decisions become orders, every kill point
     is reached and the last run still has work of its own."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6B696C6C]))
-    phases = list(KillPhase)
     first = int(rng.integers(len(phases)))
     most = max(1, decisions // (2 * (kills + 1)))
     return [
@@ -247,7 +293,7 @@ def crash_run(
         decisions = len(arrivals_of(scenario, seed, scenario_path.parent))
         killed: list[KillPoint] = []
         recovery = Recovery()
-        for point in kill_plan(seed, kills, decisions):
+        for point in kill_plan(seed, kills, decisions, kill_phases(scenario)):
             recovered, reached = engine_run([*command, "--kill-at", str(point)])
             recovery += recovered
             if reached:
@@ -255,6 +301,8 @@ def crash_run(
         recovered, _ = engine_run(command)
         recovery += recovered
         orders = ledger_orders(port)
+        # The stops the positions really carry, at the broker, once the last engine is done.
+        positions = open_positions(port, WallClock(scenario.t0, origin).now())
     finally:
         broker.kill()
         broker.wait()
@@ -262,7 +310,10 @@ def crash_run(
     with database:
         is_open = FxWeek(holidays=scenario.market_config().week.holidays).is_open
         run_cases = cases(database.executions(), orders_by_client(orders))
-        violations = check_invariants(CRASH_INVARIANTS, run_cases, Evidence(database, is_open, []))
+        evidence = Evidence(
+            database, is_open, [], positions_at_end_of_flow=positions_by_tag(positions)
+        )
+        violations = check_invariants(CRASH_INVARIANTS, run_cases, evidence)
         executions = len(list(database.execution_ids()))
     return CrashOutcome(
         kills=tuple(killed),
@@ -323,16 +374,24 @@ def wait_for_broker(port: int, process: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
 
 
-def ledger_orders(port: int) -> list:
-    connection = Client(("127.0.0.1", port), authkey=AUTHKEY)
+def ledger_orders(port: int) -> list[Any]:
+    """Every order the broker process holds, as its ledger has it."""
+    venue = VenueProxy(("127.0.0.1", port))
     try:
-        connection.send(("ledger_orders", ()))
-        ok, orders = connection.recv()
+        orders: list[Any] = venue.ledger_orders()
     finally:
-        connection.close()
-    if not ok:
-        raise orders
+        venue.close()
     return orders
+
+
+def open_positions(port: int, now: float) -> tuple[Position, ...]:
+    """The broker process's open positions at `now`."""
+    venue = VenueProxy(("127.0.0.1", port))
+    try:
+        positions: tuple[Position, ...] = venue.positions(now)
+    finally:
+        venue.close()
+    return positions
 
 
 def main(argv: list[str] | None = None) -> int:

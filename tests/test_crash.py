@@ -20,10 +20,12 @@ from scenarios.crash import (
     KillPoint,
     crash_run,
     free_port,
+    kill_phases,
     kill_plan,
     ledger_orders,
     wait_for_broker,
 )
+from scenarios.spec import load_scenario
 from tests.store_backends import store_target
 
 SMALL = """
@@ -39,23 +41,38 @@ not_approved_share = 0.05
 """
 
 
-def scenario_file(tmp_path: Path, orders: int) -> Path:
+# Every entry asks for stops in pips, set after its fill, on positions of their own.
+WITH_STOPS = """
+stop_loss_pips = 20.0
+take_profit_pips = 30.0
+
+[account]
+margin_mode = "hedging"
+"""
+
+
+def scenario_file(tmp_path: Path, orders: int, stops: bool = False) -> Path:
     path = tmp_path / "crash_small.toml"
-    path.write_text(SMALL.format(orders=orders))
+    path.write_text(SMALL.format(orders=orders) + (WITH_STOPS if stops else ""))
     return path
 
 
 @pytest.mark.slow
-def test_an_engine_killed_mid_order_loses_nothing_and_sends_nothing_twice(tmp_path):
-    outcome = crash_run(scenario_file(tmp_path, 150), tmp_path / "run", kills=5)
+def test_an_engine_killed_mid_order_loses_nothing_sends_nothing_twice_leaves_nothing_bare(
+    tmp_path,
+):
+    outcome = crash_run(scenario_file(tmp_path, 150, stops=True), tmp_path / "run", kills=6)
 
-    assert len(outcome.kills) == 5, "every engine run must reach its kill point"
+    assert len(outcome.kills) == 6, "every engine run must reach its kill point"
     assert outcome.executions == 150  # every decision recorded exactly once
+    assert "no_position_left_unprotected" in outcome.invariants_checked
     assert outcome.violations == ()
-    # Each kill left exactly one order in flight, and recovery settled it as its phase says.
+    # Each kill left exactly one execution unfinished, and recovery settled it as its phase
+    # says: adopted the order, abandoned the request, or set the stops of the fill.
     phases = Counter(point.phase for point in outcome.kills)
     assert outcome.recovery.adopted == phases[KillPhase.AT_BROKER] > 0
     assert outcome.recovery.abandoned == phases[KillPhase.IN_TRANSIT] > 0
+    assert outcome.recovery.protected == phases[KillPhase.BEFORE_STOPS] > 0
     # ... as the audit trail, the evidence, records it.
     with open_database(f"sqlite:///{tmp_path / 'run' / 'audit.db'}") as database:
         trails = [database.events(e) for e in database.execution_ids()]
@@ -68,18 +85,22 @@ def test_an_engine_killed_mid_order_loses_nothing_and_sends_nothing_twice(tmp_pa
 
 
 @pytest.mark.slow
-def test_the_command_line_reports_what_recovery_adopted_and_abandoned(tmp_path):
-    scenario = str(scenario_file(tmp_path, 40))
-    command = [sys.executable, "-m", "scenarios.cli", "run", scenario, "--crash", "--kills", "2"]
+def test_the_command_line_reports_what_recovery_adopted_abandoned_and_protected(tmp_path):
+    scenario = str(scenario_file(tmp_path, 40, stops=True))
+    command = [sys.executable, "-m", "scenarios.cli", "run", scenario, "--crash", "--kills", "3"]
     answer = subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     assert answer.returncode == 0, answer.stderr
     summary = " ".join(answer.stdout.split())  # rich wraps lines at the terminal's width
-    assert "2 engine processes killed mid-order (1 with the request on its way, 1 with" in summary
     assert (
-        "recovery: 1 executions adopted (found at the broker and followed), 1 abandoned" in summary
+        "3 engine processes killed mid-order (1 with the request on its way, 1 with the order "
+        "at the broker, 1 with the fill on record and its stops on their way)" in summary
     )
-    assert "invariants: all 7 hold" in summary
+    assert (
+        "recovery: 1 executions adopted (found at the broker and followed), 1 abandoned "
+        "(never reached the broker), 1 given their stops (filled before the kill)" in summary
+    )
+    assert "invariants: all 8 hold" in summary
 
 
 def test_the_kill_plan_is_the_seed_s_in_flight_points_alternating_and_within_reach():
@@ -92,6 +113,17 @@ def test_the_kill_plan_is_the_seed_s_in_flight_points_alternating_and_within_rea
     assert all(1 <= point.order <= 10 for point in plan)
     assert [point.order for point in kill_plan(seed=7, kills=3, decisions=5)] == [1, 1, 1]
     assert KillPoint.parse(str(plan[0])) == plan[0]
+
+
+def test_the_kill_plan_catches_fills_before_their_stops_only_where_the_decisions_ask_for_stops(
+    tmp_path,
+):
+    with_stops = kill_phases(load_scenario(scenario_file(tmp_path, 10, stops=True)))
+    without = kill_phases(load_scenario(scenario_file(tmp_path, 10)))
+
+    assert KillPhase.BEFORE_STOPS in with_stops and KillPhase.BEFORE_STOPS not in without
+    plan = kill_plan(seed=7, kills=6, decisions=200, phases=with_stops)
+    assert Counter(point.phase for point in plan) == dict.fromkeys(KillPhase, 2)
 
 
 @pytest.mark.slow

@@ -234,15 +234,26 @@ def _crash_and_report(
     except ValueError as error:  # ScenarioError among them
         fail(2, error)
     phases = Counter(point.phase for point in outcome.kills)
+    before_stops = (
+        f", {phases[KillPhase.BEFORE_STOPS]} with the fill on record and its stops on their way"
+        if phases[KillPhase.BEFORE_STOPS]
+        else ""
+    )
     console.print(
         f"{scenario.name} under crash chaos: {len(outcome.kills)} engine processes killed "
         f"mid-order ({phases[KillPhase.IN_TRANSIT]} with the request on its way, "
-        f"{phases[KillPhase.AT_BROKER]} with the order at the broker), "
+        f"{phases[KillPhase.AT_BROKER]} with the order at the broker{before_stops}), "
         f"{outcome.executions} executions, {outcome.broker_orders} broker orders"
     )
+    recovery = outcome.recovery
+    protected = (
+        f", {recovery.protected} given their stops (filled before the kill)"
+        if recovery.protected
+        else ""
+    )
     console.print(
-        f"recovery: {outcome.recovery.adopted} executions adopted (found at the broker and "
-        f"followed), {outcome.recovery.abandoned} abandoned (never reached the broker)"
+        f"recovery: {recovery.adopted} executions adopted (found at the broker and "
+        f"followed), {recovery.abandoned} abandoned (never reached the broker){protected}"
     )
     _print_violations(outcome.violations, outcome.invariants_checked)
     if outcome.violations:
