@@ -9,7 +9,7 @@ the wire's business, not this one's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 from brokers.mt5_codes import NO_CHANGES
@@ -90,8 +90,13 @@ class SimulatedBroker(BrokerInterface):
         return self._remote(lambda t: self.venue.status(order_id, t))
 
     def find_order(
-        self, client_order_id: str, sent_at: float | None = None
-    ) -> OrderReport | None:  # the venue indexes its orders by client id: no window needed
+        self,
+        client_order_id: str,
+        sent_at: float | None = None,
+        known_order_ids: Sequence[str] = (),
+    ) -> OrderReport | None:
+        # The venue indexes its orders by their whole client id: no window, and no other
+        # order of the execution, can answer.
         return self._remote(lambda t: self.venue.find(client_order_id, t))
 
     def cancel_order(self, order_id: str) -> OrderReport:

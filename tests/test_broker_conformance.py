@@ -14,6 +14,7 @@ import pytest
 
 from brokers.mt5 import MT5Broker, MT5Config
 from engine.core.config import EngineConfig
+from engine.core.ids import child_client_order_id
 from engine.core.instruments import TradeMode
 from engine.core.ports import (
     BrokerError,
@@ -251,6 +252,42 @@ def test_a_lost_reply_leaves_the_order_at_the_broker_and_find_order_adopts_it(ki
     assert isinstance(found, OrderReport)
     assert found.order_id == str(ledger_order.ticket)
     assert found.state is BrokerOrderState.DONE and found.filled_units == 100_000
+    assert len(setup.venue.orders) == 1
+
+
+def child_after_a_partial_fill(kind: str, fault: FaultKind) -> tuple[Setup, OrderReport, str]:
+    """A parent order filled in part, then its remainder sent as the first child order, whose
+    tag is the parent's plus a suffix (what MT5 matches, the first characters, is the same),
+    into a `fault` that hides its fate for 30 seconds."""
+    faults = (FaultWindow(start=T0 + 1.0, end=T0 + 31.0, kind=fault),)
+    setup = build(
+        kind,
+        venue=VenueConfig(depth=DepthLadder(top_units=60_000, levels=1)),
+        network=NetworkConfig(latency=LatencyConfig.constant(1.0), faults=faults),
+    )
+    parent = setup.broker.place_order(order(setup))
+    assert parent.filled_units == 60_000
+    setup.clock.sleep(1.0)
+    child = child_client_order_id(TAG, 1)
+    with pytest.raises(OutcomeUnknown):
+        setup.broker.place_order(order(setup, units=40_000, tag=child))
+    setup.clock.sleep(30.0)
+    return setup, parent, child
+
+
+def test_a_child_order_whose_reply_was_lost_is_found_as_itself_never_as_its_parent(kind):
+    setup, parent, child = child_after_a_partial_fill(kind, FaultKind.DROP_REPLIES)
+
+    found = setup.broker.find_order(child, known_order_ids=(parent.order_id,))
+
+    assert found is not None and found.order_id != parent.order_id
+    assert found.filled_units == 40_000 and found.client_order_id == child
+
+
+def test_a_child_order_that_never_arrived_is_not_found_though_its_parent_shares_its_tag(kind):
+    setup, parent, child = child_after_a_partial_fill(kind, FaultKind.HANG)
+
+    assert setup.broker.find_order(child, known_order_ids=(parent.order_id,)) is None
     assert len(setup.venue.orders) == 1
 
 

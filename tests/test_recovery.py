@@ -12,6 +12,7 @@ from engine.core.vocabulary import Direction
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
 from engine.store import InMemoryExecutionDatabase, verify_audit_store
 from sim.latency import LatencyConfig
+from sim.liquidity import DepthLadder
 from sim.network import FaultKind, FaultWindow, NetworkConfig
 from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
@@ -136,6 +137,29 @@ def test_a_position_closed_while_the_engine_was_down_is_recorded_as_left_without
     assert "position already closed" in execution.unprotected[bare.position_id]
     assert restarted.engine.database.unsettled() == []
     assert restarted.engine.database.get_execution(execution_id).status is S.FILLED
+
+
+def test_a_child_order_caught_in_flight_by_a_crash_is_adopted_as_itself_not_as_its_parent():
+    # MT5 matches our tags on their first 16 characters; a child order's tag is its parent's
+    # plus "C1". Before the fix, recovery adopted the parent for the child and recorded
+    # 100,000 units executed while the broker held 200,000.
+    thin = VenueConfig(depth=DepthLadder(top_units=40_000, levels=2))  # 100,000 per order
+    world = SimulatedWorld.build(
+        seed=1, network=WIRE, database=InMemoryExecutionDatabase(),
+        broker_kind="mt5-emulated", venue=thin,
+    )  # fmt: skip
+    world.engine.submit(decision(units=300_000, partial_fills="complete"))
+    while len(world.venue.orders) < 2:  # the first child reaches the broker ...
+        world.env.step()
+    [execution_id] = world.engine.database.execution_ids()
+    assert len(world.engine.database.get_execution(execution_id).order_ids) == 1  # ... unheard
+
+    restarted, [execution] = recover(world)
+
+    held = sum(p.units for p in world.venue.positions(restarted.env.now))
+    assert execution.executed_units == held == 200_000
+    assert sorted(execution.order_ids) == sorted(str(t) for t in world.venue.orders)
+    assert execution.status is S.PARTIALLY_FILLED  # recovery sends nothing more
 
 
 def test_a_fill_without_stops_asked_is_settled_when_it_is_recorded():

@@ -354,10 +354,20 @@ class MT5Broker(BrokerInterface):
                 raise_for_retcode(retcode, result)
         return self.order_status(order_id)
 
-    def find_order(self, client_order_id: str, sent_at: float | None = None) -> OrderReport | None:
+    def find_order(
+        self,
+        client_order_id: str,
+        sent_at: float | None = None,
+        known_order_ids: Sequence[str] = (),
+    ) -> OrderReport | None:
         """Our order by its tag: in open orders, positions, and the history of orders and
         deals since it was sent. Only a terminal connected to its trade server, with its
-        history synchronised since, can prove an order absent."""
+        history synchronised since, can prove an order absent.
+
+        Tags match on their first `tag_match_chars` characters (a server may cut or rewrite
+        a comment's tail), and a child order's tag is its parent's plus a suffix: the
+        execution's orders already known are left out, or a child lost in flight would be
+        "found" as its own parent."""
         tag = client_order_id
         if not self._requests.valid_tag(tag):
             return None  # could never have been sent
@@ -376,6 +386,7 @@ class MT5Broker(BrokerInterface):
         tickets |= {int(r["identifier"]) for r in query("positions_get") if ours(r)}
         tickets |= {int(r["ticket"]) for r in query("history_orders_get", *window) if ours(r)}
         tickets |= {int(r["order"]) for r in query("history_deals_get", *window) if ours(r)}
+        tickets -= {int(order_id) for order_id in known_order_ids}
         if not tickets:
             if self._clock.now() - synced_since < self.config.history_sync_seconds:
                 raise RequestNotSent(

@@ -102,9 +102,11 @@ class FindOrder(BrokerCall):
     remote: ClassVar[bool] = True
     client_order_id: str
     sent_at: float | None = None  # when the order was first sent, if it was
+    # The execution's orders the broker already named: never the answer for a new tag.
+    known_order_ids: tuple[str, ...] = ()
 
     def perform(self, broker: BrokerInterface) -> Any:
-        return broker.find_order(self.client_order_id, self.sent_at)
+        return broker.find_order(self.client_order_id, self.sent_at, self.known_order_ids)
 
 
 @dataclass(frozen=True, slots=True)

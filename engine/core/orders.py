@@ -156,7 +156,11 @@ def reconcile(
         )
         try:
             found: OrderReport | None = yield from run.ask(
-                FindOrder(client_order_id, run.execution.submitted_at)
+                FindOrder(
+                    client_order_id,
+                    run.execution.submitted_at,
+                    tuple(run.execution.order_ids),
+                )
             )
         except BrokerError as unreachable:
             unresolved = f"broker unreachable until the deadline: {unreachable}"

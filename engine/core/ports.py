@@ -8,6 +8,7 @@ that never left may be resent; a request whose outcome is unknown must be reconc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -180,9 +181,18 @@ class BrokerInterface(ABC):
     def order_status(self, order_id: str) -> OrderReport: ...
 
     @abstractmethod
-    def find_order(self, client_order_id: str, sent_at: float | None = None) -> OrderReport | None:
+    def find_order(
+        self,
+        client_order_id: str,
+        sent_at: float | None = None,
+        known_order_ids: Sequence[str] = (),
+    ) -> OrderReport | None:
         """Look an order up by our own id: the basis of reconciliation. `sent_at` (driver
-        time) is when it was first sent: a broker need search no earlier history."""
+        time) is when it was first sent: a broker need search no earlier history.
+        `known_order_ids` are orders of the same execution the broker already named (a
+        partial fill's parent, earlier child orders): a broker that matches tags by their
+        first characters, as MT5 comments must be, would otherwise find the parent for its
+        child, whose tag only adds a suffix."""
 
     @abstractmethod
     def cancel_order(self, order_id: str) -> OrderReport: ...
