@@ -358,6 +358,8 @@ def recovery_flow(
                     eid, run.now, R.INTERRUPTED, "stopped before the order reached the broker"
                 )
             )
+            if execution.executed_units > 0:  # a child order's: what earlier orders filled
+                yield from _after_the_fill(run, request)  # stands, and is owed its stops
             return execution
         report = reconciliation.report
     yield from monitor_until_done(run, report, deadline, "not settled by recovery's deadline")
