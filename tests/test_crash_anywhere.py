@@ -18,7 +18,8 @@ import pytest
 from engine.store import InMemoryExecutionDatabase
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
-from sim.network import FaultKind, FaultWindow, NetworkConfig
+from sim.mt5.config import TerminalConfig
+from sim.network import FaultKind, FaultWindow, LateExecution, NetworkConfig
 from sim.venue import VenueConfig
 from sim.world import DEFAULT_START, SimulatedWorld
 from tests.builders import decision
@@ -29,6 +30,13 @@ WIRE = NetworkConfig(latency=LatencyConfig.constant(10.0))
 LOSSY = NetworkConfig(
     latency=LatencyConfig.constant(10.0),
     faults=(FaultWindow(start=T0 + 0.025, end=T0 + 2.0, kind=FaultKind.DROP_REPLIES),),
+)
+# Every reply lost, and the server executes each such request 2 s late (mt5-reference.md,
+# behaviour 2), while the terminal's history lags each reconnection by 5 s (behaviour 3).
+LATE = NetworkConfig(
+    latency=LatencyConfig.constant(10.0),
+    faults=(FaultWindow(start=T0, end=T0 + 4.0, kind=FaultKind.DROP_REPLIES),),
+    late_execution=LateExecution(probability=1.0, min_seconds=2.0, max_seconds=2.0),
 )
 STOPS = {"stop_loss_pips": 20, "take_profit_pips": 30}
 THIN = VenueConfig(depth=DepthLadder(top_units=40_000, levels=2))  # 100,000 units an order
@@ -52,6 +60,14 @@ CASES = {
     ),
     "child orders whose replies are lost, mt5": Case(
         REMAINDER, {"venue": THIN, "broker_kind": "mt5-emulated", "network": LOSSY}
+    ),
+    "order executed late after its reply was lost, mt5": Case(
+        STOPS,
+        {
+            "broker_kind": "mt5-emulated",
+            "network": LATE,
+            "terminal_config": TerminalConfig(history_sync_seconds=5.0),
+        },
     ),
     "limit order": Case({**STOPS, "order_type": "limit", "limit_price": 1.08495}),
     "close of a position, mt5": Case(
