@@ -456,6 +456,26 @@ def test_reconciliation_matches_a_comment_whose_tail_the_broker_rewrote():
     assert found is not None and found.order_id == placed.order_id
 
 
+def test_a_position_reads_as_the_tag_of_its_opening_order_not_of_a_child_that_added_to_it():
+    emulator, clock = terminal()  # netting: the child's fill adds to the parent's position
+    broker = broker_on(emulator, clock)
+    broker.place_order(order(emulator))
+    broker.place_order(order(emulator, tag=TAG + "C1"))
+
+    [position] = broker.positions()
+    assert position.units == 200_000 and position.client_order_id == TAG
+
+
+def test_a_cut_comment_that_cannot_tell_a_parent_from_its_child_reads_as_the_parent():
+    emulator, clock = terminal(TerminalConfig(stored_comment_length=16))
+    broker = broker_on(emulator, clock)
+    broker.place_order(order(emulator))
+    broker.place_order(order(emulator, tag=TAG + "C1"))
+
+    [position] = broker.positions()
+    assert position.client_order_id == TAG  # either tag leads back to the one execution
+
+
 def test_a_comment_cut_shorter_than_the_match_length_needs_the_match_length_configured():
     emulator, clock = terminal(TerminalConfig(stored_comment_length=12))
     broker = broker_on(emulator, clock)

@@ -49,21 +49,29 @@ _LEADING_TAG = re.compile(r"[A-Za-z0-9]+")
 
 
 class TagMemory:
-    """Our tags by their first characters: how a stored comment is read back as our tag."""
+    """Our tags by their first characters: how a stored comment is read back as our tag.
+
+    One prefix may stand for several tags: a partial fill's child orders carry their
+    parent's tag plus C<n>, the same on the first characters."""
 
     def __init__(self, config: MT5Config) -> None:
         self._chars = config.tag_match_chars
-        self._tags: dict[str, str] = {}
+        self._tags: dict[str, list[str]] = {}
 
     def remember(self, tag: str) -> None:
-        self._tags[tag[: self._chars]] = tag
+        known = self._tags.setdefault(tag[: self._chars], [])
+        if tag not in known:
+            known.append(tag)
 
     def read(self, comment: str) -> str:
-        """The tag a comment stands for: one this broker knows by its prefix, or else the
+        """The tag a comment stands for: the longest known tag it holds whole (a server may
+        add a suffix), else one known by its prefix (the parent's, when a cut comment
+        cannot tell a parent from its children: either leads to the execution), or else the
         comment's leading letters and digits (a suffix a broker added is never ours)."""
-        known = self._tags.get(comment[: self._chars])
-        if known is not None and len(comment) >= self._chars:
-            return known
+        known = self._tags.get(comment[: self._chars], []) if len(comment) >= self._chars else []
+        whole = [tag for tag in known if comment.startswith(tag)]
+        if whole or known:
+            return max(whole, key=len) if whole else min(known, key=len)
         match = _LEADING_TAG.match(comment)
         return match.group(0) if match else ""
 
