@@ -44,13 +44,15 @@ def server_time(utc: float) -> datetime:
     return datetime.fromtimestamp(utc + SERVER, UTC)
 
 
-def market_ticks(symbol: str, start: float, end: float) -> list[tuple[float, float, float]]:
+def market_ticks(
+    symbol: str, start: float, end: float, origin: float = T0
+) -> list[tuple[float, float, float]]:
     """(time, bid, ask) of every change of quote in [start, end], from a market of the same
-    seed: what the emulator's history must hold."""
-    market = SyntheticMarket(MarketConfig(), SEED, T0)
-    first = market.quote(symbol, T0)
+    seed that started at `origin`: what the emulator's history must hold."""
+    market = SyntheticMarket(MarketConfig(), SEED, origin)
+    first = market.quote(symbol, origin)
     assert first is not None
-    strikes = [first, *market.quotes_between(symbol, T0, end)]
+    strikes = [first, *market.quotes_between(symbol, origin, end)]
     changes = [strikes[0]] + [
         now for before, now in pairwise(strikes) if (now.bid, now.ask) != (before.bid, before.ask)
     ]
@@ -199,6 +201,73 @@ def test_without_the_servers_offset_the_samples_are_off_by_it():
             "EURUSD", T0, T0 + 60
         )
     ]
+
+
+# A server at UTC+2 in winter and UTC+3 in summer on US dates; the US change of 2024 is on
+# Sunday 10 March at 07:00 UTC, inside the weekend: Friday's last hours are at +2, the
+# market's reopening that Sunday evening at +3.
+NEW_YORK_CLOSE = {"server_time_zone": "America/New_York", "server_time_offset_seconds": 25_200}
+FRIDAY_BEFORE = datetime(2024, 3, 8, 20, 58, tzinfo=UTC).timestamp()  # close: 22:00
+SUNDAY_AFTER = datetime(2024, 3, 10, 21, 5, tzinfo=UTC).timestamp()
+
+
+def friday_history_read_after_the_change(**config: Any) -> list[QuoteSample]:
+    """A minute of Friday's ticks as a broker configured with `config` fetches them after
+    the change, once it has learnt the server's offset from fresh ticks."""
+    clock = SimPyClock.starting_at(FRIDAY_BEFORE)
+    venue = Venue(SyntheticMarket(MarketConfig(), SEED, FRIDAY_BEFORE), seed=SEED)
+    emulator = MT5Emulator(venue, Wire(None, clock), TerminalConfig(**NEW_YORK_CLOSE))
+    emulator.initialize()
+    clock.sleep(SUNDAY_AFTER - FRIDAY_BEFORE)
+    broker = broker_on(emulator, clock, **config)
+    assert broker.learn_server_offset(["EURUSD"])
+    return broker.quote_samples("EURUSD", FRIDAY_BEFORE + 0.5, FRIDAY_BEFORE + 60.5)
+
+
+def struck_on_friday(start: float, end: float, shown_at: float = 0.0) -> list[QuoteSample]:
+    """The last quote of each second of [start, end) as the market struck them, stamped
+    `shown_at` seconds off their time."""
+    last = {
+        int(t): QuoteSample("EURUSD", t + shown_at, bid, ask)
+        for t, bid, ask in market_ticks("EURUSD", start, end, origin=FRIDAY_BEFORE)
+        if t < end
+    }
+    return list(last.values())
+
+
+def test_with_the_servers_zone_a_history_across_a_daylight_saving_change_reads_right():
+    fetched = friday_history_read_after_the_change(**NEW_YORK_CLOSE)
+    assert fetched == struck_on_friday(FRIDAY_BEFORE + 0.5, FRIDAY_BEFORE + 60.5)
+    assert len(fetched) > 40
+
+
+def test_without_it_the_far_side_of_the_change_reads_an_hour_off():
+    fetched = friday_history_read_after_the_change()  # the ticks teach +3 h, the offset now
+    # What was read as 20:58 is what the market struck at 21:58.
+    hour_later = struck_on_friday(FRIDAY_BEFORE + 3_600.5, FRIDAY_BEFORE + 3_660.5, -3_600)
+    assert fetched == hour_later and len(fetched) > 40
+
+
+def test_ticks_that_disagree_with_the_configured_zone_win_and_say_so(caplog):
+    emulator, clock = terminal()  # Helsinki: UTC+2 in January
+    broker = broker_on(emulator, clock, server_time_zone="Asia/Tokyo")  # UTC+9: wrong
+    clock.sleep(120.0)
+    with caplog.at_level("ERROR"):
+        assert broker.learn_server_offset(["EURUSD"])
+    assert "the ticks' offset is used from now on" in caplog.text
+
+    samples = broker.quote_samples("EURUSD", T0 + 10.5, T0 + 70.5)
+    expected = {
+        int(t): QuoteSample("EURUSD", t, bid, ask)
+        for t, bid, ask in market_ticks("EURUSD", T0 + 10.5, T0 + 70.5)
+        if t < T0 + 70.5
+    }
+    assert samples == list(expected.values())
+
+
+def test_a_server_zone_that_does_not_exist_is_refused_when_configured():
+    with pytest.raises(ValueError, match="no IANA time zone named 'Mars/Olympus'"):
+        MT5Config(server_time_zone="Mars/Olympus")
 
 
 def test_a_symbol_the_terminal_does_not_list_is_refused():

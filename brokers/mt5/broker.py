@@ -42,7 +42,7 @@ from brokers.mt5.requests import (
     send,
     ticket_of,
 )
-from brokers.mt5.server_clock import ServerClock
+from brokers.mt5.server_clock import ServerClock, ServerTime
 from brokers.mt5.terminal import Terminal, raise_if_unreachable
 from brokers.mt5.ticks import TickTape
 from brokers.mt5_codes import Outcome
@@ -89,7 +89,7 @@ class MT5Broker(BrokerInterface):
         self._terminal = Terminal(mt5, self.config, self._clock, lock)
         self._specs: dict[str, SymbolSpec] = {}
         self._server_clock = ServerClock(
-            self.config.server_time_offset_seconds,
+            ServerTime(self.config.server_time_zone, self.config.server_time_offset_seconds),
             self.config.server_offset_tolerance_seconds,
             self.config.learn_server_offset,
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from brokers.mt5.server_clock import checked_zone
 
 
 class MT5Config(BaseModel):
@@ -36,8 +38,13 @@ class MT5Config(BaseModel):
     # server (mt5-reference.md, real-server behaviour 3): until this long has passed, a
     # "not found" proves nothing.
     history_sync_seconds: Annotated[float, Field(ge=0.0)] = 10.0
-    # The trade server's clock minus UTC: MT5 stamps ticks and deals in server time. Learnt
-    # from the ticks (brokers/mt5/server_clock.py) unless switched off; this is the start.
+    # The trade server's clock: MT5 stamps ticks and deals in server time. The wall clock of
+    # `server_time_zone` (UTC when None) plus `server_time_offset_seconds`: "America/New_York"
+    # and 25200 for the common UTC+2/+3 server that switches on US dates. Learnt from the
+    # ticks (brokers/mt5/server_clock.py) unless switched off; a zone then lets a history
+    # across a daylight-saving change read right on both sides, and ticks that disagree with
+    # it win.
+    server_time_zone: Annotated[str | None, AfterValidator(checked_zone)] = None
     server_time_offset_seconds: int = 0
     learn_server_offset: bool = True
     server_offset_tolerance_seconds: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0

@@ -6,11 +6,11 @@ engine was down, or the tape was off) can be fetched from the terminal afterward
 every tick; the tape keeps the last tick of each second, the quote that stood at its end.
 
 Times: `copy_ticks_range` takes its window and stamps its ticks in the trade server's time
-(mt5-reference.md, real-server behaviour 8). Both are converted with the server clock's
-offset as the broker knows it (`server_clock.py`: learnt from fresh ticks, else configured):
-the offset in force now. A period across a daylight-saving change of the server's clock is
-read an hour off on the far side of the change; fetch it in two parts, the older one with the
-offset it had (`MT5Config.server_time_offset_seconds`, learning off).
+(mt5-reference.md, real-server behaviour 8). Both are converted by the server clock
+(`server_clock.py`): with the server's rule where it is configured (`MT5Config.
+server_time_zone`), each tick with the offset in force at its own moment; without one, with
+the offset learnt from fresh ticks, the one in force now, so that a period across a
+daylight-saving change reads an hour off on the far side of it.
 """
 
 from __future__ import annotations

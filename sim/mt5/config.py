@@ -3,13 +3,13 @@ server it is taken to be (comments, clock, execution modes)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from brokers import mt5_codes as codes
+from brokers.mt5.server_clock import ServerTime, checked_zone
 
 
 def _refusal(code: int) -> int:
@@ -17,16 +17,6 @@ def _refusal(code: int) -> int:
     if code not in codes.DESCRIPTION or code in (codes.DONE, codes.DONE_PARTIAL, codes.PLACED):
         raise ValueError(f"{code} is not a TRADE_RETCODE that refuses a request")
     return code
-
-
-def _zone(name: str | None) -> str | None:
-    if name is None:
-        return None
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as unknown:
-        raise ValueError(f"no IANA time zone named {name!r}") from unknown
-    return name
 
 
 # SymbolInfo.trade_exemode, by name (SYMBOL_TRADE_EXECUTION_REQUEST ... _EXCHANGE).
@@ -118,7 +108,7 @@ class TerminalConfig(BaseModel):
     # reports: mt5-reference.md, behaviour 8; the brokerclock package's documentation on
     # PyPI). "Europe/Helsinki" with no offset switches on EU dates instead: another clock for
     # about three weeks in March and one around November.
-    server_time_zone: Annotated[str | None, AfterValidator(_zone)] = None
+    server_time_zone: Annotated[str | None, AfterValidator(checked_zone)] = None
     server_time_offset_seconds: int = 0
 
     def broker_symbol(self, venue_symbol: str) -> str:
@@ -131,28 +121,21 @@ class TerminalConfig(BaseModel):
             return None
         return name[: len(name) - len(self.symbol_suffix)]
 
+    @cached_property
+    def server_time(self) -> ServerTime:
+        return ServerTime(self.server_time_zone, self.server_time_offset_seconds)
+
     def server_seconds(self, t: float) -> int:
         """A driver's time (POSIX seconds, UTC) as the terminal shows it: server seconds."""
-        return int(t + self._offset(t))
+        return int(self.server_time.server(t))
 
     def server_msc(self, t: float) -> int:
         """The same in server milliseconds."""
-        return round((t + self._offset(t)) * 1000)
+        return round(self.server_time.server(t) * 1000)
 
     def utc_seconds(self, server: float) -> float:
-        """Server seconds (a request's `expiration`) as driver time: the offset is the one in
-        force then, found from the offset at the server time read as UTC (they differ only
-        within hours of a daylight-saving change)."""
-        return server - self._offset(server - self._offset(server))
-
-    def _offset(self, t: float) -> float:
-        """Server time minus UTC at t, in seconds."""
-        if self.server_time_zone is None:
-            return self.server_time_offset_seconds
-        # ZoneInfo caches its instances: a dictionary lookup, not a read of the database.
-        local = datetime.fromtimestamp(t, ZoneInfo(self.server_time_zone)).utcoffset()
-        assert local is not None  # a ZoneInfo always knows its offset
-        return local.total_seconds() + self.server_time_offset_seconds
+        """Server seconds (a request's `expiration`) as driver time."""
+        return self.server_time.utc(server)
 
     def account(self, login: int) -> AccountLogin | None:
         """The account `login` names, if this terminal may log in to it."""
