@@ -29,7 +29,7 @@ from sim.wire import Wire
 from sim.world import paper_engine
 
 if TYPE_CHECKING:  # imported on use: the MT5 extra may not be installed
-    from brokers.mt5 import MT5Broker
+    from brokers.mt5 import MT5Broker, MT5Config
 
 
 class _SerialVenue:
@@ -118,7 +118,9 @@ class BrokerUnreachable(Exception):
 
 
 def connect_mt5(
-    credentials_file: Path | None = None, bridge: tuple[str, int] | None = None
+    credentials_file: Path | None = None,
+    bridge: tuple[str, int] | None = None,
+    config: MT5Config | None = None,
 ) -> MT5Broker:
     """The MT5 broker on the terminal, logged in: an `MT5Broker` (close it when done).
 
@@ -145,7 +147,7 @@ def connect_mt5(
     # Raised `from None`: the broker's own exception, chained, may hold the password.
     try:
         broker = MT5Broker.connect(
-            credentials, kind="bridge" if bridge else "native", host=host, port=port
+            credentials, config, kind="bridge" if bridge else "native", host=host, port=port
         )
     except MT5Unavailable as missing:
         raise BrokerNotAvailable(str(missing).replace(password, "***")) from None

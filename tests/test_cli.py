@@ -170,6 +170,24 @@ def test_serve_settings_come_from_flags_then_environment_then_file_then_defaults
     assert settings.host == "127.0.0.1"  # the default
 
 
+def test_the_config_file_s_mt5_table_configures_the_live_broker(tmp_path, monkeypatch):
+    from scenarios.cli.settings import load_mt5_config
+
+    config = tmp_path / "arbitrex.toml"
+    config.write_text(
+        '[serve]\ndb = "memory://"\n\n[mt5]\nmagic = 20261201\n'
+        'symbols = { EURUSD = "EURUSD.m" }\nserver_time_zone = "America/New_York"\n'
+        "server_time_offset_seconds = 25200\n"
+    )
+    monkeypatch.delenv("ARBITREX_CONFIG", raising=False)
+
+    mt5 = load_mt5_config(config)
+
+    assert (mt5.magic, mt5.symbols) == (20261201, {"EURUSD": "EURUSD.m"})
+    assert (mt5.server_time_zone, mt5.server_time_offset_seconds) == ("America/New_York", 25200)
+    assert load_mt5_config(None) == type(mt5)()  # no file: the defaults
+
+
 def test_the_config_file_can_be_named_by_the_environment(tmp_path, monkeypatch):
     from scenarios.cli.settings import load
 
@@ -186,6 +204,8 @@ def test_the_config_file_can_be_named_by_the_environment(tmp_path, monkeypatch):
         ("[serve]\nprot = 8000\n", {}, "prot in"),
         ('[serve]\ndb = "memory://"\nport = 0\n', {}, "port in"),
         ("[server]\n", {}, "unknown table"),
+        ('[serve]\ndb = "memory://"\n[mt5]\nmagik = 7\n', {}, "mt5.magik in"),
+        ('[serve]\ndb = "memory://"\n[mt5]\nserver_time_zone = "Mars"\n', {}, "no IANA time zone"),
         ('[serve]\ndb = "memory://"\n', {"ARBITREX_PORT": "eighty"}, "ARBITREX_PORT"),
         ('[serve]\ndb = "memory://"\n', {"ARBITREX_BROKER": "ib"}, "ARBITREX_BROKER"),
         ("", {}, "no db given"),

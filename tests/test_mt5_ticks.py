@@ -323,8 +323,11 @@ def mt5_terminal(monkeypatch: pytest.MonkeyPatch) -> tuple[MT5Emulator, SimPyClo
     monkeypatch.setenv("MT5_PASSWORD", emulator.config.password.get_secret_value())
     monkeypatch.setenv("MT5_SERVER", emulator.config.server)
 
-    def connect(cls: type[MT5Broker], credentials: Any, *args: Any, **kwargs: Any) -> MT5Broker:
-        broker = MT5Broker(emulator, MT5Config(history_sync_seconds=0), clock=clock)
+    def connect(
+        cls: type[MT5Broker], credentials: Any, config: MT5Config | None = None, **kwargs: Any
+    ) -> MT5Broker:
+        synced = (config or MT5Config()).model_copy(update={"history_sync_seconds": 0})
+        broker = MT5Broker(emulator, synced, clock=clock)
         broker.start(credentials)
         return broker
 
@@ -382,6 +385,47 @@ def test_fetch_tape_refuses_bad_input_in_one_line_and_writes_nothing(
     if Path(tmp_path / "audit.db").exists():
         with open_database(url) as db:
             assert db.quote_tape() == []
+
+
+def test_fetch_tape_reads_the_broker_s_settings_from_the_config_file_s_mt5_table(
+    tmp_path, mt5_terminal
+):
+    config = tmp_path / "arbitrex.toml"
+    # Told the server runs 30 s behind what it does, and not to learn better, the broker
+    # reads every tick 30 s late: what the file says reaches the broker.
+    config.write_text("[mt5]\nlearn_server_offset = false\nserver_time_offset_seconds = 7170\n")
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    window = ("--from", iso(T0 + 10), "--to", iso(T0 + 70))
+
+    result = fetch_tape(url, "--symbols", "EURUSD", *window, "--config", str(config))
+
+    assert result.exit_code == 0, result.output
+    with open_database(url) as db:
+        tape = db.quote_tape()
+    pinned = broker_on(*mt5_terminal, learn_server_offset=False, server_time_offset_seconds=7170)
+    assert tape == pinned.quote_samples("EURUSD", T0 + 10, T0 + 70) and tape
+    assert tape != broker_on(*mt5_terminal).quote_samples("EURUSD", T0 + 10, T0 + 70)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('server_time_zone = "Mars/Olympus"', "mt5.server_time_zone in"),
+        ("magik = 7", "mt5.magik in"),
+        ("symbols = 3", "mt5.symbols in"),
+    ],
+)
+def test_a_bad_mt5_table_is_refused_in_one_line_before_the_terminal_is_opened(
+    tmp_path, table, message
+):
+    config = tmp_path / "arbitrex.toml"
+    config.write_text(f"[mt5]\n{table}\n")
+    window = ("--from", iso(T0), "--to", iso(T0 + 60))
+
+    result = fetch_tape("memory://", "--symbols", "EURUSD", *window, "--config", str(config))
+
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_fetch_tape_without_a_terminal_says_so_in_one_line(tmp_path, monkeypatch):

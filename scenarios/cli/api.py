@@ -28,11 +28,17 @@ from scenarios.assembly import (
     paper_trading_engine,
 )
 from scenarios.cli.common import cost_estimator, fail
-from scenarios.cli.settings import CONFIG_ENV, BrokerKind, ConfigError, ServeSettings
+from scenarios.cli.settings import (
+    CONFIG_ENV,
+    BrokerKind,
+    ConfigError,
+    ServeSettings,
+    load_mt5_config,
+)
 from scenarios.cli.settings import load as load_settings
 
 if TYPE_CHECKING:  # imported on use: the MT5 extra may not be installed
-    from brokers.mt5 import MT5Broker
+    from brokers.mt5 import MT5Broker, MT5Config
 
 api_app = typer.Typer(
     help="The REST API service: serve it, and manage its API keys.", no_args_is_help=True
@@ -135,8 +141,9 @@ def serve(
         Path | None,
         typer.Option(
             envvar=CONFIG_ENV,
-            help="TOML file whose serve table holds these settings; flags and ARBITREX_* "
-            "variables (ARBITREX_PORT, ...) take precedence over it",
+            help="TOML file whose serve table holds these settings (flags and ARBITREX_* "
+            "variables, ARBITREX_PORT ..., take precedence over it), and whose mt5 table "
+            "configures the live broker (magic, symbols, server_time_zone ...)",
             show_envvar=True,
         ),
     ] = None,
@@ -157,12 +164,13 @@ def serve(
     }
     try:
         settings = load_settings(given, config)
+        mt5 = load_mt5_config(config)  # checked whichever the broker: a typo waits for no one
     except ConfigError as error:
         fail(2, error)
-    _serve(settings)
+    _serve(settings, mt5)
 
 
-def _serve(settings: ServeSettings) -> None:
+def _serve(settings: ServeSettings, mt5: MT5Config) -> None:
     db, broker, keys = settings.db, settings.broker, settings.keys
     # A bad model file is refused before the store or the broker is touched.
     estimator = cost_estimator(settings.cost_model) if settings.cost_model else None
@@ -194,7 +202,7 @@ def _serve(settings: ServeSettings) -> None:
             engine, _ = paper_trading_engine(settings.seed, database, settings.latency_ms, venue)
         else:
             engine, close_broker = _live_mt5(
-                database, settings.mt5_credentials, settings.mt5_bridge
+                database, settings.mt5_credentials, settings.mt5_bridge, mt5
             )
         engine.attach_cost_estimator(estimator)
         settled = engine.recover()
@@ -242,16 +250,22 @@ def _serve(settings: ServeSettings) -> None:
 
 
 def _live_mt5(
-    database: ExecutionDatabase, credentials_file: Path | None, bridge: str | None
+    database: ExecutionDatabase,
+    credentials_file: Path | None,
+    bridge: str | None,
+    config: MT5Config,
 ) -> tuple[ExecutionEngine, Callable[[], None]]:
     """The live engine on MT5, or a one-line error (see `connected_mt5`)."""
-    broker = connected_mt5(credentials_file, bridge)
+    broker = connected_mt5(credentials_file, bridge, config)
     return ExecutionEngine(broker, database), broker.close
 
 
-def connected_mt5(credentials_file: Path | None, bridge: str | None) -> MT5Broker:
+def connected_mt5(
+    credentials_file: Path | None, bridge: str | None, config: MT5Config | None = None
+) -> MT5Broker:
     """The MT5 broker, logged in, or a one-line error: 2 when the broker is not available or
-    not configured, 1 when it cannot be reached. `bridge`: HOST:PORT of the mt5linux bridge."""
+    not configured, 1 when it cannot be reached. `bridge`: HOST:PORT of the mt5linux bridge;
+    `config`: the broker's (the [mt5] table of the config file)."""
     address = None
     if bridge is not None:
         host, _, port = bridge.rpartition(":")
@@ -259,7 +273,7 @@ def connected_mt5(credentials_file: Path | None, bridge: str | None) -> MT5Broke
             fail(2, f"--mt5-bridge {bridge!r}: use HOST:PORT")
         address = (host, int(port))
     try:
-        return connect_mt5(credentials_file, address)
+        return connect_mt5(credentials_file, address, config)
     except BrokerNotAvailable as missing:
         fail(2, str(missing))
     except BrokerUnreachable as refused:

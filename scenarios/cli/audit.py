@@ -12,6 +12,7 @@ from rich.text import Text
 
 from engine.store import VerificationResult, export_audit_trail_to, verify_audit_store
 from scenarios.cli.common import console, err, fail, open_store
+from scenarios.cli.settings import CONFIG_ENV, ConfigError, load_mt5_config
 
 audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
 
@@ -98,10 +99,23 @@ def audit_fetch_tape(
     mt5_bridge: Annotated[
         str | None, typer.Option(help="HOST:PORT of the mt5linux bridge (Linux)")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=CONFIG_ENV,
+            help="TOML file whose mt5 table configures the broker (symbols, magic, the "
+            "server's clock: server_time_zone ...), as for serve",
+            show_envvar=True,
+        ),
+    ] = None,
 ) -> None:
     """Fetch the quote tape of [from, to) from the MT5 terminal's tick history, the last tick
     of each second, into the audit store: markouts for live trades the engine did not sample."""
     wanted = _symbols(symbols)
+    try:
+        mt5 = load_mt5_config(config)
+    except ConfigError as error:
+        fail(2, error)
     lo, hi = _moment(start, "--from"), _moment(end, "--to")
     assert lo is not None and hi is not None  # both are required options
     if lo >= hi:
@@ -118,7 +132,7 @@ def audit_fetch_tape(
             check_period(lo.timestamp(), hi.timestamp(), database.quote_retention_seconds)
         except ValueError as too_long:
             raise typer.BadParameter(str(too_long), param_hint="--from/--to") from None
-        broker = connected_mt5(mt5_credentials, mt5_bridge)
+        broker = connected_mt5(mt5_credentials, mt5_bridge, mt5)
         try:
             unlisted = [symbol for symbol in wanted if broker.symbol_spec(symbol) is None]
             if unlisted:

@@ -2,11 +2,20 @@
 TOML file (`--config` or `ARBITREX_CONFIG`), then the defaults — the first that gives a value
 wins. A deployment (ops/compose.yaml) configures the server by its environment alone.
 
-The file holds the same names as the flags, with underscores, in a `[serve]` table:
+The file holds the same names as the flags, with underscores, in a `[serve]` table, and
+may hold an `[mt5]` table: how the live broker's orders look and how its terminal is read
+(`brokers.mt5.MT5Config`: magic number, the broker's symbol names, the server's clock ...),
+for `serve --broker mt5` and `audit fetch-tape`:
 
     [serve]
     db = "postgresql://arbitrex@db/arbitrex"
     port = 8080
+
+    [mt5]
+    magic = 20261201
+    symbols = { EURUSD = "EURUSD.m" }
+    server_time_zone = "America/New_York"
+    server_time_offset_seconds = 25200
 """
 
 from __future__ import annotations
@@ -15,13 +24,16 @@ import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+if TYPE_CHECKING:
+    from brokers.mt5.config import MT5Config
+
 CONFIG_ENV = "ARBITREX_CONFIG"
-FILE_TABLE = "serve"
+FILE_TABLES = ("serve", "mt5")
 
 
 class BrokerKind(StrEnum):
@@ -80,8 +92,9 @@ class ServeSettings(BaseSettings):
         return init_settings, env_settings
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The `[serve]` table of a TOML file, or ConfigError naming what is wrong with it."""
+def read_config_file(path: Path, table: str) -> dict[str, Any]:
+    """One table of a TOML config file (empty when it has none), or ConfigError naming what
+    is wrong with the file."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -90,21 +103,47 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: not UTF-8 text") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path}: not TOML: {error}") from error
-    unknown = sorted(set(document) - {FILE_TABLE})
+    unknown = sorted(set(document) - set(FILE_TABLES))
     if unknown:
-        raise ConfigError(f"config file {path}: unknown table or key {unknown[0]!r}; use [serve]")
-    table = document.get(FILE_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: 'serve' must be a table ([serve])")
-    return table
+        raise ConfigError(
+            f"config file {path}: unknown table or key {unknown[0]!r}; use [serve] and [mt5]"
+        )
+    found = document.get(table, {})
+    if not isinstance(found, dict):
+        raise ConfigError(f"config file {path}: {table!r} must be a table ([{table}])")
+    return found
+
+
+def config_path(config: Path | None) -> Path | None:
+    """The config file given, else the one $ARBITREX_CONFIG names, if any."""
+    if config is None and os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return config
+
+
+def load_mt5_config(config: Path | None) -> MT5Config:
+    """The `[mt5]` table of the config file (`config`, or $ARBITREX_CONFIG's) as an
+    MT5Config, its defaults where the file says nothing; ConfigError naming the first key
+    that does not hold."""
+    # Imported on use: a command's help must not load the broker.
+    from brokers.mt5.config import MT5Config
+
+    path = config_path(config)
+    table = read_config_file(path, "mt5") if path is not None else {}
+    try:
+        return MT5Config.model_validate(table)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        problem = "unknown setting" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"mt5.{key} in {path}: {problem}") from error
 
 
 def load(flags: dict[str, Any], config: Path | None = None) -> ServeSettings:
     """The settings from `flags` (only those given on the command line), the environment
     and the file `config` or `$ARBITREX_CONFIG` names; ConfigError if they do not hold."""
-    if config is None and os.environ.get(CONFIG_ENV):
-        config = Path(os.environ[CONFIG_ENV])
-    from_file = read_config_file(config) if config is not None else {}
+    config = config_path(config)
+    from_file = read_config_file(config, "serve") if config is not None else {}
     # The file ranks under the environment: a field the environment sets is dropped from it,
     # and what is left rides with the flags (which, being given, never overlap it there).
     # pydantic-settings matches variable names whatever their case; so does this.
