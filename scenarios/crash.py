@@ -376,22 +376,22 @@ def wait_for_broker(port: int, process: subprocess.Popen[bytes]) -> None:
 
 def ledger_orders(port: int) -> list[Any]:
     """Every order the broker process holds, as its ledger has it."""
-    venue = VenueProxy(("127.0.0.1", port))
-    try:
-        orders: list[Any] = venue.ledger_orders()
-    finally:
-        venue.close()
+    orders: list[Any] = _ask_venue(port, "ledger_orders")
     return orders
 
 
 def open_positions(port: int, now: float) -> tuple[Position, ...]:
     """The broker process's open positions at `now`."""
+    positions: tuple[Position, ...] = _ask_venue(port, "positions", now)
+    return positions
+
+
+def _ask_venue(port: int, method: str, *args: Any) -> Any:
     venue = VenueProxy(("127.0.0.1", port))
     try:
-        positions: tuple[Position, ...] = venue.positions(now)
+        return getattr(venue, method)(*args)
     finally:
         venue.close()
-    return positions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -206,6 +206,7 @@ def test_the_config_file_can_be_named_by_the_environment(tmp_path, monkeypatch):
         ("[server]\n", {}, "unknown table"),
         ('[serve]\ndb = "memory://"\n[mt5]\nmagik = 7\n', {}, "mt5.magik in"),
         ('[serve]\ndb = "memory://"\n[mt5]\nserver_time_zone = "Mars"\n', {}, "no IANA time zone"),
+        ('[serve]\ndb = "memory://"\n[mt5]\nserver_time_zone = "America"\n', {}, "no IANA"),
         ('[serve]\ndb = "memory://"\n', {"ARBITREX_PORT": "eighty"}, "ARBITREX_PORT"),
         ('[serve]\ndb = "memory://"\n', {"ARBITREX_BROKER": "ib"}, "ARBITREX_BROKER"),
         ("", {}, "no db given"),

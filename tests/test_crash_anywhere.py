@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from engine.store import InMemoryExecutionDatabase
+from engine.core.events import ProtectionSet
+from engine.store import (
+    ExecutionDatabase,
+    InMemoryExecutionDatabase,
+    open_database,
+    verify_audit_store,
+)
+from scenarios.invariants import parent_tag
+from sim.account import AccountConfig, MarginMode
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.mt5.config import TerminalConfig
@@ -41,6 +49,7 @@ LATE = NetworkConfig(
 STOPS = {"stop_loss_pips": 20, "take_profit_pips": 30}
 THIN = VenueConfig(depth=DepthLadder(top_units=40_000, levels=2))  # 100,000 units an order
 REMAINDER = {**STOPS, "units": 300_000, "partial_fills": "complete"}
+HEDGING = AccountConfig(margin_mode=MarginMode.HEDGING)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,11 @@ CASES = {
     "partial fills completed by child orders": Case(REMAINDER, {"venue": THIN}),
     "partial fills completed by child orders, mt5": Case(
         REMAINDER, {"venue": THIN, "broker_kind": "mt5-emulated"}
+    ),
+    # A position per order: the stops go on three positions, one after another.
+    "child orders on a hedging account": Case(REMAINDER, {"venue": THIN, "account": HEDGING}),
+    "child orders on a hedging account, mt5": Case(
+        REMAINDER, {"venue": THIN, "account": HEDGING, "broker_kind": "mt5-emulated"}
     ),
     "child orders whose replies are lost, mt5": Case(
         REMAINDER, {"venue": THIN, "broker_kind": "mt5-emulated", "network": LOSSY}
@@ -82,10 +96,13 @@ CASES = {
 }
 
 
-def started(case: Case) -> tuple[SimulatedWorld, Any]:
-    """The case's world, with its decision submitted (after the one opened first, if any)."""
+def started(case: Case, database: ExecutionDatabase | None = None) -> tuple[SimulatedWorld, Any]:
+    """The case's world, with its decision submitted (after the one opened first, if any),
+    on `database` (default: a fresh one in memory)."""
     world = SimulatedWorld.build(
-        seed=1, database=InMemoryExecutionDatabase(), **{"network": WIRE, **case.world}
+        seed=1,
+        database=database or InMemoryExecutionDatabase(),
+        **{"network": WIRE, **case.world},
     )
     if case.opened_first is not None:
         opened = world.engine.submit(decision(decision_id="opened", **case.opened_first))
@@ -93,10 +110,12 @@ def started(case: Case) -> tuple[SimulatedWorld, Any]:
     return world, world.engine.submit(decision(**case.trade))
 
 
-def crashed_after(case: Case, steps: int) -> tuple[SimulatedWorld, SimulatedWorld]:
+def crashed_after(
+    case: Case, steps: int, database: ExecutionDatabase | None = None
+) -> tuple[SimulatedWorld, SimulatedWorld]:
     """The world whose engine ran `steps` simulator steps of the decision (or to its end),
     and the world of the engine restarted after it, once its recovery is done."""
-    world, process = started(case)
+    world, process = started(case, database)
     for _ in range(steps):
         if process.triggered:
             break
@@ -116,6 +135,28 @@ def steps_to_finish(case: Case) -> int:
     return steps
 
 
+def check_recovered(where: str, world: SimulatedWorld, restarted: SimulatedWorld) -> None:
+    """Nothing unsettled, nothing sent twice, every unit the broker holds recorded, no
+    position bare that upstream asked stops for (unless the record says the broker refused)."""
+    database, now = restarted.engine.database, restarted.env.now
+    executions = [database.get_execution(e) for e in database.execution_ids()]
+    positions = world.venue.positions(now)
+
+    assert database.unsettled() == [], where
+    sent = Counter(order.client_order_id for order in world.venue.orders.values())
+    assert all(count == 1 for count in sent.values()), f"{where}: sent twice {sent}"
+    recorded = sum(e.request.direction * e.executed_units for e in executions)
+    held = sum(p.direction * p.units for p in positions)
+    assert recorded == held, f"{where}: {held} units held, {recorded} recorded"
+    by_tag = {e.request.client_order_id: e for e in executions}
+    for position in positions:
+        execution = by_tag[parent_tag(position.client_order_id)]
+        if execution.request.protected and position.position_id not in execution.unprotected:
+            assert position.stop_loss is not None and position.take_profit is not None, (
+                f"{where}: position {position.position_id} is bare"
+            )
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_crash_after_any_step_leaves_nothing_unsettled_doubled_unrecorded_or_bare(name):
     case = CASES[name]
@@ -123,21 +164,44 @@ def test_a_crash_after_any_step_leaves_nothing_unsettled_doubled_unrecorded_or_b
     assert last > 2, "the case must give recovery something to do"
     for steps in range(last + 1):
         world, restarted = crashed_after(case, steps)
-        database, now = restarted.engine.database, restarted.env.now
-        executions = [database.get_execution(e) for e in database.execution_ids()]
-        positions = world.venue.positions(now)
-        where = f"{name}, crashed after {steps} of {last} steps"
+        check_recovered(f"{name}, crashed after {steps} of {last} steps", world, restarted)
 
-        assert database.unsettled() == [], where
-        sent = Counter(order.client_order_id for order in world.venue.orders.values())
-        assert all(count == 1 for count in sent.values()), f"{where}: sent twice {sent}"
-        recorded = sum(e.request.direction * e.executed_units for e in executions)
-        held = sum(p.direction * p.units for p in positions)
-        assert recorded == held, f"{where}: {held} units held, {recorded} recorded"
-        for position in positions:
-            execution = next(e for e in executions if e.request.client_order_id
-                             == position.client_order_id[:22])  # fmt: skip
-            if execution.request.protected and not execution.unprotected:
-                assert position.stop_loss is not None and position.take_profit is not None, (
-                    f"{where}: position {position.position_id} is bare"
-                )
+
+@pytest.mark.parametrize(
+    "name",
+    ["market order with stops", "child orders on a hedging account, mt5"],
+)
+def test_on_a_sqlite_store_a_crash_after_any_step_leaves_a_trail_that_verifies(name, tmp_path):
+    # The store's own row (status, owes_protection) at every crash point, checked by verify.
+    case = CASES[name]
+    last = steps_to_finish(case)
+    for steps in range(last + 1):
+        database = open_database(f"sqlite:///{tmp_path / f'crash-{steps}.db'}")
+        world, restarted = crashed_after(case, steps, database)
+        check_recovered(f"{name}, crashed after {steps} of {last} steps", world, restarted)
+        assert verify_audit_store(database).ok, f"{name}, crashed after {steps} steps"
+        database.close()
+
+
+def test_an_older_database_learns_which_positions_still_owe_their_stops(shared):
+    # Crashed once the first of three positions has its stops on record, in a database
+    # whose schema is then taken back to before migration 7.
+    case = CASES["child orders on a hedging account"]
+    world, _ = started(case, shared.open())
+    while not any(isinstance(e, ProtectionSet) for e in events_of(world)):
+        world.env.step()
+    [owing] = world.engine.database.execution_ids()
+    world.engine.database.close()
+    with shared.raw() as raw:
+        raw.execute("ALTER TABLE executions DROP COLUMN owes_protection")
+        raw.execute("DELETE FROM schema_migrations WHERE version = 7")
+
+    upgraded = shared.open()
+
+    assert upgraded.unsettled() == [owing]  # one position of three has its stops
+    assert verify_audit_store(upgraded).ok  # the backfill agrees with the records' fold
+
+
+def events_of(world: SimulatedWorld) -> list[Any]:
+    database = world.engine.database
+    return [event for e in database.execution_ids() for event in database.events(e)]

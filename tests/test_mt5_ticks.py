@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from brokers.mt5 import MT5Broker, MT5Config
+from brokers.mt5.server_clock import ServerClock, ServerTime
 from brokers.mt5.ticks import fetch_quote_tape, last_of_each_second
 from engine.core.ports import BrokerRejected
 from engine.store import QuoteSample, open_database
@@ -254,7 +255,7 @@ def test_ticks_that_disagree_with_the_configured_zone_win_and_say_so(caplog):
     clock.sleep(120.0)
     with caplog.at_level("ERROR"):
         assert broker.learn_server_offset(["EURUSD"])
-    assert "the ticks' offset is used from now on" in caplog.text
+    assert "the ticks' offset is used while they disagree" in caplog.text
 
     samples = broker.quote_samples("EURUSD", T0 + 10.5, T0 + 70.5)
     expected = {
@@ -263,6 +264,20 @@ def test_ticks_that_disagree_with_the_configured_zone_win_and_say_so(caplog):
         if t < T0 + 70.5
     }
     assert samples == list(expected.values())
+
+
+def test_the_rule_comes_back_once_the_ticks_agree_with_it_again():
+    clock = ServerClock(ServerTime("America/New_York", 25_200), 5.0, learn=True)
+    friday, sunday = FRIDAY_BEFORE, SUNDAY_AFTER  # at +2 h and +3 h by the rule
+
+    def tick(offset: float, now: float) -> None:
+        clock.observe("EURUSD", now + offset - 1.0, now)  # a first read of the symbol
+        clock.observe("EURUSD", now + offset, now)  # then a tick that moved
+
+    tick(3_600, sunday)  # one tick that says +1 h: it wins while it stands
+    assert clock.utc(sunday + 3_600) == sunday
+    tick(10_800, sunday + 60)  # the ticks agree with the rule again
+    assert clock.utc(friday + 7_200) == friday and clock.utc(sunday + 10_800) == sunday
 
 
 def test_a_server_zone_that_does_not_exist_is_refused_when_configured():
@@ -411,6 +426,9 @@ def test_fetch_tape_reads_the_broker_s_settings_from_the_config_file_s_mt5_table
     ("table", "message"),
     [
         ('server_time_zone = "Mars/Olympus"', "mt5.server_time_zone in"),
+        ('server_time_zone = "America"', "no IANA time zone named 'America'"),  # a folder
+        ("history_padding_seconds = inf", "mt5.history_padding_seconds in"),
+        ("server_time_offset_seconds = 1000000000000", "mt5.server_time_offset_seconds in"),
         ("magik = 7", "mt5.magik in"),
         ("symbols = 3", "mt5.symbols in"),
     ],

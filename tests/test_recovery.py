@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from brokers.mt5 import MT5Broker
 from engine.core.effects import Record
 from engine.core.events import ReconciliationAttempted
-from engine.core.ports import OrderRequest
+from engine.core.ports import OrderReport, OrderRequest, Position
 from engine.core.vocabulary import Direction
 from engine.schemas import ExecutionRejectionReason, ExecutionStatus
 from engine.store import InMemoryExecutionDatabase, verify_audit_store
+from sim.broker import SimulatedBroker
 from sim.latency import LatencyConfig
 from sim.liquidity import DepthLadder
 from sim.network import FaultKind, FaultWindow, NetworkConfig
@@ -117,18 +120,23 @@ def test_a_fill_recorded_just_before_a_crash_gets_its_stops_when_the_engine_rest
     assert restarted.engine.database.unsettled() == []
 
 
-def test_a_position_closed_while_the_engine_was_down_is_recorded_as_left_without_stops():
-    world = SimulatedWorld.build(seed=1, network=WIRE, database=InMemoryExecutionDatabase())
-    execution_id = crash_just_after_the_fill(world, STOPS)
-    [bare] = world.venue.positions(world.env.now)
-    # The trader closes it by hand in the terminal while the engine is down.
-    quote = world.venue.quote(bare.symbol, world.env.now)
+def close_by_hand(world: SimulatedWorld) -> Position:
+    """The trader closes the one open position in the terminal while the engine is down."""
+    [position] = world.venue.positions(world.env.now)
+    quote = world.venue.quote(position.symbol, world.env.now)
     closing = OrderRequest(
-        "manual-close", bare.symbol, Direction.SELL, bare.units, 1.0, quote.bid, None,
-        position_id=bare.position_id, reduce_only=True,
+        "manual-close", position.symbol, Direction.SELL, position.units, 1.0, quote.bid, None,
+        position_id=position.position_id, reduce_only=True,
     )  # fmt: skip
     world.venue.place(closing, world.env.now)
     assert world.venue.positions(world.env.now) == ()
+    return position
+
+
+def test_a_position_closed_while_the_engine_was_down_is_recorded_as_left_without_stops():
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=InMemoryExecutionDatabase())
+    execution_id = crash_just_after_the_fill(world, STOPS)
+    bare = close_by_hand(world)
 
     restarted, [execution] = recover(world)
 
@@ -160,6 +168,55 @@ def test_a_child_order_caught_in_flight_by_a_crash_is_adopted_as_itself_not_as_i
     assert execution.executed_units == held == 200_000
     assert sorted(execution.order_ids) == sorted(str(t) for t in world.venue.orders)
     assert execution.status is S.PARTIALLY_FILLED  # recovery sends nothing more
+
+
+@pytest.fixture
+def fills_naming_no_position(monkeypatch):
+    """The simulator's broker as one whose fills do not name their position (the port
+    allows it): the engine must find its positions by their tag."""
+
+    def nameless(report: OrderReport | None) -> OrderReport | None:
+        if report is None:
+            return None
+        return replace(report, fills=tuple(replace(f, position_id="") for f in report.fills))
+
+    for method in ("place_order", "order_status", "find_order"):
+        original = getattr(SimulatedBroker, method)
+        monkeypatch.setattr(
+            SimulatedBroker,
+            method,
+            lambda self, *args, _original=original, **kwargs: nameless(
+                _original(self, *args, **kwargs)
+            ),
+        )
+
+
+def test_fills_that_name_no_position_get_their_stops_on_the_position_found_by_tag(
+    fills_naming_no_position,
+):
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=InMemoryExecutionDatabase())
+    execution_id = crash_just_after_the_fill(world, STOPS)
+    assert world.engine.database.get_execution(execution_id).position_ids == []
+
+    restarted, [execution] = recover(world)
+
+    [position] = world.venue.positions(restarted.env.now)
+    assert position.stop_loss is not None and position.take_profit is not None
+    assert list(execution.protection) == [position.position_id]
+    assert restarted.engine.database.unsettled() == []
+
+
+def test_fills_that_name_no_position_whose_position_is_gone_end_without_stops_once(
+    fills_naming_no_position,
+):
+    world = SimulatedWorld.build(seed=1, network=WIRE, database=InMemoryExecutionDatabase())
+    crash_just_after_the_fill(world, STOPS)
+    close_by_hand(world)
+
+    restarted, [execution] = recover(world)
+
+    assert "no open position of this execution" in execution.unprotected[""]
+    assert restarted.engine.database.unsettled() == []  # not asked again at each restart
 
 
 def test_a_fill_without_stops_asked_is_settled_when_it_is_recorded():

@@ -386,7 +386,7 @@ class MT5Broker(BrokerInterface):
         tickets |= {int(r["identifier"]) for r in query("positions_get") if ours(r)}
         tickets |= {int(r["ticket"]) for r in query("history_orders_get", *window) if ours(r)}
         tickets |= {int(r["order"]) for r in query("history_deals_get", *window) if ours(r)}
-        tickets -= {int(order_id) for order_id in known_order_ids}
+        tickets = {ticket for ticket in tickets if str(ticket) not in known_order_ids}
         if not tickets:
             if self._clock.now() - synced_since < self.config.history_sync_seconds:
                 raise RequestNotSent(

@@ -12,7 +12,7 @@ from brokers.mt5.server_clock import checked_zone
 class MT5Config(BaseModel):
     """How this system's orders look at the broker and how the terminal is read."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Fixed per trading system: with the tag in the comment, it identifies our orders.
     magic: Annotated[int, Field(ge=0, lt=2**63)] = 240_601
@@ -45,7 +45,7 @@ class MT5Config(BaseModel):
     # across a daylight-saving change read right on both sides, and ticks that disagree with
     # it win.
     server_time_zone: Annotated[str | None, AfterValidator(checked_zone)] = None
-    server_time_offset_seconds: int = 0
+    server_time_offset_seconds: Annotated[int, Field(ge=-26 * 3_600, le=26 * 3_600)] = 0
     learn_server_offset: bool = True
     server_offset_tolerance_seconds: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
     # The broker's names for our symbols, where they differ: {"EURUSD": "EURUSD.m"}. Checked

@@ -69,8 +69,8 @@ class TagMemory:
         cannot tell a parent from its children: either leads to the execution), or else the
         comment's leading letters and digits (a suffix a broker added is never ours)."""
         known = self._tags.get(comment[: self._chars], []) if len(comment) >= self._chars else []
-        whole = [tag for tag in known if comment.startswith(tag)]
-        if whole or known:
+        if known:
+            whole = [tag for tag in known if comment.startswith(tag)]
             return max(whole, key=len) if whole else min(known, key=len)
         match = _LEADING_TAG.match(comment)
         return match.group(0) if match else ""

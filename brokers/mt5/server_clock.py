@@ -19,10 +19,10 @@ Two sources, used together:
   first tick after it.
 
 A learnt offset that agrees with the rule at that moment confirms it. One that disagrees
-means the rule is wrong for this server: the ticks win (they judge whether a quote is
-fresh), one fixed offset is used from then on, and the disagreement is logged. Without a
-rule, the learnt offset is all there is, and a history across a change reads an hour off on
-its far side (fetch it in two parts).
+means the rule is wrong for this server, or was for that tick: the ticks win (they judge
+whether a quote is fresh), their offset is used, and the disagreement is logged, until
+ticks agree with the rule again. Without a rule, the learnt offset is all there is, and a
+history across a change reads an hour off on its far side (fetch it in two parts).
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def checked_zone(name: str | None) -> str | None:
         return None
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as unknown:
-        raise ValueError(f"no IANA time zone named {name!r}") from unknown
+    # A directory of the database ("America") or an over-long name fails as an OSError.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"no IANA time zone named {name!r}") from None
     return name
 
 
@@ -73,15 +74,18 @@ class ServerTime:
 
     def utc(self, server: float) -> float:
         """Server seconds as UTC: the offset is the one in force then, found from the offset
-        at the server time read as UTC (they differ only within hours of a change)."""
+        at the server time read as UTC (they differ only within hours of a change). The
+        hour a change back repeats reads as its later pass: on an FX server's clock that
+        hour falls in the weekend."""
         return server - self.offset(server - self.offset(server))
 
 
 class ServerClock:
     def __init__(self, rule: ServerTime, tolerance_seconds: float, learn: bool) -> None:
         self.learned = False
-        self._rule: ServerTime | None = rule
-        self._fixed = rule.offset_seconds if rule.zone is None else None
+        self._rule = rule
+        # The offset the ticks showed, where the rule has no zone or disagrees with them.
+        self._learnt: float | None = None
         self._tolerance = tolerance_seconds
         self._learn = learn
         self._last_tick: dict[str, float] = {}  # symbol -> the server time of its last tick
@@ -97,43 +101,43 @@ class ServerClock:
         if abs(difference - offset) > self._tolerance:
             return
         self.learned = True
-        if self._rule is not None and self._rule.zone is not None:
-            if offset == self._rule.offset(now):
-                return  # the rule holds: it also knows the offsets of other seasons
+        rule = self._rule
+        if rule.zone is not None and offset == rule.offset(now):
+            self._learnt = None  # the rule holds: it also knows the offsets of other seasons
+            return
+        if rule.zone is not None and offset != self._learnt:
             log.error(
                 "the trade server's ticks show UTC%+.2fh, but the configured rule %s%+.2fh "
-                "gives UTC%+.2fh now: the ticks' offset is used from now on",
+                "gives UTC%+.2fh now: the ticks' offset is used while they disagree",
                 offset / 3600,
-                self._rule.zone,
-                self._rule.offset_seconds / 3600,
-                self._rule.offset(now) / 3600,
+                rule.zone,
+                rule.offset_seconds / 3600,
+                rule.offset(now) / 3600,
             )
-            self._rule = None
-        self._fixed = offset
+        self._learnt = offset
 
     def utc(self, server_seconds: Any) -> Any:
         """Server seconds (a number, or an array of them) as UTC."""
-        if self._fixed is not None:
-            return server_seconds - self._fixed
-        assert self._rule is not None
-        if isinstance(server_seconds, np.ndarray):
-            if len(server_seconds) == 0:
-                return server_seconds.astype(np.float64)
-            # Offsets change twice a year: one offset at both ends of less than a month is
-            # the offset throughout, and the array converts at once.
-            low, high = float(server_seconds.min()), float(server_seconds.max())
-            first, last = low - self._rule.utc(low), high - self._rule.utc(high)
-            if first == last and high - low < _MONTH:
-                return server_seconds - first
-            return np.fromiter(
-                (self._rule.utc(float(s)) for s in server_seconds),
-                dtype=np.float64,
-                count=len(server_seconds),
-            )
-        return self._rule.utc(server_seconds)
+        if self._learnt is not None:
+            return server_seconds - self._learnt
+        rule = self._rule
+        if not isinstance(server_seconds, np.ndarray):
+            return rule.utc(server_seconds)
+        if rule.zone is None or len(server_seconds) == 0:
+            return server_seconds - rule.offset_seconds
+        # A server zone changes its offset at most twice a year: one offset at both ends of
+        # less than a month is the offset throughout, and the array converts at once.
+        low, high = float(server_seconds.min()), float(server_seconds.max())
+        first, last = low - rule.utc(low), high - rule.utc(high)
+        if first == last and high - low < _MONTH:
+            return server_seconds - first
+        return np.fromiter(
+            (rule.utc(float(s)) for s in server_seconds),
+            dtype=np.float64,
+            count=len(server_seconds),
+        )
 
     def server(self, utc_seconds: float) -> float:
-        if self._fixed is not None:
-            return utc_seconds + self._fixed
-        assert self._rule is not None
+        if self._learnt is not None:
+            return utc_seconds + self._learnt
         return self._rule.server(utc_seconds)

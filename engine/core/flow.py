@@ -384,7 +384,7 @@ def _after_the_fill(run: Run, request: ExecutionRequest) -> Generator[Effect, An
     if execution.slippage_pips is None and arrival[0] is not None and arrival[1] is not None:
         price = reference_price(request.direction, arrival[0], arrival[1])
         yield from measure_slippage(run, request.direction, price, spec.pip)
-    if request.protected and not execution.protection and not execution.unprotected:
+    if execution.stops_owed:
         yield from protect(run, request, levels_of(request), None, spec)
 
 

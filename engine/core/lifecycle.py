@@ -198,18 +198,38 @@ class Execution:
         return self.status is not None and self.status.is_terminal
 
     @property
-    def owes_protection(self) -> bool:
-        """Ended with units filled, upstream asked for stops, and no outcome of setting them
-        is on record: what a stop between the fill and the stops leaves behind. Such an
-        execution is terminal, yet recovery still owes its positions their stops."""
+    def unprotected_positions_owed(self) -> list[str]:
+        """The positions its fills named that have no outcome of setting their stops on
+        record (set, or failed), where upstream asked for stops."""
+        if self.request is None or not self.request.protected:
+            return []
+        return [
+            position
+            for position in self.position_ids
+            if position not in self.protection and position not in self.unprotected
+        ]
+
+    @property
+    def stops_owed(self) -> bool:
+        """Units filled, upstream asked for stops, and a position of it has no outcome of
+        setting them on record — or, fills that named no position, no outcome at all."""
+        if self.executed_units == 0:
+            return False
+        if self.position_ids:
+            return bool(self.unprotected_positions_owed)
         return (
-            self.is_terminal
-            and self.executed_units > 0
-            and self.request is not None
+            self.request is not None
             and self.request.protected
             and not self.protection
             and not self.unprotected
         )
+
+    @property
+    def owes_protection(self) -> bool:
+        """Ended, with stops still owed: what a stop between a fill and its stops leaves
+        behind (one position done of several, on a hedging account, included). Such an
+        execution is terminal, yet recovery still owes its positions their stops."""
+        return self.is_terminal and self.stops_owed
 
     @property
     def fill_time_seconds(self) -> float | None:

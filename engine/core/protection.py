@@ -48,18 +48,36 @@ def protect(
     order: OrderRequest | None,
     spec: SymbolSpec,
 ) -> Generator[Effect, Any, None]:
-    """Give every position the execution opened the stops upstream asked for. Without the
-    order (recovery after a crash between the fill and the stops) they are set whether or
-    not they travelled with it: setting levels a position already has is no change."""
+    """Give every position the execution opened the stops upstream asked for, each one
+    whose outcome is not yet on record. Without the order (recovery after a crash between
+    the fill and the stops) they are set whether or not they travelled with it: setting
+    levels a position already has is no change."""
     execution = run.execution
     average = execution.average_fill_price
     if average is None or request.direction is None:
         return  # nothing filled: no position to protect
     stop_loss, take_profit = levels.prices(request.direction, average, spec)
     attached = order is not None and (order.stop_loss is not None or order.take_profit is not None)
-    positions = list(execution.position_ids)
-    if not positions:
-        positions = yield from _positions_tagged(run, request)
+    if execution.position_ids:
+        positions = execution.unprotected_positions_owed
+    else:
+        tagged = yield from _positions_tagged(run, request)
+        if tagged is None:
+            return  # the broker could not be asked: owed still, to the next recovery
+        if not tagged:
+            # The broker answered and holds no position of ours: closed meanwhile. An
+            # outcome, on the record once, not a question asked at every restart.
+            yield run.record(
+                ProtectionFailed(
+                    execution.execution_id,
+                    run.now,
+                    "",
+                    R.NO_POSITION,
+                    "no open position of this execution at the broker to set stops on",
+                )
+            )
+            return
+        positions = tagged
     for position_id in positions:
         if attached:
             yield run.record(
@@ -77,13 +95,16 @@ def exits_since(since: float) -> Generator[Effect, Any, tuple[PositionExit, ...]
     return tuple(exits)
 
 
-def _positions_tagged(run: Run, request: ExecutionRequest) -> Generator[Effect, Any, list[str]]:
+def _positions_tagged(
+    run: Run, request: ExecutionRequest
+) -> Generator[Effect, Any, list[str] | None]:
     """The positions opened by this execution's orders, for a broker whose fills do not
-    name their position: found by the tag, as reconciliation finds orders."""
+    name their position: found by the tag, as reconciliation finds orders; None when the
+    broker cannot be asked."""
     try:
         positions: tuple[Position, ...] = yield from run.ask(FetchPositions(request.symbol))
     except BrokerError:
-        return []
+        return None
     tag = request.client_order_id
     return [p.position_id for p in positions if p.client_order_id.startswith(tag)]
 

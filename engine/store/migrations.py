@@ -7,11 +7,10 @@ processes opening the same database at once apply each migration exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.core.vocabulary import ExecutionStatus
 from engine.store.backend import Backend
 from engine.store.base import StoreUnavailable
 
@@ -113,28 +112,48 @@ def _events_view(position: str, at_kind_payload: str, items: str) -> str:
     )
 
 
-def _owes_protection(request_field: str) -> tuple[str, ...]:
+def _owes_protection(field: Callable[[str, str], str]) -> tuple[str, ...]:
     # The column, and its value for the rows already stored, by the definition the store
     # writes it with (Execution.owes_protection), in SQL: ended, filled, asked for stops,
-    # no outcome of setting them recorded. `request_field` reads a field of a request's
-    # payload in the dialect's JSON.
-    terminal = ", ".join(f"'{status.value}'" for status in ExecutionStatus if status.is_terminal)
+    # and a position a fill named without an outcome of setting its stops on record (or,
+    # fills that named none, no outcome at all). `field(payload, "a.b")` reads a key of an
+    # event's payload in the dialect's JSON. The statuses are written out, not read
+    # from the enum: a migration's text never changes once released.
+    terminal = "'FILLED', 'PARTIALLY_FILLED', 'EXPIRED'"  # the only ends that can hold fills
     asked = " OR ".join(
-        f"{request_field.format(field)} IS NOT NULL"
-        for field in ("stop_loss", "stop_loss_pips", "take_profit", "take_profit_pips")
+        field("r.payload", f"request.{level}") + " IS NOT NULL"
+        for level in ("stop_loss", "stop_loss_pips", "take_profit", "take_profit_pips")
     )
+    filled_position = field("f.payload", "position_id")
+    outcome_position = field("o.payload", "position_id")
     return (
         "ALTER TABLE executions ADD COLUMN owes_protection INTEGER NOT NULL DEFAULT 0",
         f"""UPDATE executions SET owes_protection = 1
         WHERE status IN ({terminal})
-        AND execution_id IN (
-            SELECT execution_id FROM audit_trail_events WHERE kind = 'OrderFilled')
-        AND execution_id IN (
-            SELECT execution_id FROM audit_trail_events
-            WHERE kind = 'ExecutionRequested' AND ({asked}))
-        AND execution_id NOT IN (
-            SELECT execution_id FROM audit_trail_events
-            WHERE kind IN ('ProtectionSet', 'ProtectionFailed'))""",
+        AND EXISTS (
+            SELECT 1 FROM audit_trail_events r WHERE r.execution_id = executions.execution_id
+            AND r.kind = 'ExecutionRequested' AND ({asked}))
+        AND (
+            EXISTS (
+                SELECT 1 FROM audit_trail_events f
+                WHERE f.execution_id = executions.execution_id AND f.kind = 'OrderFilled'
+                AND {filled_position} <> ''
+                AND {filled_position} NOT IN (
+                    SELECT {outcome_position} FROM audit_trail_events o
+                    WHERE o.execution_id = executions.execution_id
+                    AND o.kind IN ('ProtectionSet', 'ProtectionFailed')))
+            OR (
+                EXISTS (
+                    SELECT 1 FROM audit_trail_events f
+                    WHERE f.execution_id = executions.execution_id AND f.kind = 'OrderFilled')
+                AND NOT EXISTS (
+                    SELECT 1 FROM audit_trail_events f
+                    WHERE f.execution_id = executions.execution_id AND f.kind = 'OrderFilled'
+                    AND {filled_position} <> '')
+                AND NOT EXISTS (
+                    SELECT 1 FROM audit_trail_events o
+                    WHERE o.execution_id = executions.execution_id
+                    AND o.kind IN ('ProtectionSet', 'ProtectionFailed'))))""",
     )
 
 
@@ -237,13 +256,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     # A crash between a fill and its stops leaves an execution that has ended (FILLED) but
     # whose position stands without the stops upstream asked for. Recovery looked only at
     # executions that had not ended, so it never found them; the row now says so, and
-    # recovery settles these too (engine.core.flow.recovery_flow). A read of all terminal
-    # rows instead would grow with the whole history.
+    # recovery settles these too (engine.core.flow.recovery_flow), from the rows alone:
+    # without the column, it would have to fold every ended execution's records.
     Migration(
         version=7,
         name="executions.owes_protection: ended filled, stops not yet on record",
-        sqlite=_owes_protection("json_extract(payload, '$.request.{}')"),
-        postgresql=_owes_protection("(payload::json -> 'request' ->> '{}')"),
+        sqlite=_owes_protection(lambda payload, key: f"json_extract({payload}, '$.{key}')"),
+        postgresql=_owes_protection(
+            lambda payload, key: f"({payload}::json #>> '{{{key.replace('.', ',')}}}')"
+        ),
     ),
 )
 

@@ -3,7 +3,6 @@ server it is taken to be (comments, clock, execution modes)."""
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
@@ -121,7 +120,7 @@ class TerminalConfig(BaseModel):
             return None
         return name[: len(name) - len(self.symbol_suffix)]
 
-    @cached_property
+    @property
     def server_time(self) -> ServerTime:
         return ServerTime(self.server_time_zone, self.server_time_offset_seconds)
 
