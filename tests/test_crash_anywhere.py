@@ -4,7 +4,8 @@ leave nothing unsettled, nothing sent twice, no fill unrecorded and no position 
 
 Every step is tried, not a sample: an execution takes a few dozen steps, and a crash window
 that is one step wide (a fill on record, its stops not yet answered; a child order at the
-broker, its reply not yet back) is exactly the kind a sample misses.
+broker, its reply not yet back) is exactly the kind a sample misses. The slow test also
+crashes the restarted engine at every step of its recovery, for a third to settle.
 """
 
 from __future__ import annotations
@@ -205,3 +206,51 @@ def test_an_older_database_learns_which_positions_still_owe_their_stops(shared):
 def events_of(world: SimulatedWorld) -> list[Any]:
     database = world.engine.database
     return [event for e in database.execution_ids() for event in database.events(e)]
+
+
+def crashed_twice(
+    case: Case, first: int, second: int
+) -> tuple[SimulatedWorld, SimulatedWorld, bool]:
+    """The engine stopped after `first` steps of the decision, the engine restarted after it
+    stopped after `second` steps of its recovery, and a third engine's recovery done; and
+    whether the second crash fell before its recovery had ended."""
+    world, process = started(case)
+    for _ in range(first):
+        if process.triggered:
+            break
+        world.env.step()
+    restarted = world.restarted()
+    settling = restarted.engine.recover()
+    steps = 0
+    while steps < second and not all(handle.triggered for handle in settling):
+        restarted.env.step()
+        steps += 1
+    third = restarted.restarted()
+    third.engine.recover()
+    third.env.run()
+    return world, third, steps == second
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        "market order with stops, mt5",
+        "child orders on a hedging account, mt5",
+        "order executed late after its reply was lost, mt5",
+    ],
+)
+def test_a_second_crash_at_any_step_of_recovery_leaves_a_third_engine_nothing_it_cannot_settle(
+    name,
+):
+    # Recovery is itself interrupted, at every step of it, after every step of the decision.
+    case = CASES[name]
+    last = steps_to_finish(case)
+    for first in range(last + 1):
+        second = 0
+        while True:
+            world, third, interrupted = crashed_twice(case, first, second)
+            check_recovered(f"{name}, crashed after {first} and {second} steps", world, third)
+            if not interrupted:
+                break
+            second += 1
