@@ -262,8 +262,13 @@ class ExecutionRequest(_Strict):
     @property
     def protected(self) -> bool:
         """Whether upstream asked for a stop-loss or take-profit."""
-        levels = (self.stop_loss, self.stop_loss_pips, self.take_profit, self.take_profit_pips)
-        return any(level is not None for level in levels)
+        # Written out, not any() over a tuple: the store asks at every append.
+        return (
+            self.stop_loss is not None
+            or self.stop_loss_pips is not None
+            or self.take_profit is not None
+            or self.take_profit_pips is not None
+        )
 
 
 class ExecutionLog(_Strict):

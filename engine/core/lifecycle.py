@@ -213,16 +213,12 @@ class Execution:
     def stops_owed(self) -> bool:
         """Units filled, upstream asked for stops, and a position of it has no outcome of
         setting them on record — or, fills that named no position, no outcome at all."""
-        if self.executed_units == 0:
+        # Most executions ask for no stops: that is answered first.
+        if self.request is None or not self.request.protected or self.executed_units == 0:
             return False
         if self.position_ids:
             return bool(self.unprotected_positions_owed)
-        return (
-            self.request is not None
-            and self.request.protected
-            and not self.protection
-            and not self.unprotected
-        )
+        return not self.protection and not self.unprotected
 
     @property
     def owes_protection(self) -> bool:
