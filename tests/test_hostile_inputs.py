@@ -342,12 +342,14 @@ def check(files: dict[str, str | bytes], target: str, *options: str) -> None:
         assert_ran_or_refused_in_one_line(*run(Path(folder) / target, *options))
 
 
+@pytest.mark.slow  # a minute or more each on a busy machine; CI runs them
 @FUZZ
 @given(fuzz_inputs({"s.toml": SCENARIO}, "s.toml", NUMBER, EXTREMES))
 def test_fuzzed_scenario_files_run_or_are_refused_in_one_line(files):
     check(files, "s.toml")
 
 
+@pytest.mark.slow  # a minute or more each on a busy machine; CI runs them
 @FUZZ
 @given(
     fuzz_inputs(
@@ -361,6 +363,7 @@ def test_fuzzed_decisions_files_run_or_are_refused_in_one_line(files):
     check(files, "s.toml")
 
 
+@pytest.mark.slow  # a minute or more each on a busy machine; CI runs them
 @FUZZ
 @given(
     st.sampled_from(["bid.csv", "ask.csv"]).flatmap(
@@ -371,6 +374,7 @@ def test_fuzzed_quote_files_run_or_are_refused_in_one_line(files):
     check(files, "replay.toml")
 
 
+@pytest.mark.slow  # a minute or more each on a busy machine; CI runs them
 @FUZZ
 @given(
     st.one_of(
