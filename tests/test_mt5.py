@@ -644,7 +644,11 @@ def test_every_call_into_the_module_is_made_under_the_one_lock_even_from_many_th
         start.wait()
         for i in range(5):
             tag = f"AX{i:02d}{worker:02d}" + "0" * 16  # distinct in the first 16 characters
-            placed = broker.place_order(order(emulator, tag=tag))
+            # The test's own read of the venue's quote, not a call into the module, under
+            # the lock too: the simulated market's lazily built path is not thread-safe.
+            with lock:
+                request = order(emulator, tag=tag)
+            placed = broker.place_order(request)
             assert broker.find_order(tag) == placed
             broker.market_snapshot("EURUSD")
             broker.account()
