@@ -380,9 +380,9 @@ def _after_the_fill(run: Run, request: ExecutionRequest) -> Generator[Effect, An
         spec = None  # what is owed waits for a broker that answers: the next recovery
     if spec is None:
         return
-    arrival = (execution.arrival_bid, execution.arrival_ask)
-    if execution.slippage_pips is None and arrival[0] is not None and arrival[1] is not None:
-        price = reference_price(request.direction, arrival[0], arrival[1])
+    bid, ask = execution.arrival_bid, execution.arrival_ask
+    if execution.slippage_pips is None and bid is not None and ask is not None:
+        price = reference_price(request.direction, bid, ask)
         yield from measure_slippage(run, request.direction, price, spec.pip)
     if execution.stops_owed:
         yield from protect(run, request, levels_of(request), None, spec)

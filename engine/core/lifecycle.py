@@ -200,9 +200,7 @@ class Execution:
     @property
     def unprotected_positions_owed(self) -> list[str]:
         """The positions its fills named that have no outcome of setting their stops on
-        record (set, or failed), where upstream asked for stops."""
-        if self.request is None or not self.request.protected:
-            return []
+        record (set, or failed); owed where upstream asked for stops."""
         return [
             position
             for position in self.position_ids

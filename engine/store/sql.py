@@ -326,6 +326,7 @@ class SQLExecutionDatabase(SQLReads):
         seq, versions = prev_seq + 1, (request.engine_version, request.config_version)
         at, kind, payload = record_of(events)  # refuses a number that is not finite
         digest = record_hash(prev_hash, seq, execution_id, at, kind, payload, *versions)
+        owes = execution.owes_protection  # asked once: the row, the cache and the next append
         if isinstance(first, ExecutionRequested):
             assert changed_at is not None  # a request always moves the status
             self._claim(conn, row_of(execution, changed_at))
@@ -340,10 +341,10 @@ class SQLExecutionDatabase(SQLReads):
                 ),
                 (row.status, row.updated_at, row.owes_protection, execution_id),
             )
-        elif execution.owes_protection != owed_before:  # the stops' outcome came later
+        elif owes != owed_before:  # the stops' outcome came in a later append
             conn.execute(
                 sql("UPDATE executions SET owes_protection = ? WHERE execution_id = ?"),
-                (int(execution.owes_protection), execution_id),
+                (int(owes), execution_id),
             )
         conn.execute(
             sql(f"INSERT INTO audit_events ({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
@@ -351,7 +352,7 @@ class SQLExecutionDatabase(SQLReads):
         )
         self._head = (seq, digest)
         self._folds[execution_id] = _Written(
-            own, folded, execution.applied, execution.status_changes, execution.owes_protection
+            own, folded, execution.applied, execution.status_changes, owes
         )
         if len(self._folds) > self._state_cache_size:
             self._folds.popitem(last=False)
